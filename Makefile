@@ -1,0 +1,66 @@
+# tellusonce: every entry point. `make help` lists the targets; CI runs `make test`.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BROKER := deploy/kafka/broker.sh
+INSTALLED := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help install jars run test test-unit test-integration lint format broker-start broker-stop broker-status clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	  || { echo "Python 3.11+ is needed (found $$($(PYTHON) --version)); set PYTHON=python3.11"; exit 1; }
+	@echo "==> creating $(VENV) and installing tellusonce with its dev tools"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]'
+	@touch $@
+	@echo "==> installed into $(VENV)"
+
+install: $(INSTALLED) ## create .venv and install the package and dev tools
+
+jars: ## fetch the Kafka broker's jars from Maven Central (once)
+	@$(BROKER) fetch
+
+run: install jars ## the main job: broker, topics, all services, a real death to 4 confirmations
+	@TELLUSONCE_DATA_DIR=$${TELLUSONCE_DATA_DIR:-.run/demo} $(BROKER) with $(BIN)/tellusonce demo
+
+test: install jars lint ## lint, then unit and integration tests against a real local broker
+	@echo "==> unit and integration tests (integration tests use a real Kafka broker on 127.0.0.1)"
+	@$(BROKER) with $(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: install ## unit tests only (no broker)
+	@$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: install jars ## integration tests only, against a real local broker
+	@$(BROKER) with $(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+lint: install ## ruff (lint and format check) and mypy --strict
+	@echo "==> ruff and mypy"
+	@$(BIN)/ruff check --quiet .
+	@$(BIN)/ruff format --check --quiet .
+	@$(BIN)/mypy
+
+format: install ## apply ruff's formatting and safe fixes
+	@$(BIN)/ruff check --fix --quiet .
+	@$(BIN)/ruff format --quiet .
+
+broker-start: jars ## start the local Kafka broker (KRaft, 127.0.0.1:9092) and leave it running
+	@$(BROKER) start
+
+broker-stop: ## stop the local broker started by broker-start
+	@$(BROKER) stop
+
+broker-status: ## say whether a broker answers on 127.0.0.1:9092
+	@$(BROKER) status
+
+clean: broker-stop ## remove the venv, fetched jars, stores and broker data
+	rm -rf $(VENV) deploy/kafka/lib .run

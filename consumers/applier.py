@@ -1,0 +1,105 @@
+"""A service as a runtime handler: match, apply its rule and queue a confirmation, exactly once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from consumers.rules import Decision, Matches, Rule, Service
+from consumers.store import AlreadyProcessed, Pending, ServiceStore, Transaction
+from tellusonce.codec import Codec, Message
+from tellusonce.errors import PermanentError, RuleRejected
+from tellusonce.events import Confirmation, Envelope, LifeEvent, Outcome
+from tellusonce.headers import confirmation_headers
+from tellusonce.identity import confirmation_id
+from tellusonce.kafka import Received
+from tellusonce.topics import Topics, subscriptions
+
+
+class ServiceHandler:
+    """Applies the life events a service is entitled to, each once, with a confirmation."""
+
+    def __init__(self, service: Service, store: ServiceStore, codec: Codec, topics: Topics) -> None:
+        self.service = service
+        self.store = store
+        self.codec = codec
+        self.name = service.name
+        self.entitled = subscriptions()[service.name].events
+        self.topics = [topics.events(t) for t in self.entitled]
+        self.dead_letter_topic: str | None = topics.dead_letter(service.name)
+
+    def handle(self, message: Message, received: Received) -> str:
+        """Apply an event unless it was applied before; return the outcome label."""
+        event = self._entitled_event(message)
+        rule = self.service.rules.get(event.envelope.event_type)
+        if rule is None:
+            raise RuleRejected(f"{self.name} has no rule for {event.envelope.event_type} events")
+        event_id = str(event.envelope.event_id)
+        try:
+            with self.store.transaction() as tx:
+                if tx.processed(event_id):
+                    return "duplicate"
+                matches = {role: tx.match(key) for role, key in event.facts.people().items()}
+                decision = _decide(rule, event, matches)
+                self._commit(tx, event.envelope, decision)
+        except AlreadyProcessed:
+            return "duplicate"
+        return decision.outcome.value.lower()
+
+    def reject(self, message: Message, error: PermanentError) -> None:
+        """Confirm REJECTED (once) for an event this service refused."""
+        if not isinstance(message, LifeEvent):
+            return
+        decision = Decision(Outcome.REJECTED, (f"Rejected: {error}",))
+        try:
+            with self.store.transaction() as tx:
+                if not tx.processed(str(message.envelope.event_id)):
+                    self._commit(tx, message.envelope, decision)
+        except AlreadyProcessed:
+            return
+
+    def _commit(self, tx: Transaction, envelope: Envelope, decision: Decision) -> None:
+        event_id = str(envelope.event_id)
+        tx.claim(event_id, decision.outcome.value)
+        for record in decision.changed:
+            tx.put(record, event_id)
+        confirmation = Confirmation(
+            confirmation_id=confirmation_id(envelope.event_id, self.name),
+            event_id=envelope.event_id,
+            event_type=envelope.event_type,
+            service=self.name,
+            outcome=decision.outcome,
+            actions=decision.actions,
+            service_reference=decision.service_reference,
+            processed_at=datetime.now(UTC),
+        )
+        tx.queue(
+            Pending(
+                str(confirmation.confirmation_id),
+                event_id,
+                self.codec.encode(confirmation),
+                confirmation_headers(confirmation),
+            )
+        )
+
+    def _entitled_event(self, message: Message) -> LifeEvent[Any]:
+        if not isinstance(message, LifeEvent) or message.envelope.event_type not in self.entitled:
+            raise RuleRejected(f"not a life event {self.name} is entitled to")
+        return message
+
+    def outbox(self) -> list[Pending]:
+        return self.store.pending()
+
+    def sent(self, confirmation_ids: Sequence[str]) -> None:
+        self.store.mark_sent(confirmation_ids)
+
+    def observe(self) -> None:
+        """Services have no gauges beyond the runtime's."""
+
+
+def _decide(rule: Rule, event: LifeEvent[Any], matches: Matches) -> Decision:
+    try:
+        return rule(event, matches)
+    except Exception as exc:  # a rule that fails on an event fails the same way every time
+        raise RuleRejected(f"rule failed with {type(exc).__name__}") from exc

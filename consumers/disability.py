@@ -1,0 +1,86 @@
+"""Disability benefits (DLA, PIP, Attendance Allowance): what happens when told of a life event.
+
+Death of a claimant: every award still in payment stops from the day after death, and each is
+settled like State Pension: paid beyond the date of death is an overpayment, paid short of it is
+arrears due to the estate (daily rate = weekly / 7, rounded down to the penny). A claimant with no
+award in payment gets NOT_APPLICABLE.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Literal
+
+from consumers.money import describe, settle
+from consumers.rules import Decision, Matches, Record, Service, day_after, no_record
+from tellusonce.events import DeathFacts, EventType, Frozen, LifeEvent, Outcome, Person, PersonKey
+
+
+class Award(Frozen):
+    """One disability benefit award (e.g. DLA care component, middle rate)."""
+
+    benefit: Literal["DLA", "PIP", "AA"]
+    component: str
+    weekly_amount_pence: int
+    paid_to: date
+    status: Literal["IN_PAYMENT", "STOPPED"] = "IN_PAYMENT"
+    stopped_from: date | None = None
+    overpayment_pence: int = 0
+    arrears_pence: int = 0
+
+
+class DisabilityRecord(Record):
+    """One claimant's disability benefit awards."""
+
+    claimant: Person
+    postcode: str
+    awards: tuple[Award, ...]
+
+    def people(self) -> list[PersonKey]:
+        return [self.claimant.key(self.postcode)]
+
+
+def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
+    """Stop every award in payment from the day after death and settle each."""
+    facts: DeathFacts = event.facts
+    record = matches.get("deceased")
+    if not isinstance(record, DisabilityRecord):
+        return no_record("disability benefit award")
+    in_payment = [a for a in record.awards if a.status == "IN_PAYMENT"]
+    if not in_payment:
+        return Decision(
+            Outcome.NOT_APPLICABLE,
+            ("No disability benefit award in payment",),
+            service_reference=record.record_id,
+        )
+    stop_from = day_after(facts.date_of_death)
+    actions: list[str] = []
+    awards = []
+    for award in record.awards:
+        if award.status != "IN_PAYMENT":
+            awards.append(award)
+            continue
+        settlement = settle(award.weekly_amount_pence, award.paid_to, facts.date_of_death)
+        name = f"{award.benefit} {award.component}"
+        actions.append(f"{name} stopped from {stop_from}")
+        actions.extend(describe(settlement, name))
+        awards.append(
+            award.model_copy(
+                update={
+                    "status": "STOPPED",
+                    "stopped_from": stop_from,
+                    "overpayment_pence": settlement.overpayment_pence,
+                    "arrears_pence": settlement.arrears_pence,
+                }
+            )
+        )
+    changed = record.model_copy(update={"awards": tuple(awards)})
+    return Decision(Outcome.APPLIED, tuple(actions), (changed,), record.record_id)
+
+
+SERVICE = Service(
+    name="disability",
+    title="Disability benefits",
+    record_type=DisabilityRecord,
+    rules={EventType.DEATH: on_death},
+)

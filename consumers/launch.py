@@ -1,0 +1,63 @@
+"""Builds a service's or the tracker's runtime from settings and runs it until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+import structlog
+
+from consumers.applier import ServiceHandler
+from consumers.runtime import Handler, Runtime
+from consumers.services import SERVICES
+from consumers.store import ServiceStore
+from consumers.tracker import TrackerHandler, TrackerStore
+from tellusonce.codec import Codec
+from tellusonce.kafka import Publisher, Subscriber
+from tellusonce.metrics import serve
+from tellusonce.settings import Settings
+from tellusonce.topics import TRACKER, Topics
+
+NAMES = (*SERVICES, TRACKER)
+
+
+def build(name: str, settings: Settings, codec: Codec | None = None) -> Runtime:
+    """The runtime of one service (pensions, ...) or of the tracker."""
+    codec = codec or Codec()
+    topics = Topics(settings.topic_prefix)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    handler: Handler
+    if name == TRACKER:
+        handler = TrackerHandler(TrackerStore(settings.store_url_for(TRACKER)), topics)
+    else:
+        service = SERVICES[name]
+        handler = ServiceHandler(
+            service, ServiceStore(settings.store_url_for(name), service.record_type), codec, topics
+        )
+    return Runtime(
+        handler,
+        Subscriber(settings, topics.group(name), name),
+        Publisher(settings, name),
+        codec,
+        topics,
+    )
+
+
+def run_until_signalled(runtime: Runtime, metrics_port: int | None) -> None:
+    """Run in this (main) thread; SIGTERM or SIGINT drains, commits and closes."""
+    stop = threading.Event()
+    log = structlog.get_logger("tellusonce.consumer").bind(service=runtime.handler.name)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server = serve(metrics_port, runtime.ready.is_set) if metrics_port is not None else None
+    try:
+        runtime.run(stop)
+    finally:
+        if server is not None:
+            server.shutdown()

@@ -1,0 +1,241 @@
+"""The consumer runtime: poll → decode → handle (dedupe, apply, confirm) → relay outbox → commit.
+
+It owns Kafka, retries, dead letters, metrics and logs; handlers own their store and rules.
+Transient errors pause the partition and rewind it to the failing message, with capped
+exponential backoff, while polling goes on (the consumer never leaves its group for being slow).
+Permanent errors send the message to the handler's dead-letter topic. Offsets are stored only
+for messages fully handled; stored offsets are committed in the background, on partition revoke
+and at shutdown.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+import structlog
+
+from consumers.store import Pending
+from tellusonce.codec import Codec, Message
+from tellusonce.errors import PermanentError, TransientError
+from tellusonce.headers import dead_letter_headers
+from tellusonce.kafka import Outgoing, Publisher, Received, Subscriber
+from tellusonce.metrics import (
+    CONSUMER_LAG,
+    DEAD_LETTERS,
+    EVENTS_CONSUMED,
+    OUTBOX_PENDING,
+    PROCESSING_SECONDS,
+)
+from tellusonce.topics import Topics
+
+BACKOFF_FIRST_SECONDS = 0.2
+BACKOFF_MAX_SECONDS = 30.0
+GAUGE_INTERVAL_SECONDS = 5.0
+
+
+class Handler(Protocol):
+    """What the runtime drives: a service applying events, or the tracker recording them."""
+
+    name: str
+    topics: list[str]
+    dead_letter_topic: str | None
+
+    def handle(self, message: Message, received: Received) -> str:
+        """Apply one decoded message in one store transaction; return the outcome label."""
+
+    def reject(self, message: Message, error: PermanentError) -> None:
+        """Record a decoded message the handler refused (a REJECTED confirmation, for services)."""
+
+    def outbox(self) -> list[Pending]:
+        """Confirmations stored but not yet published."""
+
+    def sent(self, confirmation_ids: Sequence[str]) -> None:
+        """Mark outbox rows as acknowledged by Kafka."""
+
+    def observe(self) -> None:
+        """Refresh the handler's own gauges (called every few seconds)."""
+
+
+class Runtime:
+    """Runs one handler against Kafka until stopped."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        subscriber: Subscriber,
+        publisher: Publisher,
+        codec: Codec,
+        topics: Topics,
+        batch_size: int = 500,
+    ) -> None:
+        self.handler = handler
+        self.subscriber = subscriber
+        self.publisher = publisher
+        self.codec = codec
+        self.topics = topics
+        self.batch_size = batch_size
+        self.log = structlog.get_logger("tellusonce.consumer").bind(service=handler.name)
+        self._attempts: dict[tuple[str, int], int] = {}
+        self._resume_at: dict[tuple[str, int], float] = {}
+        self._outbox_dirty = True
+        self._next_gauges = 0.0
+        self.ready = threading.Event()
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until `stop` is set, then drain: relay the outbox, commit, close."""
+        self.subscriber.subscribe(self.handler.topics, on_revoke=self._revoked)
+        self.log.info("consumer_started", topics=self.handler.topics)
+        try:
+            while not stop.is_set():
+                self._resume_due()
+                batch = self.subscriber.poll(self.batch_size, 0.2)
+                if self.subscriber.assigned:
+                    self.ready.set()
+                self.process(batch)
+                self.relay()
+                self._gauges()
+        finally:
+            self.shutdown()
+
+    def process(self, batch: list[Received]) -> None:
+        """Handle a batch in order; a transient failure holds back the rest of its partition."""
+        held: set[tuple[str, int]] = set()
+        for received in batch:
+            where = (received.topic, received.partition)
+            if where in held:
+                continue
+            try:
+                self._handle(received)
+            except TransientError as exc:
+                held.add(where)
+                self._retry_later(received, exc)
+                continue
+            self._attempts.pop(where, None)
+            self.subscriber.store(received)
+
+    def _handle(self, received: Received) -> None:
+        started = time.perf_counter()
+        log = self.log.bind(
+            topic=received.topic, partition=received.partition, offset=received.offset
+        )
+        event_type = self._event_type(received.topic)
+        try:
+            message = self.codec.decode(received.value)
+        except PermanentError as exc:
+            self._dead_letter(received, exc, log)
+            EVENTS_CONSUMED.labels(self.handler.name, event_type, "dead_lettered").inc()
+            return
+        ids = _ids(message)
+        try:
+            outcome = self.handler.handle(message, received)
+        except PermanentError as exc:
+            self._dead_letter(received, exc, log.bind(**ids))
+            self.handler.reject(message, exc)
+            outcome = "dead_lettered"
+        if outcome not in {"duplicate", "ignored"}:
+            self._outbox_dirty = True
+        elapsed = time.perf_counter() - started
+        PROCESSING_SECONDS.labels(self.handler.name).observe(elapsed)
+        EVENTS_CONSUMED.labels(self.handler.name, event_type, outcome).inc()
+        log.info("message_handled", outcome=outcome, duration_ms=round(elapsed * 1000, 2), **ids)
+
+    def _event_type(self, topic: str) -> str:
+        event_type = self.topics.event_type_of(topic)
+        return event_type.value if event_type else "confirmation"
+
+    def _dead_letter(
+        self, received: Received, error: PermanentError, log: structlog.typing.FilteringBoundLogger
+    ) -> None:
+        log.warning("message_dead_lettered", error_class=type(error).__name__, error=str(error))
+        topic = self.handler.dead_letter_topic
+        if topic is None:
+            return
+        headers = received.headers + dead_letter_headers(
+            received.topic, received.partition, received.offset, received.timestamp_ms, error
+        )
+        self.publisher.publish([Outgoing(topic, received.key or b"", received.value, headers)])
+        DEAD_LETTERS.labels(self.handler.name, received.topic, type(error).__name__).inc()
+
+    def _retry_later(self, received: Received, error: TransientError) -> None:
+        where = (received.topic, received.partition)
+        attempt = self._attempts.get(where, 0) + 1
+        self._attempts[where] = attempt
+        delay = min(BACKOFF_FIRST_SECONDS * 2 ** (attempt - 1), BACKOFF_MAX_SECONDS)
+        self.subscriber.rewind(received.topic, received.partition, received.offset)
+        self._resume_at[where] = time.monotonic() + delay
+        EVENTS_CONSUMED.labels(self.handler.name, self._event_type(received.topic), "retried").inc()
+        self.log.warning(
+            "partition_paused_for_retry",
+            topic=received.topic,
+            partition=received.partition,
+            offset=received.offset,
+            attempt=attempt,
+            retry_in_seconds=delay,
+            error_class=type(error).__name__,
+            error=str(error),
+        )
+
+    def _resume_due(self) -> None:
+        now = time.monotonic()
+        for where, due in list(self._resume_at.items()):
+            if due <= now:
+                del self._resume_at[where]
+                if where in self.subscriber.assigned:
+                    self.subscriber.resume(*where)
+
+    def relay(self) -> None:
+        """Publish the outbox's confirmations and mark them sent once Kafka acknowledged them."""
+        if not self._outbox_dirty:
+            return
+        try:
+            pending = self.handler.outbox()
+            if pending:
+                self.publisher.publish(
+                    [
+                        Outgoing(
+                            self.topics.confirmations, p.event_id.encode(), p.payload, p.headers
+                        )
+                        for p in pending
+                    ]
+                )
+                self.handler.sent([p.confirmation_id for p in pending])
+            self._outbox_dirty = False
+        except TransientError as exc:  # the rows stay in the outbox; try again next loop
+            self.log.warning("outbox_relay_failed", error_class=type(exc).__name__, error=str(exc))
+
+    def _revoked(self, partitions: list[tuple[str, int]]) -> None:
+        for where in partitions:
+            self._resume_at.pop(where, None)
+            self._attempts.pop(where, None)
+        self.subscriber.commit()
+        self.log.info("partitions_revoked", partitions=len(partitions))
+
+    def _gauges(self) -> None:
+        now = time.monotonic()
+        if now < self._next_gauges:
+            return
+        self._next_gauges = now + GAUGE_INTERVAL_SECONDS
+        for (topic, partition), lag in self.subscriber.lag().items():
+            CONSUMER_LAG.labels(self.handler.name, topic, str(partition)).set(lag)
+        OUTBOX_PENDING.labels(self.handler.name).set(len(self.handler.outbox()))
+        self.handler.observe()
+
+    def shutdown(self) -> None:
+        """Relay what the outbox holds, commit stored offsets and leave the group."""
+        self._outbox_dirty = True
+        self.relay()
+        try:
+            self.subscriber.commit()
+        finally:
+            self.subscriber.close()
+            self.publisher.close()
+        self.log.info("consumer_stopped")
+
+
+def _ids(message: Message) -> dict[str, str]:
+    if hasattr(message, "envelope"):
+        return {"event_id": str(message.envelope.event_id)}
+    return {"event_id": str(message.event_id), "confirmation_id": str(message.confirmation_id)}

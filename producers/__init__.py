@@ -1,0 +1,1 @@
+"""Registrar side of the bus: submissions validated, turned into life events and published."""

@@ -1,0 +1,181 @@
+"""Validate a registrar's submission, build its life event and publish it with acknowledgement."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import structlog
+from pydantic import AwareDatetime, ValidationError
+
+from tellusonce.codec import Codec
+from tellusonce.errors import BrokerUnavailable, InvalidSubmission
+from tellusonce.events import (
+    FACTS,
+    REGISTRATION_PERIOD,
+    Action,
+    Envelope,
+    EventType,
+    Facts,
+    Frozen,
+    LifeEvent,
+    Problem,
+    Registration,
+    life_event,
+)
+from tellusonce.fields import LONDON, today_in_london
+from tellusonce.headers import event_headers
+from tellusonce.identity import event_id, person_ref, reference
+from tellusonce.kafka import Outgoing, Publisher
+from tellusonce.metrics import EVENTS_PUBLISHED
+from tellusonce.settings import Settings
+from tellusonce.topics import Topics
+
+log = structlog.get_logger("tellusonce.producer")
+
+
+class Header(Frozen):
+    """The part of a submission that says where and when the event was registered."""
+
+    registration: Registration
+    registered_at: AwareDatetime | None = None
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the registrar gets back once Kafka has acknowledged the event."""
+
+    event_id: UUID
+    reference: str
+    event_type: EventType
+    action: Action
+    late_registration: bool
+
+
+def _problems(error: ValidationError) -> list[Problem]:
+    return [
+        Problem(".".join(str(part) for part in e["loc"]) or "(document)", e["msg"])
+        for e in error.errors(include_url=False, include_input=False)
+    ]
+
+
+def parse(event_type: EventType, document: object) -> tuple[Header, Facts]:
+    """Validate a submission document; raise InvalidSubmission listing every problem found."""
+    if not isinstance(document, Mapping):
+        raise InvalidSubmission([Problem("(document)", "must be a JSON object")])
+    body = {k: v for k, v in document.items() if k not in {"registration", "registered_at"}}
+    head = {k: v for k, v in document.items() if k in {"registration", "registered_at"}}
+    problems: list[Problem] = []
+    header = facts = None
+    try:
+        header = Header.model_validate(head)
+    except ValidationError as exc:
+        problems += _problems(exc)
+    try:
+        facts = FACTS[event_type].model_validate(body)
+    except ValidationError as exc:
+        problems += _problems(exc)
+    if facts is not None:
+        problems += facts.problems()
+    if header is not None and header.registered_at is not None:
+        registered_on = header.registered_at.astimezone(LONDON).date()
+        if registered_on > today_in_london():
+            problems.append(Problem("registered_at", "is in the future"))
+        elif facts is not None and registered_on < facts.occurred_on():
+            problems.append(Problem("registered_at", "is before the event it registers"))
+    if problems or header is None or facts is None:
+        raise InvalidSubmission(problems)
+    return header, facts
+
+
+def build_event(
+    event_type: EventType,
+    header: Header,
+    facts: Facts,
+    settings: Settings,
+    *,
+    action: Action = Action.REGISTERED,
+    revision: int = 0,
+    supersedes: UUID | None = None,
+    original: UUID | None = None,
+    reason: str | None = None,
+) -> LifeEvent[Any]:
+    """The life event for validated facts; ids are deterministic in the register entry."""
+    registered_at = header.registered_at or datetime.now(UTC)
+    this_id = event_id(event_type, header.registration, action, revision)
+    period = REGISTRATION_PERIOD.get(event_type)
+    late = (
+        period is not None
+        and registered_at.astimezone(LONDON).date() - facts.occurred_on() > period
+    )
+    envelope = Envelope(
+        event_id=this_id,
+        event_type=event_type,
+        action=action,
+        revision=revision,
+        supersedes=supersedes,
+        reference=reference(original or this_id),
+        occurred_on=facts.occurred_on(),
+        registered_at=registered_at.astimezone(UTC),
+        late_registration=late,
+        registration=header.registration,
+        person_ref=person_ref(
+            facts.subject(), settings.pseudonym_secret.get_secret_value().encode()
+        ),
+        source=settings.source,
+        reason=reason,
+    )
+    return life_event(envelope, facts)
+
+
+class Registrar:
+    """Submits life events: one validated, acknowledged Kafka message per registration."""
+
+    def __init__(self, settings: Settings, publisher: Publisher, codec: Codec) -> None:
+        self.settings = settings
+        self.publisher = publisher
+        self.codec = codec
+        self.topics = Topics(settings.topic_prefix)
+
+    def submit(self, event_type: EventType, document: object) -> Receipt:
+        """Validate, build and publish; return only after Kafka acknowledged the event."""
+        header, facts = parse(event_type, document)
+        return self.publish(build_event(event_type, header, facts, self.settings))
+
+    def publish(self, event: LifeEvent[Any]) -> Receipt:
+        """Publish a built event and wait for the broker's acknowledgement."""
+        envelope = event.envelope
+        message = Outgoing(
+            topic=self.topics.events(envelope.event_type),
+            key=envelope.person_ref.encode(),
+            value=self.codec.encode(event),
+            headers=event_headers(envelope),
+        )
+        try:
+            self.publisher.publish([message])
+        except BrokerUnavailable:
+            EVENTS_PUBLISHED.labels(envelope.event_type.value, "failed").inc()
+            log.warning(
+                "event_not_acknowledged",
+                event_id=str(envelope.event_id),
+                event_type=envelope.event_type.value,
+            )
+            raise
+        EVENTS_PUBLISHED.labels(envelope.event_type.value, "acknowledged").inc()
+        log.info(
+            "event_published",
+            event_id=str(envelope.event_id),
+            event_type=envelope.event_type.value,
+            action=envelope.action.value,
+            late_registration=envelope.late_registration,
+        )
+        return Receipt(
+            envelope.event_id,
+            envelope.reference,
+            envelope.event_type,
+            envelope.action,
+            envelope.late_registration,
+        )

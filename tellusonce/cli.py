@@ -1,0 +1,125 @@
+"""The `tellusonce` command: submit, consume, status, seed, topics and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tellusonce import logs
+from tellusonce.errors import BrokerUnavailable, InvalidSubmission
+from tellusonce.events import EventType
+from tellusonce.settings import Settings
+
+EXIT_INVALID = 2
+EXIT_BROKER = 3
+
+
+def _submit(args: argparse.Namespace, settings: Settings) -> int:
+    from producers.submission import Registrar
+    from tellusonce.codec import Codec
+    from tellusonce.kafka import Publisher
+
+    try:
+        document = json.loads(Path(args.file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"error: cannot read {args.file} as JSON: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    registrar = Registrar(settings, Publisher(settings, "cli"), Codec())
+    try:
+        receipt = registrar.submit(EventType(args.event_type), document)
+    except InvalidSubmission as exc:
+        print(
+            f"error: {args.file} was not submitted ({len(exc.problems)} problems):", file=sys.stderr
+        )
+        for field, reason in exc.problems:
+            print(f"  {field}: {reason}", file=sys.stderr)
+        return EXIT_INVALID
+    except BrokerUnavailable as exc:
+        print(f"error: not submitted, Kafka did not acknowledge: {exc}", file=sys.stderr)
+        return EXIT_BROKER
+    print(f"event_id: {receipt.event_id}")
+    print(f"reference: {receipt.reference}")
+    if receipt.late_registration:
+        print("note: registered after the legal period (flagged as a late registration)")
+    return 0
+
+
+def _consume(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.launch import build, run_until_signalled
+
+    port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
+    run_until_signalled(build(args.name, settings), port)
+    return 0
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.report import render
+    from consumers.tracker import TrackerStore
+    from tellusonce.topics import TRACKER
+
+    statuses = TrackerStore(settings.store_url_for(TRACKER)).status(args.reference)
+    print(render(args.reference.upper(), statuses))
+    return 0 if statuses else 1
+
+
+def _seed(_args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.seed import seed
+
+    for name, count in seed(settings).items():
+        print(f"{name}: {count} records")
+    return 0
+
+
+def _topics(_args: argparse.Namespace, settings: Settings) -> int:
+    from tellusonce.kafka import Admin
+    from tellusonce.topics import Topics
+
+    names = Topics(settings.topic_prefix).all()
+    created = Admin(settings).ensure_topics(names, {})
+    for name in names:
+        print(f"{name}{'  (created)' if name in created else ''}")
+    return 0
+
+
+def _demo(_args: argparse.Namespace, settings: Settings) -> int:
+    from tellusonce.demo import run
+
+    return run(settings)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    from consumers.launch import NAMES
+
+    top = argparse.ArgumentParser(prog="tellusonce", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+    submit = sub.add_parser("submit", help="validate and publish a registration from a JSON file")
+    submit.add_argument("event_type", choices=[t.value for t in EventType])
+    submit.add_argument("file")
+    submit.set_defaults(run=_submit)
+    consume = sub.add_parser("consume", help="run a service (or the tracker) until SIGTERM")
+    consume.add_argument("name", choices=NAMES)
+    consume.add_argument("--metrics-port", type=int, default=None)
+    consume.set_defaults(run=_consume)
+    status = sub.add_parser("status", help="what each service did with a reference")
+    status.add_argument("reference")
+    status.set_defaults(run=_status)
+    sub.add_parser("seed", help="write synthetic demo records into every store").set_defaults(
+        run=_seed
+    )
+    sub.add_parser("topics", help="create the bus's topics").set_defaults(run=_topics)
+    sub.add_parser(
+        "demo", help="the main job: every service, one death, 4 confirmations"
+    ).set_defaults(run=_demo)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; exit 2 for bad input, 3 when Kafka did not acknowledge."""
+    args = parser().parse_args(argv)
+    settings = Settings()
+    # The demo speaks to a person on stdout; its own log lines would only interleave.
+    logs.configure("warning" if args.command == "demo" else settings.log_level)
+    return int(args.run(args, settings))

@@ -1,0 +1,130 @@
+"""Avro single-object encoding of life events and confirmations; the one module using fastavro.
+
+Wire format (Avro specification, "Single-object encoding"): the two bytes C3 01, the 8-byte
+little-endian CRC-64-AVRO fingerprint of the writer schema, then the Avro binary body. The reader
+finds the writer schema by fingerprint among the schema files it ships (schemas/<kind>/vN.avsc),
+so messages written with any shipped version are read into the newest version's model.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import fastavro
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+from pydantic import ValidationError
+
+from tellusonce.errors import UndecodableMessage, UnknownSchema
+from tellusonce.events import EVENT_MODELS, Confirmation, EventType, LifeEvent
+
+MAGIC = b"\xc3\x01"
+HEADER_LENGTH = len(MAGIC) + 8
+CONFIRMATION = "confirmation"
+_VERSION_FILE = re.compile(r"^v(\d+)\.avsc$")
+
+
+def schema_dir() -> Path:
+    """The shipped schemas: the repository's schemas/ or the copy inside an installed wheel."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package.parent / "schemas", package / "_schemas"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("no schemas directory next to the tellusonce package")
+
+
+@dataclass(frozen=True)
+class WriterSchema:
+    """One shipped schema file: its kind (death, confirmation ...), version and fingerprint."""
+
+    kind: str
+    version: int
+    fingerprint: bytes
+    parsed: Any
+
+    @classmethod
+    def load(cls, path: Path) -> WriterSchema:
+        """Parse a schema file and compute its CRC-64-AVRO fingerprint."""
+        match = _VERSION_FILE.match(path.name)
+        if not match:
+            raise ValueError(f"{path}: schema files are named vN.avsc")
+        parsed = fastavro.parse_schema(json.loads(path.read_text(encoding="utf-8")))
+        canonical = to_parsing_canonical_form(parsed)
+        digest = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))  # already little-endian
+        return cls(path.parent.name, int(match.group(1)), digest, parsed)
+
+
+Message = LifeEvent[Any] | Confirmation
+
+
+class Codec:
+    """Encodes models with the newest schema of their kind; decodes any shipped version."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        root = directory or schema_dir()
+        schemas = [WriterSchema.load(p) for p in sorted(root.glob("*/v*.avsc"))]
+        if not schemas:
+            raise FileNotFoundError(f"no schemas under {root}")
+        self.writers = {s.fingerprint: s for s in schemas}
+        self.latest: dict[str, WriterSchema] = {}
+        for schema in sorted(schemas, key=lambda s: s.version):
+            self.latest[schema.kind] = schema
+
+    def encode(self, message: Message) -> bytes:
+        """Single-object encode an event or a confirmation with the newest schema of its kind."""
+        schema = self.latest[kind_of(message)]
+        out = io.BytesIO()
+        out.write(MAGIC + schema.fingerprint)
+        fastavro.schemaless_writer(out, schema.parsed, message.model_dump())
+        return out.getvalue()
+
+    def decode(self, data: bytes) -> Message:
+        """Decode bytes into the newest model of their kind, or raise a PermanentError."""
+        writer = self.writer_of(data)
+        reader = self.latest[writer.kind]
+        body = io.BytesIO(data)
+        body.seek(HEADER_LENGTH)
+        try:
+            record = fastavro.schemaless_reader(
+                body, writer.parsed, None if reader is writer else reader.parsed
+            )
+        except (EOFError, ValueError, IndexError, UnicodeDecodeError, StopIteration) as exc:
+            raise UndecodableMessage(
+                f"corrupt or truncated Avro body ({type(exc).__name__})"
+            ) from exc
+        if body.tell() != len(data):
+            raise UndecodableMessage(f"{len(data) - body.tell()} bytes after the Avro body")
+        return _validate(writer.kind, cast(dict[str, Any], record))
+
+    def writer_of(self, data: bytes) -> WriterSchema:
+        """The shipped writer schema named by a message's header."""
+        if len(data) < HEADER_LENGTH or not data.startswith(MAGIC):
+            raise UndecodableMessage("not Avro single-object encoding (no C3 01 header)")
+        found = self.writers.get(data[len(MAGIC) : HEADER_LENGTH])
+        if found is None:
+            fp = data[len(MAGIC) : HEADER_LENGTH].hex()
+            raise UnknownSchema(f"writer schema fingerprint {fp} is not among the shipped schemas")
+        return found
+
+
+def kind_of(message: Message) -> str:
+    """The schema kind of a model: its event type, or confirmation."""
+    if isinstance(message, Confirmation):
+        return CONFIRMATION
+    return message.envelope.event_type.value
+
+
+def _validate(kind: str, record: dict[str, Any]) -> Message:
+    try:
+        if kind == CONFIRMATION:
+            return Confirmation.model_validate(record)
+        return EVENT_MODELS[EventType(kind)].model_validate(record)
+    except ValidationError as exc:
+        where = ", ".join(
+            ".".join(str(p) for p in error["loc"]) + f" ({error['type']})" for error in exc.errors()
+        )
+        raise UndecodableMessage(f"decoded {kind} message is invalid: {where}") from exc

@@ -1,0 +1,58 @@
+"""The one exception tree of tellusonce; whether an error is transient decides retry or dead-letter.
+
+    TellUsOnceError
+    ├── InvalidSubmission        bad input from a registrar: nothing was published (exit 2)
+    ├── TransientError           may succeed if tried again: retry with backoff
+    │   ├── BrokerUnavailable    Kafka did not acknowledge in time
+    │   └── StoreBusy            a service's store is locked or unreachable
+    └── PermanentError           will fail the same way every time: dead-letter
+        ├── UndecodableMessage   not single-object Avro, truncated, or invalid for the model
+        ├── UnknownSchema        a writer schema fingerprint this code does not ship
+        └── RuleRejected         a service rule refused the event
+
+Messages never contain personal data: they name fields and reasons, not values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class TellUsOnceError(Exception):
+    """Root of every error tellusonce raises on purpose."""
+
+
+class InvalidSubmission(TellUsOnceError):
+    """A submission failed validation; `problems` lists (field path, reason) pairs."""
+
+    def __init__(self, problems: Sequence[tuple[str, str]]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{field}: {reason}" for field, reason in problems))
+
+
+class TransientError(TellUsOnceError):
+    """An error that may go away if the same work is tried again later."""
+
+
+class BrokerUnavailable(TransientError):
+    """Kafka could not be reached or did not acknowledge a message in time."""
+
+
+class StoreBusy(TransientError):
+    """A service's store is locked or cannot be reached right now."""
+
+
+class PermanentError(TellUsOnceError):
+    """An error that will recur on every retry: the message goes to the dead-letter topic."""
+
+
+class UndecodableMessage(PermanentError):
+    """The bytes are not a valid tellusonce message."""
+
+
+class UnknownSchema(PermanentError):
+    """The message names a writer schema (by fingerprint) that this code does not ship."""
+
+
+class RuleRejected(PermanentError):
+    """A service's business rule refused the event."""

@@ -1,0 +1,347 @@
+"""Life events and service confirmations: immutable pydantic models mirroring schemas/*/v1.avsc."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Generic, NamedTuple, TypeVar
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from tellusonce.fields import (
+    MAX_AGE_YEARS,
+    Code,
+    Name,
+    Nino,
+    PastDate,
+    Postcode,
+    Text,
+    age_on,
+    name_key,
+)
+
+REFERENCE_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{5}-[0-9A-HJKMNP-TV-Z]{5}$"
+
+
+class Frozen(BaseModel):
+    """Base of every model: immutable, unknown fields rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EventType(StrEnum):
+    """The kinds of life event, one topic each."""
+
+    DEATH = "death"
+    BIRTH = "birth"
+    MARRIAGE = "marriage"
+    ADDRESS_CHANGE = "address-change"
+
+
+class Action(StrEnum):
+    """What a registration does: a register entry is corrected or cancelled, never overwritten."""
+
+    REGISTERED = "REGISTERED"
+    CORRECTED = "CORRECTED"
+    CANCELLED = "CANCELLED"
+
+
+class Outcome(StrEnum):
+    """What a service did with an event."""
+
+    APPLIED = "APPLIED"
+    NO_RECORD = "NO_RECORD"
+    NOT_APPLICABLE = "NOT_APPLICABLE"
+    REJECTED = "REJECTED"
+
+
+class MaritalStatus(StrEnum):
+    """Marital or civil partnership status as recorded at registration."""
+
+    SINGLE = "SINGLE"
+    MARRIED = "MARRIED"
+    CIVIL_PARTNERSHIP = "CIVIL_PARTNERSHIP"
+    WIDOWED = "WIDOWED"
+    DIVORCED = "DIVORCED"
+    DISSOLVED = "DISSOLVED"
+
+
+class UnionKind(StrEnum):
+    """A marriage or a civil partnership."""
+
+    MARRIAGE = "MARRIAGE"
+    CIVIL_PARTNERSHIP = "CIVIL_PARTNERSHIP"
+
+
+class PersonKey(NamedTuple):
+    """What services match a person on: NINO, else surname + date of birth + postcode."""
+
+    nino: str | None
+    surname: str
+    date_of_birth: date
+    postcode: str | None
+
+
+class Address(Frozen):
+    """A UK postal address."""
+
+    lines: Annotated[tuple[Text, ...], Field(min_length=1, max_length=5)]
+    postcode: Postcode
+
+
+class Person(Frozen):
+    """Who someone is; a single name goes in family_name."""
+
+    given_names: Name | None = None
+    family_name: Name
+    date_of_birth: PastDate
+    nino: Nino | None = None
+
+    def key(self, postcode: str | None) -> PersonKey:
+        """This person's matching key at an address."""
+        return PersonKey(self.nino, name_key(self.family_name), self.date_of_birth, postcode)
+
+
+class Registration(Frozen):
+    """Where the event was registered: the register entry that identifies it."""
+
+    district: Code
+    entry_number: Annotated[int, Field(ge=1, le=10_000_000)]
+    office: Code
+
+
+class Envelope(Frozen):
+    """What every life event carries besides its facts."""
+
+    event_id: UUID
+    event_type: EventType
+    action: Action
+    revision: Annotated[int, Field(ge=0)]
+    supersedes: UUID | None = None
+    reference: Annotated[str, Field(pattern=REFERENCE_PATTERN)]
+    occurred_on: date
+    registered_at: AwareDatetime
+    late_registration: bool = False
+    registration: Registration
+    person_ref: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    source: Annotated[str, Field(min_length=1, max_length=200)]
+    reason: Text | None = None
+
+
+class Problem(NamedTuple):
+    """One thing wrong with a submission: where (a dotted field path) and why."""
+
+    field: str
+    reason: str
+
+
+def _life_span_problems(born: date, died: date, prefix: str) -> list[Problem]:
+    if died < born:
+        return [Problem(prefix, "is before the date of birth")]
+    if age_on(born, died) > MAX_AGE_YEARS:
+        return [Problem(prefix, f"gives an age over {MAX_AGE_YEARS} years")]
+    return []
+
+
+class Facts(Frozen):
+    """The body of a life event; each kind says who is in it and when it happened."""
+
+    def occurred_on(self) -> date:
+        """The date the event happened."""
+        raise NotImplementedError
+
+    def subject(self) -> Person:
+        """The person whose pseudonym keys the event (corrections use the same key)."""
+        raise NotImplementedError
+
+    def people(self) -> dict[str, PersonKey]:
+        """The people in the event by role, as services match them."""
+        raise NotImplementedError
+
+    def problems(self) -> list[Problem]:
+        """Checks across fields that pydantic's per-field checks cannot make."""
+        return []
+
+
+class Informant(Frozen):
+    """Who gave the information to the registrar."""
+
+    name: Text
+    relationship: Text
+
+
+class DeathFacts(Facts):
+    """A death: who died, when, and who survives them."""
+
+    deceased: Person
+    usual_address: Address
+    marital_status: MaritalStatus
+    date_of_death: PastDate
+    surviving_partner: Person | None = None
+    informant: Informant
+
+    def occurred_on(self) -> date:
+        return self.date_of_death
+
+    def subject(self) -> Person:
+        return self.deceased
+
+    def people(self) -> dict[str, PersonKey]:
+        postcode = self.usual_address.postcode
+        roles = {"deceased": self.deceased.key(postcode)}
+        if self.surviving_partner:
+            roles["partner"] = self.surviving_partner.key(postcode)
+        return roles
+
+    def problems(self) -> list[Problem]:
+        found = _life_span_problems(
+            self.deceased.date_of_birth, self.date_of_death, "date_of_death"
+        )
+        if self.surviving_partner and self.marital_status not in {
+            MaritalStatus.MARRIED,
+            MaritalStatus.CIVIL_PARTNERSHIP,
+        }:
+            found.append(
+                Problem("surviving_partner", "is only recorded for a married or civil partner")
+            )
+        return found
+
+
+class BirthFacts(Facts):
+    """A birth: the child, their parents and where the child lives."""
+
+    child: Person
+    parents: Annotated[tuple[Person, ...], Field(min_length=1, max_length=2)]
+    address: Address
+
+    def occurred_on(self) -> date:
+        return self.child.date_of_birth
+
+    def subject(self) -> Person:
+        return self.child
+
+    def people(self) -> dict[str, PersonKey]:
+        postcode = self.address.postcode
+        roles = {"child": self.child.key(postcode)}
+        roles.update({f"parent{i}": p.key(postcode) for i, p in enumerate(self.parents, start=1)})
+        return roles
+
+    def problems(self) -> list[Problem]:
+        return [
+            Problem(f"parents.{i}.date_of_birth", "is not before the child's date of birth")
+            for i, parent in enumerate(self.parents)
+            if parent.date_of_birth >= self.child.date_of_birth
+        ]
+
+
+class Spouse(Frozen):
+    """One party to a marriage or civil partnership."""
+
+    person: Person
+    family_name_after: Name | None = None
+    address_before: Address
+
+
+class MarriageFacts(Facts):
+    """A marriage or civil partnership of two people."""
+
+    kind: UnionKind
+    married_on: PastDate
+    parties: Annotated[tuple[Spouse, ...], Field(min_length=2, max_length=2)]
+    address_after: Address
+
+    def occurred_on(self) -> date:
+        return self.married_on
+
+    def subject(self) -> Person:
+        return self.parties[0].person
+
+    def people(self) -> dict[str, PersonKey]:
+        return {
+            f"party{i}": s.person.key(s.address_before.postcode)
+            for i, s in enumerate(self.parties, start=1)
+        }
+
+    def problems(self) -> list[Problem]:
+        return [
+            Problem(f"parties.{i}.person.date_of_birth", "is after the date of the union")
+            for i, s in enumerate(self.parties)
+            if s.person.date_of_birth > self.married_on
+        ]
+
+
+class AddressChangeFacts(Facts):
+    """People moving together from one address to another."""
+
+    people_moving: Annotated[tuple[Person, ...], Field(min_length=1, max_length=10)]
+    old_address: Address
+    new_address: Address
+    effective_on: PastDate
+
+    def occurred_on(self) -> date:
+        return self.effective_on
+
+    def subject(self) -> Person:
+        return self.people_moving[0]
+
+    def people(self) -> dict[str, PersonKey]:
+        postcode = self.old_address.postcode
+        return {f"mover{i}": p.key(postcode) for i, p in enumerate(self.people_moving, start=1)}
+
+    def problems(self) -> list[Problem]:
+        if self.old_address == self.new_address:
+            return [Problem("new_address", "is the same as the old address")]
+        return []
+
+
+FactsT = TypeVar("FactsT", bound=Facts)
+
+
+class LifeEvent(Frozen, Generic[FactsT]):
+    """A life event on the bus: the envelope and the facts of one kind of event."""
+
+    envelope: Envelope
+    facts: FactsT
+
+
+def life_event(envelope: Envelope, facts: Facts) -> LifeEvent[Any]:
+    """The life event of an envelope and facts, typed by the envelope's event type."""
+    return EVENT_MODELS[envelope.event_type](envelope=envelope, facts=facts)
+
+
+DeathEvent = LifeEvent[DeathFacts]
+BirthEvent = LifeEvent[BirthFacts]
+MarriageEvent = LifeEvent[MarriageFacts]
+AddressChangeEvent = LifeEvent[AddressChangeFacts]
+
+FACTS: dict[EventType, type[Facts]] = {
+    EventType.DEATH: DeathFacts,
+    EventType.BIRTH: BirthFacts,
+    EventType.MARRIAGE: MarriageFacts,
+    EventType.ADDRESS_CHANGE: AddressChangeFacts,
+}
+
+EVENT_MODELS: dict[EventType, type[LifeEvent[Any]]] = {
+    event_type: LifeEvent[facts]  # type: ignore[valid-type]
+    for event_type, facts in FACTS.items()
+}
+
+# How long the law gives to register each kind of event (England and Wales) before it is late.
+REGISTRATION_PERIOD = {
+    EventType.DEATH: timedelta(days=5),
+    EventType.BIRTH: timedelta(days=42),
+}
+
+
+class Confirmation(Frozen):
+    """What one service did with one event."""
+
+    confirmation_id: UUID
+    event_id: UUID
+    event_type: EventType
+    service: Annotated[str, Field(pattern=r"^[a-z][a-z_]{1,40}$")]
+    outcome: Outcome
+    actions: tuple[str, ...]
+    service_reference: str | None = None
+    processed_at: AwareDatetime

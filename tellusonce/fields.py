@@ -1,0 +1,131 @@
+"""Validated field types for personal data: NINO, UK postcode, names, and Europe/London dates.
+
+Errors say which rule failed, never echo the value (it is personal data).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date, datetime
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from pydantic import AfterValidator, BeforeValidator, StringConstraints
+from pydantic_core import PydanticCustomError
+
+LONDON = ZoneInfo("Europe/London")
+MAX_AGE_YEARS = 130
+NAME_MAX = 100
+
+# HMRC: first letter not D F I Q U V; second not D F I O Q U V; some prefixes never issued.
+_NINO = re.compile(r"^[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z][0-9]{6}[A-D]$")
+_NINO_NEVER_ISSUED = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
+_POSTCODE = re.compile(r"^(GIR ?0AA|[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2})$")
+_NAME_PUNCTUATION = frozenset(" '’-.‐")
+
+
+def today_in_london() -> date:
+    """Today's date where registrations are made."""
+    return datetime.now(LONDON).date()
+
+
+def _normalise_nino(value: object) -> object:
+    if isinstance(value, str):
+        return re.sub(r"\s+", "", value).upper()
+    return value
+
+
+def _check_nino(value: str) -> str:
+    if not _NINO.match(value):
+        raise PydanticCustomError(
+            "nino_format",
+            "not a valid National Insurance number: expected two prefix letters "
+            "(not D, F, I, Q, U or V; second not O), six digits and a suffix A-D, "
+            "like AB 12 34 56 C",
+        )
+    if value[:2] in _NINO_NEVER_ISSUED:
+        raise PydanticCustomError(
+            "nino_prefix", "not a valid National Insurance number: that prefix is never issued"
+        )
+    return value
+
+
+def _normalise_postcode(value: object) -> object:
+    if isinstance(value, str):
+        return re.sub(r"\s+", " ", value.strip().upper())
+    return value
+
+
+def _check_postcode(value: str) -> str:
+    if not _POSTCODE.match(value):
+        raise PydanticCustomError(
+            "postcode_format", "not a valid UK postcode (expected e.g. LS6 2AB or SW1A 1AA)"
+        )
+    compact = value.replace(" ", "")
+    return f"{compact[:-3]} {compact[-3:]}"
+
+
+def _normalise_name(value: object) -> object:
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value.strip())
+    return value
+
+
+def _check_name(value: str) -> str:
+    for char in value:
+        category = unicodedata.category(char)
+        if category in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}:
+            raise PydanticCustomError(
+                "name_characters", "contains a control or invisible formatting character"
+            )
+        if category[0] not in "LM" and char not in _NAME_PUNCTUATION:
+            raise PydanticCustomError(
+                "name_characters",
+                "contains a character names do not use (allowed: letters of any script, "
+                "spaces, apostrophes, hyphens, full stops)",
+            )
+    if not any(unicodedata.category(char)[0] == "L" for char in value):
+        raise PydanticCustomError("name_letters", "must contain at least one letter")
+    return value
+
+
+def _not_in_future(value: date) -> date:
+    if value > today_in_london():
+        raise PydanticCustomError("date_future", "is in the future")
+    return value
+
+
+Nino = Annotated[str, BeforeValidator(_normalise_nino), AfterValidator(_check_nino)]
+"""A National Insurance number, normalised to upper case without spaces (AB123456C)."""
+
+Postcode = Annotated[str, BeforeValidator(_normalise_postcode), AfterValidator(_check_postcode)]
+"""A UK postcode, normalised to outward code + space + inward code (LS6 2AB)."""
+
+Name = Annotated[
+    str,
+    BeforeValidator(_normalise_name),
+    StringConstraints(min_length=1, max_length=NAME_MAX),
+    AfterValidator(_check_name),
+]
+"""A personal name part in any script, 1 to 100 characters, never truncated."""
+
+PastDate = Annotated[date, AfterValidator(_not_in_future)]
+"""A date that is not after today in Europe/London."""
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+"""Free text of 1 to 200 characters (address lines, relationships, reasons)."""
+
+Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._/-]{0,63}$")]
+"""An identifier such as a registration district or office code."""
+
+
+def name_key(family_name: str) -> str:
+    """The form of a surname used for matching: case, accents and punctuation folded."""
+    decomposed = unicodedata.normalize("NFKD", family_name.casefold())
+    return "".join(char for char in decomposed if unicodedata.category(char)[0] == "L")
+
+
+def age_on(born: date, on: date) -> int:
+    """Whole years between a date of birth and a later date."""
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))

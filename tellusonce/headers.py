@@ -1,0 +1,62 @@
+"""Kafka headers: CloudEvents binary binding for events and confirmations, and dead-letter origin.
+
+Headers never carry personal data: ids, types, times, topic coordinates and error classes only.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from tellusonce.events import Confirmation, Envelope
+
+SPEC_VERSION = b"1.0"
+CONTENT_TYPE = b"application/avro"
+
+
+def _cloudevent(id_: str, source: str, type_: str, time: datetime) -> list[tuple[str, bytes]]:
+    return [
+        ("ce_specversion", SPEC_VERSION),
+        ("ce_id", id_.encode()),
+        ("ce_source", source.encode()),
+        ("ce_type", type_.encode()),
+        ("ce_time", time.astimezone(UTC).isoformat().encode()),
+        ("content-type", CONTENT_TYPE),
+    ]
+
+
+def event_headers(envelope: Envelope) -> list[tuple[str, bytes]]:
+    """CloudEvents headers of a life event, e.g. ce_type uk.gov.tellusonce.death.registered.v1."""
+    type_ = f"uk.gov.tellusonce.{envelope.event_type.value}.{envelope.action.value.lower()}.v1"
+    return _cloudevent(str(envelope.event_id), envelope.source, type_, envelope.registered_at)
+
+
+def confirmation_headers(confirmation: Confirmation) -> list[tuple[str, bytes]]:
+    """CloudEvents headers of a service's confirmation."""
+    return _cloudevent(
+        str(confirmation.confirmation_id),
+        f"urn:tellusonce:service:{confirmation.service}",
+        "uk.gov.tellusonce.confirmation.v1",
+        confirmation.processed_at,
+    )
+
+
+def dead_letter_headers(
+    topic: str, partition: int, offset: int, timestamp_ms: int, error: Exception
+) -> list[tuple[str, bytes]]:
+    """Where a dead letter came from and why it failed (messages name fields, never values)."""
+    return [
+        ("dlq_origin_topic", topic.encode()),
+        ("dlq_origin_partition", str(partition).encode()),
+        ("dlq_origin_offset", str(offset).encode()),
+        ("dlq_origin_timestamp_ms", str(timestamp_ms).encode()),
+        ("dlq_error_class", type(error).__name__.encode()),
+        ("dlq_error_message", str(error)[:1000].encode()),
+    ]
+
+
+def header(headers: list[tuple[str, bytes]], name: str) -> str | None:
+    """The first value of a header, decoded, or None."""
+    for key, value in headers:
+        if key == name:
+            return value.decode() if value is not None else None
+    return None

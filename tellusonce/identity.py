@@ -1,0 +1,51 @@
+"""Deterministic identities: event ids, family references, confirmation ids, pseudonyms."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from uuid import UUID, uuid5
+
+from tellusonce.events import Action, EventType, Person, Registration
+from tellusonce.fields import name_key
+
+NAMESPACE = UUID("6f1c3a52-6a4e-5b8e-9d0e-7e2f1c0b4a11")
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def event_id(
+    event_type: EventType, registration: Registration, action: Action, revision: int
+) -> UUID:
+    """UUIDv5 of the register entry and its action: a resubmission has the same id."""
+    name = "|".join(
+        (
+            event_type.value,
+            registration.district.casefold(),
+            str(registration.entry_number),
+            action.value,
+            str(revision),
+        )
+    )
+    return uuid5(NAMESPACE, name)
+
+
+def reference(original_event_id: UUID) -> str:
+    """A short reference for the family, e.g. 7QK2M-93XDA (Crockford base32 of 50 bits)."""
+    bits = int.from_bytes(original_event_id.bytes[:7]) >> 6
+    chars = "".join(_CROCKFORD[(bits >> shift) & 31] for shift in range(45, -1, -5))
+    return f"{chars[:5]}-{chars[5:]}"
+
+
+def confirmation_id(event_id: UUID, service: str) -> UUID:
+    """The one confirmation id a service gives an event, however often it is redelivered."""
+    return uuid5(event_id, service)
+
+
+def person_ref(person: Person, secret: bytes) -> str:
+    """HMAC-SHA256 pseudonym of the NINO, or of name and date of birth when there is none."""
+    if person.nino:
+        material = f"nino:{person.nino}"
+    else:
+        given = name_key(person.given_names or "")
+        material = f"name:{name_key(person.family_name)}|{given}|{person.date_of_birth}"
+    return hmac.new(secret, material.encode(), hashlib.sha256).hexdigest()

@@ -1,0 +1,302 @@
+"""The one module that talks to confluent_kafka: publish with acknowledgement, consume, admin."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from tellusonce.errors import BrokerUnavailable
+from tellusonce.settings import Settings
+
+Headers = list[tuple[str, bytes]]
+PartitionsCallback = Callable[[list[tuple[str, int]]], None]
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to publish."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: Headers
+
+
+@dataclass(frozen=True)
+class Received:
+    """A message read from a topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: Headers
+    timestamp_ms: int
+
+
+def _received(message: Any) -> Received:
+    return Received(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        key=message.key(),
+        value=message.value() or b"",
+        headers=list(message.headers() or []),
+        timestamp_ms=message.timestamp()[1],
+    )
+
+
+def client_config(settings: Settings, client_id: str) -> dict[str, Any]:
+    """Connection settings shared by every client."""
+    return {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "client.id": f"tellusonce-{client_id}@{socket.gethostname()}",
+        **settings.kafka_security,
+    }
+
+
+class Publisher:
+    """An idempotent producer whose publish returns only once the broker acknowledged (acks=all)."""
+
+    def __init__(self, settings: Settings, client_id: str) -> None:
+        self.timeout = settings.publish_timeout_seconds
+        self._config = client_config(settings, client_id) | {
+            "enable.idempotence": True,
+            "acks": "all",
+            "partitioner": "murmur2_random",
+            "linger.ms": 5,
+            "message.timeout.ms": int(self.timeout * 1000),
+        }
+        self._producer = Producer(self._config)
+
+    def publish(self, messages: Sequence[Outgoing]) -> None:
+        """Publish and wait for every acknowledgement; raise BrokerUnavailable if any is missing."""
+        failures: list[KafkaError] = []
+
+        def delivered(err: KafkaError | None, _msg: object) -> None:
+            if err is not None:
+                failures.append(err)
+
+        for message in messages:
+            self._produce(message, delivered)
+        unacknowledged = self._producer.flush(self.timeout)
+        if unacknowledged or failures:
+            fatal = any(err.fatal() for err in failures)
+            self._producer.purge()
+            self._producer.flush(0)
+            if fatal:  # an idempotent producer that hit a fatal error cannot be used again
+                self._producer = Producer(self._config)
+            reason = failures[0].str() if failures else "no acknowledgement in time"
+            raise BrokerUnavailable(
+                f"{unacknowledged or len(failures)} of {len(messages)} messages not acknowledged "
+                f"by Kafka: {reason}"
+            )
+
+    def _produce(self, message: Outgoing, delivered: Callable[..., None]) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    message.topic,
+                    value=message.value,
+                    key=message.key,
+                    headers=cast(Any, message.headers),
+                    on_delivery=delivered,
+                )
+                return
+            except BufferError:  # local queue full: serve deliveries, then try again
+                self._producer.poll(0.1)
+
+    def close(self) -> None:
+        """Deliver what is queued (bounded by the publish timeout)."""
+        self._producer.flush(self.timeout)
+
+
+class Subscriber:
+    """A group consumer with manual offset storage: an offset is stored only after its work is done.
+
+    librdkafka commits stored offsets in the background; commit() commits them now (on revoke and
+    at shutdown).
+    """
+
+    def __init__(self, settings: Settings, group: str, client_id: str) -> None:
+        self._consumer = Consumer(
+            client_config(settings, client_id)
+            | {
+                "group.id": group,
+                "enable.auto.commit": True,
+                "auto.commit.interval.ms": 1000,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": 10000,
+                "heartbeat.interval.ms": 1000,
+            }
+        )
+        self.assigned: set[tuple[str, int]] = set()
+
+    def subscribe(self, topics: Sequence[str], on_revoke: PartitionsCallback | None = None) -> None:
+        """Join the group for these topics; on_revoke runs before partitions are taken away."""
+
+        def assigned(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            self.assigned.update((p.topic, p.partition) for p in partitions)
+
+        def revoked(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            lost = [(p.topic, p.partition) for p in partitions]
+            if on_revoke:
+                on_revoke(lost)
+            self.assigned.difference_update(lost)
+
+        self._consumer.subscribe(list(topics), on_assign=assigned, on_revoke=revoked)
+
+    def poll(self, max_messages: int, timeout: float) -> list[Received]:
+        """Up to max_messages messages: waits up to `timeout` for the first, then takes what is
+        already fetched (low latency when idle, batches under load). Broker-side conditions that
+        are not messages are skipped."""
+        first = self._consumer.poll(timeout)
+        if first is None:
+            return []
+        received = []
+        for message in [first, *self._consumer.consume(max_messages - 1, 0)]:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaException(error)
+                continue  # partition EOF, transient broker states: librdkafka recovers itself
+            received.append(_received(message))
+        return received
+
+    def store(self, message: Received) -> None:
+        """Mark a message done: its offset + 1 will be committed."""
+        self._consumer.store_offsets(
+            offsets=[TopicPartition(message.topic, message.partition, message.offset + 1)]
+        )
+
+    def commit(self) -> None:
+        """Commit stored offsets now; nothing stored is not an error."""
+        try:
+            self._consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                raise
+
+    def rewind(self, topic: str, partition: int, offset: int) -> None:
+        """Pause a partition and set it to read `offset` again when resumed."""
+        tp = TopicPartition(topic, partition, offset)
+        self._consumer.pause([tp])
+        self._consumer.seek(tp)
+
+    def resume(self, topic: str, partition: int) -> None:
+        """Resume a paused partition."""
+        self._consumer.resume([TopicPartition(topic, partition)])
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Messages not yet consumed per assigned partition (high watermark - position)."""
+        partitions = [TopicPartition(t, p) for t, p in sorted(self.assigned)]
+        lags = {}
+        for tp in self._consumer.position(partitions):
+            _low, high = self._consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
+            position = tp.offset if tp.offset >= 0 else high
+            lags[(tp.topic, tp.partition)] = max(high - position, 0)
+        return lags
+
+    def close(self) -> None:
+        """Commit and leave the group."""
+        self._consumer.close()
+
+
+class Admin:
+    """Topic administration and broker reachability."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._admin = AdminClient(client_config(settings, "admin"))
+        self.settings = settings
+
+    def reachable(self, timeout: float = 5.0) -> bool:
+        """Whether a broker answers a metadata request in time."""
+        try:
+            self._admin.list_topics(timeout=timeout)
+        except KafkaException:
+            return False
+        return True
+
+    def ensure_topics(self, names: Sequence[str], config: dict[str, str]) -> list[str]:
+        """Create the topics that do not exist; return the names created."""
+        existing = set(self._admin.list_topics(timeout=10).topics)
+        wanted = [
+            NewTopic(
+                name,
+                num_partitions=self.settings.partitions,
+                replication_factor=self.settings.replication_factor,
+                config=config,
+            )
+            for name in names
+            if name not in existing
+        ]
+        if not wanted:
+            return []
+        created = []
+        for name, future in self._admin.create_topics(wanted, operation_timeout=30).items():
+            try:
+                future.result()
+                created.append(name)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+        return created
+
+    def delete_topics(self, names: Sequence[str]) -> None:
+        """Delete topics (tests clean up after themselves)."""
+        for future in self._admin.delete_topics(list(names), operation_timeout=30).values():
+            future.result()
+
+
+class Reader:
+    """Reads a whole topic from the start without a group (inspection, tests, dead letters)."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self._consumer = Consumer(
+            client_config(settings, "reader")
+            | {"group.id": "tellusonce-reader", "enable.auto.commit": False}
+        )
+        metadata = self._consumer.list_topics(topic, timeout=10).topics[topic]
+        self._ends = {}
+        partitions = []
+        for partition in metadata.partitions:
+            low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=10
+            )
+            if high > low:
+                self._ends[partition] = high
+                partitions.append(TopicPartition(topic, partition, low))
+        self.topic = topic
+        self._consumer.assign(partitions)
+
+    def read_all(self, timeout: float = 10.0) -> list[Received]:
+        """Every message present when the reader was made, in partition order."""
+        out: list[Received] = []
+        seen = {p: 0 for p in self._ends}
+        deadline = time.monotonic() + timeout
+        try:
+            while any(seen[p] < self._ends[p] for p in self._ends):
+                if time.monotonic() > deadline:
+                    raise BrokerUnavailable(f"reading {self.topic} took over {timeout} s")
+                for m in self._consumer.consume(500, 0.05):
+                    if m.error() is None:
+                        seen[m.partition()] = (m.offset() or 0) + 1
+                        out.append(_received(m))
+        finally:
+            self._consumer.close()
+        return sorted(out, key=lambda r: (r.partition, r.offset))

@@ -1,0 +1,92 @@
+"""Every Prometheus metric of tellusonce, and the /metrics, /healthz, /readyz endpoint.
+
+Labels are service, topic, partition, event_type, outcome, status, error: never ids or
+personal data.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import Counter, Gauge, Histogram, Info, make_wsgi_app
+
+from tellusonce import __version__
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+
+BUILD = Info("tellusonce_build", "Version of the running tellusonce code")
+BUILD.info({"version": __version__})
+
+EVENTS_PUBLISHED = Counter(
+    "tellusonce_events_published_total",
+    "Life events submitted for publishing, by whether Kafka acknowledged them",
+    ["event_type", "status"],
+)
+EVENTS_CONSUMED = Counter(
+    "tellusonce_events_consumed_total",
+    "Life events handled by a service, by outcome (applied, no_record, not_applicable, "
+    "rejected, duplicate, retried, dead_lettered)",
+    ["service", "event_type", "outcome"],
+)
+PROCESSING_SECONDS = Histogram(
+    "tellusonce_processing_seconds",
+    "Time a service spent handling one message, from decode to store commit",
+    ["service"],
+    buckets=LATENCY_BUCKETS,
+)
+CONFIRMATION_SECONDS = Histogram(
+    "tellusonce_submission_to_confirmation_seconds",
+    "Time from an event's publication to a service's confirmation reaching the tracker (the SLO)",
+    ["service"],
+    buckets=LATENCY_BUCKETS,
+)
+OUTBOX_PENDING = Gauge(
+    "tellusonce_outbox_pending", "Confirmations stored but not yet published", ["service"]
+)
+CONSUMER_LAG = Gauge(
+    "tellusonce_consumer_lag_messages",
+    "Messages not yet consumed, per partition",
+    ["service", "topic", "partition"],
+)
+AWAITING = Gauge(
+    "tellusonce_events_awaiting_confirmation",
+    "Events for which some subscribed service has not confirmed yet",
+)
+OLDEST_AWAITING = Gauge(
+    "tellusonce_oldest_awaiting_confirmation_age_seconds",
+    "Age of the oldest event still waiting for a confirmation (0 when none waits)",
+)
+DEAD_LETTERS = Counter(
+    "tellusonce_dead_letters_total",
+    "Messages a service sent to its dead-letter topic, by error class",
+    ["service", "topic", "error"],
+)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """Scrapes are not worth a log line each."""
+
+
+def serve(port: int, ready: Callable[[], bool]) -> WSGIServer:
+    """Serve /metrics, /healthz (alive) and /readyz (ready() is true) on 127.0.0.1:port."""
+    metrics_app = make_wsgi_app()
+
+    def app(environ: dict[str, object], start_response: Callable[..., object]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO")
+        if path == "/healthz":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok\n"]
+        if path == "/readyz":
+            ok = ready()
+            start_response(
+                "200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")]
+            )
+            return [b"ready\n" if ok else b"not ready\n"]
+        return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+
+    server = make_server("127.0.0.1", port, app, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server

@@ -1,0 +1,45 @@
+"""Settings read once from the environment (TELLUSONCE_*) at the edge and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVELOPMENT_SECRET = "local-development-only-not-a-secret"  # noqa: S105 (a labelled placeholder)
+
+
+class Settings(BaseSettings):
+    """Everything a tellusonce process may be configured with."""
+
+    model_config = SettingsConfigDict(env_prefix="TELLUSONCE_", frozen=True)
+
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma separated"
+    )
+    kafka_security: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra librdkafka settings for an existing cluster, as JSON "
+        '(e.g. {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512"})',
+    )
+    topic_prefix: str = Field("", description="prefix for every topic and group (test isolation)")
+    partitions: int = Field(6, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    data_dir: Path = Field(Path(".run/data"), description="where SQLite stores live")
+    store_url: str | None = Field(
+        None, description="SQLAlchemy URL template with {service}; default SQLite in data_dir"
+    )
+    pseudonym_secret: SecretStr = Field(
+        SecretStr(DEVELOPMENT_SECRET), description="HMAC key for person_ref pseudonyms"
+    )
+    source: str = Field("urn:tellusonce:registrar", description="CloudEvents ce_source")
+    publish_timeout_seconds: float = Field(30.0, gt=0)
+    log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
+    metrics_port: int | None = Field(None, description="serve /metrics here; None: do not serve")
+
+    def store_url_for(self, service: str) -> str:
+        """The SQLAlchemy URL of one service's (or the tracker's) own store."""
+        if self.store_url:
+            return self.store_url.format(service=service)
+        return f"sqlite:///{self.data_dir / service}.db"

@@ -1,0 +1,76 @@
+"""Topic names, consumer group names and the subscription matrix (who gets which events)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from tellusonce.events import EventType
+
+CONFIRMATIONS = "life-events.confirmations"
+TRACKER = "tracker"
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One service and the event types it is entitled to."""
+
+    service: str
+    title: str
+    events: tuple[EventType, ...]
+
+
+@cache
+def subscriptions() -> dict[str, Subscription]:
+    """The subscription matrix read from subscriptions.toml, by service name."""
+    path = Path(__file__).with_name("subscriptions.toml")
+    table = tomllib.loads(path.read_text(encoding="utf-8"))["services"]
+    return {
+        name: Subscription(name, entry["title"], tuple(EventType(e) for e in entry["events"]))
+        for name, entry in table.items()
+    }
+
+
+def subscribers(event_type: EventType) -> tuple[str, ...]:
+    """The services entitled to one event type, in matrix order."""
+    return tuple(s.service for s in subscriptions().values() if event_type in s.events)
+
+
+class Topics:
+    """Topic and group names, all under one optional prefix (tests use a unique one each)."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+
+    def events(self, event_type: EventType) -> str:
+        """The topic of one kind of life event."""
+        return f"{self.prefix}life-events.{event_type.value}"
+
+    @property
+    def confirmations(self) -> str:
+        """The topic every service confirms on."""
+        return self.prefix + CONFIRMATIONS
+
+    def dead_letter(self, service: str) -> str:
+        """The dead-letter topic of one service."""
+        return f"{self.prefix}life-events.dead-letter.{service}"
+
+    def group(self, service: str) -> str:
+        """The consumer group of one service (or of the tracker)."""
+        return f"{self.prefix}tellusonce.{service}"
+
+    def all(self) -> list[str]:
+        """Every topic the bus needs, for creating them up front."""
+        names = [self.events(t) for t in EventType]
+        names.append(self.confirmations)
+        names.extend(self.dead_letter(s) for s in subscriptions())
+        return names
+
+    def event_type_of(self, topic: str) -> EventType | None:
+        """The event type a topic carries, or None for confirmations and dead letters."""
+        for event_type in EventType:
+            if topic == self.events(event_type):
+                return event_type
+        return None

@@ -1,0 +1,23 @@
+"""Shared fixtures: settings isolated per test (own topic prefix, own stores)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tellusonce.settings import Settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings with a unique topic/group prefix and stores under tmp_path."""
+    return Settings(
+        bootstrap_servers=os.environ.get("TELLUSONCE_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
+        data_dir=tmp_path / "data",
+        partitions=3,
+        publish_timeout_seconds=10,
+    )

@@ -1,0 +1,30 @@
+"""Valid submissions and events for tests, built from examples/ and small overrides."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from producers.submission import build_event, parse
+from tellusonce.events import EventType, LifeEvent
+from tellusonce.settings import Settings
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def document(event_type: EventType, **changes: Any) -> dict[str, Any]:
+    """The example submission of a type, with top-level fields replaced."""
+    doc = json.loads((EXAMPLES / f"{event_type.value}.json").read_text(encoding="utf-8"))
+    doc = copy.deepcopy(doc)
+    doc.update(changes)
+    return doc
+
+
+def event(
+    event_type: EventType, settings: Settings | None = None, **changes: Any
+) -> LifeEvent[Any]:
+    """A built (not published) life event from the example submission."""
+    header, facts = parse(event_type, document(event_type, **changes))
+    return build_event(event_type, header, facts, settings or Settings())

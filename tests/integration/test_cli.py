@@ -1,0 +1,123 @@
+"""The command line against the real broker: invalid input changes nothing; the demo's main job."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tellusonce.events import EventType
+from tellusonce.settings import Settings
+from tellusonce.topics import Topics
+from tests.factories import document
+from tests.integration.conftest import cli_env, read_topic
+
+# The hero's personal data as it could appear in any form in a log, key or header.
+PERSONAL = re.compile(
+    r"JT\s?12\s?34\s?56\s?A|JT\s?65\s?43\s?21\s?B|Thompson|Arthur|Margaret|1946-05-14|1949-09-02"
+    r"|LS6\s?2AB|Elm Road",
+    re.IGNORECASE,
+)
+
+
+def tellusonce(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tellusonce", *args],
+        env=cli_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+class TestSubmitCommand:
+    """`tellusonce submit` publishes valid registrations and refuses invalid ones."""
+
+    @pytest.mark.parametrize(
+        ("change", "expected"),
+        [
+            ({"deceased.nino": "JT12345"}, "deceased.nino: not a valid National Insurance number"),
+            ({"date_of_death": "1940-02-02"}, "date_of_death: is before the date of birth"),
+        ],
+    )
+    def test_invalid_submission_exits_2_naming_the_field_and_publishes_nothing(
+        self,
+        settings: Settings,
+        topics: Topics,
+        tmp_path: Path,
+        change: dict[str, str],
+        expected: str,
+    ) -> None:
+        """A malformed NINO, or a death before birth: exit 2, the field named, topic empty."""
+        doc = document(EventType.DEATH)
+        for path, value in change.items():
+            *parents, leaf = path.split(".")
+            target = doc
+            for part in parents:
+                target = target[part]
+            target[leaf] = value
+        file = tmp_path / "bad.json"
+        file.write_text(json.dumps(doc))
+
+        result = tellusonce(settings, "submit", "death", str(file))
+
+        assert result.returncode == 2
+        assert expected in result.stderr
+        assert "JT12345" not in result.stderr
+        assert read_topic(settings, topics.events(EventType.DEATH)) == []
+
+    def test_valid_submission_prints_id_and_reference_after_acknowledgement(
+        self, settings: Settings, topics: Topics
+    ) -> None:
+        """The example is published once and its event_id and reference printed."""
+        result = tellusonce(settings, "submit", "death", "examples/death.json")
+        assert result.returncode == 0, result.stderr
+        printed = dict(line.split(": ", 1) for line in result.stdout.splitlines())
+        (message,) = read_topic(settings, topics.events(EventType.DEATH))
+        assert printed["event_id"] == dict(message.headers)["ce_id"].decode()
+        assert re.fullmatch(r"[0-9A-Z]{5}-[0-9A-Z]{5}", printed["reference"])
+
+    def test_unreachable_broker_exits_3_without_claiming_success(self, settings: Settings) -> None:
+        """No broker: exit 3 and no event_id printed."""
+        unreachable = settings.model_copy(update={"bootstrap_servers": "127.0.0.1:1"})
+        result = subprocess.run(
+            [sys.executable, "-m", "tellusonce", "submit", "death", "examples/death.json"],
+            env=cli_env(unreachable) | {"TELLUSONCE_PUBLISH_TIMEOUT_SECONDS": "2"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 3
+        assert "event_id" not in result.stdout
+
+
+class TestDemo:
+    """`tellusonce demo` (what `make run` runs): processes, one death, 4/4, no personal data."""
+
+    def test_demo_confirms_by_four_services_without_personal_data_anywhere(
+        self, settings: Settings, topics: Topics
+    ) -> None:
+        """Exit 0, `confirmed by 4/4 services`; logs, keys and headers carry no personal data."""
+        result = tellusonce(settings, "demo")
+
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert re.search(r"^confirmed by 4/4 services in \d+\.\d\d s$", result.stdout, re.M)
+        assert "stopped 5/5 processes cleanly" in result.stdout
+        logs = list((settings.data_dir / "logs").glob("*.log"))
+        assert len(logs) == 5
+        for log in logs:
+            text = log.read_text()
+            assert '"event": "message_handled"' in text
+            assert not PERSONAL.search(text), f"personal data in {log.name}"
+        assert not PERSONAL.search(result.stderr)
+        for topic in topics.all():
+            for message in read_topic(settings, topic):
+                assert re.fullmatch(rb"[0-9a-f]{64}|[0-9a-f-]{36}", message.key or b"")
+                for name, value in message.headers:
+                    assert not PERSONAL.search(value.decode()), f"{name} on {topic}"

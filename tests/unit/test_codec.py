@@ -1,0 +1,120 @@
+"""The Avro single-object codec: round trips, the wire header, and every way bytes can be bad."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tellusonce.codec import HEADER_LENGTH, MAGIC, Codec, schema_dir
+from tellusonce.errors import UndecodableMessage, UnknownSchema
+from tellusonce.events import Confirmation, EventType, LifeEvent
+from tests.strategies import confirmations, life_events
+
+CODEC = Codec()
+
+
+class TestRoundTrip:
+    """Every model survives encode → decode unchanged, through its schema."""
+
+    @pytest.mark.parametrize("event_type", list(EventType))
+    @given(data=st.data())
+    def test_life_event_round_trips(self, event_type: EventType, data: st.DataObject) -> None:
+        """A life event of each type decodes to an equal model."""
+        event: LifeEvent[Any] = data.draw(life_events(event_type))
+        assert CODEC.decode(CODEC.encode(event)) == event
+
+    @given(confirmation=confirmations)
+    def test_confirmation_round_trips(self, confirmation: Confirmation) -> None:
+        """A confirmation decodes to an equal model."""
+        assert CODEC.decode(CODEC.encode(confirmation)) == confirmation
+
+
+class TestWireFormat:
+    """Single-object encoding as the Avro specification defines it."""
+
+    @given(confirmation=confirmations)
+    def test_header_is_magic_and_writer_fingerprint(self, confirmation: Confirmation) -> None:
+        """Bytes start with C3 01 and the little-endian CRC-64-AVRO of the writer schema."""
+        data = CODEC.encode(confirmation)
+        assert data[:2] == b"\xc3\x01"
+        assert CODEC.writer_of(data).kind == "confirmation"
+        assert data[2:HEADER_LENGTH] == CODEC.latest["confirmation"].fingerprint
+
+    def test_fingerprint_matches_avro_specification_for_int(self) -> None:
+        """fastavro's CRC-64-AVRO of "int" is the value Java's SchemaNormalization gives."""
+        from fastavro.schema import fingerprint
+
+        assert fingerprint('"int"', "CRC-64-AVRO") == "8f5c393f1ad57572"
+
+    def test_every_shipped_schema_has_its_own_fingerprint(self) -> None:
+        """No two schema files share a fingerprint (the reader could not tell them apart)."""
+        files = sorted(schema_dir().glob("*/v*.avsc"))
+        assert len(CODEC.writers) == len(files)
+
+
+class TestBadBytes:
+    """Bad input raises a specific permanent error and never anything else."""
+
+    def test_missing_magic_is_undecodable(self) -> None:
+        """Plain JSON is not single-object Avro."""
+        with pytest.raises(UndecodableMessage, match="C3 01"):
+            CODEC.decode(b'{"event_id": "x"}')
+
+    def test_unknown_fingerprint_names_it(self) -> None:
+        """A writer schema this code does not ship is UnknownSchema, with the fingerprint."""
+        with pytest.raises(UnknownSchema, match="0102030405060708"):
+            CODEC.decode(MAGIC + bytes.fromhex("0102030405060708") + b"\x00")
+
+    @given(confirmation=confirmations, cut=st.integers(1, 20))
+    def test_truncated_body_is_undecodable(self, confirmation: Confirmation, cut: int) -> None:
+        """A body cut short fails to decode as corrupt, not with an arbitrary exception."""
+        data = CODEC.encode(confirmation)
+        with pytest.raises(UndecodableMessage):
+            CODEC.decode(data[: max(HEADER_LENGTH, len(data) - cut)])
+
+    @given(confirmation=confirmations)
+    def test_trailing_bytes_are_undecodable(self, confirmation: Confirmation) -> None:
+        """Bytes after the body mean the message is not what its header claims."""
+        with pytest.raises(UndecodableMessage, match="after the Avro body"):
+            CODEC.decode(CODEC.encode(confirmation) + b"\x00")
+
+    @given(noise=st.binary(max_size=200))
+    def test_random_bytes_after_a_valid_header_raise_only_permanent_errors(
+        self, noise: bytes
+    ) -> None:
+        """Whatever follows a real header, decode raises UndecodableMessage or succeeds."""
+        header = MAGIC + CODEC.latest["death"].fingerprint
+        with contextlib.suppress(UndecodableMessage):
+            assert isinstance(CODEC.decode(header + noise), LifeEvent)
+
+
+class TestSchemas:
+    """The schema files are the contract and agree with each other."""
+
+    def test_shared_named_types_are_identical_in_every_schema(self) -> None:
+        """Envelope, Person, Address ... are defined the same way in every event schema."""
+        seen: dict[str, Any] = {}
+        for path in sorted(schema_dir().glob("*/v1.avsc")):
+            for name, definition in _named_types(json.loads(path.read_text())).items():
+                assert seen.setdefault(name, definition) == definition, f"{name} in {path}"
+        assert {"Envelope", "Person", "Address", "Registration"} <= set(seen)
+
+
+def _named_types(schema: Any, found: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Named types defined inside a schema, except the per-kind Event and Facts records."""
+    found = {} if found is None else found
+    if isinstance(schema, dict):
+        name = schema.get("name")
+        if schema.get("type") in ("record", "enum") and not str(name).endswith(("Event", "Facts")):
+            found[name] = schema
+        for value in schema.values():
+            _named_types(value, found)
+    elif isinstance(schema, list):
+        for item in schema:
+            _named_types(item, found)
+    return found

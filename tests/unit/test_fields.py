@@ -1,0 +1,126 @@
+"""Validation of personal data fields: NINO, postcode and names, with valid and invalid vectors."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from pydantic import TypeAdapter, ValidationError
+
+from tellusonce.fields import Name, Nino, Postcode, name_key
+from tests.strategies import names, ninos, postcodes
+
+NINO = TypeAdapter(Nino)
+POSTCODE = TypeAdapter(Postcode)
+NAME = TypeAdapter(Name)
+
+
+class TestNino:
+    """National Insurance numbers per HMRC's format rules."""
+
+    @pytest.mark.parametrize(
+        ("given", "expected"),
+        [("AB123456C", "AB123456C"), ("ab 12 34 56 c", "AB123456C"), (" JT654321B ", "JT654321B")],
+    )
+    def test_valid_ninos_are_normalised(self, given: str, expected: str) -> None:
+        """Spaces and lower case are accepted and normalised away."""
+        assert expected == NINO.validate_python(given)
+
+    @pytest.mark.parametrize(
+        "given",
+        [
+            "DA123456A",  # first letter D
+            "FA123456A",  # first letter F
+            "QQ123456C",  # Q is never used (the well-known example number is invalid on purpose)
+            "AO123456A",  # second letter O
+            "AV123456A",  # second letter V
+            "AB123456E",  # suffix beyond D
+            "AB12345C",  # five digits
+            "AB1234567C",  # seven digits
+            "A1123456C",  # digit in the prefix
+            "",
+        ],
+    )
+    def test_malformed_ninos_are_rejected(self, given: str) -> None:
+        """Each broken rule is rejected with a message that does not echo the value."""
+        with pytest.raises(ValidationError) as caught:
+            NINO.validate_python(given)
+        assert given.strip() == "" or given not in str(caught.value.errors(include_input=False))
+
+    @pytest.mark.parametrize("prefix", ["BG", "GB", "KN", "NK", "NT", "TN", "ZZ"])
+    def test_never_issued_prefixes_are_rejected(self, prefix: str) -> None:
+        """Prefixes HMRC never issues are refused."""
+        with pytest.raises(ValidationError, match="never issued"):
+            NINO.validate_python(f"{prefix}123456A")
+
+    @given(nino=ninos)
+    def test_generated_valid_ninos_pass(self, nino: str) -> None:
+        """Any NINO built from the allowed letters passes unchanged."""
+        assert nino == NINO.validate_python(nino)
+
+
+class TestPostcode:
+    """UK postcodes, normalised to outward + space + inward."""
+
+    @pytest.mark.parametrize(
+        ("given", "expected"),
+        [
+            ("ls62ab", "LS6 2AB"),
+            ("SW1A 1AA", "SW1A 1AA"),
+            ("m1  2ab", "M1 2AB"),
+            ("GIR0AA", "GIR 0AA"),
+        ],
+    )
+    def test_valid_postcodes_are_normalised(self, given: str, expected: str) -> None:
+        """Case and spacing do not matter."""
+        assert expected == POSTCODE.validate_python(given)
+
+    @pytest.mark.parametrize("given", ["LS6", "12345", "LS6 2A", "L$6 2AB", "LS6 2ABC"])
+    def test_malformed_postcodes_are_rejected(self, given: str) -> None:
+        """Anything not shaped like a UK postcode is refused."""
+        with pytest.raises(ValidationError, match="UK postcode"):
+            POSTCODE.validate_python(given)
+
+    @given(postcode=postcodes)
+    def test_generated_postcodes_round_trip(self, postcode: str) -> None:
+        """A normalised postcode is a fixed point of normalisation."""
+        assert postcode == POSTCODE.validate_python(postcode.replace(" ", "").lower())
+
+
+class TestNames:
+    """Names in any script and the punctuation real names use; nothing invisible."""
+
+    @pytest.mark.parametrize(
+        "given",
+        ["O'Brien", "Smith-Jones", "Siân", "Nguyễn", "王秀英", "Mary Jane", "St. John", "Zoë"],
+    )
+    def test_real_names_are_accepted(self, given: str) -> None:
+        """Apostrophes, hyphens, accents, CJK and spaces are all valid."""
+        assert given == NAME.validate_python(given)
+
+    @pytest.mark.parametrize(
+        ("given", "why"),
+        [
+            ("Ann\u200bSmith", "invisible"),  # zero-width space
+            ("Ann\u202eSmith", "invisible"),  # right-to-left override
+            ("Ann\x00", "invisible"),
+            ("Ann\nSmith", "invisible"),
+            ("R2D2", "letters of any script"),
+            ("---", "at least one letter"),
+            ("x" * 101, "at most 100"),
+            ("", "at least 1"),
+        ],
+    )
+    def test_bad_names_are_rejected_not_truncated(self, given: str, why: str) -> None:
+        """Control, invisible and non-name characters and over-long names are refused."""
+        with pytest.raises(ValidationError, match=why):
+            NAME.validate_python(given)
+
+    @given(name=names)
+    def test_letters_of_any_script_are_names(self, name: str) -> None:
+        """Any run of letters is a valid name."""
+        NAME.validate_python(name)
+
+    def test_matching_key_folds_case_accents_and_punctuation(self) -> None:
+        """O'Brien and OBRIEN match; Siân and Sian match."""
+        assert name_key("O'Brien") == name_key("OBRIEN")
+        assert name_key("Siân") == name_key("sian")

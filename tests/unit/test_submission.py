@@ -1,0 +1,125 @@
+"""Submissions: every problem named by its field path, cross-field date rules, stable ids."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from producers.submission import parse
+from tellusonce.errors import InvalidSubmission
+from tellusonce.events import EventType
+from tellusonce.fields import today_in_london
+from tellusonce.identity import person_ref
+from tests.factories import document, event
+
+
+def problems(event_type: EventType, doc: Any) -> dict[str, str]:
+    """The field → reason map of a rejected submission."""
+    with pytest.raises(InvalidSubmission) as caught:
+        parse(event_type, doc)
+    return dict(caught.value.problems)
+
+
+def with_deceased(**changes: Any) -> dict[str, Any]:
+    doc = document(EventType.DEATH)
+    doc["deceased"] = doc["deceased"] | changes
+    return doc
+
+
+class TestDeathValidation:
+    """A death submission is refused, with each bad field named, when any rule is broken."""
+
+    @pytest.mark.parametrize("event_type", list(EventType))
+    def test_every_example_is_valid(self, event_type: EventType) -> None:
+        """The examples a newcomer submits as-is pass validation."""
+        _header, facts = parse(event_type, document(event_type))
+        assert facts.occurred_on() <= today_in_london()
+
+    def test_malformed_nino_names_the_field(self) -> None:
+        """A bad NINO is reported at deceased.nino."""
+        assert "deceased.nino" in problems(EventType.DEATH, with_deceased(nino="QQ123456Z"))
+
+    def test_death_before_birth_names_date_of_death(self) -> None:
+        """A date of death before the date of birth is reported at date_of_death."""
+        found = problems(EventType.DEATH, document(EventType.DEATH, date_of_death="1940-01-01"))
+        assert found == {"date_of_death": "is before the date of birth"}
+
+    def test_age_over_130_is_refused(self) -> None:
+        """Nobody dies older than 130."""
+        doc = with_deceased(date_of_birth="1880-01-01")
+        assert problems(EventType.DEATH, doc) == {"date_of_death": "gives an age over 130 years"}
+
+    def test_future_death_is_refused(self) -> None:
+        """A death cannot be registered before it happens."""
+        tomorrow = (today_in_london() + timedelta(days=1)).isoformat()
+        found = problems(EventType.DEATH, document(EventType.DEATH, date_of_death=tomorrow))
+        assert "date_of_death" in found
+
+    def test_registration_before_the_event_is_refused(self) -> None:
+        """registered_at cannot precede the death it registers."""
+        doc = document(EventType.DEATH, registered_at="2026-03-01T09:00:00Z")
+        assert problems(EventType.DEATH, doc) == {
+            "registered_at": "is before the event it registers"
+        }
+
+    def test_several_problems_are_all_reported(self) -> None:
+        """A submission with many faults lists them all, not just the first."""
+        doc = with_deceased(nino="bad", family_name="")
+        doc["usual_address"] = {"lines": [], "postcode": "nowhere"}
+        doc.pop("informant")
+        found = problems(EventType.DEATH, doc)
+        assert {
+            "deceased.nino",
+            "deceased.family_name",
+            "usual_address.lines",
+            "usual_address.postcode",
+            "informant",
+        } <= set(found)
+
+    def test_unknown_fields_are_refused(self) -> None:
+        """A misspelt field is an error, not silently dropped."""
+        assert "date_of_deth" in problems(
+            EventType.DEATH, document(EventType.DEATH, date_of_deth="x")
+        )
+
+    def test_a_non_object_document_is_refused(self) -> None:
+        """A JSON list is not a submission."""
+        assert problems(EventType.DEATH, []) == {"(document)": "must be a JSON object"}
+
+    def test_errors_never_echo_personal_data(self) -> None:
+        """The rejected NINO value does not appear in the error."""
+        with pytest.raises(InvalidSubmission) as caught:
+            parse(EventType.DEATH, with_deceased(nino="AA1234567"))
+        assert "AA1234567" not in str(caught.value)
+
+
+class TestEvents:
+    """Building events: deterministic ids, pseudonymous keys, late registration flags."""
+
+    def test_resubmission_has_the_same_event_id_and_reference(self) -> None:
+        """The same register entry gives the same event_id and reference every time."""
+        first, second = event(EventType.DEATH), event(EventType.DEATH)
+        assert first.envelope.event_id == second.envelope.event_id
+        assert first.envelope.reference == second.envelope.reference
+
+    def test_another_entry_has_another_event_id(self) -> None:
+        """A different entry number is a different registration."""
+        other = event(
+            EventType.DEATH,
+            registration={"district": "Leeds", "entry_number": 1043, "office": "LEEDS-RO-1"},
+        )
+        assert other.envelope.event_id != event(EventType.DEATH).envelope.event_id
+
+    def test_person_ref_is_a_keyed_pseudonym_not_the_nino(self) -> None:
+        """person_ref is 64 hex characters, differs by secret, and contains no NINO."""
+        built = event(EventType.DEATH)
+        assert "JT123456A" not in built.envelope.person_ref
+        assert person_ref(built.facts.deceased, b"another secret") != built.envelope.person_ref
+
+    def test_death_registered_after_five_days_is_flagged_late(self) -> None:
+        """Registered 2 days after death: on time; 30 days after: late."""
+        assert not event(EventType.DEATH).envelope.late_registration
+        late = event(EventType.DEATH, registered_at="2026-04-10T09:00:00Z")
+        assert late.envelope.late_registration
