@@ -28,7 +28,7 @@ fetch() {
   command -v java >/dev/null || { say "Java 17+ is needed to run the broker; install it (e.g. apt-get install openjdk-17-jre-headless)"; exit 1; }
   say "fetching Apache Kafka jars from Maven Central into deploy/kafka/lib (first run only) ..."
   rm -rf "$lib"
-  mvn -B -q -f "$here/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$lib"
+  mvn -B -q -Dstyle.color=never -f "$here/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$lib"
   touch "$lib/.complete"
   say "fetched $(ls "$lib"/*.jar | wc -l) jars"
 }
