@@ -10,7 +10,7 @@ from consumers.rules import Decision, Matches, Rule, Service
 from consumers.store import AlreadyProcessed, Pending, ServiceStore, Transaction
 from tellusonce.codec import Codec, Message
 from tellusonce.errors import PermanentError, RuleRejected
-from tellusonce.events import Confirmation, Envelope, LifeEvent, Outcome
+from tellusonce.events import Action, Confirmation, Envelope, LifeEvent, Outcome
 from tellusonce.headers import confirmation_headers
 from tellusonce.identity import confirmation_id
 from tellusonce.kafka import Received
@@ -40,8 +40,10 @@ class ServiceHandler:
             with self.store.transaction() as tx:
                 if tx.processed(event_id):
                     return "duplicate"
-                matches = {role: tx.match(key) for role, key in event.facts.people().items()}
-                decision = _decide(rule, event, matches)
+                if event.envelope.action == Action.REGISTERED:
+                    decision = _decide(rule, event, _matches(tx, event))
+                else:
+                    decision = amend(tx, event, rule)
                 self._commit(tx, event.envelope, decision)
         except AlreadyProcessed:
             return "duplicate"
@@ -96,6 +98,63 @@ class ServiceHandler:
 
     def observe(self) -> None:
         """Services have no gauges beyond the runtime's."""
+
+
+def _matches(tx: Transaction, event: LifeEvent[Any]) -> Matches:
+    return {role: tx.match(key) for role, key in event.facts.people().items()}
+
+
+def amend(tx: Transaction, event: LifeEvent[Any], rule: Rule) -> Decision:
+    """Undo what the superseded event did here, then (for a correction) apply the corrected facts.
+
+    The undo restores each record the superseded event changed to its image from before that
+    event, so a correction replaces the original's effect (an overpayment is recomputed, not added
+    to) and a cancellation leaves the records as if the registration had never been made. If a
+    record changed again since, nothing is undone automatically: REJECTED, for manual review.
+    """
+    superseded = event.envelope.supersedes
+    if superseded is None:
+        raise RuleRejected(f"a {event.envelope.action.value} event must name what it supersedes")
+    images = tx.changes_of(str(superseded))
+    for record_id, _before, after in images:
+        if tx.raw(record_id) != after:
+            return Decision(
+                Outcome.REJECTED,
+                (
+                    f"Not amended automatically: {record_id} changed after the original event; "
+                    "referred for manual review",
+                ),
+                service_reference=record_id,
+            )
+    undone = []
+    for record_id, before, _after in images:
+        tx.restore(record_id, before)
+        restored = tx.get(record_id)
+        undone.append(
+            f"{record_id} restored: {restored.summary()}"
+            if restored
+            else f"{record_id} removed (it was created by the original event)"
+        )
+    if event.envelope.action == Action.CANCELLED:
+        if not undone:
+            return Decision(
+                Outcome.NOT_APPLICABLE, ("Registration cancelled: it had changed nothing here",)
+            )
+        return Decision(
+            Outcome.APPLIED, ("Registration cancelled", *undone), service_reference=images[0][0]
+        )
+    corrected = _decide(rule, event, _matches(tx, event))
+    if not undone and not tx.processed(str(superseded)):
+        note = "Correction of a registration not seen here: applied as a new registration"
+    else:
+        note = "Correction: the previous decision was replaced"
+    outcome = Outcome.APPLIED if undone or corrected.changed else corrected.outcome
+    return Decision(
+        outcome,
+        (note, *corrected.actions),
+        corrected.changed,
+        corrected.service_reference or (images[0][0] if images else None),
+    )
 
 
 def _decide(rule: Rule, event: LifeEvent[Any], matches: Matches) -> Decision:

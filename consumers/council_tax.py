@@ -1,23 +1,53 @@
-"""Council Tax: what a local authority does with an account when told of a life event.
+"""Council Tax: what a local authority (here Leeds, postcode area LS) does when told of an event.
 
-Death of a resident: the deceased leaves the account from the day after death. The discount is
-then re-evaluated on the adults left: one adult gets the 25% single person discount; none gets the
-Class F exemption (an unoccupied home whose liable person has died: nothing is charged while the
-estate is settled); two or more keep the full charge. The new annual charge is stated in pence-exact
-pounds. A death of someone not on the account is NO_RECORD.
+- Death of a resident: the deceased leaves the account from the day after death. The discount is
+  re-evaluated on the adults left: one adult gets the 25% single person discount; none gets the
+  Class F exemption (the liable person has died: nothing is charged while the estate is settled);
+  two or more pay the full charge.
+- Marriage or civil partnership: if the couple's home afterwards is a property on an account, the
+  partner joins that account (and new family names are recorded), and the discount is
+  re-evaluated (a single person discount ends). A home elsewhere: NOT_APPLICABLE.
+- Address change: the movers' residency at the old property ends on the effective date (the
+  account closes if nobody is left, otherwise its discount is re-evaluated); if the new address is
+  in the authority's area a new account is opened there (valuation band to be confirmed).
+- Nobody in the event is on an account: NO_RECORD.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Any, Literal
 
 from consumers.money import pounds
-from consumers.rules import Decision, Matches, Record, Service, day_after, is_person, no_record
-from tellusonce.events import Address, DeathFacts, EventType, LifeEvent, Outcome, Person, PersonKey
+from consumers.rules import (
+    Decision,
+    Matches,
+    Record,
+    Service,
+    day_after,
+    is_person,
+    matched,
+    no_record,
+    unchanged,
+)
+from tellusonce.events import (
+    Address,
+    AddressChangeFacts,
+    DeathFacts,
+    EventType,
+    LifeEvent,
+    MarriageFacts,
+    Outcome,
+    Person,
+    PersonKey,
+)
+from tellusonce.fields import age_on
 
 Discount = Literal["NONE", "SINGLE_PERSON", "CLASS_F"]
 SINGLE_PERSON_DISCOUNT_PERCENT = 25
+AREA = ("LS",)
+WHAT = "Council Tax account"
 
 
 class CouncilTaxAccount(Record):
@@ -25,20 +55,37 @@ class CouncilTaxAccount(Record):
 
     property: Address
     residents: tuple[Person, ...]
-    annual_charge_pence: int
+    annual_charge_pence: int | None
     discount: Discount = "NONE"
     discount_from: date | None = None
+    status: Literal["OPEN", "CLOSED"] = "OPEN"
+    closed_from: date | None = None
 
     def people(self) -> list[PersonKey]:
         return [r.key(self.property.postcode) for r in self.residents]
 
-    def charge_pence(self) -> int:
-        """The annual charge after the current discount."""
+    def summary(self) -> str:
+        if self.status == "CLOSED":
+            return f"account closed from {self.closed_from}"
+        return f"{len(self.residents)} resident(s), {DISCOUNT_WORDS[self.discount]}"
+
+    def charge_pence(self) -> int | None:
+        """The annual charge after the current discount (None until the band is known)."""
+        if self.annual_charge_pence is None:
+            return None
         if self.discount == "CLASS_F":
             return 0
         if self.discount == "SINGLE_PERSON":
             return self.annual_charge_pence * (100 - SINGLE_PERSON_DISCOUNT_PERCENT) // 100
         return self.annual_charge_pence
+
+
+ADULT_AGE = 18
+
+
+def adults(residents: tuple[Person, ...], on: date) -> int:
+    """How many residents count as adults (18 or over) on a date."""
+    return sum(age_on(r.date_of_birth, on) >= ADULT_AGE for r in residents)
 
 
 def discount_for(adults: int) -> Discount:
@@ -53,8 +100,39 @@ def discount_for(adults: int) -> Discount:
 DISCOUNT_WORDS = {
     "CLASS_F": "Class F exemption applied (no liable adult left; the estate is responsible)",
     "SINGLE_PERSON": f"{SINGLE_PERSON_DISCOUNT_PERCENT}% single person discount applied",
-    "NONE": "no discount: two or more adults remain",
+    "NONE": "no discount: two or more adults counted",
 }
+
+
+def in_area(address: Address) -> bool:
+    """Whether an address is in this authority's postcode area (the letters before the digits)."""
+    area = re.match(r"[A-Z]+", address.postcode)
+    return area is not None and area.group() in AREA
+
+
+def with_residents(
+    account: CouncilTaxAccount, residents: tuple[Person, ...], from_day: date
+) -> tuple[CouncilTaxAccount, list[str]]:
+    """The account with new residents and its discount re-evaluated, and what changed in words."""
+    discount = discount_for(adults(residents, from_day))
+    changed = account.model_copy(
+        update={
+            "residents": residents,
+            "discount": discount,
+            "discount_from": from_day if discount != account.discount else account.discount_from,
+        }
+    )
+    if discount == account.discount:
+        return changed, [f"Discount unchanged ({DISCOUNT_WORDS[discount]})"]
+    actions = [f"{DISCOUNT_WORDS[discount]} from {from_day}"]
+    charge = changed.charge_pence()
+    if charge is not None:
+        actions.append(f"Annual charge now {pounds(charge)}")
+    return changed, actions
+
+
+def _without(residents: tuple[Person, ...], key: PersonKey) -> tuple[Person, ...]:
+    return tuple(r for r in residents if not is_person(r, key))
 
 
 def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
@@ -62,30 +140,89 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
     facts: DeathFacts = event.facts
     account = matches.get("deceased")
     if not isinstance(account, CouncilTaxAccount):
-        return no_record("Council Tax account")
-    key = facts.people()["deceased"]
-    remaining = tuple(r for r in account.residents if not is_person(r, key))
+        return no_record(WHAT)
     leave_from = day_after(facts.date_of_death)
-    discount = discount_for(len(remaining))
-    changed = account.model_copy(
-        update={
-            "residents": remaining,
-            "discount": discount,
-            "discount_from": leave_from if discount != account.discount else account.discount_from,
-        }
-    )
-    actions = [f"Deceased removed from account {account.record_id} from {leave_from}"]
-    if discount != account.discount:
-        actions.append(f"{DISCOUNT_WORDS[discount]} from {leave_from}")
-        actions.append(f"Annual charge now {pounds(changed.charge_pence())}")
-    else:
-        actions.append(f"Discount unchanged ({DISCOUNT_WORDS[discount]})")
-    return Decision(Outcome.APPLIED, tuple(actions), (changed,), account.record_id)
+    remaining = _without(account.residents, facts.people()["deceased"])
+    changed, words = with_residents(account, remaining, leave_from)
+    actions = (f"Deceased removed from account {account.record_id} from {leave_from}", *words)
+    return Decision(Outcome.APPLIED, actions, (changed,), account.record_id)
+
+
+def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
+    """The partner joins the account of the couple's home; the discount is re-evaluated."""
+    facts: MarriageFacts = event.facts
+    found = matched(matches, CouncilTaxAccount, "party1", "party2")
+    if not found:
+        return no_record(WHAT)
+    renamed = [
+        s.person.model_copy(update={"family_name": s.family_name_after or s.person.family_name})
+        for s in facts.parties
+    ]
+    keys = facts.people()
+    for _, account in found:
+        if account.property != facts.address_after:
+            continue
+        residents = account.residents
+        for key, person in zip(keys.values(), renamed, strict=True):
+            residents = (*_without(residents, key), person)
+        if set(residents) == set(account.residents):
+            return unchanged("Both partners already on the account", account)
+        changed, words = with_residents(account, residents, facts.married_on)
+        joined = len(residents) > len(account.residents)
+        first = (
+            f"Partner joined account {account.record_id} from {facts.married_on}"
+            if joined
+            else f"New family name recorded on account {account.record_id}"
+        )
+        return Decision(Outcome.APPLIED, (first, *words), (changed,), account.record_id)
+    return unchanged("The couple's home after the marriage is not on an account here", found[0][1])
+
+
+def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:
+    """End residency at the old property; open an account at the new one if it is in the area."""
+    facts: AddressChangeFacts = event.facts
+    found = matched(matches, CouncilTaxAccount)
+    if not found:
+        return no_record(WHAT)
+    day = facts.effective_on
+    keys = list(facts.people().values())
+    changed: list[Record] = []
+    actions: list[str] = []
+    for _, account in found:
+        remaining = account.residents
+        for key in keys:
+            remaining = _without(remaining, key)
+        if remaining:
+            updated, words = with_residents(account, remaining, day)
+            changed.append(updated)
+            actions += [f"Residency at {account.record_id} ended from {day}", *words]
+        else:
+            changed.append(account.model_copy(update={"status": "CLOSED", "closed_from": day}))
+            actions.append(f"Account {account.record_id} closed from {day}: nobody left")
+    if in_area(facts.new_address):
+        new = CouncilTaxAccount(
+            record_id=f"CT-N{event.envelope.event_id.hex[:8].upper()}",
+            property=facts.new_address,
+            residents=facts.people_moving,
+            annual_charge_pence=None,
+            discount=discount_for(adults(facts.people_moving, day)),
+            discount_from=day,
+        )
+        changed.append(new)
+        actions.append(
+            f"New account {new.record_id} opened at the new address from {day} "
+            "(valuation band to be confirmed)"
+        )
+    return Decision(Outcome.APPLIED, tuple(actions), tuple(changed), found[0][1].record_id)
 
 
 SERVICE = Service(
     name="council_tax",
     title="Council Tax",
     record_type=CouncilTaxAccount,
-    rules={EventType.DEATH: on_death},
+    rules={
+        EventType.DEATH: on_death,
+        EventType.MARRIAGE: on_marriage,
+        EventType.ADDRESS_CHANGE: on_address_change,
+    },
 )

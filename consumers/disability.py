@@ -1,9 +1,11 @@
 """Disability benefits (DLA, PIP, Attendance Allowance): what happens when told of a life event.
 
-Death of a claimant: every award still in payment stops from the day after death, and each is
-settled like State Pension: paid beyond the date of death is an overpayment, paid short of it is
-arrears due to the estate (daily rate = weekly / 7, rounded down to the penny). A claimant with no
-award in payment gets NOT_APPLICABLE.
+- Death of a claimant: every award still in payment stops from the day after death, and each is
+  settled like State Pension: paid beyond the date of death is an overpayment, paid short of it is
+  arrears due to the estate (daily rate = weekly / 7, rounded down to the penny). A claimant with
+  no award in payment gets NOT_APPLICABLE.
+- Address change of a claimant: the address is updated. Already there: NOT_APPLICABLE.
+- Nobody in the event claims a disability benefit: NO_RECORD.
 """
 
 from __future__ import annotations
@@ -12,8 +14,28 @@ from datetime import date
 from typing import Any, Literal
 
 from consumers.money import describe, settle
-from consumers.rules import Decision, Matches, Record, Service, day_after, no_record
-from tellusonce.events import DeathFacts, EventType, Frozen, LifeEvent, Outcome, Person, PersonKey
+from consumers.rules import (
+    Decision,
+    Matches,
+    Record,
+    Service,
+    day_after,
+    move_address,
+    no_record,
+    unchanged,
+)
+from tellusonce.events import (
+    Address,
+    DeathFacts,
+    EventType,
+    Frozen,
+    LifeEvent,
+    Outcome,
+    Person,
+    PersonKey,
+)
+
+WHAT = "disability benefit award"
 
 
 class Award(Frozen):
@@ -33,11 +55,15 @@ class DisabilityRecord(Record):
     """One claimant's disability benefit awards."""
 
     claimant: Person
-    postcode: str
+    address: Address
     awards: tuple[Award, ...]
 
     def people(self) -> list[PersonKey]:
-        return [self.claimant.key(self.postcode)]
+        return [self.claimant.key(self.address.postcode)]
+
+    def summary(self) -> str:
+        paying = [f"{a.benefit} {a.component}" for a in self.awards if a.status == "IN_PAYMENT"]
+        return "in payment: " + ", ".join(paying) if paying else "no award in payment"
 
 
 def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
@@ -45,14 +71,9 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
     facts: DeathFacts = event.facts
     record = matches.get("deceased")
     if not isinstance(record, DisabilityRecord):
-        return no_record("disability benefit award")
-    in_payment = [a for a in record.awards if a.status == "IN_PAYMENT"]
-    if not in_payment:
-        return Decision(
-            Outcome.NOT_APPLICABLE,
-            ("No disability benefit award in payment",),
-            service_reference=record.record_id,
-        )
+        return no_record(WHAT)
+    if not any(a.status == "IN_PAYMENT" for a in record.awards):
+        return unchanged("No disability benefit award in payment", record)
     stop_from = day_after(facts.date_of_death)
     actions: list[str] = []
     awards = []
@@ -80,7 +101,12 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
 
 SERVICE = Service(
     name="disability",
-    title="Disability benefits",
+    title="Disability benefits (DLA, PIP, Attendance Allowance)",
     record_type=DisabilityRecord,
-    rules={EventType.DEATH: on_death},
+    rules={
+        EventType.DEATH: on_death,
+        EventType.ADDRESS_CHANGE: lambda event, matches: move_address(
+            event, matches, DisabilityRecord, WHAT
+        ),
+    },
 )

@@ -1,10 +1,16 @@
 """Housing Benefit: what a local authority does with a claim when told of a life event.
 
-Death of the claimant: the claim ends from the day after death; a surviving partner on the claim is
-flagged to be invited to make a claim of their own. Death of the partner: the partner leaves the
-claim and it is reassessed as a single person's claim from the day after death. Death of a child
-on the claim: the child leaves it and the claim is reassessed. A claim already ended is
-NOT_APPLICABLE.
+- Death of the claimant: the claim ends from the day after death; a surviving partner on the claim
+  is flagged to be invited to make a claim of their own. Death of the partner: the partner leaves
+  the claim, reassessed as a single person's from the day after death. Death of a child: the child
+  leaves the household and the claim is reassessed.
+- Birth to a claimant or partner: the child joins the household from the date of birth and the
+  claim is reassessed. Already on the claim: NOT_APPLICABLE.
+- Marriage or civil partnership of a claimant: the partner joins the claim, which is reassessed as
+  a couple's from the date of the union. Already the partner: NOT_APPLICABLE.
+- Address change of the claimant: the claim at the old address ends on the effective date and a
+  new claim is needed for the new home.
+- A claim already ended: NOT_APPLICABLE. Nobody in the event on a claim: NO_RECORD.
 """
 
 from __future__ import annotations
@@ -12,11 +18,34 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Literal
 
-from consumers.rules import Decision, Matches, Record, Service, day_after, is_person, no_record
-from tellusonce.events import Address, DeathFacts, EventType, LifeEvent, Outcome, Person, PersonKey
+from consumers.rules import (
+    Decision,
+    Matches,
+    Record,
+    Service,
+    day_after,
+    is_person,
+    matched,
+    no_record,
+    unchanged,
+)
+from tellusonce.events import (
+    Address,
+    AddressChangeFacts,
+    BirthFacts,
+    DeathFacts,
+    EventType,
+    LifeEvent,
+    MarriageFacts,
+    Outcome,
+    Person,
+    PersonKey,
+)
 
 PARTNER_TO_CLAIM = "PARTNER_INVITED_TO_CLAIM"
 REASSESS = "REASSESSMENT_DUE"
+NEW_CLAIM = "NEW_CLAIM_NEEDED"
+WHAT = "Housing Benefit claim"
 
 
 class HousingBenefitClaim(Record):
@@ -36,52 +65,120 @@ class HousingBenefitClaim(Record):
         household = [self.claimant, *([self.partner] if self.partner else []), *self.children]
         return [p.key(self.address.postcode) for p in household]
 
+    def summary(self) -> str:
+        if self.status == "ENDED":
+            return f"claim ended from {self.ended_from}"
+        partner = " and partner" if self.partner else ""
+        return f"claim active for the claimant{partner} and {len(self.children)} child(ren)"
+
+    def reassessed(self, from_day: date, **changes: Any) -> HousingBenefitClaim:
+        """This claim with a household change, flagged for reassessment from a date."""
+        flags = self.flags if REASSESS in self.flags else (*self.flags, REASSESS)
+        return self.model_copy(update={**changes, "reassess_from": from_day, "flags": flags})
+
+
+def active_claim(matches: Matches, *roles: str) -> HousingBenefitClaim | Decision:
+    """The active claim matched by these roles, or the decision when there is none."""
+    found = matched(matches, HousingBenefitClaim, *roles)
+    if not found:
+        return no_record(WHAT)
+    claim = found[0][1]
+    if claim.status == "ENDED":
+        return unchanged(f"Claim already ended from {claim.ended_from}", claim)
+    return claim
+
 
 def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
     """End the claim (claimant died) or reassess it (partner or child died)."""
     facts: DeathFacts = event.facts
-    claim = matches.get("deceased")
-    if not isinstance(claim, HousingBenefitClaim):
-        return no_record("Housing Benefit claim")
-    if claim.status == "ENDED":
-        return Decision(
-            Outcome.NOT_APPLICABLE,
-            (f"Claim already ended from {claim.ended_from}",),
-            service_reference=claim.record_id,
-        )
+    claim = active_claim(matches, "deceased")
+    if isinstance(claim, Decision):
+        return claim
     key = facts.people()["deceased"]
     from_day = day_after(facts.date_of_death)
     if is_person(claim.claimant, key):
-        changed = claim.model_copy(update={"status": "ENDED", "ended_from": from_day})
+        flags = (*claim.flags, PARTNER_TO_CLAIM) if claim.partner else claim.flags
+        changed = claim.model_copy(
+            update={"status": "ENDED", "ended_from": from_day, "flags": flags}
+        )
         actions = [f"Housing Benefit claim {claim.record_id} ended from {from_day}"]
         if claim.partner:
-            changed = changed.model_copy(update={"flags": (*claim.flags, PARTNER_TO_CLAIM)})
             actions.append("Surviving partner flagged to be invited to make a new claim")
     elif claim.partner and is_person(claim.partner, key):
-        changed = claim.model_copy(
-            update={
-                "partner": None,
-                "reassess_from": from_day,
-                "flags": (*claim.flags, REASSESS),
-            }
-        )
+        changed = claim.reassessed(from_day, partner=None)
         actions = [f"Partner removed; claim reassessed as a single person from {from_day}"]
     else:
         children = tuple(c for c in claim.children if not is_person(c, key))
-        changed = claim.model_copy(
-            update={
-                "children": children,
-                "reassess_from": from_day,
-                "flags": (*claim.flags, REASSESS),
-            }
-        )
+        changed = claim.reassessed(from_day, children=children)
         actions = [f"Child removed from the household; claim reassessed from {from_day}"]
     return Decision(Outcome.APPLIED, tuple(actions), (changed,), claim.record_id)
+
+
+def on_birth(event: LifeEvent[Any], matches: Matches) -> Decision:
+    """Add the child to a parent's claim and reassess it."""
+    facts: BirthFacts = event.facts
+    claim = active_claim(matches, "parent1", "parent2", "child")
+    if isinstance(claim, Decision):
+        return claim
+    key = facts.people()["child"]
+    if any(is_person(c, key) for c in claim.children):
+        return unchanged("Child already on the claim", claim)
+    born = facts.child.date_of_birth
+    changed = claim.reassessed(born, children=(*claim.children, facts.child))
+    actions = (f"Child added to the household of claim {claim.record_id}; reassessed from {born}",)
+    return Decision(Outcome.APPLIED, actions, (changed,), claim.record_id)
+
+
+def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
+    """Add the new partner to the claim and reassess it as a couple's."""
+    facts: MarriageFacts = event.facts
+    found = matched(matches, HousingBenefitClaim, "party1", "party2")
+    claim = active_claim(matches, found[0][0]) if found else no_record(WHAT)
+    if isinstance(claim, Decision):
+        return claim
+    keys = facts.people()
+    claimant_role = next((r for r, key in keys.items() if is_person(claim.claimant, key)), None)
+    if claimant_role is None:
+        return unchanged(
+            "Neither party is the claimant; the household is reviewed separately", claim
+        )
+    other = facts.parties[2 - int(claimant_role[-1])].person
+    if claim.partner and is_person(claim.partner, other.key(None)):
+        return unchanged("Partner already on the claim", claim)
+    changed = claim.reassessed(facts.married_on, partner=other)
+    actions = (
+        f"Partner added to claim {claim.record_id}; reassessed as a couple from {facts.married_on}",
+    )
+    return Decision(Outcome.APPLIED, actions, (changed,), claim.record_id)
+
+
+def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:
+    """End the claim at the old address; a new claim is needed for the new one."""
+    facts: AddressChangeFacts = event.facts
+    claim = active_claim(matches)
+    if isinstance(claim, Decision):
+        return claim
+    if claim.address == facts.new_address:
+        return unchanged("Claim already at the new address", claim)
+    day = facts.effective_on
+    changed = claim.model_copy(
+        update={"status": "ENDED", "ended_from": day, "flags": (*claim.flags, NEW_CLAIM)}
+    )
+    actions = (
+        f"Housing Benefit claim {claim.record_id} ended at the old address from {day}",
+        "A new claim is needed for the new address",
+    )
+    return Decision(Outcome.APPLIED, actions, (changed,), claim.record_id)
 
 
 SERVICE = Service(
     name="housing_benefit",
     title="Housing Benefit",
     record_type=HousingBenefitClaim,
-    rules={EventType.DEATH: on_death},
+    rules={
+        EventType.DEATH: on_death,
+        EventType.BIRTH: on_birth,
+        EventType.MARRIAGE: on_marriage,
+        EventType.ADDRESS_CHANGE: on_address_change,
+    },
 )

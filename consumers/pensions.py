@@ -1,11 +1,15 @@
 """State Pension: what the Department for Work and Pensions does when told of a life event.
 
-Death of a pensioner: the State Pension stops from the day after death. If it was paid beyond the
-date of death the difference is recorded as an overpayment to recover from the estate; if it was
-paid only up to a date before death, the difference is arrears due to the estate (daily rate =
-weekly / 7, rounded down to the penny). A surviving spouse or civil partner who also draws State
-Pension is flagged for a bereavement review (inherited entitlement) and recorded as widowed.
-A pension already stopped is not stopped twice (NOT_APPLICABLE).
+- Death of a pensioner: the State Pension stops from the day after death. If it was paid beyond
+  the date of death the difference is an overpayment to recover from the estate; if it was paid
+  only up to a date before death, the difference is arrears due to the estate (daily rate =
+  weekly / 7, rounded down to the penny). A surviving spouse or civil partner who also draws State
+  Pension is flagged for a bereavement review (inherited entitlement) and recorded as widowed.
+  A pension already stopped is not stopped twice (NOT_APPLICABLE).
+- Marriage or civil partnership of a pensioner: marital status and partner recorded, and a new
+  family name taken. Already recorded: NOT_APPLICABLE.
+- Address change of a pensioner: the address is updated. Already at that address: NOT_APPLICABLE.
+- Nobody in the event draws State Pension: NO_RECORD.
 """
 
 from __future__ import annotations
@@ -13,26 +17,40 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Literal
 
-from consumers.money import describe, settle
-from consumers.rules import Decision, Matches, Record, Service, day_after, no_record
+from consumers.money import describe, pounds, settle
+from consumers.rules import (
+    Decision,
+    Matches,
+    Record,
+    Service,
+    day_after,
+    matched,
+    move_address,
+    no_record,
+    unchanged,
+)
 from tellusonce.events import (
+    Address,
     DeathFacts,
     EventType,
     LifeEvent,
     MaritalStatus,
+    MarriageFacts,
     Outcome,
     Person,
     PersonKey,
+    UnionKind,
 )
 
 BEREAVEMENT_REVIEW = "BEREAVEMENT_REVIEW"
+WHAT = "State Pension record"
 
 
 class PensionRecord(Record):
     """One person's State Pension."""
 
     pensioner: Person
-    postcode: str
+    address: Address
     weekly_amount_pence: int
     paid_to: date
     status: Literal["IN_PAYMENT", "STOPPED"] = "IN_PAYMENT"
@@ -40,10 +58,16 @@ class PensionRecord(Record):
     overpayment_pence: int = 0
     arrears_pence: int = 0
     marital_status: MaritalStatus
+    partner: Person | None = None
     flags: tuple[str, ...] = ()
 
     def people(self) -> list[PersonKey]:
-        return [self.pensioner.key(self.postcode)]
+        return [self.pensioner.key(self.address.postcode)]
+
+    def summary(self) -> str:
+        if self.status == "IN_PAYMENT":
+            return f"State Pension in payment ({pounds(self.weekly_amount_pence)} a week)"
+        return f"State Pension stopped from {self.stopped_from}"
 
 
 def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
@@ -51,13 +75,9 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
     facts: DeathFacts = event.facts
     record = matches.get("deceased")
     if not isinstance(record, PensionRecord):
-        return no_record("State Pension record")
+        return no_record(WHAT)
     if record.status == "STOPPED":
-        return Decision(
-            Outcome.NOT_APPLICABLE,
-            (f"State Pension already stopped from {record.stopped_from}",),
-            service_reference=record.record_id,
-        )
+        return unchanged(f"State Pension already stopped from {record.stopped_from}", record)
     stop_from = day_after(facts.date_of_death)
     settlement = settle(record.weekly_amount_pence, record.paid_to, facts.date_of_death)
     changed: list[Record] = [
@@ -88,9 +108,44 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
     return Decision(Outcome.APPLIED, tuple(actions), tuple(changed), record.record_id)
 
 
+def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
+    """Record the new marital status, partner and family name of each pensioner party."""
+    facts: MarriageFacts = event.facts
+    found = matched(matches, PensionRecord, "party1", "party2")
+    if not found:
+        return no_record(WHAT)
+    status = (
+        MaritalStatus.MARRIED
+        if facts.kind == UnionKind.MARRIAGE
+        else MaritalStatus.CIVIL_PARTNERSHIP
+    )
+    changed, actions = [], []
+    for role, record in found:
+        me = facts.parties[int(role[-1]) - 1]
+        other = facts.parties[2 - int(role[-1])].person
+        pensioner = record.pensioner
+        if me.family_name_after:
+            pensioner = pensioner.model_copy(update={"family_name": me.family_name_after})
+        update = {"marital_status": status, "partner": other, "pensioner": pensioner}
+        if all(getattr(record, k) == v for k, v in update.items()):
+            continue
+        changed.append(record.model_copy(update=update))
+        words = "married" if status == MaritalStatus.MARRIED else "in a civil partnership"
+        actions.append(f"{record.record_id}: recorded as {words} from {facts.married_on}")
+    if not changed:
+        return unchanged("Marriage already recorded", found[0][1])
+    return Decision(Outcome.APPLIED, tuple(actions), tuple(changed), found[0][1].record_id)
+
+
 SERVICE = Service(
     name="pensions",
     title="State Pension",
     record_type=PensionRecord,
-    rules={EventType.DEATH: on_death},
+    rules={
+        EventType.DEATH: on_death,
+        EventType.MARRIAGE: on_marriage,
+        EventType.ADDRESS_CHANGE: lambda event, matches: move_address(
+            event, matches, PensionRecord, WHAT
+        ),
+    },
 )

@@ -5,9 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
-from tellusonce.events import EventType, Frozen, LifeEvent, Outcome, Person, PersonKey
+from tellusonce.events import (
+    AddressChangeFacts,
+    EventType,
+    Frozen,
+    LifeEvent,
+    Outcome,
+    Person,
+    PersonKey,
+)
 from tellusonce.fields import name_key
 
 
@@ -20,6 +28,10 @@ class Record(Frozen):
         """Everyone this record is about, as events will match them."""
         raise NotImplementedError
 
+    def summary(self) -> str:
+        """The record's state in a few plain words (used when a change is undone)."""
+        return "previous state"
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -30,6 +42,8 @@ class Decision:
     changed: tuple[Record, ...] = ()
     service_reference: str | None = None
 
+
+R = TypeVar("R", bound="Record")
 
 Matches = Mapping[str, Record | None]
 """The record each person in the event matched, by role (deceased, partner, ...), or None."""
@@ -62,3 +76,41 @@ def no_record(what: str) -> Decision:
 def day_after(day: date) -> date:
     """The day after a date (benefits stop from the day after death)."""
     return date.fromordinal(day.toordinal() + 1)
+
+
+def matched(matches: Matches, record_type: type[R], *roles: str) -> list[tuple[str, R]]:
+    """The distinct records of one type matched by the given roles (all roles if none given)."""
+    found: list[tuple[str, R]] = []
+    for role in roles or tuple(matches):
+        record = matches.get(role)
+        if isinstance(record, record_type) and all(
+            r.record_id != record.record_id for _, r in found
+        ):
+            found.append((role, record))
+    return found
+
+
+def unchanged(reason: str, record: Record | None = None) -> Decision:
+    """The decision when the event changes nothing for this service, with the reason."""
+    return Decision(
+        Outcome.NOT_APPLICABLE, (reason,), service_reference=record.record_id if record else None
+    )
+
+
+def move_address(
+    event: LifeEvent[Any], matches: Matches, record_type: type[R], what: str
+) -> Decision:
+    """Give every matched record (of a type with an `address`) the mover's new address."""
+    facts: AddressChangeFacts = event.facts
+    found = matched(matches, record_type)
+    if not found:
+        return no_record(what)
+    changed = [
+        r.model_copy(update={"address": facts.new_address})
+        for _, r in found
+        if getattr(r, "address", None) != facts.new_address
+    ]
+    if not changed:
+        return unchanged("Address already up to date", found[0][1])
+    actions = tuple(f"{r.record_id}: address updated from {facts.effective_on}" for r in changed)
+    return Decision(Outcome.APPLIED, actions, tuple(changed), found[0][1].record_id)

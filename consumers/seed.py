@@ -71,7 +71,7 @@ def demo_records(others: int = 20) -> dict[str, list[Record]]:
         PensionRecord(
             record_id="SP-100001",
             pensioner=ARTHUR,
-            postcode=HOME.postcode,
+            address=HOME,
             weekly_amount_pence=23_000,
             paid_to=PAID_TO,
             marital_status=MaritalStatus.MARRIED,
@@ -79,7 +79,7 @@ def demo_records(others: int = 20) -> dict[str, list[Record]]:
         PensionRecord(
             record_id="SP-100002",
             pensioner=MARGARET,
-            postcode=HOME.postcode,
+            address=HOME,
             weekly_amount_pence=17_650,
             paid_to=PAID_TO,
             marital_status=MaritalStatus.MARRIED,
@@ -89,7 +89,7 @@ def demo_records(others: int = 20) -> dict[str, list[Record]]:
         PensionRecord(
             record_id=f"SP-2{i:05d}",
             pensioner=p,
-            postcode=a.postcode,
+            address=a,
             weekly_amount_pence=17_000 + 100 * i,
             paid_to=PAID_TO,
             marital_status=MaritalStatus.SINGLE,
@@ -100,7 +100,7 @@ def demo_records(others: int = 20) -> dict[str, list[Record]]:
         DisabilityRecord(
             record_id="DLA-200001",
             claimant=ARTHUR,
-            postcode=HOME.postcode,
+            address=HOME,
             awards=(
                 Award(
                     benefit="DLA",
@@ -121,7 +121,7 @@ def demo_records(others: int = 20) -> dict[str, list[Record]]:
         DisabilityRecord(
             record_id=f"PIP-3{i:05d}",
             claimant=p,
-            postcode=a.postcode,
+            address=a,
             awards=(
                 Award(
                     benefit="PIP",

@@ -12,22 +12,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import (
     Column,
     Date,
     DateTime,
-    Engine,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Table,
     Text,
-    create_engine,
     delete,
-    event,
     func,
     insert,
     select,
@@ -37,6 +33,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from consumers.rules import Record
+from tellusonce.database import connect
 from tellusonce.errors import StoreBusy
 from tellusonce.events import PersonKey
 
@@ -99,21 +96,6 @@ class AlreadyProcessed(Exception):
     """Another transaction (or instance) recorded this event first."""
 
 
-def connect(url: str) -> Engine:
-    """An engine for a store URL; SQLite gets WAL and a short busy timeout."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 1.0})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: object) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.close()
-
-        return engine
-    return create_engine(url, pool_pre_ping=True)
-
-
 class Transaction:
     """The operations one event's processing may do, inside one store transaction."""
 
@@ -131,10 +113,14 @@ class Transaction:
     def match(self, key: PersonKey) -> Record | None:
         """The record of a person: by NINO, else by surname + date of birth + postcode."""
         ids: Sequence[str] = []
-        if key.nino:
+        if key.nino:  # several records of one person: the one at the event's address first
             ids = (
                 self.conn.execute(
-                    select(record_people.c.record_id).where(record_people.c.nino == key.nino)
+                    select(record_people.c.record_id)
+                    .where(record_people.c.nino == key.nino)
+                    .order_by(
+                        (record_people.c.postcode == key.postcode).desc(), record_people.c.record_id
+                    )
                 )
                 .scalars()
                 .all()
@@ -152,16 +138,12 @@ class Transaction:
 
     def get(self, record_id: str) -> Record | None:
         """One record by id."""
-        data = self.conn.execute(
-            select(records.c.data).where(records.c.record_id == record_id)
-        ).scalar()
+        data = self.raw(record_id)
         return None if data is None else self.record_type.model_validate_json(data)
 
     def put(self, record: Record, event_id: str | None = None) -> None:
         """Insert or replace a record, its matching keys and (for an event) its change images."""
-        before = self.conn.execute(
-            select(records.c.data).where(records.c.record_id == record.record_id)
-        ).scalar()
+        before = self.raw(record.record_id)
         after = record.model_dump_json()
         now = datetime.now(UTC)
         if before is None:
@@ -198,6 +180,33 @@ class Transaction:
                     event_id=event_id, record_id=record.record_id, before=before, after=after
                 )
             )
+
+    def changes_of(self, event_id: str) -> list[tuple[str, str | None, str]]:
+        """(record_id, before, after) JSON images of what an event changed, one per record."""
+        rows = self.conn.execute(
+            select(changes.c.record_id, changes.c.before, changes.c.after)
+            .where(changes.c.event_id == event_id)
+            .order_by(changes.c.id)
+        ).all()
+        merged: dict[str, tuple[str | None, str]] = {}
+        for record_id, before, after in rows:
+            first_before = merged[record_id][0] if record_id in merged else before
+            merged[record_id] = (first_before, after)
+        return [(record_id, before, after) for record_id, (before, after) in merged.items()]
+
+    def raw(self, record_id: str) -> str | None:
+        """A record's stored JSON image, or None."""
+        return self.conn.execute(
+            select(records.c.data).where(records.c.record_id == record_id)
+        ).scalar()
+
+    def restore(self, record_id: str, image: str | None) -> None:
+        """Put a record back to a stored JSON image; None removes it (it did not exist)."""
+        if image is None:
+            self.conn.execute(delete(records).where(records.c.record_id == record_id))
+            self.conn.execute(delete(record_people).where(record_people.c.record_id == record_id))
+        else:
+            self.put(self.record_type.model_validate_json(image))
 
     def claim(self, event_id: str, outcome: str) -> None:
         """Record the event as processed, first; raise AlreadyProcessed if it already was."""

@@ -31,8 +31,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from consumers.store import Pending, connect
+from consumers.store import Pending
 from tellusonce.codec import Message
+from tellusonce.database import connect
 from tellusonce.errors import StoreBusy
 from tellusonce.events import Confirmation, EventType, LifeEvent
 from tellusonce.kafka import Received

@@ -11,6 +11,7 @@ from uuid import UUID
 import structlog
 from pydantic import AwareDatetime, ValidationError
 
+from producers.ledger import Ledger
 from tellusonce.codec import Codec
 from tellusonce.errors import BrokerUnavailable, InvalidSubmission
 from tellusonce.events import (
@@ -98,37 +99,90 @@ def build_event(
     settings: Settings,
     *,
     action: Action = Action.REGISTERED,
-    revision: int = 0,
-    supersedes: UUID | None = None,
-    original: UUID | None = None,
+    amends: LifeEvent[Any] | None = None,
     reason: str | None = None,
 ) -> LifeEvent[Any]:
-    """The life event for validated facts; ids are deterministic in the register entry."""
-    registered_at = header.registered_at or datetime.now(UTC)
+    """The life event for validated facts; ids are deterministic in the register entry.
+
+    A correction or cancellation (`amends` = the newest event of its reference) keeps the
+    reference, key (person_ref) and late flag of what it amends, supersedes it and counts the
+    revision up, so it travels on the same partition as the events it amends.
+    """
+    now = datetime.now(UTC)
+    if amends is None:
+        registered_at = header.registered_at or now
+        revision, supersedes = 0, None
+        period = REGISTRATION_PERIOD.get(event_type)
+        late = period is not None and (
+            registered_at.astimezone(LONDON).date() - facts.occurred_on() > period
+        )
+        key = person_ref(facts.subject(), settings.pseudonym_secret.get_secret_value().encode())
+    else:
+        old = amends.envelope
+        registered_at, revision, supersedes = now, old.revision + 1, old.event_id
+        late, key = old.late_registration, old.person_ref
     this_id = event_id(event_type, header.registration, action, revision)
-    period = REGISTRATION_PERIOD.get(event_type)
-    late = (
-        period is not None
-        and registered_at.astimezone(LONDON).date() - facts.occurred_on() > period
-    )
     envelope = Envelope(
         event_id=this_id,
         event_type=event_type,
         action=action,
         revision=revision,
         supersedes=supersedes,
-        reference=reference(original or this_id),
+        reference=amends.envelope.reference if amends else reference(this_id),
         occurred_on=facts.occurred_on(),
         registered_at=registered_at.astimezone(UTC),
         late_registration=late,
         registration=header.registration,
-        person_ref=person_ref(
-            facts.subject(), settings.pseudonym_secret.get_secret_value().encode()
-        ),
+        person_ref=key,
         source=settings.source,
         reason=reason,
     )
     return life_event(envelope, facts)
+
+
+def correction(
+    latest: LifeEvent[Any], document: object, settings: Settings, reason: str | None
+) -> LifeEvent[Any]:
+    """A correction of the newest event of a reference with a whole corrected submission."""
+    env = latest.envelope
+    if env.action == Action.CANCELLED:
+        raise InvalidSubmission([Problem("reference", "was cancelled; it cannot be corrected")])
+    header, facts = parse(env.event_type, document)
+    if header.registration != env.registration:
+        raise InvalidSubmission(
+            [
+                Problem(
+                    "registration", "must be the register entry of the registration being corrected"
+                )
+            ]
+        )
+    return build_event(
+        env.event_type,
+        header,
+        facts,
+        settings,
+        action=Action.CORRECTED,
+        amends=latest,
+        reason=reason,
+    )
+
+
+def cancellation(latest: LifeEvent[Any], settings: Settings, reason: str) -> LifeEvent[Any]:
+    """A cancellation of a registration made in error; it carries the facts it cancels."""
+    env = latest.envelope
+    if env.action == Action.CANCELLED:
+        raise InvalidSubmission([Problem("reference", "is already cancelled")])
+    if not reason.strip():
+        raise InvalidSubmission([Problem("reason", "is required to cancel a registration")])
+    return build_event(
+        env.event_type,
+        Header(registration=env.registration),
+        latest.facts,
+        settings,
+        action=Action.CANCELLED,
+        amends=latest,
+        reason=reason.strip(),
+    )
 
 
 class Registrar:
@@ -139,11 +193,33 @@ class Registrar:
         self.publisher = publisher
         self.codec = codec
         self.topics = Topics(settings.topic_prefix)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.ledger = Ledger(settings.store_url_for("registrar"), codec)
 
     def submit(self, event_type: EventType, document: object) -> Receipt:
         """Validate, build and publish; return only after Kafka acknowledged the event."""
         header, facts = parse(event_type, document)
         return self.publish(build_event(event_type, header, facts, self.settings))
+
+    def correct(self, reference: str, document: object, reason: str | None = None) -> Receipt:
+        """Publish a correction of a reference: the whole corrected submission."""
+        return self.publish(correction(self._latest(reference), document, self.settings, reason))
+
+    def cancel(self, reference: str, reason: str) -> Receipt:
+        """Publish the cancellation of a registration made in error."""
+        return self.publish(cancellation(self._latest(reference), self.settings, reason))
+
+    def _latest(self, reference: str) -> LifeEvent[Any]:
+        latest = self.ledger.latest(reference)
+        if latest is None:
+            raise InvalidSubmission(
+                [
+                    Problem(
+                        "reference", "no registration with this reference was submitted from here"
+                    )
+                ]
+            )
+        return latest
 
     def publish(self, event: LifeEvent[Any]) -> Receipt:
         """Publish a built event and wait for the broker's acknowledgement."""
@@ -165,6 +241,7 @@ class Registrar:
             )
             raise
         EVENTS_PUBLISHED.labels(envelope.event_type.value, "acknowledged").inc()
+        self.ledger.record(event, message.value)
         log.info(
             "event_published",
             event_id=str(envelope.event_id),

@@ -16,31 +16,38 @@ EXIT_INVALID = 2
 EXIT_BROKER = 3
 
 
-def _submit(args: argparse.Namespace, settings: Settings) -> int:
+def _read_json(path: str) -> object:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidSubmission([("(file)", f"cannot read {path} as JSON: {exc}")]) from exc
+
+
+def _publishing(args: argparse.Namespace, settings: Settings) -> int:
+    """submit, correct and cancel: print the receipt only once Kafka acknowledged."""
     from producers.submission import Registrar
     from tellusonce.codec import Codec
     from tellusonce.kafka import Publisher
 
-    try:
-        document = json.loads(Path(args.file).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        print(f"error: cannot read {args.file} as JSON: {exc}", file=sys.stderr)
-        return EXIT_INVALID
     registrar = Registrar(settings, Publisher(settings, "cli"), Codec())
     try:
-        receipt = registrar.submit(EventType(args.event_type), document)
+        if args.command == "submit":
+            receipt = registrar.submit(EventType(args.event_type), _read_json(args.file))
+        elif args.command == "correct":
+            receipt = registrar.correct(args.reference, _read_json(args.file), args.reason)
+        else:
+            receipt = registrar.cancel(args.reference, args.reason)
     except InvalidSubmission as exc:
-        print(
-            f"error: {args.file} was not submitted ({len(exc.problems)} problems):", file=sys.stderr
-        )
+        print(f"error: nothing was published ({len(exc.problems)} problems):", file=sys.stderr)
         for field, reason in exc.problems:
             print(f"  {field}: {reason}", file=sys.stderr)
         return EXIT_INVALID
     except BrokerUnavailable as exc:
-        print(f"error: not submitted, Kafka did not acknowledge: {exc}", file=sys.stderr)
+        print(f"error: not published, Kafka did not acknowledge: {exc}", file=sys.stderr)
         return EXIT_BROKER
     print(f"event_id: {receipt.event_id}")
     print(f"reference: {receipt.reference}")
+    print(f"action: {receipt.action.value}")
     if receipt.late_registration:
         print("note: registered after the legal period (flagged as a late registration)")
     return 0
@@ -98,7 +105,16 @@ def parser() -> argparse.ArgumentParser:
     submit = sub.add_parser("submit", help="validate and publish a registration from a JSON file")
     submit.add_argument("event_type", choices=[t.value for t in EventType])
     submit.add_argument("file")
-    submit.set_defaults(run=_submit)
+    submit.set_defaults(run=_publishing)
+    correct = sub.add_parser("correct", help="publish a correction: the whole corrected submission")
+    correct.add_argument("reference")
+    correct.add_argument("file")
+    correct.add_argument("--reason", default=None, help="why the entry is corrected")
+    correct.set_defaults(run=_publishing)
+    cancel = sub.add_parser("cancel", help="cancel a registration made in error")
+    cancel.add_argument("reference")
+    cancel.add_argument("--reason", required=True, help="why the registration is cancelled")
+    cancel.set_defaults(run=_publishing)
     consume = sub.add_parser("consume", help="run a service (or the tracker) until SIGTERM")
     consume.add_argument("name", choices=NAMES)
     consume.add_argument("--metrics-port", type=int, default=None)

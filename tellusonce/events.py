@@ -10,14 +10,13 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from tellusonce.fields import (
-    MAX_AGE_YEARS,
+    BirthDate,
     Code,
     Name,
     Nino,
     PastDate,
     Postcode,
     Text,
-    age_on,
     name_key,
 )
 
@@ -95,7 +94,7 @@ class Person(Frozen):
 
     given_names: Name | None = None
     family_name: Name
-    date_of_birth: PastDate
+    date_of_birth: BirthDate
     nino: Nino | None = None
 
     def key(self, postcode: str | None) -> PersonKey:
@@ -134,14 +133,6 @@ class Problem(NamedTuple):
 
     field: str
     reason: str
-
-
-def _life_span_problems(born: date, died: date, prefix: str) -> list[Problem]:
-    if died < born:
-        return [Problem(prefix, "is before the date of birth")]
-    if age_on(born, died) > MAX_AGE_YEARS:
-        return [Problem(prefix, f"gives an age over {MAX_AGE_YEARS} years")]
-    return []
 
 
 class Facts(Frozen):
@@ -195,9 +186,9 @@ class DeathFacts(Facts):
         return roles
 
     def problems(self) -> list[Problem]:
-        found = _life_span_problems(
-            self.deceased.date_of_birth, self.date_of_death, "date_of_death"
-        )
+        found = []
+        if self.date_of_death < self.deceased.date_of_birth:
+            found.append(Problem("date_of_death", "is before the date of birth"))
         if self.surviving_partner and self.marital_status not in {
             MaritalStatus.MARRIED,
             MaritalStatus.CIVIL_PARTNERSHIP,

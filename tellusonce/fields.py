@@ -96,6 +96,13 @@ def _not_in_future(value: date) -> date:
     return value
 
 
+def _born_within_age_limit(value: date) -> date:
+    today = today_in_london()
+    if age_on(value, today) > MAX_AGE_YEARS:
+        raise PydanticCustomError("date_too_old", f"is more than {MAX_AGE_YEARS} years ago")
+    return value
+
+
 Nino = Annotated[str, BeforeValidator(_normalise_nino), AfterValidator(_check_nino)]
 """A National Insurance number, normalised to upper case without spaces (AB123456C)."""
 
@@ -112,6 +119,9 @@ Name = Annotated[
 
 PastDate = Annotated[date, AfterValidator(_not_in_future)]
 """A date that is not after today in Europe/London."""
+
+BirthDate = Annotated[date, AfterValidator(_not_in_future), AfterValidator(_born_within_age_limit)]
+"""A date of birth: not in the future and at most 130 years ago."""
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 """Free text of 1 to 200 characters (address lines, relationships, reasons)."""

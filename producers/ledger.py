@@ -1,0 +1,78 @@
+"""The registrar's own record of what it published, so a reference can be corrected or cancelled."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    insert,
+    select,
+)
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from tellusonce.codec import Codec
+from tellusonce.database import connect
+from tellusonce.events import LifeEvent
+
+log = structlog.get_logger("tellusonce.producer")
+metadata = MetaData()
+submissions = Table(
+    "submissions", metadata,
+    Column("event_id", String, primary_key=True),
+    Column("reference", String, nullable=False, index=True),
+    Column("event_type", String, nullable=False),
+    Column("action", String, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("office", String, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=False),
+)  # fmt: skip
+
+
+class Ledger:
+    """Every event this registrar published, as acknowledged by Kafka."""
+
+    def __init__(self, url: str, codec: Codec) -> None:
+        self.engine = connect(url)
+        self.codec = codec
+        metadata.create_all(self.engine)
+
+    def record(self, event: LifeEvent[Any], payload: bytes) -> None:
+        """Remember a published event (a resubmission of the same event is already there)."""
+        env = event.envelope
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(submissions).values(
+                    event_id=str(env.event_id), reference=env.reference,
+                    event_type=env.event_type.value, action=env.action.value,
+                    revision=env.revision, office=env.registration.office, payload=payload,
+                    published_at=datetime.now(UTC),
+                ))  # fmt: skip
+        except IntegrityError:
+            return
+        except OperationalError as exc:  # published already: say so, do not fail the submission
+            log.error("ledger_write_failed", event_id=str(env.event_id), error=str(exc.orig))
+
+    def latest(self, reference: str) -> LifeEvent[Any] | None:
+        """The newest revision published under a reference, or None."""
+        with self.engine.connect() as conn:
+            payload = conn.execute(
+                select(submissions.c.payload)
+                .where(submissions.c.reference == reference.strip().upper())
+                .order_by(submissions.c.revision.desc())
+                .limit(1)
+            ).scalar()
+        if payload is None:
+            return None
+        event = self.codec.decode(payload)
+        assert isinstance(event, LifeEvent)
+        return event

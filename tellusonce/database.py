@@ -1,0 +1,22 @@
+"""SQLAlchemy engines for the stores (each service's, the tracker's, the registrar's ledger)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+
+
+def connect(url: str) -> Engine:
+    """An engine for a store URL; SQLite gets WAL and a short busy timeout (locked = transient)."""
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": 1.0})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: object) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    return engine

@@ -1,0 +1,156 @@
+"""Corrections and cancellations through a service handler and its real (SQLite) store."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumers.applier import ServiceHandler
+from consumers.seed import demo_records
+from consumers.services import SERVICES
+from consumers.store import ServiceStore
+from producers.submission import cancellation, correction
+from tellusonce.codec import Codec
+from tellusonce.errors import InvalidSubmission
+from tellusonce.events import Confirmation, EventType, LifeEvent
+from tellusonce.kafka import Received
+from tellusonce.settings import Settings
+from tellusonce.topics import Topics
+from tests.factories import document, event
+
+CODEC = Codec()
+SETTINGS = Settings()
+NOWHERE = Received("t", 0, 0, None, b"", [], 0)
+
+
+def handler(tmp_path: Path, service: str) -> ServiceHandler:
+    store = ServiceStore(f"sqlite:///{tmp_path / service}.db", SERVICES[service].record_type)
+    with store.transaction() as tx:
+        for record in demo_records(others=0)[service]:
+            tx.put(record)
+    return ServiceHandler(SERVICES[service], store, CODEC, Topics())
+
+
+def pension(h: ServiceHandler) -> Any:
+    return next(r for r in h.store.records() if r.record_id == "SP-100001")
+
+
+def last_confirmation(h: ServiceHandler) -> Confirmation:
+    confirmation = CODEC.decode(h.store.pending()[-1].payload)
+    assert isinstance(confirmation, Confirmation)
+    return confirmation
+
+
+@pytest.fixture
+def death() -> LifeEvent[Any]:
+    return event(EventType.DEATH)
+
+
+def corrected_death(original: LifeEvent[Any], died: str) -> LifeEvent[Any]:
+    return correction(original, document(EventType.DEATH, date_of_death=died), SETTINGS, None)
+
+
+class TestCorrection:
+    """A correction replaces the original's effect instead of adding to it."""
+
+    def test_date_of_death_a_week_earlier_recomputes_overpayment_once(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        """4 days overpaid becomes 11 days overpaid, not 15; stopped from the new day after."""
+        h = handler(tmp_path, "pensions")
+        assert h.handle(death, NOWHERE) == "applied"
+        assert h.handle(corrected_death(death, "2026-03-04"), NOWHERE) == "applied"
+        record = pension(h)
+        assert (record.stopped_from, record.overpayment_pence) == (
+            date(2026, 3, 5),
+            23_000 * 11 // 7,
+        )
+        assert last_confirmation(h).actions[0] == "Correction: the previous decision was replaced"
+
+    def test_correction_of_an_event_never_seen_is_applied_as_new(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        """The service missed the original: the corrected facts are applied, and it says so."""
+        h = handler(tmp_path, "pensions")
+        assert h.handle(corrected_death(death, "2026-03-04"), NOWHERE) == "applied"
+        assert pension(h).overpayment_pence == 23_000 * 11 // 7
+        assert "not seen here" in last_confirmation(h).actions[0]
+
+    def test_record_changed_since_is_rejected_for_manual_review(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        """Someone changed the pension after the death: nothing is undone automatically."""
+        h = handler(tmp_path, "pensions")
+        h.handle(death, NOWHERE)
+        with h.store.transaction() as tx:
+            tx.put(pension(h).model_copy(update={"weekly_amount_pence": 1}))
+        assert h.handle(corrected_death(death, "2026-03-04"), NOWHERE) == "rejected"
+        assert pension(h).weekly_amount_pence == 1
+        assert "manual review" in last_confirmation(h).actions[0]
+
+
+class TestCancellation:
+    """A cancellation leaves records as if the registration had never been made."""
+
+    def test_cancelled_death_reinstates_pension(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        h = handler(tmp_path, "pensions")
+        before = pension(h)
+        h.handle(death, NOWHERE)
+        assert h.handle(cancellation(death, SETTINGS, "registered in error"), NOWHERE) == "applied"
+        assert pension(h) == before
+        assert last_confirmation(h).actions[1].startswith("SP-100001 restored: State Pension in")
+
+    def test_cancelled_death_restores_council_tax_household(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        h = handler(tmp_path, "council_tax")
+        (before,) = [r for r in h.store.records() if r.record_id == "CT-300001"]
+        h.handle(death, NOWHERE)
+        h.handle(cancellation(death, SETTINGS, "registered in error"), NOWHERE)
+        (after,) = [r for r in h.store.records() if r.record_id == "CT-300001"]
+        assert (after.residents, after.discount) == (before.residents, "NONE")
+
+    def test_cancelling_what_changed_nothing_is_not_applicable(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        h = handler(tmp_path, "pensions")
+        assert h.handle(cancellation(death, SETTINGS, "registered in error"), NOWHERE) == (
+            "not_applicable"
+        )
+
+    def test_a_cancellation_is_applied_once(self, tmp_path: Path, death: LifeEvent[Any]) -> None:
+        h = handler(tmp_path, "pensions")
+        h.handle(death, NOWHERE)
+        cancel = cancellation(death, SETTINGS, "registered in error")
+        assert [h.handle(cancel, NOWHERE), h.handle(cancel, NOWHERE)] == ["applied", "duplicate"]
+
+
+class TestAmendmentEvents:
+    """What the producer builds for corrections and cancellations."""
+
+    def test_correction_keeps_reference_and_key_and_counts_revision(
+        self, death: LifeEvent[Any]
+    ) -> None:
+        fixed = corrected_death(death, "2026-03-04")
+        assert (fixed.envelope.reference, fixed.envelope.person_ref) == (
+            death.envelope.reference,
+            death.envelope.person_ref,
+        )
+        assert (fixed.envelope.revision, fixed.envelope.supersedes) == (1, death.envelope.event_id)
+
+    def test_correction_of_another_register_entry_is_refused(self, death: LifeEvent[Any]) -> None:
+        other = document(
+            EventType.DEATH, registration={"district": "York", "entry_number": 1, "office": "Y"}
+        )
+        with pytest.raises(InvalidSubmission, match="register entry"):
+            correction(death, other, SETTINGS, None)
+
+    def test_cancelled_registration_cannot_be_cancelled_again(self, death: LifeEvent[Any]) -> None:
+        cancelled = cancellation(death, SETTINGS, "registered in error")
+        with pytest.raises(InvalidSubmission, match="already cancelled"):
+            cancellation(cancelled, SETTINGS, "again")

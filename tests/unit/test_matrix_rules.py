@@ -1,0 +1,244 @@
+"""Every cell of the subscription matrix beyond death: applied, no record, not applicable."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+
+from consumers import council_tax, disability, housing_benefit, pensions
+from consumers.rules import Record
+from consumers.seed import ARTHUR, HOME, MARGARET, demo_records
+from consumers.services import SERVICES
+from tellusonce.events import Address, EventType, MaritalStatus, Outcome
+from tellusonce.topics import subscriptions
+from tests.factories import event
+
+RECORDS = demo_records(others=0)
+NEW_HOME = Address(lines=("5 New Road", "Leeds"), postcode="LS7 3BB")
+AWAY = Address(lines=("1 Far Street", "Cardiff"), postcode="CF10 1AA")
+
+
+def record(service: str, record_id: str) -> Any:
+    return next(r for r in RECORDS[service] if r.record_id == record_id)
+
+
+def move(*people: Any, new: Address = NEW_HOME) -> Any:
+    return event(
+        EventType.ADDRESS_CHANGE,
+        people_moving=[p.model_dump(mode="json") for p in people],
+        old_address=HOME.model_dump(mode="json"),
+        new_address=new.model_dump(mode="json"),
+    )
+
+
+def wedding(home: Address = HOME) -> Any:
+    """Margaret (widowed, say) marries Ruth in a civil partnership; they live at `home`."""
+    ruth = {
+        "given_names": "Ruth",
+        "family_name": "Ellis",
+        "date_of_birth": "1952-03-03",
+        "nino": "JT222222C",
+    }
+    return event(
+        EventType.MARRIAGE,
+        kind="CIVIL_PARTNERSHIP",
+        parties=[
+            {
+                "person": MARGARET.model_dump(mode="json"),
+                "address_before": HOME.model_dump(mode="json"),
+            },
+            {
+                "person": ruth,
+                "family_name_after": None,
+                "address_before": AWAY.model_dump(mode="json"),
+            },
+        ],
+        address_after=home.model_dump(mode="json"),
+    )
+
+
+def baby() -> Any:
+    return event(
+        EventType.BIRTH,
+        parents=[ARTHUR.model_dump(mode="json")],
+        address=HOME.model_dump(mode="json"),
+    )
+
+
+def roles(**found: Record | None) -> dict[str, Record | None]:
+    return dict(found)
+
+
+def test_every_matrix_cell_has_a_rule_and_no_rule_is_outside_it() -> None:
+    """Each service has exactly the rules for the event types it is entitled to."""
+    for name, subscription in subscriptions().items():
+        assert set(subscription.events) == set(SERVICES[name].rules), name
+
+
+class TestPensions:
+    """Marriage and address change for State Pension."""
+
+    def test_marriage_records_civil_partnership_and_partner(self) -> None:
+        decision = pensions.on_marriage(wedding(), roles(party1=record("pensions", "SP-100002")))
+        (changed,) = decision.changed
+        assert decision.outcome == Outcome.APPLIED
+        assert (changed.marital_status, changed.partner.given_names) == (
+            MaritalStatus.CIVIL_PARTNERSHIP,
+            "Ruth",
+        )
+
+    def test_marriage_already_recorded_is_not_applicable(self) -> None:
+        first = pensions.on_marriage(wedding(), roles(party1=record("pensions", "SP-100002")))
+        again = pensions.on_marriage(wedding(), roles(party1=first.changed[0]))
+        assert again.outcome == Outcome.NOT_APPLICABLE
+
+    def test_marriage_of_non_pensioners_is_no_record(self) -> None:
+        assert pensions.on_marriage(wedding(), roles(party1=None, party2=None)).outcome == (
+            Outcome.NO_RECORD
+        )
+
+    def test_move_updates_address(self) -> None:
+        decision = pensions.SERVICE.rules[EventType.ADDRESS_CHANGE](
+            move(ARTHUR), roles(mover1=record("pensions", "SP-100001"))
+        )
+        assert (decision.outcome, decision.changed[0].address) == (Outcome.APPLIED, NEW_HOME)
+
+    def test_move_to_the_same_address_is_not_applicable(self) -> None:
+        moved = record("pensions", "SP-100001").model_copy(update={"address": NEW_HOME})
+        rule = pensions.SERVICE.rules[EventType.ADDRESS_CHANGE]
+        assert rule(move(ARTHUR), roles(mover1=moved)).outcome == Outcome.NOT_APPLICABLE
+
+    def test_move_of_non_pensioner_is_no_record(self) -> None:
+        rule = pensions.SERVICE.rules[EventType.ADDRESS_CHANGE]
+        assert rule(move(ARTHUR), roles(mover1=None)).outcome == Outcome.NO_RECORD
+
+
+class TestDisability:
+    """Address change for disability benefits."""
+
+    @pytest.mark.parametrize(
+        ("matched_record", "expected"),
+        [
+            (record("disability", "DLA-200001"), Outcome.APPLIED),
+            (
+                record("disability", "DLA-200001").model_copy(update={"address": NEW_HOME}),
+                Outcome.NOT_APPLICABLE,
+            ),
+            (None, Outcome.NO_RECORD),
+        ],
+    )
+    def test_move(self, matched_record: Record | None, expected: Outcome) -> None:
+        rule = disability.SERVICE.rules[EventType.ADDRESS_CHANGE]
+        assert rule(move(ARTHUR), roles(mover1=matched_record)).outcome == expected
+
+
+class TestCouncilTax:
+    """Marriage and address change for Council Tax."""
+
+    def widow_account(self) -> council_tax.CouncilTaxAccount:
+        return record("council_tax", "CT-300001").model_copy(
+            update={"residents": (MARGARET,), "discount": "SINGLE_PERSON"}
+        )
+
+    def test_partner_joining_ends_single_person_discount(self) -> None:
+        decision = council_tax.on_marriage(wedding(), roles(party1=self.widow_account()))
+        (account,) = decision.changed
+        assert (len(account.residents), account.discount, account.charge_pence()) == (
+            2,
+            "NONE",
+            198_000,
+        )
+
+    def test_couple_living_elsewhere_is_not_applicable(self) -> None:
+        decision = council_tax.on_marriage(wedding(home=AWAY), roles(party1=self.widow_account()))
+        assert decision.outcome == Outcome.NOT_APPLICABLE
+
+    def test_marriage_of_people_without_account_is_no_record(self) -> None:
+        assert council_tax.on_marriage(wedding(), roles(party1=None)).outcome == Outcome.NO_RECORD
+
+    def test_move_within_area_closes_old_and_opens_new_account(self) -> None:
+        decision = council_tax.on_address_change(
+            move(ARTHUR, MARGARET), roles(mover1=record("council_tax", "CT-300001"))
+        )
+        closed, opened = decision.changed
+        assert (closed.status, closed.closed_from) == ("CLOSED", date(2025, 1, 6))
+        assert (opened.property, opened.discount, opened.annual_charge_pence) == (
+            NEW_HOME,
+            "NONE",
+            None,
+        )
+
+    def test_move_of_one_resident_out_of_area_leaves_single_person_discount(self) -> None:
+        decision = council_tax.on_address_change(
+            move(ARTHUR, new=AWAY), roles(mover1=record("council_tax", "CT-300001"))
+        )
+        (account,) = decision.changed
+        assert (account.residents, account.discount) == ((MARGARET,), "SINGLE_PERSON")
+
+    def test_move_of_someone_without_account_is_no_record(self) -> None:
+        assert council_tax.on_address_change(move(ARTHUR), roles(mover1=None)).outcome == (
+            Outcome.NO_RECORD
+        )
+
+    def test_children_do_not_count_as_adults(self) -> None:
+        """One adult and a baby: single person discount."""
+        child = MARGARET.model_copy(update={"date_of_birth": date(2024, 1, 1), "nino": None})
+        assert council_tax.adults((MARGARET, child), date(2026, 1, 1)) == 1
+
+
+class TestHousingBenefit:
+    """Birth, marriage and address change for Housing Benefit."""
+
+    def claim(self) -> housing_benefit.HousingBenefitClaim:
+        return record("housing_benefit", "HB-500001")
+
+    def test_birth_adds_child_and_reassesses(self) -> None:
+        decision = housing_benefit.on_birth(baby(), roles(parent1=self.claim()))
+        (claim,) = decision.changed
+        assert (len(claim.children), claim.reassess_from) == (1, date(2024, 6, 2))
+        assert housing_benefit.REASSESS in claim.flags
+
+    def test_birth_already_recorded_is_not_applicable(self) -> None:
+        first = housing_benefit.on_birth(baby(), roles(parent1=self.claim())).changed[0]
+        assert housing_benefit.on_birth(baby(), roles(parent1=first)).outcome == (
+            Outcome.NOT_APPLICABLE
+        )
+
+    def test_birth_to_parents_without_claim_is_no_record(self) -> None:
+        assert housing_benefit.on_birth(baby(), roles(parent1=None)).outcome == Outcome.NO_RECORD
+
+    def test_marriage_adds_partner(self) -> None:
+        single = self.claim().model_copy(update={"claimant": MARGARET, "partner": None})
+        (claim,) = housing_benefit.on_marriage(wedding(), roles(party1=single)).changed
+        assert claim.partner.given_names == "Ruth"
+
+    def test_marriage_to_existing_partner_is_not_applicable(self) -> None:
+        single = self.claim().model_copy(update={"claimant": MARGARET, "partner": None})
+        first = housing_benefit.on_marriage(wedding(), roles(party1=single)).changed[0]
+        assert housing_benefit.on_marriage(wedding(), roles(party1=first)).outcome == (
+            Outcome.NOT_APPLICABLE
+        )
+
+    def test_marriage_without_claim_is_no_record(self) -> None:
+        assert housing_benefit.on_marriage(wedding(), roles(party1=None)).outcome == (
+            Outcome.NO_RECORD
+        )
+
+    def test_move_ends_claim_and_asks_for_new_one(self) -> None:
+        decision = housing_benefit.on_address_change(move(ARTHUR), roles(mover1=self.claim()))
+        (claim,) = decision.changed
+        assert (claim.status, claim.ended_from) == ("ENDED", date(2025, 1, 6))
+        assert housing_benefit.NEW_CLAIM in claim.flags
+
+    def test_move_of_ended_claim_is_not_applicable(self) -> None:
+        ended = self.claim().model_copy(update={"status": "ENDED"})
+        assert housing_benefit.on_address_change(move(ARTHUR), roles(mover1=ended)).outcome == (
+            Outcome.NOT_APPLICABLE
+        )
+
+    def test_move_without_claim_is_no_record(self) -> None:
+        assert housing_benefit.on_address_change(move(ARTHUR), roles(mover1=None)).outcome == (
+            Outcome.NO_RECORD
+        )
