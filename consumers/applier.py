@@ -50,22 +50,25 @@ class ServiceHandler:
         return decision.outcome.value.lower()
 
     def reject(self, message: Message, error: PermanentError) -> None:
-        """Confirm REJECTED (once) for an event this service refused."""
+        """Confirm REJECTED for an event this service refused (it is also dead-lettered).
+
+        No processed row is written: a replay from the dead-letter topic after a fix is applied.
+        """
         if not isinstance(message, LifeEvent):
             return
         decision = Decision(Outcome.REJECTED, (f"Rejected: {error}",))
-        try:
-            with self.store.transaction() as tx:
-                if not tx.processed(str(message.envelope.event_id)):
-                    self._commit(tx, message.envelope, decision)
-        except AlreadyProcessed:
-            return
+        with self.store.transaction() as tx:
+            if not tx.processed(str(message.envelope.event_id)):
+                self._confirm(tx, message.envelope, decision)
 
     def _commit(self, tx: Transaction, envelope: Envelope, decision: Decision) -> None:
         event_id = str(envelope.event_id)
         tx.claim(event_id, decision.outcome.value)
         for record in decision.changed:
             tx.put(record, event_id)
+        self._confirm(tx, envelope, decision)
+
+    def _confirm(self, tx: Transaction, envelope: Envelope, decision: Decision) -> None:
         confirmation = Confirmation(
             confirmation_id=confirmation_id(envelope.event_id, self.name),
             event_id=envelope.event_id,
@@ -79,7 +82,7 @@ class ServiceHandler:
         tx.queue(
             Pending(
                 str(confirmation.confirmation_id),
-                event_id,
+                str(envelope.event_id),
                 self.codec.encode(confirmation),
                 confirmation_headers(confirmation),
             )
@@ -93,8 +96,8 @@ class ServiceHandler:
     def outbox(self) -> list[Pending]:
         return self.store.pending()
 
-    def sent(self, confirmation_ids: Sequence[str]) -> None:
-        self.store.mark_sent(confirmation_ids)
+    def sent(self, row_ids: Sequence[int]) -> None:
+        self.store.mark_sent(row_ids)
 
     def observe(self) -> None:
         """Services have no gauges beyond the runtime's."""

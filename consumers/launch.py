@@ -24,7 +24,7 @@ NAMES = (*SERVICES, TRACKER)
 
 def build(name: str, settings: Settings, codec: Codec | None = None) -> Runtime:
     """The runtime of one service (pensions, ...) or of the tracker."""
-    codec = codec or Codec()
+    codec = codec or Codec(settings.schema_dirs)
     topics = Topics(settings.topic_prefix)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     handler: Handler

@@ -52,7 +52,7 @@ class Handler(Protocol):
     def outbox(self) -> list[Pending]:
         """Confirmations stored but not yet published."""
 
-    def sent(self, confirmation_ids: Sequence[str]) -> None:
+    def sent(self, row_ids: Sequence[int]) -> None:
         """Mark outbox rows as acknowledged by Kafka."""
 
     def observe(self) -> None:
@@ -201,7 +201,7 @@ class Runtime:
                         for p in pending
                     ]
                 )
-                self.handler.sent([p.confirmation_id for p in pending])
+                self.handler.sent([p.row_id for p in pending if p.row_id is not None])
             self._outbox_dirty = False
         except TransientError as exc:  # the rows stay in the outbox; try again next loop
             self.log.warning("outbox_relay_failed", error_class=type(exc).__name__, error=str(exc))

@@ -71,15 +71,15 @@ changes = Table(
     Column("after", Text, nullable=False),
 )
 outbox = Table(
-    "outbox",
-    metadata,
-    Column("confirmation_id", String, primary_key=True),
+    "outbox", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("confirmation_id", String, nullable=False, index=True),
     Column("event_id", String, nullable=False),
     Column("payload", LargeBinary, nullable=False),
     Column("headers", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True), index=True),
-)
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,7 @@ class Pending:
     event_id: str
     payload: bytes
     headers: list[tuple[str, bytes]]
+    row_id: int | None = None
 
 
 class AlreadyProcessed(Exception):
@@ -257,7 +258,11 @@ class ServiceStore:
         with self.transaction() as tx:
             rows = tx.conn.execute(
                 select(
-                    outbox.c.confirmation_id, outbox.c.event_id, outbox.c.payload, outbox.c.headers
+                    outbox.c.id,
+                    outbox.c.confirmation_id,
+                    outbox.c.event_id,
+                    outbox.c.payload,
+                    outbox.c.headers,
                 )
                 .where(outbox.c.sent_at.is_(None))
                 .order_by(outbox.c.created_at)
@@ -269,17 +274,16 @@ class ServiceStore:
                 r.event_id,
                 r.payload,
                 [(k, v.encode()) for k, v in json.loads(r.headers)],
+                r.id,
             )
             for r in rows
         ]
 
-    def mark_sent(self, confirmation_ids: Sequence[str]) -> None:
+    def mark_sent(self, row_ids: Sequence[int]) -> None:
         """Mark confirmations as acknowledged by Kafka."""
         with self.transaction() as tx:
             tx.conn.execute(
-                update(outbox)
-                .where(outbox.c.confirmation_id.in_(confirmation_ids))
-                .values(sent_at=datetime.now(UTC))
+                update(outbox).where(outbox.c.id.in_(row_ids)).values(sent_at=datetime.now(UTC))
             )
 
     def count_pending(self) -> int:

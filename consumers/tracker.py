@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
     func,
     insert,
     select,
@@ -35,7 +36,7 @@ from consumers.store import Pending
 from tellusonce.codec import Message
 from tellusonce.database import connect
 from tellusonce.errors import StoreBusy
-from tellusonce.events import Confirmation, EventType, LifeEvent
+from tellusonce.events import Confirmation, EventType, LifeEvent, Outcome
 from tellusonce.kafka import Received
 from tellusonce.metrics import AWAITING, CONFIRMATION_SECONDS, OLDEST_AWAITING
 from tellusonce.topics import TRACKER, Topics, subscribers, subscriptions
@@ -137,7 +138,23 @@ class TrackerStore:
         )
 
     def add_confirmation(self, confirmation: Confirmation, received_ms: int) -> bool:
-        """Record a service's confirmation; False if that service already confirmed the event."""
+        """Record a service's confirmation; False if it is a repeat of the one recorded.
+
+        A newer, different answer from the same service (an event applied after a replay from the
+        dead-letter topic, say) replaces a REJECTED one.
+        """
+        key = (confirmations.c.event_id == str(confirmation.event_id)) & (
+            confirmations.c.service == confirmation.service
+        )
+        with self.engine.connect() as conn:
+            known = conn.execute(
+                select(confirmations.c.outcome, confirmations.c.processed_at).where(key)
+            ).first()
+        if known is not None:
+            if known.outcome != Outcome.REJECTED or confirmation.outcome == Outcome.REJECTED:
+                return False
+            with self.engine.begin() as conn:
+                conn.execute(delete(confirmations).where(key))
         return self._insert(
             confirmations,
             {
@@ -255,7 +272,7 @@ class TrackerHandler:
     def outbox(self) -> list[Pending]:
         return []
 
-    def sent(self, confirmation_ids: Sequence[str]) -> None:
+    def sent(self, row_ids: Sequence[int]) -> None:
         """The tracker publishes nothing."""
 
     def observe(self) -> None:

@@ -223,36 +223,41 @@ class Registrar:
 
     def publish(self, event: LifeEvent[Any]) -> Receipt:
         """Publish a built event and wait for the broker's acknowledgement."""
-        envelope = event.envelope
-        message = Outgoing(
-            topic=self.topics.events(envelope.event_type),
-            key=envelope.person_ref.encode(),
-            value=self.codec.encode(event),
-            headers=event_headers(envelope),
-        )
-        try:
-            self.publisher.publish([message])
-        except BrokerUnavailable:
-            EVENTS_PUBLISHED.labels(envelope.event_type.value, "failed").inc()
-            log.warning(
-                "event_not_acknowledged",
-                event_id=str(envelope.event_id),
-                event_type=envelope.event_type.value,
+        return self.publish_many([event])[0]
+
+    def publish_many(self, events: list[LifeEvent[Any]]) -> list[Receipt]:
+        """Publish built events together; return once Kafka acknowledged every one."""
+        messages = [
+            Outgoing(
+                topic=self.topics.events(e.envelope.event_type),
+                key=e.envelope.person_ref.encode(),
+                value=self.codec.encode(e),
+                headers=event_headers(e.envelope),
             )
+            for e in events
+        ]
+        try:
+            self.publisher.publish(messages)
+        except BrokerUnavailable:
+            for e in events:
+                EVENTS_PUBLISHED.labels(e.envelope.event_type.value, "failed").inc()
+            log.warning("events_not_acknowledged", events=len(events))
             raise
-        EVENTS_PUBLISHED.labels(envelope.event_type.value, "acknowledged").inc()
-        self.ledger.record(event, message.value)
-        log.info(
-            "event_published",
-            event_id=str(envelope.event_id),
-            event_type=envelope.event_type.value,
-            action=envelope.action.value,
-            late_registration=envelope.late_registration,
-        )
-        return Receipt(
-            envelope.event_id,
-            envelope.reference,
-            envelope.event_type,
-            envelope.action,
-            envelope.late_registration,
-        )
+        receipts = []
+        for event, message in zip(events, messages, strict=True):
+            env = event.envelope
+            EVENTS_PUBLISHED.labels(env.event_type.value, "acknowledged").inc()
+            self.ledger.record(event, message.value)
+            log.info(
+                "event_published",
+                event_id=str(env.event_id),
+                event_type=env.event_type.value,
+                action=env.action.value,
+                late_registration=env.late_registration,
+            )
+            receipts.append(
+                Receipt(
+                    env.event_id, env.reference, env.event_type, env.action, env.late_registration
+                )
+            )
+        return receipts

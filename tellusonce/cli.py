@@ -29,7 +29,7 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
     from tellusonce.codec import Codec
     from tellusonce.kafka import Publisher
 
-    registrar = Registrar(settings, Publisher(settings, "cli"), Codec())
+    registrar = Registrar(settings, Publisher(settings, "cli"), Codec(settings.schema_dirs))
     try:
         if args.command == "submit":
             receipt = registrar.submit(EventType(args.event_type), _read_json(args.file))
@@ -38,7 +38,9 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
         else:
             receipt = registrar.cancel(args.reference, args.reason)
     except InvalidSubmission as exc:
-        print(f"error: nothing was published ({len(exc.problems)} problems):", file=sys.stderr)
+        count = len(exc.problems)
+        plural = "s" if count != 1 else ""
+        print(f"error: nothing was published ({count} problem{plural}):", file=sys.stderr)
         for field, reason in exc.problems:
             print(f"  {field}: {reason}", file=sys.stderr)
         return EXIT_INVALID
@@ -90,6 +92,33 @@ def _topics(_args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers import dead_letters
+    from tellusonce.kafka import Publisher
+
+    letters = dead_letters.read(settings, args.service)
+    if args.action == "list":
+        print(f"{len(letters)} dead letters for {args.service}")
+        for d in letters:
+            print(
+                f"  partition {d.partition} offset {d.offset}: from {d.origin_topic} "
+                f"[{d.origin_partition}]@{d.origin_offset}: {d.error_class}: {d.error}"
+            )
+        return 0
+    chosen = [
+        d
+        for d in letters
+        if (args.offset is None or d.offset == args.offset)
+        and (args.partition is None or d.partition == args.partition)
+    ]
+    if not chosen:
+        print(f"error: no dead letter at offset {args.offset}", file=sys.stderr)
+        return EXIT_INVALID
+    count = dead_letters.replay(settings, chosen, Publisher(settings, "dlq-replay"))
+    print(f"replayed {count} dead letters of {args.service} to their origin topics")
+    return 0
+
+
 def _demo(_args: argparse.Namespace, settings: Settings) -> int:
     from tellusonce.demo import run
 
@@ -125,6 +154,12 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("seed", help="write synthetic demo records into every store").set_defaults(
         run=_seed
     )
+    dlq = sub.add_parser("dlq", help="list or replay a service's dead letters")
+    dlq.add_argument("action", choices=["list", "replay"])
+    dlq.add_argument("service", choices=[n for n in NAMES if n != "tracker"])
+    dlq.add_argument("--offset", type=int, default=None, help="replay only this offset")
+    dlq.add_argument("--partition", type=int, default=None, help="of this partition")
+    dlq.set_defaults(run=_dlq)
     sub.add_parser("topics", help="create the bus's topics").set_defaults(run=_topics)
     sub.add_parser(
         "demo", help="the main job: every service, one death, 4 confirmations"

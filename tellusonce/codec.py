@@ -2,8 +2,9 @@
 
 Wire format (Avro specification, "Single-object encoding"): the two bytes C3 01, the 8-byte
 little-endian CRC-64-AVRO fingerprint of the writer schema, then the Avro binary body. The reader
-finds the writer schema by fingerprint among the schema files it ships (schemas/<kind>/vN.avsc),
-so messages written with any shipped version are read into the newest version's model.
+finds the writer schema by fingerprint among the schema files it ships (schemas/<kind>/vN.avsc)
+and any extra schema directories it is given (a newer version deployed ahead of the code), and
+resolves it to the version this code's models mirror (MODEL_VERSIONS), which it also writes.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -25,6 +27,7 @@ from tellusonce.events import EVENT_MODELS, Confirmation, EventType, LifeEvent
 MAGIC = b"\xc3\x01"
 HEADER_LENGTH = len(MAGIC) + 8
 CONFIRMATION = "confirmation"
+MODEL_VERSIONS = {"death": 1, "birth": 1, "marriage": 1, "address-change": 1, CONFIRMATION: 1}
 _VERSION_FILE = re.compile(r"^v(\d+)\.avsc$")
 
 
@@ -62,30 +65,41 @@ Message = LifeEvent[Any] | Confirmation
 
 
 class Codec:
-    """Encodes models with the newest schema of their kind; decodes any shipped version."""
+    """Encodes models with the schema version they mirror; decodes any known writer version."""
 
-    def __init__(self, directory: Path | None = None) -> None:
-        root = directory or schema_dir()
-        schemas = [WriterSchema.load(p) for p in sorted(root.glob("*/v*.avsc"))]
-        if not schemas:
-            raise FileNotFoundError(f"no schemas under {root}")
+    def __init__(
+        self,
+        extra_directories: Sequence[Path] = (),
+        reader_versions: Mapping[str, int] = MODEL_VERSIONS,
+    ) -> None:
+        schemas = [
+            WriterSchema.load(path)
+            for root in (schema_dir(), *extra_directories)
+            for path in sorted(root.glob("*/v*.avsc"))
+        ]
         self.writers = {s.fingerprint: s for s in schemas}
-        self.latest: dict[str, WriterSchema] = {}
-        for schema in sorted(schemas, key=lambda s: s.version):
-            self.latest[schema.kind] = schema
+        by_version = {(s.kind, s.version): s for s in schemas}
+        self.readers = {kind: by_version[(kind, v)] for kind, v in reader_versions.items()}
 
     def encode(self, message: Message) -> bytes:
-        """Single-object encode an event or a confirmation with the newest schema of its kind."""
-        schema = self.latest[kind_of(message)]
+        """Single-object encode an event or a confirmation with the schema its model mirrors."""
+        schema = self.readers[kind_of(message)]
         out = io.BytesIO()
         out.write(MAGIC + schema.fingerprint)
         fastavro.schemaless_writer(out, schema.parsed, message.model_dump())
         return out.getvalue()
 
     def decode(self, data: bytes) -> Message:
-        """Decode bytes into the newest model of their kind, or raise a PermanentError."""
+        """Decode bytes into this code's model of their kind, or raise a PermanentError."""
+        kind, record = self.read_record(data)
+        return _validate(kind, record)
+
+    def read_record(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        """The kind and the Avro record of a message, resolved to this codec's reader schema."""
         writer = self.writer_of(data)
-        reader = self.latest[writer.kind]
+        reader = self.readers.get(writer.kind)
+        if reader is None:
+            raise UnknownSchema(f"no reader for {writer.kind} messages in this code")
         body = io.BytesIO(data)
         body.seek(HEADER_LENGTH)
         try:
@@ -98,7 +112,7 @@ class Codec:
             ) from exc
         if body.tell() != len(data):
             raise UndecodableMessage(f"{len(data) - body.tell()} bytes after the Avro body")
-        return _validate(writer.kind, cast(dict[str, Any], record))
+        return writer.kind, cast(dict[str, Any], record)
 
     def writer_of(self, data: bytes) -> WriterSchema:
         """The shipped writer schema named by a message's header."""

@@ -114,7 +114,7 @@ def run(settings: Settings) -> int:
     children = start_processes(settings)
     try:
         wait_ready(children)
-        registrar = Registrar(settings, Publisher(settings, "demo"), Codec())
+        registrar = Registrar(settings, Publisher(settings, "demo"), Codec(settings.schema_dirs))
         document = json.loads(EXAMPLE.read_text(encoding="utf-8"))
         receipt = registrar.submit(EventType.DEATH, document)
         acknowledged = time.monotonic()

@@ -144,6 +144,7 @@ class Subscriber:
                 "session.timeout.ms": 10000,
                 "heartbeat.interval.ms": 1000,
             }
+            | ({"group.instance.id": settings.instance_id} if settings.instance_id else {})
         )
         self.assigned: set[tuple[str, int]] = set()
 

@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("", description="prefix for every topic and group (test isolation)")
     partitions: int = Field(6, ge=1)
     replication_factor: int = Field(1, ge=1)
+    schema_dirs: list[Path] = Field(
+        default_factory=list, description="extra writer schemas (schemas/<kind>/vN.avsc layout)"
+    )
+    instance_id: str | None = Field(
+        None, description="static group membership id of this instance (fast restarts)"
+    )
     data_dir: Path = Field(Path(".run/data"), description="where SQLite stores live")
     store_url: str | None = Field(
         None, description="SQLAlchemy URL template with {service}; default SQLite in data_dir"

@@ -43,7 +43,7 @@ class TestWireFormat:
         data = CODEC.encode(confirmation)
         assert data[:2] == b"\xc3\x01"
         assert CODEC.writer_of(data).kind == "confirmation"
-        assert data[2:HEADER_LENGTH] == CODEC.latest["confirmation"].fingerprint
+        assert data[2:HEADER_LENGTH] == CODEC.readers["confirmation"].fingerprint
 
     def test_fingerprint_matches_avro_specification_for_int(self) -> None:
         """fastavro's CRC-64-AVRO of "int" is the value Java's SchemaNormalization gives."""
@@ -88,7 +88,7 @@ class TestBadBytes:
         self, noise: bytes
     ) -> None:
         """Whatever follows a real header, decode raises UndecodableMessage or succeeds."""
-        header = MAGIC + CODEC.latest["death"].fingerprint
+        header = MAGIC + CODEC.readers["death"].fingerprint
         with contextlib.suppress(UndecodableMessage):
             assert isinstance(CODEC.decode(header + noise), LifeEvent)
 

@@ -1,0 +1,63 @@
+"""Operators' view of a service's dead-letter topic: list what failed and why; replay it.
+
+Listing shows where each message came from and the error, never the message's content (it may
+hold personal data). Replay publishes the original key, value and headers back to the origin
+topic, where the service handles it through its normal, idempotent path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tellusonce.headers import header
+from tellusonce.kafka import Outgoing, Publisher, Reader, Received
+from tellusonce.settings import Settings
+from tellusonce.topics import Topics
+
+DLQ_PREFIX = "dlq_"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One dead-lettered message and where it came from."""
+
+    offset: int
+    partition: int
+    origin_topic: str
+    origin_partition: int
+    origin_offset: int
+    error_class: str
+    error: str
+    message: Received
+
+
+def read(settings: Settings, service: str) -> list[DeadLetter]:
+    """Every message on a service's dead-letter topic, oldest first per partition."""
+    topic = Topics(settings.topic_prefix).dead_letter(service)
+    letters = []
+    for m in Reader(settings, topic).read_all():
+        letters.append(DeadLetter(
+            offset=m.offset,
+            partition=m.partition,
+            origin_topic=header(m.headers, "dlq_origin_topic") or "?",
+            origin_partition=int(header(m.headers, "dlq_origin_partition") or -1),
+            origin_offset=int(header(m.headers, "dlq_origin_offset") or -1),
+            error_class=header(m.headers, "dlq_error_class") or "?",
+            error=header(m.headers, "dlq_error_message") or "",
+            message=m,
+        ))  # fmt: skip
+    return letters
+
+
+def replay(settings: Settings, letters: list[DeadLetter], publisher: Publisher) -> int:
+    """Publish dead letters back to their origin topics; return how many."""
+    publisher.publish([
+        Outgoing(
+            topic=letter.origin_topic,
+            key=letter.message.key or b"",
+            value=letter.message.value,
+            headers=[(k, v) for k, v in letter.message.headers if not k.startswith(DLQ_PREFIX)],
+        )
+        for letter in letters
+    ])  # fmt: skip
+    return len(letters)
