@@ -10,7 +10,7 @@ BROKER := deploy/kafka/broker.sh
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install jars run test test-unit test-integration lint format broker-start broker-stop broker-status clean
+.PHONY: help install jars run test test-unit test-integration test-faults lint format broker-start broker-stop broker-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ test-unit: install ## unit tests only (no broker)
 
 test-integration: install jars ## integration tests only, against a real local broker
 	@$(BROKER) with $(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+test-faults: install jars ## the fault suite alone: crashes, broker loss, poison, locks, rebalances
+	@$(BROKER) with $(BIN)/pytest tests/faults $(PYTEST_ARGS)
 
 lint: install ## ruff (lint and format check) and mypy --strict
 	@echo "==> ruff and mypy"

@@ -17,6 +17,7 @@ from consumers.rules import Record
 from consumers.services import SERVICES
 from consumers.store import ServiceStore
 from tellusonce.events import Address, MaritalStatus, Person
+from tellusonce.fields import NINO_NEVER_ISSUED
 from tellusonce.settings import Settings
 
 HOME = Address(lines=("14 Elm Road", "Headingley", "Leeds"), postcode="LS6 2AB")
@@ -48,11 +49,14 @@ _POSTCODES = ["LS6 1AA", "M1 2AB", "CF10 3AT", "EH1 1YZ", "B33 8TH", "SW1A 1AA"]
 _PREFIX_LETTERS = "ABCEGHJKLMNPRSTWXYZ"
 
 
-def _others(count: int, seed: int) -> list[tuple[Person, Address]]:
+def crowd(count: int, seed: int = 7) -> list[tuple[Person, Address]]:
+    """Synthetic people and their addresses, the same for the same count and seed."""
     rng = random.Random(seed)  # noqa: S311 (synthetic demo data, not security)
     people = []
     for i in range(count):
-        prefix = rng.choice("ABCEHJKLMPRSTWXY") + rng.choice(_PREFIX_LETTERS)
+        prefix = "TN"
+        while prefix in NINO_NEVER_ISSUED:
+            prefix = rng.choice("ABCEHJKLMPRSTWXY") + rng.choice(_PREFIX_LETTERS)
         person = Person(
             given_names=rng.choice(_GIVEN),
             family_name=rng.choice(_FAMILY),
@@ -66,7 +70,7 @@ def _others(count: int, seed: int) -> list[tuple[Person, Address]]:
 
 def demo_records(others: int = 20) -> dict[str, list[Record]]:
     """Every service's demo records, by service name."""
-    crowd = _others(others, seed=7)
+    people = crowd(others)
     pensions: list[Record] = [
         PensionRecord(
             record_id="SP-100001",
@@ -94,7 +98,7 @@ def demo_records(others: int = 20) -> dict[str, list[Record]]:
             paid_to=PAID_TO,
             marital_status=MaritalStatus.SINGLE,
         )
-        for i, (p, a) in enumerate(crowd)
+        for i, (p, a) in enumerate(people)
     ]
     disability: list[Record] = [
         DisabilityRecord(
@@ -131,7 +135,7 @@ def demo_records(others: int = 20) -> dict[str, list[Record]]:
                 ),
             ),
         )
-        for i, (p, a) in enumerate(crowd[::2])
+        for i, (p, a) in enumerate(people[::2])
     ]
     council_tax: list[Record] = [
         CouncilTaxAccount(
@@ -149,7 +153,7 @@ def demo_records(others: int = 20) -> dict[str, list[Record]]:
             annual_charge_pence=150_000 + 1_000 * i,
             discount="SINGLE_PERSON",
         )
-        for i, (p, a) in enumerate(crowd)
+        for i, (p, a) in enumerate(people)
     ]
     housing_benefit: list[Record] = [
         HousingBenefitClaim(
@@ -164,7 +168,7 @@ def demo_records(others: int = 20) -> dict[str, list[Record]]:
         HousingBenefitClaim(
             record_id=f"HB-6{i:05d}", claimant=p, address=a, weekly_award_pence=8_000 + 50 * i
         )
-        for i, (p, a) in enumerate(crowd[1::3])
+        for i, (p, a) in enumerate(people[1::3])
     ]
     return {
         "pensions": pensions,
@@ -174,11 +178,11 @@ def demo_records(others: int = 20) -> dict[str, list[Record]]:
     }
 
 
-def seed(settings: Settings) -> dict[str, int]:
+def seed(settings: Settings, others: int = 20) -> dict[str, int]:
     """Write the demo records into every service's store (replacing records of the same id)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
-    for name, recs in demo_records().items():
+    for name, recs in demo_records(others).items():
         store = ServiceStore(settings.store_url_for(name), SERVICES[name].record_type)
         with store.transaction() as tx:
             for record in recs:

@@ -20,7 +20,7 @@ NAME_MAX = 100
 
 # HMRC: first letter not D F I Q U V; second not D F I O Q U V; some prefixes never issued.
 _NINO = re.compile(r"^[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z][0-9]{6}[A-D]$")
-_NINO_NEVER_ISSUED = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
+NINO_NEVER_ISSUED = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
 _POSTCODE = re.compile(r"^(GIR ?0AA|[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2})$")
 _NAME_PUNCTUATION = frozenset(" '’-.‐")
 
@@ -44,7 +44,7 @@ def _check_nino(value: str) -> str:
             "(not D, F, I, Q, U or V; second not O), six digits and a suffix A-D, "
             "like AB 12 34 56 C",
         )
-    if value[:2] in _NINO_NEVER_ISSUED:
+    if value[:2] in NINO_NEVER_ISSUED:
         raise PydanticCustomError(
             "nino_prefix", "not a valid National Insurance number: that prefix is never issued"
         )

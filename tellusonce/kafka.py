@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from confluent_kafka import (
     Consumer,
+    ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
     Producer,
@@ -148,19 +149,31 @@ class Subscriber:
         )
         self.assigned: set[tuple[str, int]] = set()
 
-    def subscribe(self, topics: Sequence[str], on_revoke: PartitionsCallback | None = None) -> None:
-        """Join the group for these topics; on_revoke runs before partitions are taken away."""
+    def subscribe(
+        self,
+        topics: Sequence[str],
+        on_revoke: PartitionsCallback | None = None,
+        on_lost: PartitionsCallback | None = None,
+    ) -> None:
+        """Join the group; on_revoke runs before partitions are taken away, on_lost after."""
 
         def assigned(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
             self.assigned.update((p.topic, p.partition) for p in partitions)
 
         def revoked(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
-            lost = [(p.topic, p.partition) for p in partitions]
+            gone = [(p.topic, p.partition) for p in partitions]
             if on_revoke:
-                on_revoke(lost)
-            self.assigned.difference_update(lost)
+                on_revoke(gone)
+            self.assigned.difference_update(gone)
 
-        self._consumer.subscribe(list(topics), on_assign=assigned, on_revoke=revoked)
+        def lost(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            # Taken away without a chance to commit (session expired): the new owner redelivers.
+            gone = [(p.topic, p.partition) for p in partitions]
+            self.assigned.difference_update(gone)
+            if on_lost:
+                on_lost(gone)
+
+        self._consumer.subscribe(list(topics), on_assign=assigned, on_revoke=revoked, on_lost=lost)
 
     def poll(self, max_messages: int, timeout: float) -> list[Received]:
         """Up to max_messages messages: waits up to `timeout` for the first, then takes what is
@@ -185,13 +198,21 @@ class Subscriber:
             offsets=[TopicPartition(message.topic, message.partition, message.offset + 1)]
         )
 
-    def commit(self) -> None:
-        """Commit stored offsets now; nothing stored is not an error."""
+    def commit(self) -> str | None:
+        """Commit stored offsets now; return why not if that failed.
+
+        A failed commit loses nothing: the uncommitted messages are delivered again and the
+        services skip them as duplicates. Only a fatal client error is raised.
+        """
         try:
             self._consumer.commit(asynchronous=False)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError._NO_OFFSET:
+            error: KafkaError = exc.args[0]
+            if error.fatal():
                 raise
+            if error.code() != KafkaError._NO_OFFSET:
+                return str(error.str())
+        return None
 
     def rewind(self, topic: str, partition: int, offset: int) -> None:
         """Pause a partition and set it to read `offset` again when resumed."""
@@ -257,6 +278,14 @@ class Admin:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
         return created
+
+    def committed(self, group: str) -> dict[tuple[str, int], int]:
+        """A consumer group's committed offsets by (topic, partition)."""
+        request = [ConsumerGroupTopicPartitions(group)]
+        result = self._admin.list_consumer_group_offsets(request)[group].result(timeout=10)
+        return {
+            (tp.topic, tp.partition): tp.offset for tp in result.topic_partitions if tp.offset >= 0
+        }
 
     def delete_topics(self, names: Sequence[str]) -> None:
         """Delete topics (tests clean up after themselves)."""

@@ -57,7 +57,7 @@ class Fleet:
 
     def start(self, *names: str) -> None:
         for name in names:
-            runtime = build(name, self.settings, CODEC)
+            runtime = build(name, self.settings, Codec(self.settings.schema_dirs))
             stop = threading.Event()
             thread = threading.Thread(target=runtime.run, args=(stop,), name=name, daemon=True)
             thread.start()

@@ -1,0 +1,78 @@
+"""A reproducible stream of valid life events about the seeded crowd (and some strangers)."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, date, datetime
+from typing import Any
+
+from consumers.seed import crowd
+from producers.submission import Header, build_event
+from tellusonce.events import (
+    AddressChangeFacts,
+    BirthFacts,
+    DeathFacts,
+    EventType,
+    Facts,
+    Informant,
+    LifeEvent,
+    MaritalStatus,
+    MarriageFacts,
+    Person,
+    Registration,
+    Spouse,
+    UnionKind,
+)
+from tellusonce.settings import Settings
+
+CROWD_SIZE = 300
+KINDS = [EventType.DEATH, EventType.BIRTH, EventType.MARRIAGE, EventType.ADDRESS_CHANGE]
+
+
+def _facts(kind: EventType, i: int, rng: random.Random) -> Facts:
+    people = crowd(CROWD_SIZE)
+    person, address = people[rng.randrange(len(people))]
+    if kind == EventType.DEATH:
+        return DeathFacts(
+            deceased=person,
+            usual_address=address,
+            marital_status=MaritalStatus.SINGLE,
+            date_of_death=date(2026, 1, 10),
+            informant=Informant(name="A relative", relationship="Relative"),
+        )
+    if kind == EventType.BIRTH:
+        child = Person(
+            given_names="Baby", family_name=person.family_name, date_of_birth=date(2025, 5, 1)
+        )
+        return BirthFacts(child=child, parents=(person,), address=address)
+    if kind == EventType.MARRIAGE:
+        other, other_address = people[rng.randrange(len(people))]
+        return MarriageFacts(
+            kind=UnionKind.MARRIAGE,
+            married_on=date(2025, 7, 1),
+            parties=(
+                Spouse(person=person, address_before=address),
+                Spouse(person=other, address_before=other_address),
+            ),
+            address_after=address,
+        )
+    new = address.model_copy(update={"lines": (f"{i} New Road", "Leeds"), "postcode": "LS7 3BB"})
+    return AddressChangeFacts(
+        people_moving=(person,), old_address=address, new_address=new, effective_on=date(2025, 8, 1)
+    )
+
+
+def events(
+    count: int, settings: Settings, seed: int = 1, district: str = "Fault"
+) -> list[LifeEvent[Any]]:
+    """`count` valid events, cycling through the four kinds, each its own register entry."""
+    rng = random.Random(seed)  # noqa: S311 (test data)
+    built = []
+    for i in range(count):
+        kind = KINDS[i % len(KINDS)]
+        header = Header(
+            registration=Registration(district=district, entry_number=i + 1, office="FAULT-1"),
+            registered_at=datetime(2026, 1, 12, 10, tzinfo=UTC),
+        )
+        built.append(build_event(kind, header, _facts(kind, i, rng), settings))
+    return built

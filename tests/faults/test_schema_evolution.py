@@ -1,0 +1,161 @@
+"""Schema evolution: a v2 writer (an added optional field) and v1 code, both ways, on the broker;
+a breaking change is caught by the compatibility check."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from consumers.seed import seed
+from consumers.services import SERVICES
+from consumers.store import ServiceStore
+from tellusonce.codec import MAGIC, MODEL_VERSIONS, Codec, WriterSchema, schema_dir
+from tellusonce.events import EventType, LifeEvent
+from tellusonce.kafka import Outgoing, Publisher
+from tellusonce.settings import Settings
+from tellusonce.topics import Topics
+from tests.factories import event
+from tests.integration.conftest import Fleet, wait_for
+from tests.strategies import life_events
+
+NEW_FIELD = "cause_of_death_code"
+
+
+def evolve(tmp_path: Path, field: dict[str, Any]) -> Path:
+    """A schema directory holding death/v2.avsc: v1 with one more field in the facts."""
+    schema = json.loads((schema_dir() / "death" / "v1.avsc").read_text())
+    facts = next(f for f in schema["fields"] if f["name"] == "facts")["type"]
+    facts["fields"].append(field)
+    (tmp_path / "death").mkdir(parents=True)
+    (tmp_path / "death" / "v2.avsc").write_text(json.dumps(schema))
+    return tmp_path
+
+
+OPTIONAL = {"name": NEW_FIELD, "type": ["null", "string"], "default": None}
+REQUIRED = {"name": NEW_FIELD, "type": "string"}  # no default: old data cannot be read
+
+
+@pytest.fixture(scope="module")
+def v2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A schema directory with death v2 = v1 plus an optional field."""
+    return evolve(tmp_path_factory.mktemp("v2"), OPTIONAL)
+
+
+def write(schema: Any, record: dict[str, Any]) -> bytes:
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, schema, record)
+    return out.getvalue()
+
+
+def full_compatible(old: Any, new: Any, records: list[dict[str, Any]]) -> bool:
+    """FULL compatibility on real records: new reads old data and old reads new data."""
+    try:
+        for record in records:
+            fastavro.schemaless_reader(io.BytesIO(write(old, record)), old, new)
+            newer = {**record, "facts": {**record["facts"], NEW_FIELD: "R99"}}
+            fastavro.schemaless_reader(io.BytesIO(write(new, newer)), new, old)
+    except (fastavro.read.SchemaResolutionError, ValueError):
+        return False
+    return True
+
+
+def v2_bytes(schema: WriterSchema, death: LifeEvent[Any]) -> bytes:
+    record = death.model_dump()
+    record["facts"][NEW_FIELD] = "R99"
+    return MAGIC + schema.fingerprint + write(schema.parsed, record)
+
+
+class TestCompatibility:
+    """The check that guards every new schema version."""
+
+    @hypothesis_settings(max_examples=25)
+    @given(data=st.data())
+    def test_added_optional_field_is_full_compatible(
+        self, v2_dir: Path, data: st.DataObject
+    ) -> None:
+        """v1 ↔ v2 with an optional field: both directions read, for any valid death."""
+        records = [data.draw(life_events(EventType.DEATH)).model_dump() for _ in range(3)]
+        new = WriterSchema.load(v2_dir / "death" / "v2.avsc").parsed
+        old = WriterSchema.load(schema_dir() / "death" / "v1.avsc").parsed
+        assert full_compatible(old, new, records)
+
+    def test_added_required_field_is_rejected(self, tmp_path: Path) -> None:
+        """A field without a default breaks old data: the check says so."""
+        new = WriterSchema.load(evolve(tmp_path, REQUIRED) / "death" / "v2.avsc").parsed
+        old = WriterSchema.load(schema_dir() / "death" / "v1.avsc").parsed
+        assert not full_compatible(old, new, [event(EventType.DEATH).model_dump()])
+
+    def test_every_shipped_version_is_full_compatible_with_the_one_before(self) -> None:
+        """Consecutive versions of each kind in schemas/ pass the check."""
+        sample = {
+            k: event(EventType(k)).model_dump() for k in MODEL_VERSIONS if k != "confirmation"
+        }
+        for kind_dir in schema_dir().iterdir():
+            versions = sorted(kind_dir.glob("v*.avsc"), key=lambda p: int(p.stem[1:]))
+            for older, newer in itertools.pairwise(versions):
+                assert full_compatible(
+                    WriterSchema.load(older).parsed,
+                    WriterSchema.load(newer).parsed,
+                    [sample[kind_dir.name]],
+                ), f"{newer} breaks {older}"
+            assert versions, kind_dir
+
+
+class TestBothWays:
+    """Messages cross versions in both directions."""
+
+    def test_v1_code_reads_v2_messages(self, v2_dir: Path) -> None:
+        """Released code given the v2 schema file decodes v2 bytes into its v1 model."""
+        death = event(EventType.DEATH)
+        released = Codec([v2_dir])
+        v2 = next(s for s in released.writers.values() if s.version == 2)
+        assert released.decode(v2_bytes(v2, death)) == death
+
+    def test_v2_code_reads_v1_messages(self, v2_dir: Path) -> None:
+        """Code built on v2 reads v1 bytes with the new field at its default."""
+        newer = Codec([v2_dir], MODEL_VERSIONS | {"death": 2})
+        kind, record = newer.read_record(Codec().encode(event(EventType.DEATH)))
+        assert (kind, record["facts"][NEW_FIELD]) == ("death", None)
+
+    def test_v2_messages_are_applied_by_v1_services_on_the_broker(
+        self,
+        settings: Settings,
+        topics: Topics,
+        v2_dir: Path,
+    ) -> None:
+        """A v2 writer publishes the hero death; the released services apply it."""
+        configured = settings.model_copy(update={"schema_dirs": [v2_dir]})
+        seed(configured)
+        fleet = Fleet(configured)
+        fleet.start("pensions")
+        try:
+            death = event(EventType.DEATH, configured)
+            v2 = next(s for s in Codec(configured.schema_dirs).writers.values() if s.version == 2)
+            Publisher(configured, "v2-writer").publish(
+                [
+                    Outgoing(
+                        topics.events(EventType.DEATH),
+                        death.envelope.person_ref.encode(),
+                        v2_bytes(v2, death),
+                        [],
+                    )
+                ]
+            )
+            store = ServiceStore(
+                configured.store_url_for("pensions"), SERVICES["pensions"].record_type
+            )
+            wait_for(
+                lambda: store.outcomes() == {str(death.envelope.event_id): "APPLIED"},
+                "pensions to apply the v2 message",
+            )
+        finally:
+            fleet.stop()
