@@ -10,7 +10,7 @@ BROKER := deploy/kafka/broker.sh
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install jars run test test-unit test-integration test-faults lint format broker-start broker-stop broker-status clean
+.PHONY: help install tools jars run test test-unit test-integration test-faults lint format broker-start broker-stop broker-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -27,20 +27,28 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED) ## create .venv and install the package and dev tools
 
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+tools: ## Prometheus and promtool for the operations tests (Debian's package, if missing)
+	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
+	  echo "==> installing Debian's prometheus package (prometheus, promtool)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    --no-install-recommends prometheus >/dev/null; \
+	fi
+
 jars: ## fetch the Kafka broker's jars from Maven Central (once)
 	@$(BROKER) fetch
 
 run: install jars ## the main job: broker, topics, all services, a real death to 4 confirmations
 	@TELLUSONCE_DATA_DIR=$${TELLUSONCE_DATA_DIR:-.run/demo} $(BROKER) with $(BIN)/tellusonce demo
 
-test: install jars lint ## lint, then unit and integration tests against a real local broker
+test: install jars tools lint ## lint, then unit and integration tests against a real local broker
 	@echo "==> unit and integration tests (integration tests use a real Kafka broker on 127.0.0.1)"
 	@$(BROKER) with $(BIN)/pytest $(PYTEST_ARGS)
 
-test-unit: install ## unit tests only (no broker)
+test-unit: install tools ## unit tests only (no broker)
 	@$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: install jars ## integration tests only, against a real local broker
+test-integration: install jars tools ## integration tests only, against a real local broker
 	@$(BROKER) with $(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 test-faults: install jars ## the fault suite alone: crashes, broker loss, poison, locks, rebalances

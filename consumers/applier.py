@@ -102,6 +102,9 @@ class ServiceHandler:
     def observe(self) -> None:
         """Services have no gauges beyond the runtime's."""
 
+    def usable(self) -> bool:
+        return self.store.usable()
+
 
 def _matches(tx: Transaction, event: LifeEvent[Any]) -> Matches:
     return {role: tx.match(key) for role, key in event.facts.people().items()}

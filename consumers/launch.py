@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import signal
-import threading
-from types import FrameType
-
-import structlog
-
 from consumers.applier import ServiceHandler
 from consumers.runtime import Handler, Runtime
 from consumers.services import SERVICES
 from consumers.store import ServiceStore
 from consumers.tracker import TrackerHandler, TrackerStore
+from tellusonce import shutdown
 from tellusonce.codec import Codec
 from tellusonce.kafka import Publisher, Subscriber
-from tellusonce.metrics import serve
+from tellusonce.metrics import serve, stop_serving
 from tellusonce.settings import Settings
 from tellusonce.topics import TRACKER, Topics
 
@@ -44,20 +39,13 @@ def build(name: str, settings: Settings, codec: Codec | None = None) -> Runtime:
     )
 
 
-def run_until_signalled(runtime: Runtime, metrics_port: int | None) -> None:
-    """Run in this (main) thread; SIGTERM or SIGINT drains, commits and closes."""
-    stop = threading.Event()
-    log = structlog.get_logger("tellusonce.consumer").bind(service=runtime.handler.name)
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("shutdown_requested", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    server = serve(metrics_port, runtime.ready.is_set) if metrics_port is not None else None
+def run_until_signalled(
+    runtime: Runtime, metrics_port: int | None, host: str = "127.0.0.1"
+) -> None:
+    """Run until SIGTERM or SIGINT (shutdown.install()ed by main), then drain, commit, close."""
+    server = serve(metrics_port, runtime.ready, host) if metrics_port is not None else None
     try:
-        runtime.run(stop)
+        runtime.run(shutdown.requested)
     finally:
         if server is not None:
-            server.shutdown()
+            stop_serving(server)

@@ -34,6 +34,17 @@ from tellusonce.topics import Topics
 BACKOFF_FIRST_SECONDS = 0.2
 BACKOFF_MAX_SECONDS = 30.0
 GAUGE_INTERVAL_SECONDS = 5.0
+OUTCOME_LABELS = (
+    "applied",
+    "no_record",
+    "not_applicable",
+    "rejected",
+    "duplicate",
+    "retried",
+    "dead_lettered",
+    "recorded",
+)
+DEAD_LETTER_ERRORS = ("UndecodableMessage", "UnknownSchema", "RuleRejected")
 
 
 class Handler(Protocol):
@@ -57,6 +68,9 @@ class Handler(Protocol):
 
     def observe(self) -> None:
         """Refresh the handler's own gauges (called every few seconds)."""
+
+    def usable(self) -> bool:
+        """Whether the handler's store answers (for /readyz)."""
 
 
 class Runtime:
@@ -82,7 +96,8 @@ class Runtime:
         self._resume_at: dict[tuple[str, int], float] = {}
         self._outbox_dirty = True
         self._next_gauges = 0.0
-        self.ready = threading.Event()
+        self.joined = threading.Event()
+        self._zero_counters()
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set, then drain: relay the outbox, commit, close."""
@@ -93,12 +108,29 @@ class Runtime:
                 self._resume_due()
                 batch = self.subscriber.poll(self.batch_size, 0.2)
                 if self.subscriber.assigned:
-                    self.ready.set()
+                    self.joined.set()
                 self.process(batch)
                 self.relay()
                 self._gauges()
         finally:
             self.shutdown()
+
+    def ready(self) -> bool:
+        """Joined the group (so the broker answers) and the store is usable."""
+        return self.joined.is_set() and self.handler.usable()
+
+    def _zero_counters(self) -> None:
+        """Create every child counter at 0, so rate() and increase() see its first increment."""
+        name = self.handler.name
+        for topic in self.handler.topics:
+            event_type = self._event_type(topic)
+            for outcome in OUTCOME_LABELS:
+                EVENTS_CONSUMED.labels(name, event_type, outcome)
+            if self.handler.dead_letter_topic:
+                for error in DEAD_LETTER_ERRORS:
+                    DEAD_LETTERS.labels(name, topic, error)
+        OUTBOX_PENDING.labels(name)
+        PROCESSING_SECONDS.labels(name)
 
     def process(self, batch: list[Received]) -> None:
         """Handle a batch in order; a transient failure holds back the rest of its partition."""

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from consumers.rules import Record
-from tellusonce.database import connect
+from tellusonce.database import connect, ping
 from tellusonce.errors import StoreBusy
 from tellusonce.events import PersonKey
 
@@ -252,6 +252,10 @@ class ServiceStore:
                 yield Transaction(conn, self.record_type)
         except OperationalError as exc:
             raise StoreBusy(f"store busy: {type(exc.orig).__name__}") from exc
+
+    def usable(self) -> bool:
+        """Whether the store answers a trivial query."""
+        return ping(self.engine)
 
     def pending(self, limit: int = 1000) -> list[Pending]:
         """Confirmations waiting to be published, oldest first."""

@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from consumers.store import Pending
 from tellusonce.codec import Message
-from tellusonce.database import connect
+from tellusonce.database import connect, ping
 from tellusonce.errors import StoreBusy
 from tellusonce.events import Confirmation, EventType, LifeEvent, Outcome
 from tellusonce.kafka import Received
@@ -108,6 +108,10 @@ class TrackerStore:
             metadata.create_all(self.engine)
         except OperationalError as exc:
             raise StoreBusy(f"tracker store not usable: {exc.orig}") from exc
+
+    def usable(self) -> bool:
+        """Whether the store answers a trivial query."""
+        return ping(self.engine)
 
     def _insert(self, table: Any, row: dict[str, Any]) -> bool:
         try:
@@ -250,6 +254,8 @@ class TrackerHandler:
         self.store = store
         self.name = TRACKER
         self.topics = [*(topics.events(t) for t in EventType), topics.confirmations]
+        for service in subscriptions():  # series from 0, so rate() sees the first confirmation
+            CONFIRMATION_SECONDS.labels(service)
 
     def handle(self, message: Message, received: Received) -> str:
         """Record an event or a confirmation; observe confirmation latency once both are known."""
@@ -274,6 +280,9 @@ class TrackerHandler:
 
     def sent(self, row_ids: Sequence[int]) -> None:
         """The tracker publishes nothing."""
+
+    def usable(self) -> bool:
+        return self.store.usable()
 
     def observe(self) -> None:
         count, oldest = self.store.awaiting()

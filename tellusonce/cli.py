@@ -1,4 +1,4 @@
-"""The `tellusonce` command: submit, consume, status, seed, topics and the demo."""
+"""The `tellusonce` command: submit, correct, cancel, consume, status, dlq, up and the demo."""
 
 from __future__ import annotations
 
@@ -6,17 +6,22 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tellusonce import logs
-from tellusonce.errors import BrokerUnavailable, InvalidSubmission
-from tellusonce.events import EventType
-from tellusonce.settings import Settings
+from tellusonce import shutdown
+
+if TYPE_CHECKING:  # imported at run time inside main(), after the signal handlers are in place
+    from tellusonce.settings import Settings
+
+EVENT_TYPES = ("death", "birth", "marriage", "address-change")
 
 EXIT_INVALID = 2
 EXIT_BROKER = 3
 
 
 def _read_json(path: str) -> object:
+    from tellusonce.errors import InvalidSubmission
+
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -27,6 +32,8 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
     """submit, correct and cancel: print the receipt only once Kafka acknowledged."""
     from producers.submission import Registrar
     from tellusonce.codec import Codec
+    from tellusonce.errors import BrokerUnavailable, InvalidSubmission
+    from tellusonce.events import EventType
     from tellusonce.kafka import Publisher
 
     registrar = Registrar(settings, Publisher(settings, "cli"), Codec(settings.schema_dirs))
@@ -59,7 +66,7 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.launch import build, run_until_signalled
 
     port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
-    run_until_signalled(build(args.name, settings), port)
+    run_until_signalled(build(args.name, settings), port, settings.metrics_host)
     return 0
 
 
@@ -119,6 +126,12 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _up(args: argparse.Namespace, settings: Settings) -> int:
+    from tellusonce.up import run
+
+    return run(settings, args.metrics_base_port)
+
+
 def _demo(_args: argparse.Namespace, settings: Settings) -> int:
     from tellusonce.demo import run
 
@@ -132,7 +145,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="tellusonce", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
     submit = sub.add_parser("submit", help="validate and publish a registration from a JSON file")
-    submit.add_argument("event_type", choices=[t.value for t in EventType])
+    submit.add_argument("event_type", choices=EVENT_TYPES)
     submit.add_argument("file")
     submit.set_defaults(run=_publishing)
     correct = sub.add_parser("correct", help="publish a correction: the whole corrected submission")
@@ -161,16 +174,24 @@ def parser() -> argparse.ArgumentParser:
     dlq.add_argument("--partition", type=int, default=None, help="of this partition")
     dlq.set_defaults(run=_dlq)
     sub.add_parser("topics", help="create the bus's topics").set_defaults(run=_topics)
-    sub.add_parser(
-        "demo", help="the main job: every service, one death, 4 confirmations"
-    ).set_defaults(run=_demo)
+    up = sub.add_parser("up", help="broker (if none), every service and the tracker until Ctrl-C")
+    up.add_argument(
+        "--metrics-base-port", type=int, default=9401, help="first of five consecutive ports"
+    )
+    up.set_defaults(run=_up)
+    demo = sub.add_parser("demo", help="the main job: every service, one death, 4 confirmations")
+    demo.set_defaults(run=_demo)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; exit 2 for bad input, 3 when Kafka did not acknowledge."""
+    shutdown.install()
     args = parser().parse_args(argv)
+    from tellusonce import logs
+    from tellusonce.settings import Settings
+
     settings = Settings()
     # The demo speaks to a person on stdout; its own log lines would only interleave.
-    logs.configure("warning" if args.command == "demo" else settings.log_level)
+    logs.configure("warning" if args.command in {"demo", "up"} else settings.log_level)
     return int(args.run(args, settings))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import SQLAlchemyError
 
 
 def connect(url: str) -> Engine:
@@ -20,3 +21,13 @@ def connect(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+def ping(engine: Engine) -> bool:
+    """Whether a store answers `SELECT 1`."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        return False
+    return True

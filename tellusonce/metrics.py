@@ -70,8 +70,8 @@ class _QuietHandler(WSGIRequestHandler):
         """Scrapes are not worth a log line each."""
 
 
-def serve(port: int, ready: Callable[[], bool]) -> WSGIServer:
-    """Serve /metrics, /healthz (alive) and /readyz (ready() is true) on 127.0.0.1:port."""
+def serve(port: int, ready: Callable[[], bool], host: str = "127.0.0.1") -> WSGIServer:
+    """Serve /metrics, /healthz (alive) and /readyz (ready() is true) on host:port."""
     metrics_app = make_wsgi_app()
 
     def app(environ: dict[str, object], start_response: Callable[..., object]) -> Iterable[bytes]:
@@ -87,6 +87,12 @@ def serve(port: int, ready: Callable[[], bool]) -> WSGIServer:
             return [b"ready\n" if ok else b"not ready\n"]
         return metrics_app(environ, start_response)  # type: ignore[no-any-return]
 
-    server = make_server("127.0.0.1", port, app, handler_class=_QuietHandler)
+    server = make_server(host, port, app, handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server
+
+
+def stop_serving(server: WSGIServer) -> None:
+    """Stop a server made by serve() and release its port."""
+    server.shutdown()
+    server.server_close()

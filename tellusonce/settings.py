@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -42,6 +43,7 @@ class Settings(BaseSettings):
     source: str = Field("urn:tellusonce:registrar", description="CloudEvents ce_source")
     publish_timeout_seconds: float = Field(30.0, gt=0)
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
+    metrics_host: str = Field("127.0.0.1", description="address /metrics listens on")
     metrics_port: int | None = Field(None, description="serve /metrics here; None: do not serve")
 
     def store_url_for(self, service: str) -> str:
@@ -49,3 +51,17 @@ class Settings(BaseSettings):
         if self.store_url:
             return self.store_url.format(service=service)
         return f"sqlite:///{self.data_dir / service}.db"
+
+    def as_environment(self) -> dict[str, str]:
+        """These settings as TELLUSONCE_* variables, for child processes to read back."""
+        env = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, (dict, list)):
+                value = json.dumps(value, default=str)
+            env[f"TELLUSONCE_{name.upper()}"] = str(value)
+        return env

@@ -83,11 +83,13 @@ def processes(settings: Settings, topics: Any, crowd_seeded: None) -> Iterator[P
     """Child-process consumers; any still running at the end are stopped cleanly."""
     procs = Processes(settings, settings.data_dir / "logs")
     yield procs
-    for key, process in procs.running.items():
+    left = [key for key, process in procs.running.items() if process.poll() is None]
+    for process in procs.running.values():
         if process.poll() is None:
             process.kill()
-            process.wait(10)
-            pytest.fail(f"{key} was left running by the test")
+        process.wait(10)
+    if left:
+        pytest.fail(f"left running by the test: {', '.join(left)}")
 
 
 def settle(

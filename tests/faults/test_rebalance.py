@@ -8,6 +8,7 @@ from producers.submission import Registrar
 from tellusonce.settings import Settings
 from tests.faults.conftest import Processes, publish_in_chunks, report, settle
 from tests.faults.stream import events
+from tests.integration.conftest import wait_for
 
 
 def handled(processes: Processes, key: str) -> int:
@@ -27,7 +28,8 @@ def test_second_instance_joins_and_first_leaves_mid_stream(
     for published in publish_in_chunks(registrar, stream, size=100):
         if published == 400:
             processes.start("pensions", "2")
-        if published == 800:
+        if published == 800:  # once it has done some of the work, pensions-1 leaves
+            wait_for(lambda: handled(processes, "pensions-1") > 0, "pensions-1 to handle events")
             assert processes.terminate("pensions-1") == 0
 
     ledger = settle(settings, stream, processes.logs)

@@ -64,7 +64,7 @@ class Fleet:
             self.runtimes[name] = runtime
             self.threads[name] = (thread, stop)
         for name in names:
-            wait_for(self.runtimes[name].ready.is_set, f"{name} to join its group", 60)
+            wait_for(self.runtimes[name].ready, f"{name} to join its group", 60)
 
     def stop(self) -> None:
         for _thread, stop in self.threads.values():
@@ -97,9 +97,4 @@ def read_topic(settings: Settings, topic: str) -> list[Any]:
 
 def cli_env(settings: Settings) -> dict[str, str]:
     """The environment that points the CLI at this test's broker, topics and stores."""
-    return os.environ | {
-        "TELLUSONCE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "TELLUSONCE_TOPIC_PREFIX": settings.topic_prefix,
-        "TELLUSONCE_DATA_DIR": str(settings.data_dir),
-        "TELLUSONCE_PARTITIONS": str(settings.partitions),
-    }
+    return os.environ | settings.as_environment()

@@ -1,0 +1,110 @@
+"""A local stack of tellusonce processes: topics, stores, every service and the tracker as children.
+
+Used by `tellusonce demo` (make run) and `tellusonce up`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from consumers.launch import NAMES
+from consumers.seed import seed
+from tellusonce.kafka import Admin
+from tellusonce.settings import Settings
+from tellusonce.topics import Topics
+
+METRICS_BASE_PORT = 9401
+WAIT_SECONDS = 60.0
+RETENTION_MS = str(7 * 24 * 3600 * 1000)
+Children = dict[str, tuple[subprocess.Popen[bytes], int]]
+
+
+def say(text: str) -> None:
+    """Progress for the person running the demo."""
+    print(text, flush=True)
+
+
+def ensure_topics(settings: Settings) -> None:
+    """Check the broker answers and create the topics that are missing."""
+    admin = Admin(settings)
+    if not admin.reachable(10):
+        raise SystemExit(
+            f"no Kafka broker answers at {settings.bootstrap_servers}: run `make broker-start` or "
+            "set TELLUSONCE_BOOTSTRAP_SERVERS"
+        )
+    topics = Topics(settings.topic_prefix)
+    created = admin.ensure_topics(topics.all(), {"retention.ms": RETENTION_MS})
+    say(
+        f"topics: {len(topics.all())} ready ({len(created)} created) "
+        f"on {settings.bootstrap_servers}"
+    )
+
+
+def seed_stores(settings: Settings, fresh: bool) -> None:
+    """Seed the synthetic records into every store, emptying the stores first if `fresh`."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        for old in settings.data_dir.glob("*.db*"):
+            old.unlink()
+    counts = seed(settings)
+    say("seeded synthetic records: " + ", ".join(f"{n} {c}" for n, c in counts.items()))
+
+
+def start_processes(settings: Settings, base_port: int = METRICS_BASE_PORT) -> Children:
+    """Start every service and the tracker as child processes, logging to data_dir/logs."""
+    logs = settings.data_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    children = {}
+    for i, name in enumerate(NAMES):
+        port = base_port + i
+        env = os.environ | settings.as_environment()
+        with (logs / f"{name}.log").open("wb") as log:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "tellusonce", "consume", name, "--metrics-port", str(port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        children[name] = (child, port)
+        say(f"started {name:<16} pid {child.pid:<7} metrics http://127.0.0.1:{port}/metrics")
+    return children
+
+
+def wait_ready(children: Children) -> None:
+    """Wait until every child has joined its consumer group (/readyz answers 200)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    waiting = set(children)
+    while waiting:
+        for name in sorted(waiting):
+            child, port = children[name]
+            if child.poll() is not None:
+                raise SystemExit(f"{name} exited with {child.returncode}; see its log")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
+                    waiting.discard(name)
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"not ready after {WAIT_SECONDS:.0f} s: {', '.join(sorted(waiting))}")
+        time.sleep(0.2)
+    say(f"all {len(children)} consumers joined their groups")
+
+
+def stop_processes(children: Children) -> None:
+    """SIGTERM every child and wait for each to drain and close."""
+    for child, _port in children.values():
+        if child.poll() is None:
+            child.terminate()
+    clean = 0
+    for name, (child, _port) in children.items():
+        try:
+            clean += child.wait(timeout=30) == 0
+        except subprocess.TimeoutExpired:
+            child.kill()
+            say(f"{name} did not stop within 30 s; killed")
+    say(f"stopped {clean}/{len(children)} processes cleanly")

@@ -1,0 +1,110 @@
+"""`tellusonce up`: the whole local bus for operators until Ctrl-C, with a live one-line summary."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from consumers.services import SERVICES
+from consumers.store import ServiceStore
+from tellusonce import shutdown
+from tellusonce.settings import Settings
+from tellusonce.stack import (
+    Children,
+    ensure_topics,
+    say,
+    seed_stores,
+    start_processes,
+    stop_processes,
+    wait_ready,
+)
+
+BROKER_SCRIPT = Path(__file__).resolve().parent.parent / "deploy" / "kafka" / "broker.sh"
+LOCAL_BROKER = "127.0.0.1:9092"
+SUMMARY_SECONDS = 2.0
+SHOWN = ("applied", "no_record", "not_applicable", "rejected", "dead_lettered", "duplicate")
+
+
+def scrape(children: Children) -> tuple[Counter[str], int]:
+    """Summed samples of every child's /metrics, and how many children answered."""
+    totals: Counter[str] = Counter()
+    answered = 0
+    for _child, port in children.values():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as r:
+                text = r.read().decode()
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            continue
+        answered += 1
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "tellusonce_events_consumed_total":
+                    totals[sample.labels["outcome"]] += int(sample.value)
+                elif sample.name in {
+                    "tellusonce_consumer_lag_messages",
+                    "tellusonce_events_awaiting_confirmation",
+                }:
+                    totals[sample.name] += int(sample.value)
+    return totals, answered
+
+
+def summary(children: Children) -> str:
+    """One line: what the services did so far, lag, confirmations awaited, processes up."""
+    totals, answered = scrape(children)
+    done = " · ".join(f"{outcome.replace('_', ' ')} {totals[outcome]}" for outcome in SHOWN)
+    return (
+        f"{time.strftime('%H:%M:%S')}  {done} · lag {totals['tellusonce_consumer_lag_messages']}"
+        f" · awaiting {totals['tellusonce_events_awaiting_confirmation']}"
+        f" · {answered}/{len(children)} up"
+    )
+
+
+def start_broker_if_needed(settings: Settings) -> bool:
+    """Start the local broker when the settings point at it and nothing answers; True if started."""
+    from tellusonce.kafka import Admin
+
+    if settings.bootstrap_servers != LOCAL_BROKER or Admin(settings).reachable(3):
+        return False
+    subprocess.run([str(BROKER_SCRIPT), "start"], check=True)
+    return True
+
+
+def run(settings: Settings, base_port: int) -> int:
+    """Run until SIGINT or SIGTERM, then stop every child (and a broker this call started)."""
+    stop = shutdown.requested
+    started_broker = start_broker_if_needed(settings)
+    try:
+        ensure_topics(settings)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        pensions = ServiceStore(
+            settings.store_url_for("pensions"), SERVICES["pensions"].record_type
+        )
+        if not pensions.records():
+            seed_stores(settings, fresh=False)
+        children = start_processes(settings, base_port)
+        try:
+            wait_ready(children)
+            say(
+                "ready; submit with `tellusonce submit death examples/death.json`; "
+                "Ctrl-C stops everything"
+            )
+            live = sys.stdout.isatty()
+            while True:
+                line = summary(children)
+                print(f"\r{line}" if live else line, end="" if live else "\n", flush=True)
+                if stop.wait(SUMMARY_SECONDS if live else 5 * SUMMARY_SECONDS):
+                    break
+            print()
+        finally:
+            stop_processes(children)
+    finally:
+        if started_broker:
+            subprocess.run([str(BROKER_SCRIPT), "stop"], check=False)
+    return 0
