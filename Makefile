@@ -28,11 +28,14 @@ $(INSTALLED): pyproject.toml
 install: $(INSTALLED) ## create .venv and install the package and dev tools
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-tools: ## Prometheus and promtool for the operations tests (Debian's package, if missing)
-	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
-	  echo "==> installing Debian's prometheus package (prometheus, promtool)"; \
+tools: ## Prometheus, promtool and Chromium for the operations and browser tests (Debian, if missing)
+	@missing=""; \
+	command -v prometheus >/dev/null && command -v promtool >/dev/null || missing="prometheus"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "==> installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
-	    --no-install-recommends prometheus >/dev/null; \
+	    --no-install-recommends $$missing >/dev/null; \
 	fi
 
 jars: ## fetch the Kafka broker's jars from Maven Central (once)

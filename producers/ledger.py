@@ -62,17 +62,27 @@ class Ledger:
         except OperationalError as exc:  # published already: say so, do not fail the submission
             log.error("ledger_write_failed", event_id=str(env.event_id), error=str(exc.orig))
 
-    def latest(self, reference: str) -> LifeEvent[Any] | None:
-        """The newest revision published under a reference, or None."""
+    def latest(self, reference: str, office: str | None = None) -> LifeEvent[Any] | None:
+        """The newest revision published under a reference (by this office, if named), or None."""
+        query = select(submissions.c.payload).where(
+            submissions.c.reference == reference.strip().upper()
+        )
+        if office is not None:
+            query = query.where(submissions.c.office == office)
+        with self.engine.connect() as conn:
+            payload = conn.execute(query.order_by(submissions.c.revision.desc()).limit(1)).scalar()
+        return None if payload is None else self._event(payload)
+
+    def find(self, event_id: str) -> LifeEvent[Any] | None:
+        """A published event by id, or None."""
         with self.engine.connect() as conn:
             payload = conn.execute(
-                select(submissions.c.payload)
-                .where(submissions.c.reference == reference.strip().upper())
-                .order_by(submissions.c.revision.desc())
-                .limit(1)
+                select(submissions.c.payload).where(submissions.c.event_id == event_id)
             ).scalar()
-        if payload is None:
-            return None
+        return None if payload is None else self._event(payload)
+
+    def _event(self, payload: bytes) -> LifeEvent[Any]:
         event = self.codec.decode(payload)
-        assert isinstance(event, LifeEvent)
+        if not isinstance(event, LifeEvent):
+            raise TypeError("the ledger holds only life events")
         return event

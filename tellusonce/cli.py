@@ -126,6 +126,40 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from producers.api import create_app
+    from producers.submission import Registrar
+    from tellusonce.codec import Codec
+    from tellusonce.kafka import Publisher
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    registrar = Registrar(settings, Publisher(settings, "api"), Codec(settings.schema_dirs))
+    port = args.port or settings.api_port
+    print(
+        f"registrar API on http://{args.host}:{port} (docs /docs, family page /status)", flush=True
+    )
+    uvicorn.run(
+        create_app(settings, registrar),
+        host=args.host,
+        port=port,
+        access_log=False,
+        log_config=None,
+    )
+    return 0
+
+
+def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    from producers.offices import Offices
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = Offices(settings.store_url_for("registrar")).create_key(args.office)
+    print(f"API key for office {args.office} (shown once; only its hash is stored):")
+    print(key)
+    return 0
+
+
 def _up(args: argparse.Namespace, settings: Settings) -> int:
     from tellusonce.up import run
 
@@ -174,6 +208,14 @@ def parser() -> argparse.ArgumentParser:
     dlq.add_argument("--partition", type=int, default=None, help="of this partition")
     dlq.set_defaults(run=_dlq)
     sub.add_parser("topics", help="create the bus's topics").set_defaults(run=_topics)
+    serve = sub.add_parser("serve", help="the registrar HTTP API and the family status page")
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.set_defaults(run=_serve)
+    keys = sub.add_parser("keys", help="API keys of registration offices")
+    keys.add_argument("action", choices=["create"])
+    keys.add_argument("office")
+    keys.set_defaults(run=_keys)
     up = sub.add_parser("up", help="broker (if none), every service and the tracker until Ctrl-C")
     up.add_argument(
         "--metrics-base-port", type=int, default=9401, help="first of five consecutive ports"

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from consumers.report import render
 from consumers.tracker import TrackerStore
-from producers.submission import Registrar
-from tellusonce.codec import Codec
-from tellusonce.events import EventType
-from tellusonce.kafka import Publisher
+from producers.offices import Offices
 from tellusonce.settings import Settings
 from tellusonce.stack import (
     WAIT_SECONDS,
@@ -25,35 +26,61 @@ from tellusonce.stack import (
 from tellusonce.topics import TRACKER
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "death.json"
+DEMO_OFFICE = "LEEDS-RO-1"  # the register office of the example
+
+
+def submit_over_http(base: str, key: str, document: dict[str, Any]) -> dict[str, Any]:
+    """POST a death to the registrar API, as a registration system would."""
+    response = httpx.post(
+        f"{base}/v1/events/death", json=document, timeout=30,
+        headers={"Authorization": f"Bearer {key}", "Idempotency-Key": str(uuid.uuid4())},
+    )  # fmt: skip
+    response.raise_for_status()
+    return dict(response.json())
+
+
+def family_page(base: str, reference: str, born: str) -> str:
+    """What the family's status page shows for a reference and date of birth (YYYY-MM-DD)."""
+    year, month, day = born.split("-")
+    form = {"reference": reference, "day": day, "month": month, "year": year}
+    return httpx.post(f"{base}/status", data=form, timeout=10).text
 
 
 def run(settings: Settings) -> int:
     """The whole demo; 0 when every subscribed service confirmed."""
     ensure_topics(settings)
     seed_stores(settings, fresh=True)
-    children = start_processes(settings)
+    key = Offices(settings.store_url_for("registrar")).create_key(DEMO_OFFICE)
+    base = f"http://127.0.0.1:{settings.api_port}"
+    children = start_processes(settings, api_port=settings.api_port)
     try:
         wait_ready(children)
-        registrar = Registrar(settings, Publisher(settings, "demo"), Codec(settings.schema_dirs))
         document = json.loads(EXAMPLE.read_text(encoding="utf-8"))
-        receipt = registrar.submit(EventType.DEATH, document)
+        receipt = submit_over_http(base, key, document)
         acknowledged = time.monotonic()
         say(
-            f"submitted {EXAMPLE.name}: reference {receipt.reference}, "
-            f"event {receipt.event_id} (acknowledged by Kafka)"
+            f"submitted {EXAMPLE.name} to {base}/v1/events/death: reference "
+            f"{receipt['reference']}, event {receipt['event_id']} (acknowledged by Kafka)"
         )
         tracker = TrackerStore(settings.store_url_for(TRACKER))
         deadline = acknowledged + WAIT_SECONDS
         while True:
-            statuses = tracker.status(receipt.reference)
+            statuses = tracker.status(receipt["reference"])
             done = bool(statuses) and statuses[-1].confirmed == len(statuses[-1].services)
             if done or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
         elapsed = time.monotonic() - acknowledged
         say("")
-        say(render(receipt.reference, statuses))
+        say(render(receipt["reference"], statuses))
         say("")
+        born = document["deceased"]["date_of_birth"]
+        page = family_page(base, receipt["reference"], born)
+        shown = "shows every service's answer" if "have confirmed" in page else "did not answer"
+        say(
+            f"family status page {base}/status {shown} for reference {receipt['reference']} "
+            f"and date of birth {born} (try it with `tellusonce up` running)"
+        )
         confirmed = statuses[-1].confirmed if statuses else 0
         expected = len(statuses[-1].services) if statuses else 4
         say(f"confirmed by {confirmed}/{expected} services in {elapsed:.2f} s")

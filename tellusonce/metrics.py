@@ -58,6 +58,11 @@ OLDEST_AWAITING = Gauge(
     "tellusonce_oldest_awaiting_confirmation_age_seconds",
     "Age of the oldest event still waiting for a confirmation (0 when none waits)",
 )
+HTTP_REQUESTS = Counter(
+    "tellusonce_http_requests_total",
+    "Requests to the registrar API by method, route template and status code",
+    ["method", "route", "status"],
+)
 DEAD_LETTERS = Counter(
     "tellusonce_dead_letters_total",
     "Messages a service sent to its dead-letter topic, by error class",

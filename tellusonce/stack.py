@@ -21,6 +21,7 @@ from tellusonce.topics import Topics
 METRICS_BASE_PORT = 9401
 WAIT_SECONDS = 60.0
 RETENTION_MS = str(7 * 24 * 3600 * 1000)
+REGISTRAR = "registrar"
 Children = dict[str, tuple[subprocess.Popen[bytes], int]]
 
 
@@ -55,20 +56,27 @@ def seed_stores(settings: Settings, fresh: bool) -> None:
     say("seeded synthetic records: " + ", ".join(f"{n} {c}" for n, c in counts.items()))
 
 
-def start_processes(settings: Settings, base_port: int = METRICS_BASE_PORT) -> Children:
-    """Start every service and the tracker as child processes, logging to data_dir/logs."""
+def start_processes(
+    settings: Settings, base_port: int = METRICS_BASE_PORT, api_port: int | None = None
+) -> Children:
+    """Start every service and the tracker (and the registrar API if api_port is given) as
+    child processes, each logging to data_dir/logs/NAME.log."""
     logs = settings.data_dir / "logs"
     logs.mkdir(exist_ok=True)
+    commands = {
+        name: (["consume", name, "--metrics-port", str(base_port + i)], base_port + i)
+        for i, name in enumerate(NAMES)
+    }
+    if api_port is not None:
+        commands[REGISTRAR] = (["serve", "--port", str(api_port)], api_port)
     children = {}
-    for i, name in enumerate(NAMES):
-        port = base_port + i
-        env = os.environ | settings.as_environment()
+    for name, (args, port) in commands.items():
         with (logs / f"{name}.log").open("wb") as log:
             child = subprocess.Popen(
-                [sys.executable, "-m", "tellusonce", "consume", name, "--metrics-port", str(port)],
+                [sys.executable, "-m", "tellusonce", *args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=os.environ | settings.as_environment(),
             )
         children[name] = (child, port)
         say(f"started {name:<16} pid {child.pid:<7} metrics http://127.0.0.1:{port}/metrics")
@@ -92,7 +100,7 @@ def wait_ready(children: Children) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"not ready after {WAIT_SECONDS:.0f} s: {', '.join(sorted(waiting))}")
         time.sleep(0.2)
-    say(f"all {len(children)} consumers joined their groups")
+    say(f"all {len(children)} processes ready")
 
 
 def stop_processes(children: Children) -> None:

@@ -88,12 +88,12 @@ def run(settings: Settings, base_port: int) -> int:
         )
         if not pensions.records():
             seed_stores(settings, fresh=False)
-        children = start_processes(settings, base_port)
+        children = start_processes(settings, base_port, api_port=settings.api_port)
         try:
             wait_ready(children)
             say(
-                "ready; submit with `tellusonce submit death examples/death.json`; "
-                "Ctrl-C stops everything"
+                f"ready; registrar API http://127.0.0.1:{settings.api_port}/docs, family status "
+                f"page http://127.0.0.1:{settings.api_port}/status; Ctrl-C stops everything"
             )
             live = sys.stdout.isatty()
             while True:

@@ -15,6 +15,7 @@ from tellusonce.settings import Settings
 from tellusonce.topics import Topics
 from tests.factories import document
 from tests.integration.conftest import cli_env, read_topic
+from tests.integration.test_operations import free_ports
 
 # The hero's personal data as it could appear in any form in a log, key or header.
 PERSONAL = re.compile(
@@ -104,16 +105,18 @@ class TestDemo:
         self, settings: Settings, topics: Topics
     ) -> None:
         """Exit 0, `confirmed by 4/4 services`; logs, keys and headers carry no personal data."""
-        result = tellusonce(settings, "demo")
+        result = tellusonce(settings.model_copy(update={"api_port": free_ports(1)}), "demo")
 
         assert result.returncode == 0, result.stdout + result.stderr
         assert re.search(r"^confirmed by 4/4 services in \d+\.\d\d s$", result.stdout, re.M)
-        assert "stopped 5/5 processes cleanly" in result.stdout
+        assert "stopped 6/6 processes cleanly" in result.stdout
+        assert "shows every service's answer" in result.stdout
         logs = list((settings.data_dir / "logs").glob("*.log"))
-        assert len(logs) == 5
+        assert len(logs) == 6
         for log in logs:
             text = log.read_text()
-            assert '"event": "message_handled"' in text
+            handled = "http_request" if log.name == "registrar.log" else "message_handled"
+            assert f'"event": "{handled}"' in text
             assert not PERSONAL.search(text), f"personal data in {log.name}"
         assert not PERSONAL.search(result.stderr)
         for topic in topics.all():

@@ -218,10 +218,11 @@ def test_prometheus_sees_every_panel_and_alert(
 
 def test_up_runs_until_interrupted(settings: Settings, topics: Topics) -> None:
     """`tellusonce up` prints where metrics are and a summary line; SIGINT stops it cleanly."""
-    base = free_ports(5)
+    base = free_ports(6)
+    with_api = settings.model_copy(update={"api_port": base + 5})
     process = subprocess.Popen(
         [sys.executable, "-m", "tellusonce", "up", "--metrics-base-port", str(base)],
-        env=cli_env(settings),
+        env=cli_env(with_api),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -239,7 +240,7 @@ def test_up_runs_until_interrupted(settings: Settings, topics: Topics) -> None:
         return any(text in line for line in seen)
 
     try:
-        wait_for(lambda: saw("· 5/5 up"), "a summary line with every process up", 90)
+        wait_for(lambda: saw("· 6/6 up"), "a summary line with every process up", 90)
     finally:
         process.send_signal(signal.SIGINT)
         code = process.wait(60)
@@ -249,4 +250,4 @@ def test_up_runs_until_interrupted(settings: Settings, topics: Topics) -> None:
     assert code == 0
     saw("")
     assert any(f"http://127.0.0.1:{base}/metrics" in line for line in seen)
-    assert any("stopped 5/5 processes cleanly" in line for line in seen)
+    assert any("stopped 6/6 processes cleanly" in line for line in seen)

@@ -1,0 +1,288 @@
+"""The registrar HTTP API: submit, correct, cancel and read life events (FastAPI, OpenAPI at /docs).
+
+Every error is RFC 9457 problem+json. A submission is answered 201 only after Kafka acknowledged
+it; 503 with Retry-After, and nothing recorded, when it did not. Idempotency-Key is required.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import make_asgi_app
+
+from consumers.tracker import EventStatus, TrackerStore
+from producers import openapi, status_page
+from producers.idempotency import IdempotencyKeys, Stored, body_hash
+from producers.limits import RateLimit
+from producers.offices import Offices
+from producers.problems import problem
+from producers.submission import Header, Registrar, cancellation, correction, parse
+from producers.submission import build_event as build
+from tellusonce import __version__
+from tellusonce.errors import BrokerUnavailable, InvalidSubmission
+from tellusonce.events import EventType, LifeEvent, Problem
+from tellusonce.kafka import Admin
+from tellusonce.metrics import HTTP_REQUESTS
+from tellusonce.settings import Settings
+from tellusonce.topics import TRACKER
+
+MAX_BODY = 16 * 1024
+RETRY_SECONDS = 5
+log = structlog.get_logger("tellusonce.api")
+Builder = Callable[[str, object], LifeEvent[Any]]
+
+
+class Rejected(Exception):
+    """Stops a request with a problem response."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PLR0915 (routes as closures)
+    """The API over a registrar (which owns the publisher and the ledger)."""
+    url = settings.store_url_for("registrar")
+    offices, keys = Offices(url), IdempotencyKeys(url)
+    tracker = TrackerStore(settings.store_url_for(TRACKER))
+    limit = RateLimit(rate=settings.api_rate_per_second, burst=settings.api_burst)
+    app = FastAPI(title="Tell Us Once registrar API", version=__version__,
+                  description=__doc__)  # fmt: skip
+    app.mount("/metrics", make_asgi_app())
+    app.include_router(
+        status_page.router(registrar.ledger, tracker, settings.status_attempts_per_minute)
+    )
+    openapi.document(app)
+
+    @app.exception_handler(Rejected)
+    async def rejected(_request: Request, exc: Rejected) -> Response:
+        return exc.response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> Response:
+        errors = [
+            (".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), e["msg"])
+            for e in exc.errors()
+        ]
+        return problem(422, "The request does not match the API", errors)
+
+    @app.middleware("http")
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+        log.info(
+            "http_request",
+            method=request.method,
+            route=path,
+            status=response.status_code,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        return response
+
+    def office_of(request: Request) -> str:
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        office = offices.office_of(key.strip()) if scheme.lower() == "bearer" else None
+        if office is None:
+            raise Rejected(
+                problem(
+                    401, "Send a registration office's API key as 'Authorization: Bearer <key>'"
+                )
+            )
+        wait = limit.take(office)
+        if wait is not None:
+            raise Rejected(problem(429, "Too many requests from this office", retry_after=wait))
+        return office
+
+    async def read_json(request: Request) -> tuple[bytes, object]:
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            raise Rejected(problem(415, "Send the submission as application/json"))
+        declared = request.headers.get("content-length", "0")
+        if declared.isdigit() and int(declared) > MAX_BODY:
+            raise Rejected(problem(413, f"The body may be at most {MAX_BODY} bytes"))
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            raise Rejected(problem(413, f"The body may be at most {MAX_BODY} bytes"))
+        try:
+            return body, json.loads(body)
+        except ValueError:
+            raise Rejected(problem(400, "The body is not valid JSON")) from None
+
+    async def accept(request: Request, build_for: Builder) -> Response:
+        office = office_of(request)
+        key = request.headers.get("idempotency-key", "").strip()
+        if not key or len(key) > 200:
+            raise Rejected(
+                problem(
+                    400,
+                    "An Idempotency-Key header (1 to 200 characters) is "
+                    "required, so a retried request is not applied twice",
+                )
+            )
+        body, document = await read_json(request)
+        digest = body_hash(request.url.path, body)
+        stored = keys.get(office, key)
+        if stored is not None:
+            if stored.body_hash != digest:
+                return problem(422, "This Idempotency-Key was used for a different request")
+            return JSONResponse(stored.response, status_code=stored.status)
+        try:
+            event = build_for(office, document)
+        except InvalidSubmission as exc:
+            return problem(422, "The submission is not valid; nothing was published", exc.problems)
+        existing = registrar.ledger.find(str(event.envelope.event_id))
+        status = 200 if existing else 201
+        if existing is None:
+            try:
+                await run_in_threadpool(registrar.publish, event)
+            except BrokerUnavailable:
+                return problem(
+                    503,
+                    "Kafka did not acknowledge the event; nothing was recorded. "
+                    "Try again with the same Idempotency-Key.",
+                    retry_after=RETRY_SECONDS,
+                )
+        receipt = _receipt(existing or event)
+        keys.put(office, key, Stored(digest, status, receipt))
+        return JSONResponse(
+            receipt, status_code=status, headers={"Location": receipt["status_url"]}
+        )
+
+    def latest(reference: str, office: str) -> LifeEvent[Any]:
+        found = registrar.ledger.latest(reference, office)
+        if found is None:
+            raise Rejected(
+                problem(404, "No event with this reference was submitted by your office")
+            )
+        return found
+
+    def new_event(event_type: EventType) -> Builder:
+        def build_for(office: str, document: object) -> LifeEvent[Any]:
+            header, facts = parse(event_type, document)
+            _own_office(header, office)
+            return build(event_type, header, facts, settings)
+
+        return build_for
+
+    for event_type in EventType:
+        app.add_api_route(
+            f"/v1/events/{event_type.value}",
+            _endpoint(accept, new_event(event_type)),
+            methods=["POST"],
+            status_code=201,
+            name=f"submit_{event_type.name.lower()}",
+            summary=f"Submit a {event_type.value} registration",
+            openapi_extra=openapi.submission_body(event_type),
+        )
+
+    @app.post(
+        "/v1/events/{reference}/corrections",
+        status_code=201,
+        openapi_extra=openapi.any_submission_body(),
+    )
+    async def correct(reference: str, request: Request) -> Response:
+        """Correct a registration: send the whole corrected submission for the same entry."""
+
+        def build_for(office: str, document: object) -> LifeEvent[Any]:
+            reason = document.pop("correction_reason", None) if isinstance(document, dict) else None
+            return correction(latest(reference, office), document, settings, reason)
+
+        return await accept(request, build_for)
+
+    @app.post(
+        "/v1/events/{reference}/cancellation",
+        status_code=201,
+        openapi_extra=openapi.cancellation_body(),
+    )
+    async def cancel(reference: str, request: Request) -> Response:
+        """Cancel a registration made in error; the body gives the reason."""
+
+        def build_for(office: str, document: object) -> LifeEvent[Any]:
+            reason = document.get("reason") if isinstance(document, dict) else None
+            if not isinstance(reason, str):
+                raise InvalidSubmission([Problem("reason", "is required (a string)")])
+            return cancellation(latest(reference, office), settings, reason)
+
+        return await accept(request, build_for)
+
+    @app.get("/v1/events/{reference}")
+    async def read(reference: str, request: Request) -> Response:
+        """What each service did with the events of a reference (your office's only)."""
+        event = latest(reference, office_of(request))
+        statuses = await run_in_threadpool(tracker.status, event.envelope.reference)
+        return JSONResponse(
+            {"reference": event.envelope.reference, "events": [_status(s) for s in statuses]}
+        )
+
+    @app.get("/healthz", response_class=PlainTextResponse)
+    async def healthz() -> str:
+        return "ok\n"
+
+    @app.get("/readyz", response_class=PlainTextResponse)
+    async def readyz() -> Response:
+        ready = await run_in_threadpool(Admin(settings).reachable, 2.0)
+        return PlainTextResponse(
+            "ready\n" if ready else "not ready\n", status_code=200 if ready else 503
+        )
+
+    return app
+
+
+def _endpoint(
+    accept: Callable[[Request, Builder], Awaitable[Response]], build_for: Builder
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        return await accept(request, build_for)
+
+    return endpoint
+
+
+def _own_office(header: Header, office: str) -> None:
+    if header.registration.office != office:
+        raise InvalidSubmission(
+            [Problem("registration.office", "must be the office of the API key used")]
+        )
+
+
+def _receipt(event: LifeEvent[Any]) -> dict[str, Any]:
+    env = event.envelope
+    return {
+        "event_id": str(env.event_id),
+        "reference": env.reference,
+        "event_type": env.event_type.value,
+        "action": env.action.value,
+        "late_registration": env.late_registration,
+        "status_url": f"/v1/events/{env.reference}",
+    }
+
+
+def _status(status: EventStatus) -> dict[str, Any]:
+    return {
+        "event_id": status.event_id,
+        "event_type": status.event_type,
+        "action": status.action,
+        "revision": status.revision,
+        "registered_at": status.registered_at.isoformat(),
+        "services": [
+            {
+                "service": s.service,
+                "title": s.title,
+                "outcome": s.outcome,
+                "actions": list(s.actions),
+                "service_reference": s.service_reference,
+                "processed_at": s.processed_at.isoformat() if s.processed_at else None,
+            }
+            for s in status.services
+        ],
+    }

@@ -1,0 +1,71 @@
+"""Idempotency keys: the same key and body answers the original response; a new body is refused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from tellusonce.database import connect
+
+metadata = MetaData()
+responses = Table(
+    "idempotency", metadata,
+    Column("office", String, primary_key=True),
+    Column("key", String, primary_key=True),
+    Column("body_hash", String, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("response", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A response given before under an idempotency key."""
+
+    body_hash: str
+    status: int
+    response: dict[str, Any]
+
+
+def body_hash(path: str, body: bytes) -> str:
+    """What a request is, for telling a retry from a different request under the same key."""
+    return hashlib.sha256(path.encode() + b"\0" + body).hexdigest()
+
+
+class IdempotencyKeys:
+    """Responses by (office, Idempotency-Key); only successful ones are kept."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = connect(url)
+        metadata.create_all(self.engine)
+
+    def get(self, office: str, key: str) -> Stored | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(responses).where(responses.c.office == office, responses.c.key == key)
+            ).first()
+        return None if row is None else Stored(row.body_hash, row.status, json.loads(row.response))
+
+    def put(self, office: str, key: str, stored: Stored) -> None:
+        """Keep a response; a concurrent twin that stored first wins (its response is the same)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(responses).values(
+                        office=office,
+                        key=key,
+                        body_hash=stored.body_hash,
+                        status=stored.status,
+                        response=json.dumps(stored.response),
+                        created_at=datetime.now(UTC),
+                    )
+                )
+        except IntegrityError:
+            return

@@ -1,0 +1,93 @@
+"""OpenAPI documentation of the request bodies, built from the same models that validate them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import AwareDatetime, TypeAdapter, create_model
+
+from tellusonce.events import FACTS, EventType, Registration
+
+_DEFINITIONS: dict[str, Any] = {}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": True,
+    "description": "Any unique string per request; a retry with the same key and body returns "
+                   "the first response, and the same key with another body is refused (422).",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+}  # fmt: skip
+PROBLEM = {"application/problem+json": {"schema": {"type": "object", "properties": {
+    "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+    "detail": {"type": "string"},
+    "errors": {"type": "array", "items": {"type": "object", "properties": {
+        "detail": {"type": "string"}, "pointer": {"type": "string"}}}}}}}}  # fmt: skip
+RESPONSES = {
+    "200": {"description": "The same registration was already published: the existing event"},
+    "201": {"description": "Published and acknowledged by Kafka"},
+    **{str(code): {"description": text, "content": PROBLEM} for code, text in [
+        (400, "Missing Idempotency-Key or not JSON"), (401, "Missing or unknown API key"),
+        (404, "No such reference for your office"), (413, "Body over 16 KiB"),
+        (415, "Not application/json"), (422, "Invalid submission (see errors)"),
+        (429, "Rate limited (see Retry-After)"), (503, "Kafka unavailable (see Retry-After)")]},
+}  # fmt: skip
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    _DEFINITIONS.update(schema.pop("$defs", {}))
+    return {
+        "parameters": [IDEMPOTENCY_KEY],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
+        "responses": RESPONSES,
+    }
+
+
+def submission_body(event_type: EventType) -> dict[str, Any]:
+    """The documented body of a submission of one kind: its facts plus the register entry."""
+    model = create_model(
+        f"{FACTS[event_type].__name__.removesuffix('Facts')}Submission",
+        __base__=FACTS[event_type],
+        registration=(Registration, ...),
+        registered_at=(AwareDatetime | None, None),
+    )
+    return _body(TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}"))
+
+
+def any_submission_body() -> dict[str, Any]:
+    """A correction's body: a whole corrected submission, optionally with correction_reason."""
+    return _body(
+        {
+            "type": "object",
+            "description": "The whole corrected submission (same "
+            "registration), plus an optional correction_reason",
+        }
+    )
+
+
+def cancellation_body() -> dict[str, Any]:
+    """A cancellation's body: the reason."""
+    return _body(
+        {
+            "type": "object",
+            "required": ["reason"],
+            "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 200}},
+        }
+    )
+
+
+def document(app: FastAPI) -> None:
+    """Make the app's OpenAPI include the body schemas and the bearer-key security scheme."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            components = schema.setdefault("components", {})
+            components.setdefault("schemas", {}).update(_DEFINITIONS)
+            components["securitySchemes"] = {"apiKey": {"type": "http", "scheme": "bearer"}}
+            schema["security"] = [{"apiKey": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

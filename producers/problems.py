@@ -1,0 +1,46 @@
+"""RFC 9457 problem details: every API error as application/problem+json, naming fields by JSON
+pointer and never echoing the rejected values."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi.responses import JSONResponse
+
+MEDIA_TYPE = "application/problem+json"
+TITLES = {
+    400: "Bad request",
+    401: "Not authenticated",
+    404: "Not found",
+    413: "Request too large",
+    415: "Unsupported media type",
+    422: "Unprocessable submission",
+    429: "Too many requests",
+    503: "Kafka unavailable",
+}
+
+
+def pointer(field: str) -> str:
+    """A JSON pointer from a dotted field path: deceased.nino → /deceased/nino."""
+    if field in {"", "(document)", "(file)"}:
+        return ""
+    return "/" + "/".join(part.replace("~", "~0").replace("/", "~1") for part in field.split("."))
+
+
+def problem(
+    status: int,
+    detail: str,
+    errors: Sequence[tuple[str, str]] = (),
+    retry_after: int | None = None,
+) -> JSONResponse:
+    """A problem+json response; errors are (dotted field path, reason) pairs."""
+    body: dict[str, object] = {
+        "type": "about:blank",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = [{"detail": reason, "pointer": pointer(field)} for field, reason in errors]
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)

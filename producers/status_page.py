@@ -1,0 +1,135 @@
+"""The status page a family reads: reference and date of birth in, each service's answer out.
+
+Plain server-rendered HTML that works without JavaScript. A wrong reference/date-of-birth pair is
+answered exactly like an unknown reference, and attempts are limited per client address.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from html import escape
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
+
+from consumers.tracker import EventStatus, TrackerStore
+from producers.ledger import Ledger
+from producers.limits import RateLimit
+
+NOT_FOUND = (
+    "We could not find a notification with that reference and date of birth. "
+    "Check both against the letter from the register office and try again."
+)
+PLAIN = {
+    "APPLIED": "Done",
+    "NO_RECORD": "No record found, so nothing needed to change",
+    "NOT_APPLICABLE": "Nothing needed to change",
+    "REJECTED": "Could not be done automatically; the service will contact you",
+}
+STYLE = """body{font-family:Arial,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;
+color:#0b0c0c;line-height:1.5}h1{font-size:2rem}label,legend{font-weight:bold;display:block}
+input{font-size:1.2rem;padding:.3rem;border:2px solid #0b0c0c;margin:.3rem 0 1rem}
+.date input{width:4rem;margin-right:1rem}button{font-size:1.2rem;background:#00703c;color:#fff;
+border:0;padding:.5rem 1rem}.error{border-left:5px solid #d4351c;padding-left:1rem;color:#d4351c}
+.service{border-bottom:1px solid #b1b4b6;padding:.5rem 0}.pending{color:#505a5f}"""
+
+
+def page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    """A complete, accessible HTML page."""
+    return HTMLResponse(
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)} - Tell Us Once</title><style>{STYLE}</style></head>"
+        f'<body><main id="content"><h1>{escape(title)}</h1>{body}</main></body></html>',
+        status_code=status,
+    )
+
+
+def form(error: str = "", reference: str = "") -> str:
+    """The reference and date-of-birth form (GOV.UK date pattern: day, month, year)."""
+    warning = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
+    return f"""{warning}<p>Use the reference from the register office's letter and the date of
+birth of the person the registration was about.</p>
+<form method="post" action="/status" novalidate>
+<label for="reference">Reference</label>
+<input id="reference" name="reference" value="{escape(reference)}" autocomplete="off"
+ spellcheck="false" aria-describedby="reference-hint">
+<div id="reference-hint">For example, 1Y4AE-1CP5S</div>
+<fieldset class="date"><legend>Date of birth</legend>
+<label for="dob-day">Day</label><input id="dob-day" name="day" inputmode="numeric">
+<label for="dob-month">Month</label><input id="dob-month" name="month" inputmode="numeric">
+<label for="dob-year">Year</label><input id="dob-year" name="year" inputmode="numeric">
+</fieldset><button type="submit">Show what has been done</button></form>"""
+
+
+def answers(statuses: list[EventStatus]) -> str:
+    """Each service notified and what it did, in plain English, for the newest event."""
+    latest = statuses[-1]
+    word = {"REGISTERED": "registration", "CORRECTED": "correction", "CANCELLED": "cancellation"}[
+        latest.action
+    ]
+    parts = [
+        f"<p>The {escape(latest.event_type.replace('-', ' '))} {word} was shared with "
+        f"{len(latest.services)} services. {latest.confirmed} have confirmed what they "
+        "did.</p>"
+    ]
+    for service in latest.services:
+        if service.outcome is None:
+            parts.append(
+                f'<section class="service pending"><h2>{escape(service.title)}</h2>'
+                "<p>Not confirmed yet. Nothing for you to do; check again later.</p>"
+                "</section>"
+            )
+            continue
+        done = "".join(f"<li>{escape(a)}</li>" for a in service.actions)
+        parts.append(
+            f'<section class="service"><h2>{escape(service.title)}</h2>'
+            f"<p><strong>{escape(PLAIN[service.outcome])}</strong></p><ul>{done}</ul>"
+            "</section>"
+        )
+    return "".join(parts)
+
+
+def router(ledger: Ledger, tracker: TrackerStore, attempts_per_minute: int = 5) -> APIRouter:
+    """GET /status shows the form; POST /status shows the answers or the same refusal."""
+    routes = APIRouter(include_in_schema=False)
+    limit = RateLimit(rate=attempts_per_minute / 60, burst=attempts_per_minute)
+
+    @routes.get("/status", response_class=HTMLResponse)
+    async def ask() -> HTMLResponse:
+        return page("Check what has been done", form())
+
+    @routes.post("/status", response_class=HTMLResponse)
+    async def show(
+        request: Request,
+        reference: Annotated[str, Form()] = "",
+        day: Annotated[str, Form()] = "",
+        month: Annotated[str, Form()] = "",
+        year: Annotated[str, Form()] = "",
+    ) -> HTMLResponse:
+        client = request.client.host if request.client else "unknown"
+        wait = limit.take(client)
+        if wait is not None:
+            response = page(
+                "Too many attempts", f"<p>Please wait {wait} seconds and try again.</p>", status=429
+            )
+            response.headers["Retry-After"] = str(wait)
+            return response
+        reference = reference.strip().upper()
+        try:
+            born = date(int(year), int(month), int(day))
+        except ValueError:
+            return page("Check what has been done", form(NOT_FOUND, reference), status=404)
+        event = await run_in_threadpool(ledger.latest, reference) if reference else None
+        if event is None or event.facts.subject().date_of_birth != born:
+            return page("Check what has been done", form(NOT_FOUND, reference), status=404)
+        statuses = await run_in_threadpool(tracker.status, reference)
+        if not statuses:
+            body = "<p>The registration has been sent. No service has confirmed yet.</p>"
+        else:
+            body = answers(statuses)
+        return page(f"Reference {reference}", body)
+
+    return routes
