@@ -10,7 +10,7 @@ BROKER := deploy/kafka/broker.sh
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install tools jars run test test-unit test-integration test-faults lint format broker-start broker-stop broker-status clean
+.PHONY: help install tools jars run test test-unit test-integration test-faults bench lint format broker-start broker-stop broker-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -56,6 +56,10 @@ test-integration: install jars tools ## integration tests only, against a real l
 
 test-faults: install jars ## the fault suite alone: crashes, broker loss, poison, locks, rebalances
 	@$(BROKER) with $(BIN)/pytest tests/faults $(PYTEST_ARGS)
+
+bench: install jars ## benchmarks against the bare transport: bench/results.json, .png (not in test)
+	@$(BIN)/python -m pip install --quiet matplotlib
+	@$(BROKER) with $(BIN)/python -m tests.bench.run
 
 lint: install ## ruff (lint and format check) and mypy --strict
 	@echo "==> ruff and mypy"

@@ -1,0 +1,198 @@
+"""What one benchmark run does: a fresh bus (own topics, groups, stores), ours or the baseline."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from consumers.seed import seed
+from consumers.tracker import TrackerStore, confirmations
+from producers.submission import Registrar
+from tellusonce.codec import Codec
+from tellusonce.events import LifeEvent
+from tellusonce.headers import event_headers
+from tellusonce.kafka import Admin, Outgoing, Publisher
+from tellusonce.settings import Settings
+from tellusonce.stack import Children, start_processes, stop_processes, wait_ready
+from tellusonce.topics import TRACKER, Topics, subscribers
+from tests.bench.transport import Sink
+from tests.faults.stream import CROWD_SIZE, events
+
+CODEC = Codec()
+CHUNK = 500
+
+
+@dataclass
+class Bus:
+    """One run's own topics, groups and stores."""
+
+    settings: Settings
+    children: Children = field(default_factory=dict)
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @classmethod
+    def fresh(cls, root: Path) -> Bus:
+        run = uuid.uuid4().hex[:8]
+        settings = Settings(topic_prefix=f"bench{run}.", data_dir=root / run, log_level="info")
+        Admin(settings).ensure_topics(Topics(settings.topic_prefix).all(), {})
+        settings.data_dir.mkdir(parents=True)
+        seed(settings, others=CROWD_SIZE)
+        return cls(settings)
+
+    def start_ours(self, base_port: int = 9501) -> None:
+        self.children = start_processes(self.settings, base_port)
+        wait_ready(self.children)
+
+    def start_baseline(self) -> None:
+        env = os.environ | self.settings.as_environment()
+        self.workers = [
+            subprocess.Popen([sys.executable, "-m", "tests.bench.transport", name], env=env)
+            for name in ("pensions", "disability", "council_tax", "housing_benefit")
+        ]
+
+    def stop(self) -> None:
+        stop_processes(self.children) if self.children else None
+        for worker in self.workers:
+            worker.terminate()
+            worker.wait(60)
+        Admin(self.settings).delete_topics(Topics(self.settings.topic_prefix).all())
+
+    def confirmed(self) -> int:
+        """Confirmations the tracker has stored."""
+        tracker = TrackerStore(self.settings.store_url_for(TRACKER))
+        with tracker.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(confirmations)).scalar_one())
+
+    def latencies_ms(self) -> list[int]:
+        """Publication-to-confirmation milliseconds of every confirmation the tracker stored."""
+        from consumers.tracker import events as tracked
+
+        tracker = TrackerStore(self.settings.store_url_for(TRACKER))
+        with tracker.engine.connect() as conn:
+            rows = conn.execute(
+                select(confirmations.c.received_ms - tracked.c.published_ms).join(
+                    tracked, tracked.c.event_id == confirmations.c.event_id
+                )
+            )
+            return [int(r[0]) for r in rows]
+
+
+def workload(count: int, settings: Settings, seed_: int = 11) -> list[LifeEvent[Any]]:
+    """A realistic mix of the four kinds of event about the seeded crowd."""
+    return events(count, settings, seed=seed_, district=f"Bench{seed_}")
+
+
+def expected(stream: list[LifeEvent[Any]]) -> int:
+    """Confirmations a stream should produce: one per entitled service per distinct event."""
+    distinct = {e.envelope.event_id: e for e in stream}
+    return sum(len(subscribers(e.envelope.event_type)) for e in distinct.values())
+
+
+def encoded(stream: list[LifeEvent[Any]], topics: Topics) -> list[Outgoing]:
+    """The exact messages our producer path sends, for the baseline to send too."""
+    return [
+        Outgoing(
+            topics.events(e.envelope.event_type),
+            e.envelope.person_ref.encode(),
+            CODEC.encode(e),
+            event_headers(e.envelope),
+        )
+        for e in stream
+    ]
+
+
+def wait(done: Callable[[], bool], what: str, timeout: float = 900) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not done after {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def ours_throughput(bus: Bus, stream: list[LifeEvent[Any]]) -> float:
+    """Events/s from the first submission to the last confirmation stored by the tracker."""
+    bus.start_ours()
+    registrar = Registrar(bus.settings, Publisher(bus.settings, "bench"), CODEC)
+    want = expected(stream)
+    started = time.monotonic()
+    for i in range(0, len(stream), CHUNK):
+        registrar.publish_many(stream[i : i + CHUNK])
+    wait(lambda: bus.confirmed() >= want, "our confirmations")
+    return len(stream) / (time.monotonic() - started)
+
+
+def baseline_throughput(bus: Bus, stream: list[LifeEvent[Any]]) -> float:
+    """Events/s of the same bytes through the bare transport."""
+    sink = Sink(bus.settings)
+    bus.start_baseline()
+    messages = encoded(stream, Topics(bus.settings.topic_prefix))
+    publisher = Publisher(bus.settings, "bench")
+    time.sleep(3)  # the workers join their groups before the clock starts (as ours do)
+    want = expected(stream)
+    started = time.monotonic()
+    for i in range(0, len(messages), CHUNK):
+        publisher.publish(messages[i : i + CHUNK])
+    wait(lambda: sink.count >= want, "baseline confirmations")
+    elapsed = time.monotonic() - started
+    sink.close()
+    return len(stream) / elapsed
+
+
+def paced(publish: Callable[[list[Any]], None], items: list[Any], rate: int) -> None:
+    """Offer items at `rate` per second, in 10 ms ticks."""
+    per_tick = max(1, rate // 100)
+    started = time.monotonic()
+    for tick, i in enumerate(range(0, len(items), per_tick)):
+        publish(items[i : i + per_tick])
+        ahead = started + (tick + 1) / 100 - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+
+
+def ours_latency(bus: Bus, stream: list[LifeEvent[Any]], rate: int) -> list[int]:
+    bus.start_ours()
+    registrar = Registrar(bus.settings, Publisher(bus.settings, "bench"), CODEC)
+    paced(registrar.publish_many, stream, rate)
+    wait(lambda: bus.confirmed() >= expected(stream), "our confirmations")
+    return bus.latencies_ms()
+
+
+def baseline_latency(bus: Bus, stream: list[LifeEvent[Any]], rate: int) -> list[int]:
+    sink = Sink(bus.settings)
+    bus.start_baseline()
+    time.sleep(3)  # as above: joined before the load starts
+    publisher = Publisher(bus.settings, "bench")
+    paced(publisher.publish, encoded(stream, Topics(bus.settings.topic_prefix)), rate)
+    wait(lambda: sink.count >= expected(stream), "baseline confirmations")
+    sink.close()
+    return sink.latencies_ms
+
+
+def with_duplicates(stream: list[LifeEvent[Any]], share: float) -> list[LifeEvent[Any]]:
+    """The stream with `share` of its events sent a second time, shuffled in."""
+    rng = random.Random(3)  # noqa: S311 (benchmark data)
+    again = rng.sample(stream, int(len(stream) * share))
+    mixed = stream + again
+    rng.shuffle(mixed)
+    return mixed
+
+
+def catch_up(bus: Bus, stream: list[LifeEvent[Any]]) -> float:
+    """Seconds from starting stopped services to every confirmation of a waiting backlog."""
+    registrar = Registrar(bus.settings, Publisher(bus.settings, "bench"), CODEC)
+    for i in range(0, len(stream), CHUNK):
+        registrar.publish_many(stream[i : i + CHUNK])
+    started = time.monotonic()
+    bus.start_ours()
+    wait(lambda: bus.confirmed() >= expected(stream), "catch-up")
+    return time.monotonic() - started

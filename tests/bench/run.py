@@ -1,0 +1,234 @@
+"""`make bench`: how fast the bus moves events, as ratios to the bare Kafka transport.
+
+Each measurement alternates ours and the baseline (fresh topics, groups and stores each run) on
+the same broker, and reports the median and range. Writes bench/results.json, bench/results.png
+and bench/profile.txt, and prints a table. Sizes can be lowered for a quick look with
+BENCH_EVENTS, BENCH_RUNS, BENCH_RATE, BENCH_SECONDS and BENCH_CATCH_UP.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tellusonce.settings import Settings
+from tests.bench.harness import (
+    CODEC,
+    Bus,
+    baseline_latency,
+    baseline_throughput,
+    catch_up,
+    ours_latency,
+    ours_throughput,
+    with_duplicates,
+    workload,
+)
+
+OUT = Path(__file__).resolve().parents[2] / "bench"
+EVENTS = int(os.environ.get("BENCH_EVENTS", "30000"))
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+RATE = int(os.environ.get("BENCH_RATE", "1000"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "30"))
+CATCH_UP = int(os.environ.get("BENCH_CATCH_UP", "20000"))
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def percentile(values: list[int], q: float) -> float:
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
+
+
+def measure(root: Path, label: str, run: Any, *args: Any) -> Any:
+    bus = Bus.fresh(root)
+    try:
+        result = run(bus, *args)
+    finally:
+        bus.stop()
+    say(f"{label}: {result if isinstance(result, float) else len(result)}")
+    return result
+
+
+def profile_consumer(root: Path, count: int) -> str:
+    """cProfile of one service (pensions) handling a backlog in this process."""
+    from consumers.launch import build
+    from producers.submission import Registrar
+    from tellusonce.kafka import Publisher
+
+    bus = Bus.fresh(root)
+    stream = workload(count, bus.settings, seed_=5)
+    Registrar(bus.settings, Publisher(bus.settings, "bench"), CODEC).publish_many(stream)
+    runtime = build("pensions", bus.settings, CODEC)
+    stop = threading.Event()
+    wanted = expected_for_pensions(stream)
+    store = runtime.handler.store  # type: ignore[attr-defined]
+
+    def watch() -> None:
+        deadline = time.monotonic() + 600
+        while len(store.outcomes()) < wanted:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        stop.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    profiler = cProfile.Profile()
+    profiler.runcall(runtime.run, stop)
+    bus.stop()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(30)
+    return text.getvalue()
+
+
+def expected_for_pensions(stream: list[Any]) -> int:
+    from tellusonce.topics import subscribers
+
+    return len(
+        {e.envelope.event_id for e in stream if "pensions" in subscribers(e.envelope.event_type)}
+    )
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    t = results["throughput"]
+    for i, key in enumerate(["ours", "baseline"]):
+        m = t[key]
+        left.bar(
+            i,
+            m["median"],
+            yerr=[[m["median"] - m["min"]], [m["max"] - m["median"]]],
+            capsize=6,
+            color=["#1d70b8", "#b1b4b6"][i],
+        )
+    left.set_xticks([0, 1], ["tellusonce", "bare transport"])
+    left.set_ylabel("events/s end to end")
+    left.set_title(f"Throughput, {EVENTS} events (ratio {results['ratio']:.2f})")
+    lat = results["latency"]
+    qs = ["p50", "p99", "p99.9"]
+    xs = range(len(qs))
+    right.bar(
+        [x - 0.2 for x in xs],
+        [lat["ours"][q] for q in qs],
+        0.4,
+        label="tellusonce",
+        color="#1d70b8",
+    )
+    right.bar(
+        [x + 0.2 for x in xs],
+        [lat["baseline"][q] for q in qs],
+        0.4,
+        label="bare transport",
+        color="#b1b4b6",
+    )
+    right.set_xticks(list(xs), qs)
+    right.set_ylabel("ms from submission to confirmation")
+    right.set_title(f"Latency at {RATE} events/s offered")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="tellusonce-bench-"))
+    throughput: dict[str, list[float]] = {"ours": [], "baseline": []}
+    for run in range(RUNS):
+        stream = workload(EVENTS, Settings())
+        say(f"throughput run {run + 1}/{RUNS} ({EVENTS} events)")
+        throughput["ours"].append(measure(root, "  ours events/s", ours_throughput, stream))
+        throughput["baseline"].append(
+            measure(root, "  baseline events/s", baseline_throughput, stream)
+        )
+    latency: dict[str, list[int]] = {"ours": [], "baseline": []}
+    for run in range(RUNS):
+        stream = workload(RATE * SECONDS, Settings(), seed_=13 + run)
+        say(f"latency run {run + 1}/{RUNS} ({RATE} events/s for {SECONDS} s)")
+        latency["ours"] += measure(root, "  ours latencies", ours_latency, stream, RATE)
+        latency["baseline"] += measure(root, "  baseline latencies", baseline_latency, stream, RATE)
+    duplicates: list[float] = []
+    for run in range(RUNS):
+        stream = workload(EVENTS // 3, Settings(), seed_=17 + run)
+        say(f"redelivery run {run + 1}/{RUNS}")
+        clean = measure(root, "  clean events/s", ours_throughput, stream)
+        doubled = with_duplicates(stream, 0.10)
+        dup_rate = measure(root, "  with 10% duplicates events/s", ours_throughput, doubled)
+        duplicates.append(1 - (dup_rate * len(stream) / len(doubled)) / clean)
+    catch: list[float] = []
+    for run in range(RUNS):
+        say(f"catch-up run {run + 1}/{RUNS} ({CATCH_UP} events waiting)")
+        stream = workload(CATCH_UP, Settings(), seed_=23 + run)
+        catch.append(measure(root, "  catch-up seconds", catch_up, stream))
+    say("profiling the consumer hot path")
+    (OUT / "profile.txt").write_text(profile_consumer(root, min(EVENTS, 5000)))
+
+    ours, base = summary(throughput["ours"]), summary(throughput["baseline"])
+    lat = {
+        k: {"p50": percentile(v, 0.5), "p99": percentile(v, 0.99), "p99.9": percentile(v, 0.999)}
+        for k, v in latency.items()
+    }
+    results = {
+        "ratio": ours["median"] / base["median"],
+        "events_per_second": ours["median"],
+        "baseline_events_per_second": base["median"],
+        "p99_ms_at_1000": lat["ours"]["p99"],
+        "baseline_p99_ms_at_1000": lat["baseline"]["p99"],
+        "duplicate_cost": statistics.median(duplicates),
+        "catch_up_seconds": statistics.median(catch),
+        "throughput": {"ours": ours, "baseline": base},
+        "latency": lat,
+        "duplicate_cost_runs": duplicates,
+        "catch_up_runs": catch,
+        "settings": {
+            "events": EVENTS,
+            "runs": RUNS,
+            "rate": RATE,
+            "seconds": SECONDS,
+            "catch_up_events": CATCH_UP,
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+    }
+    (OUT / "results.json").write_text(json.dumps(results, indent=2))
+    chart(results, OUT / "results.png")
+    print()
+    print(f"{'measure':<34}{'tellusonce':>14}{'bare transport':>16}")
+    print(
+        f"{'events/s (median of ' + str(RUNS) + ')':<34}{ours['median']:>14.0f}"
+        f"{base['median']:>16.0f}"
+    )
+    print(f"{'ratio ours / baseline':<34}{results['ratio']:>14.3f}")
+    for q in ("p50", "p99", "p99.9"):
+        print(f"{q + f' ms at {RATE}/s':<34}{lat['ours'][q]:>14.0f}{lat['baseline'][q]:>16.0f}")
+    print(f"{'duplicate cost (10% duplicates)':<34}{results['duplicate_cost']:>14.1%}")
+    print(
+        f"{'catch-up of ' + str(CATCH_UP) + ' events (s)':<34}{results['catch_up_seconds']:>14.1f}"
+    )
+    print(f"\nwrote {OUT / 'results.json'}, {OUT / 'results.png'}, {OUT / 'profile.txt'}")
+
+
+if __name__ == "__main__":
+    main()
