@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,6 +42,7 @@ from tellusonce.kafka import Received
 from tellusonce.metrics import AWAITING, CONFIRMATION_SECONDS, OLDEST_AWAITING
 from tellusonce.topics import TRACKER, Topics, subscribers, subscriptions
 
+RECENT_EVENTS = 100_000  # publication times kept in memory for latency observations
 metadata = MetaData()
 events = Table(
     "events",
@@ -147,41 +149,35 @@ class TrackerStore:
         A newer, different answer from the same service (an event applied after a replay from the
         dead-letter topic, say) replaces a REJECTED one.
         """
-        key = (confirmations.c.event_id == str(confirmation.event_id)) & (
+        row = {
+            "event_id": str(confirmation.event_id),
+            "service": confirmation.service,
+            "confirmation_id": str(confirmation.confirmation_id),
+            "outcome": confirmation.outcome.value,
+            "actions": json.dumps(confirmation.actions),
+            "service_reference": confirmation.service_reference,
+            "processed_at": confirmation.processed_at,
+            "received_ms": received_ms,
+        }
+        if self._insert(confirmations, row):
+            return True
+        key = (confirmations.c.event_id == row["event_id"]) & (
             confirmations.c.service == confirmation.service
         )
         with self.engine.connect() as conn:
-            known = conn.execute(
-                select(confirmations.c.outcome, confirmations.c.processed_at).where(key)
-            ).first()
-        if known is not None:
-            if known.outcome != Outcome.REJECTED or confirmation.outcome == Outcome.REJECTED:
-                return False
-            with self.engine.begin() as conn:
-                conn.execute(delete(confirmations).where(key))
-        return self._insert(
-            confirmations,
-            {
-                "event_id": str(confirmation.event_id),
-                "service": confirmation.service,
-                "confirmation_id": str(confirmation.confirmation_id),
-                "outcome": confirmation.outcome.value,
-                "actions": json.dumps(confirmation.actions),
-                "service_reference": confirmation.service_reference,
-                "processed_at": confirmation.processed_at,
-                "received_ms": received_ms,
-            },
-        )
+            known = conn.execute(select(confirmations.c.outcome).where(key)).scalar()
+        if known != Outcome.REJECTED or confirmation.outcome == Outcome.REJECTED:
+            return False
+        with self.engine.begin() as conn:
+            conn.execute(delete(confirmations).where(key))
+        return self._insert(confirmations, row)
 
-    def latencies(self, event_id: str) -> list[tuple[str, float]]:
-        """Seconds from the event's publication to each confirmation received so far."""
+    def published_ms(self, event_id: str) -> int | None:
+        """When an event was published, if the tracker has seen it."""
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(confirmations.c.service, confirmations.c.received_ms - events.c.published_ms)
-                .join(events, events.c.event_id == confirmations.c.event_id)
-                .where(events.c.event_id == event_id)
-            ).all()
-        return [(service, max(ms, 0) / 1000) for service, ms in rows]
+            return conn.execute(
+                select(events.c.published_ms).where(events.c.event_id == event_id)
+            ).scalar()
 
     def status(self, reference: str) -> list[EventStatus]:
         """Every event under a reference, oldest first, with each expected service's answer."""
@@ -256,21 +252,41 @@ class TrackerHandler:
         self.topics = [*(topics.events(t) for t in EventType), topics.confirmations]
         for service in subscriptions():  # series from 0, so rate() sees the first confirmation
             CONFIRMATION_SECONDS.labels(service)
+        self._published: OrderedDict[str, int] = OrderedDict()
+        self._early: dict[str, list[tuple[str, int]]] = {}
 
     def handle(self, message: Message, received: Received) -> str:
-        """Record an event or a confirmation; observe confirmation latency once both are known."""
+        """Record an event or a confirmation; observe confirmation latency once both are known.
+
+        Publication times of recent events are kept in memory, so a confirmation costs one
+        insert; a confirmation that arrives before its event (another topic, another partition)
+        is observed when the event arrives.
+        """
         if isinstance(message, Confirmation):
             if not self.store.add_confirmation(message, received.timestamp_ms):
                 return "duplicate"
-            for service, seconds in self.store.latencies(str(message.event_id)):
-                if service == message.service:
-                    CONFIRMATION_SECONDS.labels(service).observe(seconds)
+            event_id = str(message.event_id)
+            published = self._published.get(event_id) or self.store.published_ms(event_id)
+            if published is None:
+                self._early.setdefault(event_id, []).append(
+                    (message.service, received.timestamp_ms)
+                )
+            else:
+                self._observe(message.service, received.timestamp_ms - published)
             return "recorded"
         if not self.store.add_event(message, received.timestamp_ms):
             return "duplicate"
-        for service, seconds in self.store.latencies(str(message.envelope.event_id)):
-            CONFIRMATION_SECONDS.labels(service).observe(seconds)
+        event_id = str(message.envelope.event_id)
+        self._published[event_id] = received.timestamp_ms
+        if len(self._published) > RECENT_EVENTS:
+            self._published.popitem(last=False)
+        for service, confirmed_ms in self._early.pop(event_id, []):
+            self._observe(service, confirmed_ms - received.timestamp_ms)
         return "recorded"
+
+    @staticmethod
+    def _observe(service: str, milliseconds: int) -> None:
+        CONFIRMATION_SECONDS.labels(service).observe(max(milliseconds, 0) / 1000)
 
     def reject(self, message: Message, error: Exception) -> None:
         """The tracker refuses nothing it can decode."""
