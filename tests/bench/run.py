@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tellusonce import logs
 from tellusonce.settings import Settings
 from tests.bench.harness import (
     CODEC,
@@ -150,6 +151,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
 
 def main() -> None:
+    logs.configure("warning")  # the profiled in-process consumer would print a line a message
     OUT.mkdir(exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="tellusonce-bench-"))
     throughput: dict[str, list[float]] = {"ours": [], "baseline": []}
