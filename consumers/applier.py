@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +38,7 @@ class ServiceHandler:
             raise RuleRejected(f"{self.name} has no rule for {event.envelope.event_type} events")
         event_id = str(event.envelope.event_id)
         try:
-            with self.store.transaction() as tx:
+            with self.store.event_transaction() as tx:
                 if tx.processed(event_id):
                     return "duplicate"
                 if event.envelope.action == Action.REGISTERED:
@@ -57,7 +58,7 @@ class ServiceHandler:
         if not isinstance(message, LifeEvent):
             return
         decision = Decision(Outcome.REJECTED, (f"Rejected: {error}",))
-        with self.store.transaction() as tx:
+        with self.store.event_transaction() as tx:
             if not tx.processed(str(message.envelope.event_id)):
                 self._confirm(tx, message.envelope, decision)
 
@@ -92,6 +93,10 @@ class ServiceHandler:
         if not isinstance(message, LifeEvent) or message.envelope.event_type not in self.entitled:
             raise RuleRejected(f"not a life event {self.name} is entitled to")
         return message
+
+    def batch(self) -> AbstractContextManager[None]:
+        """One store transaction for a consumer batch."""
+        return self.store.unit()
 
     def outbox(self) -> list[Pending]:
         return self.store.pending()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 import structlog
@@ -59,6 +60,9 @@ class Handler(Protocol):
 
     def reject(self, message: Message, error: PermanentError) -> None:
         """Record a decoded message the handler refused (a REJECTED confirmation, for services)."""
+
+    def batch(self) -> AbstractContextManager[None]:
+        """The unit of work around one consumer batch (its commit may raise TransientError)."""
 
     def outbox(self) -> list[Pending]:
         """Confirmations stored but not yet published."""
@@ -133,19 +137,35 @@ class Runtime:
         PROCESSING_SECONDS.labels(name)
 
     def process(self, batch: list[Received]) -> None:
-        """Handle a batch in order; a transient failure holds back the rest of its partition."""
+        """Handle a batch in order in one unit of work; store offsets once it committed.
+
+        A transient failure holds back the rest of its partition; if the unit's commit fails,
+        every partition of the batch is rewound to its first message in it.
+        """
         held: set[tuple[str, int]] = set()
-        for received in batch:
-            where = (received.topic, received.partition)
-            if where in held:
-                continue
-            try:
-                self._handle(received)
-            except TransientError as exc:
-                held.add(where)
+        done: list[Received] = []
+        try:
+            with self.handler.batch():
+                for received in batch:
+                    where = (received.topic, received.partition)
+                    if where in held:
+                        continue
+                    try:
+                        self._handle(received)
+                    except TransientError as exc:
+                        held.add(where)
+                        self._retry_later(received, exc)
+                        continue
+                    done.append(received)
+        except TransientError as exc:  # the commit failed: nothing of this batch was applied
+            first: dict[tuple[str, int], Received] = {}
+            for received in done:
+                first.setdefault((received.topic, received.partition), received)
+            for received in first.values():
                 self._retry_later(received, exc)
-                continue
-            self._attempts.pop(where, None)
+            return
+        for received in done:
+            self._attempts.pop((received.topic, received.partition), None)
             self.subscriber.store(received)
 
     def _handle(self, received: Received) -> None:

@@ -239,10 +239,35 @@ class ServiceStore:
     def __init__(self, url: str, record_type: type[Record]) -> None:
         self.engine = connect(url)
         self.record_type = record_type
+        self._batch: Transaction | None = None
         try:
             metadata.create_all(self.engine)
         except OperationalError as exc:
             raise StoreBusy(f"store not usable: {exc.orig}") from exc
+
+    @contextmanager
+    def unit(self) -> Iterator[None]:
+        """One transaction around a consumer's whole batch: one commit (and fsync) for many
+        events, each of which gets a savepoint of its own (see event_transaction)."""
+        with self.transaction() as tx:
+            self._batch = tx
+            try:
+                yield
+            finally:
+                self._batch = None
+
+    @contextmanager
+    def event_transaction(self) -> Iterator[Transaction]:
+        """The work of one event: a savepoint inside the batch's unit, else a transaction."""
+        if self._batch is None:
+            with self.transaction() as tx:
+                yield tx
+            return
+        try:
+            with self._batch.conn.begin_nested():
+                yield self._batch
+        except OperationalError as exc:
+            raise StoreBusy(f"store busy: {type(exc.orig).__name__}") from exc
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:

@@ -12,6 +12,7 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -290,6 +291,10 @@ class TrackerHandler:
 
     def reject(self, message: Message, error: Exception) -> None:
         """The tracker refuses nothing it can decode."""
+
+    def batch(self) -> AbstractContextManager[None]:
+        """The tracker commits each message on its own."""
+        return nullcontext()
 
     def outbox(self) -> list[Pending]:
         return []
