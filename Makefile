@@ -58,7 +58,7 @@ test-faults: install jars ## the fault suite alone: crashes, broker loss, poison
 	@$(BROKER) with $(BIN)/pytest tests/faults $(PYTEST_ARGS)
 
 bench: install jars ## benchmarks against the bare transport: bench/results.json, .png (not in test)
-	@$(BIN)/python -m pip install --quiet matplotlib
+	@$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev,bench]'
 	@$(BROKER) with $(BIN)/python -m tests.bench.run
 
 lint: install ## ruff (lint and format check) and mypy --strict

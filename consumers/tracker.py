@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,6 +32,7 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from consumers.store import Pending
@@ -111,14 +112,37 @@ class TrackerStore:
             metadata.create_all(self.engine)
         except OperationalError as exc:
             raise StoreBusy(f"tracker store not usable: {exc.orig}") from exc
+        self._batch: Connection | None = None
 
     def usable(self) -> bool:
         """Whether the store answers a trivial query."""
         return ping(self.engine)
 
-    def _insert(self, table: Any, row: dict[str, Any]) -> bool:
+    @contextmanager
+    def unit(self) -> Iterator[None]:
+        """One transaction around a consumer batch; each message inside gets a savepoint."""
         try:
             with self.engine.begin() as conn:
+                self._batch = conn
+                try:
+                    yield
+                finally:
+                    self._batch = None
+        except OperationalError as exc:
+            raise StoreBusy(f"tracker store busy: {type(exc.orig).__name__}") from exc
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        if self._batch is None:
+            with self.engine.begin() as conn:
+                yield conn
+        else:
+            with self._batch.begin_nested():
+                yield self._batch
+
+    def _insert(self, table: Any, row: dict[str, Any]) -> bool:
+        try:
+            with self._writing() as conn:
                 conn.execute(insert(table).values(**row))
         except IntegrityError:
             return False
@@ -165,11 +189,10 @@ class TrackerStore:
         key = (confirmations.c.event_id == row["event_id"]) & (
             confirmations.c.service == confirmation.service
         )
-        with self.engine.connect() as conn:
+        with self._writing() as conn:
             known = conn.execute(select(confirmations.c.outcome).where(key)).scalar()
-        if known != Outcome.REJECTED or confirmation.outcome == Outcome.REJECTED:
-            return False
-        with self.engine.begin() as conn:
+            if known != Outcome.REJECTED or confirmation.outcome == Outcome.REJECTED:
+                return False
             conn.execute(delete(confirmations).where(key))
         return self._insert(confirmations, row)
 
@@ -293,8 +316,8 @@ class TrackerHandler:
         """The tracker refuses nothing it can decode."""
 
     def batch(self) -> AbstractContextManager[None]:
-        """The tracker commits each message on its own."""
-        return nullcontext()
+        """One store transaction for a consumer batch."""
+        return self.store.unit()
 
     def outbox(self) -> list[Pending]:
         return []

@@ -91,8 +91,13 @@ class Publisher:
             if err is not None:
                 failures.append(err)
 
-        for message in messages:
-            self._produce(message, delivered)
+        try:
+            for message in messages:
+                self._produce(message, delivered)
+        except BrokerUnavailable:
+            self._producer.purge()
+            self._producer.flush(0)
+            raise
         unacknowledged = self._producer.flush(self.timeout)
         if unacknowledged or failures:
             fatal = any(err.fatal() for err in failures)
@@ -107,6 +112,7 @@ class Publisher:
             )
 
     def _produce(self, message: Outgoing, delivered: Callable[..., None]) -> None:
+        deadline = time.monotonic() + self.timeout
         while True:
             try:
                 self._producer.produce(
@@ -117,7 +123,9 @@ class Publisher:
                     on_delivery=delivered,
                 )
                 return
-            except BufferError:  # local queue full: serve deliveries, then try again
+            except BufferError as exc:  # local queue full: serve deliveries, then try again
+                if time.monotonic() > deadline:
+                    raise BrokerUnavailable("the producer queue stayed full") from exc
                 self._producer.poll(0.1)
 
     def close(self) -> None:
