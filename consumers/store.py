@@ -24,7 +24,6 @@ from sqlalchemy import (
     Table,
     Text,
     delete,
-    func,
     insert,
     select,
     update,
@@ -313,15 +312,6 @@ class ServiceStore:
         with self.transaction() as tx:
             tx.conn.execute(
                 update(outbox).where(outbox.c.id.in_(row_ids)).values(sent_at=datetime.now(UTC))
-            )
-
-    def count_pending(self) -> int:
-        """How many confirmations wait in the outbox."""
-        with self.transaction() as tx:
-            return int(
-                tx.conn.execute(
-                    select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
-                ).scalar_one()
             )
 
     def records(self) -> list[Record]:

@@ -301,11 +301,6 @@ def life_event(envelope: Envelope, facts: Facts) -> LifeEvent[Any]:
     return EVENT_MODELS[envelope.event_type](envelope=envelope, facts=facts)
 
 
-DeathEvent = LifeEvent[DeathFacts]
-BirthEvent = LifeEvent[BirthFacts]
-MarriageEvent = LifeEvent[MarriageFacts]
-AddressChangeEvent = LifeEvent[AddressChangeFacts]
-
 FACTS: dict[EventType, type[Facts]] = {
     EventType.DEATH: DeathFacts,
     EventType.BIRTH: BirthFacts,
