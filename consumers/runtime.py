@@ -101,6 +101,8 @@ class Runtime:
         self._outbox_dirty = True
         self._next_gauges = 0.0
         self.joined = threading.Event()
+        self._event_types = {t: self._event_type(t) for t in handler.topics}  # per topic, once
+        self._processing = PROCESSING_SECONDS.labels(handler.name)
         self._zero_counters()
 
     def run(self, stop: threading.Event) -> None:
@@ -126,8 +128,7 @@ class Runtime:
     def _zero_counters(self) -> None:
         """Create every child counter at 0, so rate() and increase() see its first increment."""
         name = self.handler.name
-        for topic in self.handler.topics:
-            event_type = self._event_type(topic)
+        for topic, event_type in self._event_types.items():
             for outcome in OUTCOME_LABELS:
                 EVENTS_CONSUMED.labels(name, event_type, outcome)
             if self.handler.dead_letter_topic:
@@ -173,7 +174,7 @@ class Runtime:
         log = self.log.bind(
             topic=received.topic, partition=received.partition, offset=received.offset
         )
-        event_type = self._event_type(received.topic)
+        event_type = self._event_types.get(received.topic) or self._event_type(received.topic)
         try:
             message = self.codec.decode(received.value)
         except PermanentError as exc:
@@ -187,10 +188,10 @@ class Runtime:
             self._dead_letter(received, exc, log.bind(**ids))
             self.handler.reject(message, exc)
             outcome = "dead_lettered"
-        if outcome not in {"duplicate", "ignored"}:
+        if outcome != "duplicate":
             self._outbox_dirty = True
         elapsed = time.perf_counter() - started
-        PROCESSING_SECONDS.labels(self.handler.name).observe(elapsed)
+        self._processing.observe(elapsed)
         EVENTS_CONSUMED.labels(self.handler.name, event_type, outcome).inc()
         log.info("message_handled", outcome=outcome, duration_ms=round(elapsed * 1000, 2), **ids)
 
