@@ -22,6 +22,15 @@ from tellusonce.errors import BrokerUnavailable
 from tellusonce.settings import Settings
 
 Headers = list[tuple[str, bytes]]
+# Errors a request meets while a partition's leadership is still being settled.
+_LEADERSHIP_MOVING = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_PARTITION,
+    }
+)
 PartitionsCallback = Callable[[list[tuple[str, int]]], None]
 
 
@@ -285,7 +294,27 @@ class Admin:
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
+        self._wait_for_leaders(created)
         return created
+
+    def _wait_for_leaders(self, names: Sequence[str], timeout: float = 30.0) -> None:
+        """Return once every partition of the topics has a leader: a created topic is not yet usable."""
+        deadline = time.monotonic() + timeout
+        pending = set(names)
+        while pending:
+            topics = self._admin.list_topics(timeout=10).topics
+            pending = {
+                name
+                for name in pending
+                if name not in topics
+                or topics[name].error is not None
+                or not topics[name].partitions
+                or any(p.leader < 0 or p.error is not None for p in topics[name].partitions.values())
+            }
+            if pending and time.monotonic() > deadline:
+                raise BrokerUnavailable(f"no leader within {timeout} s for {sorted(pending)}")
+            if pending:
+                time.sleep(0.05)
 
     def committed(self, group: str) -> dict[tuple[str, int], int]:
         """A consumer group's committed offsets by (topic, partition)."""
@@ -313,14 +342,24 @@ class Reader:
         self._ends = {}
         partitions = []
         for partition in metadata.partitions:
-            low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=10
-            )
+            low, high = self._watermarks(TopicPartition(topic, partition))
             if high > low:
                 self._ends[partition] = high
                 partitions.append(TopicPartition(topic, partition, low))
         self.topic = topic
         self._consumer.assign(partitions)
+
+    def _watermarks(self, partition: TopicPartition, timeout: float = 10.0) -> tuple[int, int]:
+        """Low and high offsets, retried while leadership moves (a new topic, a restarted broker)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                low, high = self._consumer.get_watermark_offsets(partition, timeout=timeout)
+                return low, high
+            except KafkaException as exc:
+                if exc.args[0].code() not in _LEADERSHIP_MOVING or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.1)
 
     def read_all(self, timeout: float = 10.0) -> list[Received]:
         """Every message present when the reader was made, in partition order."""
