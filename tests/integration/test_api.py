@@ -48,6 +48,9 @@ class Api:
     def get(self, path: str, office: str = OFFICE) -> Any:
         return self.client.get(path, headers={"Authorization": f"Bearer {self.keys[office]}"})
 
+    def close(self) -> None:
+        self.registrar.publisher.close()
+
 
 @pytest.fixture
 def api(settings: Settings, topics: Topics) -> Api:
@@ -194,3 +197,4 @@ def test_broker_down_is_503_with_retry_after_and_nothing_recorded(settings: Sett
     death = event(EventType.DEATH, settings)
     assert down.registrar.ledger.find(str(death.envelope.event_id)) is None
     assert IdempotencyKeys(settings.store_url_for("registrar")).get(OFFICE, "k1") is None
+    down.close()
