@@ -23,6 +23,7 @@ _NINO = re.compile(r"^[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z][0-9]{6}[A-D]$")
 NINO_NEVER_ISSUED = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
 _POSTCODE = re.compile(r"^(GIR ?0AA|[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2})$")
 _NAME_PUNCTUATION = frozenset(" '’-.‐")
+_PLAIN_NAME = re.compile(r"[ '’.‐-]*[A-Za-z][A-Za-z '’.‐-]*")  # ASCII letters + the punctuation
 
 
 def today_in_london() -> date:
@@ -73,6 +74,8 @@ def _normalise_name(value: object) -> object:
 
 
 def _check_name(value: str) -> str:
+    if _PLAIN_NAME.fullmatch(value):  # the common case, without a look at each character
+        return value
     for char in value:
         category = unicodedata.category(char)
         if category in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}:
