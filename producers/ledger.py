@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     insert,
     select,
 )
@@ -36,6 +38,10 @@ submissions = Table(
     Column("payload", LargeBinary, nullable=False),
     Column("published_at", DateTime(timezone=True), nullable=False),
 )  # fmt: skip
+_KNOWN = select(submissions.c.event_id).where(
+    submissions.c.event_id.in_(bindparam("event_ids", expanding=True))
+)
+_INSERT = insert(submissions)
 
 
 class Ledger:
@@ -46,21 +52,29 @@ class Ledger:
         self.codec = codec
         metadata.create_all(self.engine)
 
-    def record(self, event: LifeEvent[Any], payload: bytes) -> None:
-        """Remember a published event (a resubmission of the same event is already there)."""
-        env = event.envelope
+    def record(self, published: Sequence[tuple[LifeEvent[Any], bytes]]) -> None:
+        """Remember published events, in one transaction (a resubmitted event is there already)."""
+        now = datetime.now(UTC)
+        rows = {
+            str(e.envelope.event_id): {
+                "event_id": str(e.envelope.event_id), "reference": e.envelope.reference,
+                "event_type": e.envelope.event_type.value, "action": e.envelope.action.value,
+                "revision": e.envelope.revision, "office": e.envelope.registration.office,
+                "payload": payload, "published_at": now,
+            }
+            for e, payload in published
+        }  # fmt: skip
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(submissions).values(
-                    event_id=str(env.event_id), reference=env.reference,
-                    event_type=env.event_type.value, action=env.action.value,
-                    revision=env.revision, office=env.registration.office, payload=payload,
-                    published_at=datetime.now(UTC),
-                ))  # fmt: skip
-        except IntegrityError:
-            return
+                for known in conn.execute(_KNOWN, {"event_ids": list(rows)}).scalars():
+                    del rows[known]
+                if rows:
+                    conn.execute(_INSERT, list(rows.values()))
+        except IntegrityError:  # recorded meanwhile by a concurrent request: record the others
+            if len(rows) > 1:
+                self.record(published)
         except OperationalError as exc:  # published already: say so, do not fail the submission
-            log.error("ledger_write_failed", event_id=str(env.event_id), error=str(exc.orig))
+            log.error("ledger_write_failed", events=len(rows), error=str(exc.orig))
 
     def latest(self, reference: str, office: str | None = None) -> LifeEvent[Any] | None:
         """The newest revision published under a reference (by this office, if named), or None."""

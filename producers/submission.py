@@ -243,11 +243,11 @@ class Registrar:
                 EVENTS_PUBLISHED.labels(e.envelope.event_type.value, "failed").inc()
             log.warning("events_not_acknowledged", events=len(events))
             raise
+        self.ledger.record([(e, m.value) for e, m in zip(events, messages, strict=True)])
         receipts = []
-        for event, message in zip(events, messages, strict=True):
+        for event in events:
             env = event.envelope
             EVENTS_PUBLISHED.labels(env.event_type.value, "acknowledged").inc()
-            self.ledger.record(event, message.value)
             log.info(
                 "event_published",
                 event_id=str(env.event_id),
