@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,10 +26,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    delete,
+    bindparam,
     func,
     insert,
     select,
+    update,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -44,7 +44,6 @@ from tellusonce.kafka import Received
 from tellusonce.metrics import AWAITING, CONFIRMATION_SECONDS, OLDEST_AWAITING
 from tellusonce.topics import TRACKER, Topics, subscribers, subscriptions
 
-RECENT_EVENTS = 100_000  # publication times kept in memory for latency observations
 metadata = MetaData()
 events = Table(
     "events",
@@ -58,6 +57,8 @@ events = Table(
     Column("registered_at", DateTime(timezone=True), nullable=False),
     Column("published_ms", BigInteger, nullable=False),
     Column("expected", Text, nullable=False),
+    # expected services that have not answered yet; > 0 while the event awaits confirmation
+    Column("awaiting", Integer, nullable=False, index=True),
 )
 confirmations = Table(
     "confirmations",
@@ -103,6 +104,140 @@ class EventStatus:
         return sum(s.outcome is not None for s in self.services)
 
 
+_KNOWN_EVENTS = select(events.c.event_id, events.c.published_ms, events.c.expected).where(
+    events.c.event_id.in_(bindparam("event_ids", expanding=True))
+)
+_KNOWN_ANSWERS = select(
+    confirmations.c.event_id, confirmations.c.service, confirmations.c.outcome
+).where(confirmations.c.event_id.in_(bindparam("event_ids", expanding=True)))
+_REPLACE_ANSWER = (
+    update(confirmations)
+    .where(
+        confirmations.c.event_id == bindparam("key_event_id"),
+        confirmations.c.service == bindparam("key_service"),
+    )
+    .values(
+        {
+            c: bindparam(c)
+            for c in (
+                "confirmation_id", "outcome", "actions", "service_reference", "processed_at",
+                "received_ms",
+            )
+        }
+    )
+)  # fmt: skip
+_ANSWERED = (
+    update(events)
+    .where(events.c.event_id == bindparam("key_event_id"))
+    .values(awaiting=events.c.awaiting - bindparam("answered"))
+)
+
+
+class TrackerBatch:
+    """What one consumer batch adds to the tracker's store, written in a few statements.
+
+    What the store already knows of the batch's events and confirmations is read up front, so
+    each message is decided in memory (new, a repeat, or an answer replacing a REJECTED one);
+    the rows are written together when the batch ends.
+    """
+
+    def __init__(self, conn: Connection, event_ids: Sequence[str]) -> None:
+        self.conn = conn
+        ids = list(set(event_ids))
+        self._published: dict[str, int] = {}
+        self._expected: dict[str, Sequence[str]] = {}
+        self._answers: dict[tuple[str, str], str] = {}
+        if ids:
+            for row in conn.execute(_KNOWN_EVENTS, {"event_ids": ids}):
+                self._published[row.event_id] = row.published_ms
+                self._expected[row.event_id] = json.loads(row.expected)
+            for row in conn.execute(_KNOWN_ANSWERS, {"event_ids": ids}):
+                self._answers[(row.event_id, row.service)] = row.outcome
+        self._new_events: dict[str, dict[str, Any]] = {}
+        self._new_answers: dict[tuple[str, str], dict[str, Any]] = {}
+        self._replaced: list[dict[str, Any]] = []
+
+    def add_event(self, event: LifeEvent[Any], published_ms: int) -> bool:
+        """Record an event and the services expected to confirm it; False if known already."""
+        env = event.envelope
+        event_id = str(env.event_id)
+        if event_id in self._published:
+            return False
+        expected = subscribers(env.event_type)
+        self._published[event_id] = published_ms
+        self._expected[event_id] = expected
+        self._new_events[event_id] = {
+            "event_id": event_id,
+            "reference": env.reference,
+            "event_type": env.event_type.value,
+            "action": env.action.value,
+            "revision": env.revision,
+            "supersedes": str(env.supersedes) if env.supersedes else None,
+            "registered_at": env.registered_at,
+            "published_ms": published_ms,
+            "expected": json.dumps(expected),
+        }
+        return True
+
+    def add_confirmation(self, confirmation: Confirmation, received_ms: int) -> bool:
+        """Record a service's confirmation; False if it is a repeat of the one recorded.
+
+        A newer, different answer from the same service (an event applied after a replay from the
+        dead-letter topic, say) replaces a REJECTED one.
+        """
+        key = (str(confirmation.event_id), confirmation.service)
+        known = self._answers.get(key)
+        if known is not None and (
+            known != Outcome.REJECTED.value or confirmation.outcome == Outcome.REJECTED
+        ):
+            return False
+        row = {
+            "event_id": key[0],
+            "service": key[1],
+            "confirmation_id": str(confirmation.confirmation_id),
+            "outcome": confirmation.outcome.value,
+            "actions": json.dumps(confirmation.actions),
+            "service_reference": confirmation.service_reference,
+            "processed_at": confirmation.processed_at,
+            "received_ms": received_ms,
+        }
+        self._answers[key] = confirmation.outcome.value
+        if known is None or key in self._new_answers:
+            self._new_answers[key] = row
+        else:
+            self._replaced.append(row | {"key_event_id": key[0], "key_service": key[1]})
+        return True
+
+    def published_ms(self, event_id: str) -> int | None:
+        """When an event was published, if the tracker has seen it (before or in this batch)."""
+        return self._published.get(event_id)
+
+    def write(self) -> None:
+        """Write the batch's rows: new events with how many answers they await, new and
+        replacing confirmations, and fewer awaited answers for events stored before."""
+        answered: dict[str, set[str]] = {}
+        for event_id, service in self._answers:
+            answered.setdefault(event_id, set()).add(service)
+        if self._new_events:
+            rows = [
+                row | {"awaiting": len(set(self._expected[e]) - answered.get(e, set()))}
+                for e, row in self._new_events.items()
+            ]
+            self.conn.execute(insert(events), rows)
+        if self._new_answers:
+            self.conn.execute(insert(confirmations), list(self._new_answers.values()))
+        if self._replaced:
+            self.conn.execute(_REPLACE_ANSWER, self._replaced)
+        earlier: dict[str, int] = {}
+        for event_id, service in self._new_answers:
+            if event_id not in self._new_events and service in self._expected.get(event_id, ()):
+                earlier[event_id] = earlier.get(event_id, 0) + 1
+        if earlier:
+            self.conn.execute(
+                _ANSWERED, [{"key_event_id": e, "answered": n} for e, n in earlier.items()]
+            )
+
+
 class TrackerStore:
     """The tracker's own store of events and confirmations."""
 
@@ -112,89 +247,24 @@ class TrackerStore:
             metadata.create_all(self.engine)
         except OperationalError as exc:
             raise StoreBusy(f"tracker store not usable: {exc.orig}") from exc
-        self._batch: Connection | None = None
 
     def usable(self) -> bool:
         """Whether the store answers a trivial query."""
         return ping(self.engine)
 
     @contextmanager
-    def unit(self) -> Iterator[None]:
-        """One transaction around a consumer batch; each message inside gets a savepoint."""
+    def unit(self, event_ids: Sequence[str]) -> Iterator[TrackerBatch]:
+        """One transaction for a consumer batch about these events. A row another instance
+        wrote meanwhile fails the batch as transient: on retry it is known, and skipped."""
         try:
             with self.engine.begin() as conn:
-                self._batch = conn
-                try:
-                    yield
-                finally:
-                    self._batch = None
+                batch = TrackerBatch(conn, event_ids)
+                yield batch
+                batch.write()
+        except IntegrityError as exc:
+            raise StoreBusy("tracker store: rows written by another instance meanwhile") from exc
         except OperationalError as exc:
             raise StoreBusy(f"tracker store busy: {type(exc.orig).__name__}") from exc
-
-    @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        if self._batch is None:
-            with self.engine.begin() as conn:
-                yield conn
-        else:
-            with self._batch.begin_nested():
-                yield self._batch
-
-    def _insert(self, table: Any, row: dict[str, Any]) -> bool:
-        try:
-            with self._writing() as conn:
-                conn.execute(insert(table).values(**row))
-        except IntegrityError:
-            return False
-        except OperationalError as exc:
-            raise StoreBusy(f"tracker store busy: {type(exc.orig).__name__}") from exc
-        return True
-
-    def add_event(self, event: LifeEvent[Any], published_ms: int) -> bool:
-        """Record an event and the services expected to confirm it; False if known already."""
-        env = event.envelope
-        return self._insert(
-            events,
-            {
-                "event_id": str(env.event_id),
-                "reference": env.reference,
-                "event_type": env.event_type.value,
-                "action": env.action.value,
-                "revision": env.revision,
-                "supersedes": str(env.supersedes) if env.supersedes else None,
-                "registered_at": env.registered_at,
-                "published_ms": published_ms,
-                "expected": json.dumps(subscribers(env.event_type)),
-            },
-        )
-
-    def add_confirmation(self, confirmation: Confirmation, received_ms: int) -> bool:
-        """Record a service's confirmation; False if it is a repeat of the one recorded.
-
-        A newer, different answer from the same service (an event applied after a replay from the
-        dead-letter topic, say) replaces a REJECTED one.
-        """
-        row = {
-            "event_id": str(confirmation.event_id),
-            "service": confirmation.service,
-            "confirmation_id": str(confirmation.confirmation_id),
-            "outcome": confirmation.outcome.value,
-            "actions": json.dumps(confirmation.actions),
-            "service_reference": confirmation.service_reference,
-            "processed_at": confirmation.processed_at,
-            "received_ms": received_ms,
-        }
-        if self._insert(confirmations, row):
-            return True
-        key = (confirmations.c.event_id == row["event_id"]) & (
-            confirmations.c.service == confirmation.service
-        )
-        with self._writing() as conn:
-            known = conn.execute(select(confirmations.c.outcome).where(key)).scalar()
-            if known != Outcome.REJECTED or confirmation.outcome == Outcome.REJECTED:
-                return False
-            conn.execute(delete(confirmations).where(key))
-        return self._insert(confirmations, row)
 
     def published_ms(self, event_id: str) -> int | None:
         """When an event was published, if the tracker has seen it."""
@@ -248,21 +318,10 @@ class TrackerStore:
     def awaiting(self) -> tuple[int, float]:
         """Events some expected service has not confirmed, and the oldest one's age in seconds."""
         with self.engine.connect() as conn:
-            counts: dict[str, int] = dict(
-                conn.execute(
-                    select(confirmations.c.event_id, func.count()).group_by(
-                        confirmations.c.event_id
-                    )
-                ).all()
-            )
-            rows = conn.execute(
-                select(events.c.event_id, events.c.expected, events.c.published_ms)
-            ).all()
-        waiting = [
-            r.published_ms for r in rows if counts.get(r.event_id, 0) < len(json.loads(r.expected))
-        ]
-        oldest = (time.time() * 1000 - min(waiting)) / 1000 if waiting else 0.0
-        return len(waiting), oldest
+            count, oldest = conn.execute(
+                select(func.count(), func.min(events.c.published_ms)).where(events.c.awaiting > 0)
+            ).one()
+        return count, (time.time() * 1000 - oldest) / 1000 if oldest is not None else 0.0
 
 
 class TrackerHandler:
@@ -274,23 +333,27 @@ class TrackerHandler:
         self.store = store
         self.name = TRACKER
         self.topics = [*(topics.events(t) for t in EventType), topics.confirmations]
-        for service in subscriptions():  # series from 0, so rate() sees the first confirmation
-            CONFIRMATION_SECONDS.labels(service)
-        self._published: OrderedDict[str, int] = OrderedDict()
+        # series from 0, so rate() sees the first confirmation; children made once
+        self._latency = {
+            service: CONFIRMATION_SECONDS.labels(service) for service in subscriptions()
+        }
         self._early: dict[str, list[tuple[str, int]]] = {}
+        self._batch: TrackerBatch | None = None
 
     def handle(self, message: Message, received: Received) -> str:
         """Record an event or a confirmation; observe confirmation latency once both are known.
 
-        Publication times of recent events are kept in memory, so a confirmation costs one
-        insert; a confirmation that arrives before its event (another topic, another partition)
-        is observed when the event arrives.
+        A confirmation that arrives before its event (another topic, another partition) is
+        observed when the event arrives.
         """
+        batch = self._batch
+        if batch is None:
+            raise RuntimeError("the tracker handles messages inside batch()")
         if isinstance(message, Confirmation):
-            if not self.store.add_confirmation(message, received.timestamp_ms):
+            if not batch.add_confirmation(message, received.timestamp_ms):
                 return "duplicate"
             event_id = str(message.event_id)
-            published = self._published.get(event_id) or self.store.published_ms(event_id)
+            published = batch.published_ms(event_id)
             if published is None:
                 self._early.setdefault(event_id, []).append(
                     (message.service, received.timestamp_ms)
@@ -298,26 +361,32 @@ class TrackerHandler:
             else:
                 self._observe(message.service, received.timestamp_ms - published)
             return "recorded"
-        if not self.store.add_event(message, received.timestamp_ms):
+        if not batch.add_event(message, received.timestamp_ms):
             return "duplicate"
-        event_id = str(message.envelope.event_id)
-        self._published[event_id] = received.timestamp_ms
-        if len(self._published) > RECENT_EVENTS:
-            self._published.popitem(last=False)
-        for service, confirmed_ms in self._early.pop(event_id, []):
+        for service, confirmed_ms in self._early.pop(str(message.envelope.event_id), []):
             self._observe(service, confirmed_ms - received.timestamp_ms)
         return "recorded"
 
-    @staticmethod
-    def _observe(service: str, milliseconds: int) -> None:
-        CONFIRMATION_SECONDS.labels(service).observe(max(milliseconds, 0) / 1000)
+    def _observe(self, service: str, milliseconds: int) -> None:
+        child = self._latency.get(service) or CONFIRMATION_SECONDS.labels(service)
+        child.observe(max(milliseconds, 0) / 1000)
 
     def reject(self, message: Message, error: Exception) -> None:
         """The tracker refuses nothing it can decode."""
 
-    def batch(self) -> AbstractContextManager[None]:
+    @contextmanager
+    def batch(self, messages: Sequence[Message]) -> Iterator[None]:
         """One store transaction for a consumer batch."""
-        return self.store.unit()
+        event_ids = [
+            str(m.event_id if isinstance(m, Confirmation) else m.envelope.event_id)
+            for m in messages
+        ]
+        with self.store.unit(event_ids) as batch:
+            self._batch = batch
+            try:
+                yield
+            finally:
+                self._batch = None
 
     def outbox(self) -> list[Pending]:
         return []
