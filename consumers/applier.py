@@ -94,9 +94,11 @@ class ServiceHandler:
             raise RuleRejected(f"not a life event {self.name} is entitled to")
         return message
 
-    def batch(self) -> AbstractContextManager[None]:
+    def batch(self, messages: Sequence[Message]) -> AbstractContextManager[None]:
         """One store transaction for a consumer batch."""
-        return self.store.unit()
+        return self.store.unit(
+            [str(m.envelope.event_id) for m in messages if isinstance(m, LifeEvent)]
+        )
 
     def outbox(self) -> list[Pending]:
         return self.store.pending()

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -61,8 +61,9 @@ class Handler(Protocol):
     def reject(self, message: Message, error: PermanentError) -> None:
         """Record a decoded message the handler refused (a REJECTED confirmation, for services)."""
 
-    def batch(self) -> AbstractContextManager[None]:
-        """The unit of work around one consumer batch (its commit may raise TransientError)."""
+    def batch(self, messages: Sequence[Message]) -> AbstractContextManager[None]:
+        """The unit of work around one consumer batch's decoded messages (what it reads up front
+        or its commit may raise TransientError)."""
 
     def outbox(self) -> list[Pending]:
         """Confirmations stored but not yet published."""
@@ -103,6 +104,7 @@ class Runtime:
         self.joined = threading.Event()
         self._event_types = {t: self._event_type(t) for t in handler.topics}  # per topic, once
         self._processing = PROCESSING_SECONDS.labels(handler.name)
+        self._consumed: dict[tuple[str, str], Any] = {}  # counter children, made once each
         self._zero_counters()
 
     def run(self, stop: threading.Event) -> None:
@@ -138,71 +140,97 @@ class Runtime:
         PROCESSING_SECONDS.labels(name)
 
     def process(self, batch: list[Received]) -> None:
-        """Handle a batch in order in one unit of work; store offsets once it committed.
+        """Decode a batch, then handle it in order in one unit of work; store offsets once it
+        committed.
 
-        A transient failure holds back the rest of its partition; if the unit's commit fails,
-        every partition of the batch is rewound to its first message in it.
+        A transient failure holds back the rest of its partition; if the unit fails (its commit,
+        say), every partition of the batch is rewound to its first message in it.
         """
+        decoded = [(received, self._decode(received)) for received in batch]
+        messages = [m for _, m in decoded if not isinstance(m, PermanentError)]
         held: set[tuple[str, int]] = set()
         done: list[Received] = []
         try:
-            with self.handler.batch():
-                for received in batch:
+            with self.handler.batch(messages):
+                for received, message in decoded:
                     where = (received.topic, received.partition)
                     if where in held:
                         continue
                     try:
-                        self._handle(received)
+                        self._handle(received, message)
                     except TransientError as exc:
                         held.add(where)
                         self._retry_later(received, exc)
                         continue
                     done.append(received)
-        except TransientError as exc:  # the commit failed: nothing of this batch was applied
+        except TransientError as exc:  # nothing of this batch was applied
             first: dict[tuple[str, int], Received] = {}
-            for received in done:
+            for received in batch:
                 first.setdefault((received.topic, received.partition), received)
             for received in first.values():
                 self._retry_later(received, exc)
             return
         for received in done:
             self._attempts.pop((received.topic, received.partition), None)
-            self.subscriber.store(received)
+        self.subscriber.store(done)
 
-    def _handle(self, received: Received) -> None:
-        started = time.perf_counter()
-        log = self.log.bind(
-            topic=received.topic, partition=received.partition, offset=received.offset
-        )
-        event_type = self._event_types.get(received.topic) or self._event_type(received.topic)
+    def _decode(self, received: Received) -> Message | PermanentError:
         try:
-            message = self.codec.decode(received.value)
+            return self.codec.decode(received.value)
         except PermanentError as exc:
-            self._dead_letter(received, exc, log)
-            EVENTS_CONSUMED.labels(self.handler.name, event_type, "dead_lettered").inc()
+            return exc
+
+    def _handle(self, received: Received, message: Message | PermanentError) -> None:
+        started = time.perf_counter()
+        event_type = self._event_types.get(received.topic) or self._event_type(received.topic)
+        if isinstance(message, PermanentError):
+            self._dead_letter(received, message, {})
+            self._count(event_type, "dead_lettered")
             return
         ids = _ids(message)
         try:
             outcome = self.handler.handle(message, received)
         except PermanentError as exc:
-            self._dead_letter(received, exc, log.bind(**ids))
+            self._dead_letter(received, exc, ids)
             self.handler.reject(message, exc)
             outcome = "dead_lettered"
         if outcome != "duplicate":
             self._outbox_dirty = True
         elapsed = time.perf_counter() - started
         self._processing.observe(elapsed)
-        EVENTS_CONSUMED.labels(self.handler.name, event_type, outcome).inc()
-        log.info("message_handled", outcome=outcome, duration_ms=round(elapsed * 1000, 2), **ids)
+        self._count(event_type, outcome)
+        self.log.info(
+            "message_handled",
+            topic=received.topic,
+            partition=received.partition,
+            offset=received.offset,
+            outcome=outcome,
+            duration_ms=round(elapsed * 1000, 2),
+            **ids,
+        )
+
+    def _count(self, event_type: str, outcome: str) -> None:
+        child = self._consumed.get((event_type, outcome))
+        if child is None:
+            child = self._consumed[(event_type, outcome)] = EVENTS_CONSUMED.labels(
+                self.handler.name, event_type, outcome
+            )
+        child.inc()
 
     def _event_type(self, topic: str) -> str:
         event_type = self.topics.event_type_of(topic)
         return event_type.value if event_type else "confirmation"
 
-    def _dead_letter(
-        self, received: Received, error: PermanentError, log: structlog.typing.FilteringBoundLogger
-    ) -> None:
-        log.warning("message_dead_lettered", error_class=type(error).__name__, error=str(error))
+    def _dead_letter(self, received: Received, error: PermanentError, ids: dict[str, str]) -> None:
+        self.log.warning(
+            "message_dead_lettered",
+            topic=received.topic,
+            partition=received.partition,
+            offset=received.offset,
+            error_class=type(error).__name__,
+            error=str(error),
+            **ids,
+        )
         topic = self.handler.dead_letter_topic
         if topic is None:
             return
@@ -219,7 +247,7 @@ class Runtime:
         delay = min(BACKOFF_FIRST_SECONDS * 2 ** (attempt - 1), BACKOFF_MAX_SECONDS)
         self.subscriber.rewind(received.topic, received.partition, received.offset)
         self._resume_at[where] = time.monotonic() + delay
-        EVENTS_CONSUMED.labels(self.handler.name, self._event_type(received.topic), "retried").inc()
+        self._count(self._event_type(received.topic), "retried")
         self.log.warning(
             "partition_paused_for_retry",
             topic=received.topic,

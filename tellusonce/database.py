@@ -16,8 +16,8 @@ def connect(url: str) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: object) -> None:
-        # Let SQLAlchemy, not the sqlite3 module, begin transactions, so savepoints work
-        # (SQLAlchemy's documented recipe for pysqlite).
+        # Let SQLAlchemy, not the sqlite3 module, begin transactions, so a batch's reads and
+        # writes are one transaction (SQLAlchemy's documented recipe for pysqlite).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")

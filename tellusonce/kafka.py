@@ -209,11 +209,16 @@ class Subscriber:
             received.append(_received(message))
         return received
 
-    def store(self, message: Received) -> None:
-        """Mark a message done: its offset + 1 will be committed."""
-        self._consumer.store_offsets(
-            offsets=[TopicPartition(message.topic, message.partition, message.offset + 1)]
-        )
+    def store(self, messages: Sequence[Received]) -> None:
+        """Mark messages done: for each partition, the offset after its last one will be
+        committed."""
+        after: dict[tuple[str, int], int] = {}
+        for m in messages:
+            after[(m.topic, m.partition)] = max(after.get((m.topic, m.partition), 0), m.offset + 1)
+        if after:
+            self._consumer.store_offsets(
+                offsets=[TopicPartition(t, p, offset) for (t, p), offset in after.items()]
+            )
 
     def commit(self) -> str | None:
         """Commit stored offsets now; return why not if that failed.
@@ -298,7 +303,7 @@ class Admin:
         return created
 
     def _wait_for_leaders(self, names: Sequence[str], timeout: float = 30.0) -> None:
-        """Return once every partition of the topics has a leader: a created topic is not yet usable."""
+        """Return once every partition of the topics has a leader (a new one is not usable yet)."""
         deadline = time.monotonic() + timeout
         pending = set(names)
         while pending:
@@ -309,7 +314,7 @@ class Admin:
                 if name not in topics
                 or topics[name].error is not None
                 or not topics[name].partitions
-                or any(p.leader < 0 or p.error is not None for p in topics[name].partitions.values())
+                or any(p.leader < 0 or p.error for p in topics[name].partitions.values())
             }
             if pending and time.monotonic() > deadline:
                 raise BrokerUnavailable(f"no leader within {timeout} s for {sorted(pending)}")
@@ -350,7 +355,7 @@ class Reader:
         self._consumer.assign(partitions)
 
     def _watermarks(self, partition: TopicPartition, timeout: float = 10.0) -> tuple[int, int]:
-        """Low and high offsets, retried while leadership moves (a new topic, a restarted broker)."""
+        """Low and high offsets, retried while leadership settles (new topic, restarted broker)."""
         deadline = time.monotonic() + timeout
         while True:
             try:

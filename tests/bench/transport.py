@@ -35,8 +35,7 @@ def work(settings: Settings, service: str, stop: threading.Event) -> None:
                          [("origin_ms", str(m.timestamp_ms).encode())])
                 for m in batch
             ])  # fmt: skip
-            for message in batch:
-                subscriber.store(message)
+            subscriber.store(batch)
     finally:
         subscriber.commit()
         subscriber.close()
