@@ -1,0 +1,155 @@
+"""A consumer batch is one store transaction: what that means for services and the tracker."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumers.applier import ServiceHandler
+from consumers.tracker import TrackerHandler, TrackerStore
+from tellusonce.codec import Codec
+from tellusonce.errors import RuleRejected, StoreBusy
+from tellusonce.events import Confirmation, EventType, LifeEvent, Outcome
+from tellusonce.identity import confirmation_id
+from tellusonce.kafka import Received
+from tellusonce.topics import Topics, subscribers
+from tests.factories import event
+from tests.unit.test_amend import NOWHERE, corrected_death, handler, pension
+
+
+class FailingCodec(Codec):
+    """Fails to encode confirmations: the handler has changed records by then."""
+
+    def encode(self, message: Any) -> bytes:
+        if isinstance(message, Confirmation):
+            raise StoreBusy("simulated failure after the records were changed")
+        return super().encode(message)
+
+
+@pytest.fixture
+def death() -> LifeEvent[Any]:
+    return event(EventType.DEATH)
+
+
+class TestServiceBatch:
+    def test_an_event_and_its_correction_in_one_batch_apply_once(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        """The correction reads the change images the original wrote earlier in the batch."""
+        h = handler(tmp_path, "pensions")
+        correction = corrected_death(death, "2026-03-04")
+        with h.batch([death, death, correction]):
+            outcomes = [h.handle(m, NOWHERE) for m in (death, death, correction)]
+        assert outcomes == ["applied", "duplicate", "applied"]
+        record = pension(h)
+        assert (record.stopped_from, record.overpayment_pence) == (
+            date(2026, 3, 5),
+            23_000 * 11 // 7,
+        )
+        assert set(h.store.outcomes()) == {
+            str(death.envelope.event_id),
+            str(correction.envelope.event_id),
+        }
+        assert len(h.store.pending()) == 2
+
+    def test_an_event_seen_in_an_earlier_batch_is_a_duplicate(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        h = handler(tmp_path, "pensions")
+        with h.batch([death]):
+            assert h.handle(death, NOWHERE) == "applied"
+        with h.batch([death]):
+            assert h.handle(death, NOWHERE) == "duplicate"
+        assert len(h.store.pending()) == 1
+
+    def test_an_event_failing_after_changing_records_fails_the_whole_batch(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        """Nothing of the batch is kept, not even the events before the failing one."""
+        h = handler(tmp_path, "pensions")
+        before = pension(h)
+        failing = ServiceHandler(h.service, h.store, FailingCodec(), Topics())
+        with (
+            pytest.raises(StoreBusy, match="failed half-way"),
+            failing.batch([death]),
+            pytest.raises(StoreBusy, match="simulated"),
+        ):
+            failing.handle(death, NOWHERE)
+        assert pension(h) == before
+        assert h.store.outcomes() == {}
+        assert h.store.pending() == []
+
+    def test_an_event_refused_before_changing_anything_leaves_the_batch_whole(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        """A refused event is its own failure; the others of the batch are kept."""
+        h = handler(tmp_path, "pensions")
+        birth = event(EventType.BIRTH)  # State Pension is not entitled to births
+        with h.batch([birth, death]):
+            with pytest.raises(RuleRejected):
+                h.handle(birth, NOWHERE)
+            assert h.handle(death, NOWHERE) == "applied"
+        assert list(h.store.outcomes().values()) == ["APPLIED"]
+
+
+def answer(event: LifeEvent[Any], service: str, outcome: Outcome) -> Confirmation:
+    return Confirmation(
+        confirmation_id=confirmation_id(event.envelope.event_id, service),
+        event_id=event.envelope.event_id,
+        event_type=event.envelope.event_type,
+        service=service,
+        outcome=outcome,
+        actions=("test",),
+        processed_at=datetime.now(UTC),
+    )
+
+
+def at(ms: int) -> Received:
+    return Received("t", 0, 0, None, b"", [], ms)
+
+
+class TestTrackerBatch:
+    def test_awaiting_counts_answers_across_batches_and_orders(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        """An answer before its event, answers with it and after it; repeats do not count."""
+        store = TrackerStore(f"sqlite:///{tmp_path / 'tracker.db'}")
+        tracker = TrackerHandler(store, Topics())
+        services = subscribers(EventType.DEATH)
+        first, second, *rest = (answer(death, s, Outcome.APPLIED) for s in services)
+
+        def handle(*messages: Any) -> list[str]:
+            with tracker.batch(list(messages)):
+                return [tracker.handle(m, at(1_000)) for m in messages]
+
+        assert handle(first) == ["recorded"]
+        assert store.awaiting()[0] == 0  # no event known yet: nothing awaited
+        assert handle(death, second, first) == ["recorded", "recorded", "duplicate"]
+        assert store.awaiting()[0] == 1
+        assert handle(*rest[:-1]) == ["recorded"] * len(rest[:-1])
+        assert store.awaiting()[0] == 1
+        assert handle(rest[-1], rest[-1]) == ["recorded", "duplicate"]
+        assert store.awaiting() == (0, 0.0)
+
+    def test_an_answer_replacing_rejected_does_not_count_twice(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        store = TrackerStore(f"sqlite:///{tmp_path / 'tracker.db'}")
+        tracker = TrackerHandler(store, Topics())
+        services = subscribers(EventType.DEATH)
+        rejected = answer(death, services[0], Outcome.REJECTED)
+        with tracker.batch([death, rejected]):
+            tracker.handle(death, at(1))
+            tracker.handle(rejected, at(2))
+        applied = answer(death, services[0], Outcome.APPLIED)
+        with tracker.batch([applied, rejected]):
+            assert tracker.handle(applied, at(3)) == "recorded"
+            assert tracker.handle(rejected, at(4)) == "duplicate"
+        assert store.awaiting()[0] == 1
+        [status] = store.status(death.envelope.reference)
+        outcomes = {s.service: s.outcome for s in status.services}
+        assert outcomes[services[0]] == "APPLIED"
+        assert sum(o is not None for o in outcomes.values()) == 1
