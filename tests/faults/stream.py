@@ -9,6 +9,7 @@ from typing import Any
 from consumers.seed import crowd
 from producers.submission import Header, build_event
 from tellusonce.events import (
+    Address,
     AddressChangeFacts,
     BirthFacts,
     DeathFacts,
@@ -26,11 +27,11 @@ from tellusonce.events import (
 from tellusonce.settings import Settings
 
 CROWD_SIZE = 300
+Crowd = list[tuple[Person, Address]]
 KINDS = [EventType.DEATH, EventType.BIRTH, EventType.MARRIAGE, EventType.ADDRESS_CHANGE]
 
 
-def _facts(kind: EventType, i: int, rng: random.Random) -> Facts:
-    people = crowd(CROWD_SIZE)
+def _facts(kind: EventType, i: int, rng: random.Random, people: Crowd) -> Facts:
     person, address = people[rng.randrange(len(people))]
     if kind == EventType.DEATH:
         return DeathFacts(
@@ -67,6 +68,7 @@ def events(
 ) -> list[LifeEvent[Any]]:
     """`count` valid events, cycling through the four kinds, each its own register entry."""
     rng = random.Random(seed)  # noqa: S311 (test data)
+    people = crowd(CROWD_SIZE)
     built = []
     for i in range(count):
         kind = KINDS[i % len(KINDS)]
@@ -74,5 +76,5 @@ def events(
             registration=Registration(district=district, entry_number=i + 1, office="FAULT-1"),
             registered_at=datetime(2026, 1, 12, 10, tzinfo=UTC),
         )
-        built.append(build_event(kind, header, _facts(kind, i, rng), settings))
+        built.append(build_event(kind, header, _facts(kind, i, rng, people), settings))
     return built
