@@ -96,9 +96,9 @@ class ServiceHandler:
 
     def batch(self, messages: Sequence[Message]) -> AbstractContextManager[None]:
         """One store transaction for a consumer batch."""
-        return self.store.unit(
-            [str(m.envelope.event_id) for m in messages if isinstance(m, LifeEvent)]
-        )
+        events = [m for m in messages if isinstance(m, LifeEvent)]
+        people = [key for e in events for key in e.facts.people().values()]
+        return self.store.unit([str(e.envelope.event_id) for e in events], people)
 
     def outbox(self) -> list[Pending]:
         return self.store.pending()

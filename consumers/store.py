@@ -9,7 +9,7 @@ many events; see ServiceStore.unit). Locked or unreachable stores raise StoreBus
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from consumers.people import KnownPeople
 from consumers.rules import Record
 from tellusonce.database import connect, ping
 from tellusonce.errors import StoreBusy
@@ -104,19 +105,17 @@ _PROCESSED = select(processed.c.event_id).where(processed.c.event_id == bindpara
 _PROCESSED_AMONG = select(processed.c.event_id).where(
     processed.c.event_id.in_(bindparam("event_ids", expanding=True))
 )
-_MATCHED = select(records.c.record_id, records.c.data).join(
-    record_people, record_people.c.record_id == records.c.record_id
-)
-# Several records of one person: the one at the event's address first.
-_BY_NINO = _MATCHED.where(record_people.c.nino == bindparam("nino")).order_by(
-    (record_people.c.postcode == bindparam("postcode")).desc(), records.c.record_id
-)
-_BY_DETAILS = _MATCHED.where(
-    record_people.c.surname == bindparam("surname"),
-    record_people.c.date_of_birth == bindparam("date_of_birth"),
-    record_people.c.postcode == bindparam("postcode"),
-).order_by(records.c.record_id)
-_BY_DETAILS_WITHOUT_NINO = _BY_DETAILS.where(record_people.c.nino.is_(None))
+# The matching keys of people, with their records' JSON (matched in memory: consumers/people.py)
+_KEYS = select(
+    record_people.c.record_id,
+    record_people.c.nino,
+    record_people.c.surname,
+    record_people.c.date_of_birth,
+    record_people.c.postcode,
+    records.c.data,
+).outerjoin(records, records.c.record_id == record_people.c.record_id)
+_KEYS_OF_NINOS = _KEYS.where(record_people.c.nino.in_(bindparam("ninos", expanding=True)))
+_KEYS_OF_SURNAMES = _KEYS.where(record_people.c.surname.in_(bindparam("surnames", expanding=True)))
 _RAW = select(records.c.data).where(records.c.record_id == bindparam("id"))
 _INSERT_RECORD = insert(records)
 _UPDATE_RECORD = (
@@ -124,8 +123,10 @@ _UPDATE_RECORD = (
     .where(records.c.record_id == bindparam("id"))
     .values(data=bindparam("data"), updated_at=bindparam("at"))
 )
-_DELETE_RECORD = delete(records).where(records.c.record_id == bindparam("id"))
-_DELETE_PEOPLE = delete(record_people).where(record_people.c.record_id == bindparam("id"))
+_DELETE_RECORDS = delete(records).where(records.c.record_id.in_(bindparam("ids", expanding=True)))
+_DELETE_PEOPLE = delete(record_people).where(
+    record_people.c.record_id.in_(bindparam("ids", expanding=True))
+)
 _INSERT_PEOPLE = insert(record_people)
 _INSERT_CHANGE = insert(changes)
 _CHANGES_OF = (
@@ -137,25 +138,37 @@ _CLAIM = insert(processed)
 _QUEUE = insert(outbox)
 
 
-class Transaction:
-    """The operations processing an event may do, inside one store transaction (a batch's).
+Image = tuple[str | None, Record | None]
+"""A record's stored JSON and its model, both None if there is no such record."""
+_ABSENT = object()
 
-    Records are read and written at once (a record's image read here is kept, so the next event
-    of the batch about the same person does not read it again). Processed rows, change images and
-    outbox rows are only added, so they are written together, in one statement each, when the
-    transaction ends (or before a read that needs them).
+
+class Transaction:
+    """What processing events may do inside one store transaction (a consumer batch's).
+
+    Reads go to the database: which events were processed, and the records and matching keys of
+    the people the batch names, up front, in a few queries. Everything an event changes is kept
+    here until the transaction ends, then written in one statement per kind: records, matching
+    keys, processed rows, change images, outbox rows. So an event that fails part-way is undone
+    here (rollback_to) and leaves no trace, while the rest of its batch is kept.
     """
 
     def __init__(self, conn: Connection, record_type: type[Record]) -> None:
         self.conn = conn
         self.record_type = record_type
-        self._images: dict[str, tuple[str | None, Record | None]] = {}
+        self._images: dict[str, Image] = {}  # records read or changed, as they are now
+        self._unread: dict[str, str | None] = {}  # JSON of records read up front, not parsed yet
+        self._people = KnownPeople()
         self._looked_up: set[str] = set()  # events whose processed rows were read up front
         self._seen: set[str] = set()  # ... those of them processed
+        # kept until flush(): changed records, with whether their row exists in the database
+        self._stored: dict[str, bool] = {}
+        self._changed_at: dict[str, datetime] = {}
+        self._keys: dict[str, Sequence[PersonKey]] = {}  # records whose matching keys changed
         self._claims: dict[str, dict[str, Any]] = {}
         self._changes: list[dict[str, Any]] = []
         self._outbox: list[dict[str, Any]] = []
-        self.writes = 0  # statements run that changed records
+        self._undo: list[Callable[[], object]] = []
 
     def processed(self, event_id: str) -> bool:
         """Whether this event was already applied."""
@@ -173,26 +186,43 @@ class Transaction:
             self._seen.update(found.scalars())
             self._looked_up.update(wanted)
 
+    def look_up_people(self, keys: Iterable[PersonKey]) -> None:
+        """Read the matching keys and records of people (a batch's), in at most two queries."""
+        keys = list(keys)
+        ninos = {k.nino for k in keys if k.nino} - self._people.ninos
+        surnames = {k.surname for k in keys} - self._people.surnames
+        rows: list[Any] = []
+        if ninos:
+            rows += self.conn.execute(_KEYS_OF_NINOS, {"ninos": list(ninos)}).all()
+        if surnames:
+            rows += self.conn.execute(_KEYS_OF_SURNAMES, {"surnames": list(surnames)}).all()
+        rows = [r for r in rows if r.record_id not in self._keys]  # changed here: known already
+        for row in rows:
+            if row.record_id not in self._images:
+                self._unread[row.record_id] = row.data
+        people = [
+            (r.record_id, PersonKey(r.nino, r.surname, r.date_of_birth, r.postcode)) for r in rows
+        ]
+        self._people.read(ninos, surnames, people)
+
     def match(self, key: PersonKey) -> Record | None:
         """The record of a person: by NINO, else by surname + date of birth + postcode."""
-        row = None
-        if key.nino:
-            row = self.conn.execute(_BY_NINO, {"nino": key.nino, "postcode": key.postcode}).first()
-        if row is None:
-            details = {
-                "surname": key.surname,
-                "date_of_birth": key.date_of_birth,
-                "postcode": key.postcode,
-            }
-            # with a NINO, a record with another NINO is another person
-            query = _BY_DETAILS_WITHOUT_NINO if key.nino else _BY_DETAILS
-            row = self.conn.execute(query, details).first()
-        return None if row is None else self._image(row.record_id, row.data)[1]
+        if not self._people.knows(key):
+            self.look_up_people([key])
+        record_id = self._people.match(key)
+        return None if record_id is None else self.get(record_id)
 
     def get(self, record_id: str) -> Record | None:
         """One record by id."""
         if record_id not in self._images:
-            self._image(record_id, self.conn.execute(_RAW, {"id": record_id}).scalar())
+            if record_id in self._unread:
+                data = self._unread.pop(record_id)
+            else:
+                data = self.conn.execute(_RAW, {"id": record_id}).scalar()
+            self._images[record_id] = (
+                data,
+                None if data is None else self.record_type.model_validate_json(data),
+            )
         return self._images[record_id][1]
 
     def raw(self, record_id: str) -> str | None:
@@ -200,74 +230,66 @@ class Transaction:
         self.get(record_id)
         return self._images[record_id][0]
 
-    def _image(self, record_id: str, data: str | None) -> tuple[str | None, Record | None]:
-        known = self._images.get(record_id)
-        if known is None or known[0] != data:
-            record = None if data is None else self.record_type.model_validate_json(data)
-            known = self._images[record_id] = (data, record)
-        return known
-
     def put(self, record: Record, event_id: str | None = None) -> None:
         """Insert or replace a record, its matching keys and (for an event) its change images."""
         record_id = record.record_id
         previous = self.get(record_id)
         before = self._images[record_id][0]
         after = record.model_dump_json()
-        now = datetime.now(UTC)
         keys = record.people()
-        if previous is None:
-            self.conn.execute(
-                _INSERT_RECORD, {"record_id": record_id, "data": after, "updated_at": now}
-            )
-        else:
-            self.conn.execute(_UPDATE_RECORD, {"id": record_id, "data": after, "at": now})
-        self.writes += 1
-        self._images[record_id] = (after, record)
+        self._change(record_id, (after, record), existed=previous is not None)
         if previous is None or previous.people() != keys:
-            self._index(record_id, keys, replace=previous is not None)
+            self._index(record_id, keys)
         if event_id is not None:
             self._changes.append(
                 {"event_id": event_id, "record_id": record_id, "before": before, "after": after}
             )
+            self._undo.append(self._changes.pop)
 
-    def _index(self, record_id: str, keys: Sequence[PersonKey], replace: bool) -> None:
-        """The matching keys of a record (the people it is about)."""
-        if replace:
-            self.conn.execute(_DELETE_PEOPLE, {"id": record_id})
-        if keys:
-            self.conn.execute(
-                _INSERT_PEOPLE,
-                [
-                    {
-                        "record_id": record_id,
-                        "nino": k.nino,
-                        "surname": k.surname,
-                        "date_of_birth": k.date_of_birth,
-                        "postcode": k.postcode,
-                    }
-                    for k in keys
-                ],
-            )
+    def restore(self, record_id: str, image: str | None) -> None:
+        """Put a record back to a stored JSON image; None removes it (it did not exist)."""
+        if image is None:
+            existed = self.get(record_id) is not None
+            self._index(record_id, [])
+            self._change(record_id, (None, None), existed)
+        else:
+            self.put(self.record_type.model_validate_json(image))
+
+    def _change(self, record_id: str, image: Image, existed: bool) -> None:
+        """Keep a record's new image (None: removed) to be written when the batch ends."""
+        kept = [
+            (d, d.get(record_id, _ABSENT)) for d in (self._images, self._stored, self._changed_at)
+        ]
+        self._undo.append(lambda: _put_back(record_id, kept))
+        self._stored.setdefault(record_id, existed)
+        self._images[record_id] = image
+        self._changed_at[record_id] = datetime.now(UTC)
+
+    def _index(self, record_id: str, keys: Sequence[PersonKey]) -> None:
+        """Keep a record's matching keys (none if it was removed) to be written at the end."""
+        known, pending = self._people.keys_of(record_id), self._keys.get(record_id, _ABSENT)
+
+        def undo() -> None:
+            self._people.replace(record_id, known)
+            _put_back(record_id, [(self._keys, pending)])
+
+        self._undo.append(undo)
+        self._people.replace(record_id, keys)
+        self._keys[record_id] = keys
 
     def changes_of(self, event_id: str) -> list[tuple[str, str | None, str]]:
         """(record_id, before, after) JSON images of what an event changed, one per record."""
-        self.flush()
-        rows = self.conn.execute(_CHANGES_OF, {"event_id": event_id}).all()
+        rows = [tuple(r) for r in self.conn.execute(_CHANGES_OF, {"event_id": event_id})]
+        rows += [
+            (c["record_id"], c["before"], c["after"])
+            for c in self._changes
+            if c["event_id"] == event_id
+        ]
         merged: dict[str, tuple[str | None, str]] = {}
         for record_id, before, after in rows:
             first_before = merged[record_id][0] if record_id in merged else before
             merged[record_id] = (first_before, after)
         return [(record_id, before, after) for record_id, (before, after) in merged.items()]
-
-    def restore(self, record_id: str, image: str | None) -> None:
-        """Put a record back to a stored JSON image; None removes it (it did not exist)."""
-        if image is None:
-            self.conn.execute(_DELETE_RECORD, {"id": record_id})
-            self.conn.execute(_DELETE_PEOPLE, {"id": record_id})
-            self.writes += 1
-            self._images[record_id] = (None, None)
-        else:
-            self.put(self.record_type.model_validate_json(image))
 
     def claim(self, event_id: str, outcome: str) -> None:
         """Record the event as processed, first; raise AlreadyProcessed if it already was."""
@@ -278,6 +300,7 @@ class Transaction:
             "outcome": outcome,
             "processed_at": datetime.now(UTC),
         }
+        self._undo.append(lambda: self._claims.pop(event_id))
 
     def queue(self, confirmation: Pending) -> None:
         """Put a confirmation in the outbox, to be published after this transaction commits."""
@@ -291,33 +314,69 @@ class Transaction:
                 "sent_at": None,
             }
         )
+        self._undo.append(self._outbox.pop)
 
-    def mark(self) -> tuple[int, int, int, int]:
-        """Where the added rows and the writes stand (to drop an event's rows if it fails)."""
-        return len(self._claims), len(self._changes), len(self._outbox), self.writes
+    def mark(self) -> int:
+        """A point to roll back to (before an event)."""
+        return len(self._undo)
 
-    def drop_since(self, mark: tuple[int, int, int, int]) -> bool:
-        """Forget the rows an event added since `mark`; False if it already changed records."""
-        claims, changes_, outbox_, writes = mark
-        for event_id in list(self._claims)[claims:]:
-            del self._claims[event_id]
-        del self._changes[changes_:]
-        del self._outbox[outbox_:]
-        return self.writes == writes
+    def rollback_to(self, mark: int) -> None:
+        """Undo what was kept since `mark` (an event that failed part-way)."""
+        while len(self._undo) > mark:
+            self._undo.pop()()
 
     def flush(self) -> None:
-        """Write the added rows: processed events, change images, outbox confirmations."""
-        try:
-            if self._claims:
-                self.conn.execute(_CLAIM, list(self._claims.values()))
-        except IntegrityError as exc:  # another instance recorded one of them meanwhile
-            raise AlreadyProcessed(", ".join(self._claims)) from exc
-        self._seen.update(self._claims)
-        self._claims.clear()
-        for statement, rows in ((_INSERT_CHANGE, self._changes), (_QUEUE, self._outbox)):
+        """Write what is kept: records, matching keys, processed rows, changes, outbox rows."""
+        inserted, updated, deleted = [], [], []
+        for record_id, stored in self._stored.items():
+            data, at = self._images[record_id][0], self._changed_at[record_id]
+            if data is None:
+                if stored:
+                    deleted.append(record_id)
+            elif stored:
+                updated.append({"id": record_id, "data": data, "at": at})
+            else:
+                inserted.append({"record_id": record_id, "data": data, "updated_at": at})
+        people = [
+            {
+                "record_id": record_id,
+                "nino": k.nino,
+                "surname": k.surname,
+                "date_of_birth": k.date_of_birth,
+                "postcode": k.postcode,
+            }
+            for record_id, keys in self._keys.items()
+            for k in keys
+        ]
+        if deleted:
+            self.conn.execute(_DELETE_RECORDS, {"ids": deleted})
+        if self._keys:
+            self.conn.execute(_DELETE_PEOPLE, {"ids": list(self._keys)})
+        for statement, rows in (
+            (_INSERT_RECORD, inserted),
+            (_UPDATE_RECORD, updated),
+            (_INSERT_PEOPLE, people),
+            (_CLAIM, list(self._claims.values())),
+            (_INSERT_CHANGE, self._changes),
+            (_QUEUE, self._outbox),
+        ):
             if rows:
                 self.conn.execute(statement, rows)
-                rows.clear()
+        self._seen.update(self._claims)
+        for kept in (self._stored, self._changed_at, self._keys, self._claims):
+            kept.clear()
+        self._changes.clear()
+        self._outbox.clear()
+        self._undo.clear()
+
+
+def _put_back(key: str, kept: Sequence[tuple[dict[str, Any], object]]) -> None:
+    """Restore dictionary entries as they were (absent ones removed)."""
+    for mapping, value in kept:
+        if value is _ABSENT:
+            mapping.pop(key, None)
+        else:
+            mapping[key] = value
 
 
 class ServiceStore:
@@ -327,31 +386,28 @@ class ServiceStore:
         self.engine = connect(url)
         self.record_type = record_type
         self._batch: Transaction | None = None
-        self._broken: BaseException | None = None  # what failed an event of the batch half-way
         try:
             metadata.create_all(self.engine)
         except OperationalError as exc:
             raise StoreBusy(f"store not usable: {exc.orig}") from exc
 
     @contextmanager
-    def unit(self, event_ids: Sequence[str] = ()) -> Iterator[None]:
+    def unit(
+        self, event_ids: Sequence[str] = (), people: Iterable[PersonKey] = ()
+    ) -> Iterator[None]:
         """One transaction around a consumer's whole batch: one commit (and fsync) for many
-        events. Which of them were processed before is read once, up front.
-
-        An event that fails before changing anything (a rule rejecting it, a duplicate) leaves
-        no trace; one that fails after changing records fails the whole unit (StoreBusy), which
-        is then retried from the batch's first message.
+        events. Which of them were processed before, and the records of the people they name,
+        are read up front. An event that fails is undone (see event_transaction); the others
+        are kept.
         """
         with self.transaction() as tx:
             tx.look_up_processed(event_ids)
+            tx.look_up_people(people)
             self._batch = tx
-            self._broken = None
             try:
                 yield
             finally:
                 self._batch = None
-            if self._broken is not None:
-                raise StoreBusy(f"an event failed half-way: {self._broken}") from self._broken
 
     @contextmanager
     def event_transaction(self) -> Iterator[Transaction]:
@@ -364,9 +420,11 @@ class ServiceStore:
         mark = tx.mark()
         try:
             yield tx
-        except BaseException as exc:
-            if not tx.drop_since(mark):
-                self._broken = exc
+        except OperationalError as exc:
+            tx.rollback_to(mark)
+            raise StoreBusy(f"store busy: {type(exc.orig).__name__}") from exc
+        except BaseException:
+            tx.rollback_to(mark)
             raise
 
     @contextmanager
@@ -380,8 +438,8 @@ class ServiceStore:
                 tx.flush()
         except OperationalError as exc:
             raise StoreBusy(f"store busy: {type(exc.orig).__name__}") from exc
-        except AlreadyProcessed as exc:
-            raise StoreBusy(f"processed meanwhile by another instance: {exc}") from exc
+        except IntegrityError as exc:  # another instance processed one of the events meanwhile
+            raise StoreBusy(f"written meanwhile by another instance: {exc.orig}") from exc
 
     def usable(self) -> bool:
         """Whether the store answers a trivial query."""
