@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from confluent_kafka import (
     Consumer,
+    ConsumerGroupState,
     ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
@@ -328,6 +329,16 @@ class Admin:
         return {
             (tp.topic, tp.partition): tp.offset for tp in result.topic_partitions if tp.offset >= 0
         }
+
+    def group_assigned(self, group: str) -> bool:
+        """Whether a consumer group is stable, with partitions assigned to its members."""
+        try:
+            found = self._admin.describe_consumer_groups([group])[group].result(timeout=10)
+        except KafkaException:
+            return False
+        return found.state == ConsumerGroupState.STABLE and any(
+            m.assignment.topic_partitions for m in found.members
+        )
 
     def delete_topics(self, names: Sequence[str]) -> None:
         """Delete topics (tests clean up after themselves)."""

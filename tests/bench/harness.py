@@ -54,11 +54,17 @@ class Bus:
         wait_ready(self.children)
 
     def start_baseline(self) -> None:
+        """Start the four bare workers; return once they and the sink have their partitions
+        (as ours are started and ready before the clock starts)."""
         env = os.environ | self.settings.as_environment()
+        services = ("pensions", "disability", "council_tax", "housing_benefit")
         self.workers = [
             subprocess.Popen([sys.executable, "-m", "tests.bench.transport", name], env=env)
-            for name in ("pensions", "disability", "council_tax", "housing_benefit")
+            for name in services
         ]
+        topics, admin = Topics(self.settings.topic_prefix), Admin(self.settings)
+        groups = [topics.group(f"baseline-{name}") for name in (*services, "sink")]
+        wait(lambda: all(admin.group_assigned(g) for g in groups), "baseline workers joined", 60)
 
     def stop(self) -> None:
         stop_processes(self.children) if self.children else None
@@ -137,7 +143,6 @@ def baseline_throughput(bus: Bus, stream: list[LifeEvent[Any]]) -> float:
     bus.start_baseline()
     messages = encoded(stream, Topics(bus.settings.topic_prefix))
     publisher = Publisher(bus.settings, "bench")
-    time.sleep(3)  # the workers join their groups before the clock starts (as ours do)
     want = expected(stream)
     started = time.monotonic()
     for i in range(0, len(messages), CHUNK):
@@ -170,7 +175,6 @@ def ours_latency(bus: Bus, stream: list[LifeEvent[Any]], rate: int) -> list[int]
 def baseline_latency(bus: Bus, stream: list[LifeEvent[Any]], rate: int) -> list[int]:
     sink = Sink(bus.settings)
     bus.start_baseline()
-    time.sleep(3)  # as above: joined before the load starts
     publisher = Publisher(bus.settings, "bench")
     paced(publisher.publish, encoded(stream, Topics(bus.settings.topic_prefix)), rate)
     wait(lambda: sink.count >= expected(stream), "baseline confirmations")
