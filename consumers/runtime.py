@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
@@ -144,12 +145,15 @@ class Runtime:
         committed.
 
         A transient failure holds back the rest of its partition; if the unit fails (its commit,
-        say), every partition of the batch is rewound to its first message in it.
+        say), every partition of the batch is rewound to its first message in it. A batch is
+        logged in one line (each message in one at debug level).
         """
+        started = time.perf_counter()
         decoded = [(received, self._decode(received)) for received in batch]
         messages = [m for _, m in decoded if not isinstance(m, PermanentError)]
         held: set[tuple[str, int]] = set()
         done: list[Received] = []
+        outcomes: Counter[str] = Counter()
         try:
             with self.handler.batch(messages):
                 for received, message in decoded:
@@ -157,7 +161,7 @@ class Runtime:
                     if where in held:
                         continue
                     try:
-                        self._handle(received, message)
+                        outcomes[self._handle(received, message)] += 1
                     except TransientError as exc:
                         held.add(where)
                         self._retry_later(received, exc)
@@ -173,6 +177,14 @@ class Runtime:
         for received in done:
             self._attempts.pop((received.topic, received.partition), None)
         self.subscriber.store(done)
+        if batch:
+            self.log.info(
+                "batch_handled",
+                messages=len(batch),
+                held_back=len(batch) - len(done),
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                **outcomes,
+            )
 
     def _decode(self, received: Received) -> Message | PermanentError:
         try:
@@ -180,13 +192,13 @@ class Runtime:
         except PermanentError as exc:
             return exc
 
-    def _handle(self, received: Received, message: Message | PermanentError) -> None:
+    def _handle(self, received: Received, message: Message | PermanentError) -> str:
         started = time.perf_counter()
         event_type = self._event_types.get(received.topic) or self._event_type(received.topic)
         if isinstance(message, PermanentError):
             self._dead_letter(received, message, {})
             self._count(event_type, "dead_lettered")
-            return
+            return "dead_lettered"
         ids = _ids(message)
         try:
             outcome = self.handler.handle(message, received)
@@ -199,7 +211,7 @@ class Runtime:
         elapsed = time.perf_counter() - started
         self._processing.observe(elapsed)
         self._count(event_type, outcome)
-        self.log.info(
+        self.log.debug(
             "message_handled",
             topic=received.topic,
             partition=received.partition,
@@ -208,6 +220,7 @@ class Runtime:
             duration_ms=round(elapsed * 1000, 2),
             **ids,
         )
+        return outcome
 
     def _count(self, event_type: str, outcome: str) -> None:
         child = self._consumed.get((event_type, outcome))

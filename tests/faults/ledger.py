@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,9 +95,11 @@ def take(
 
 def duplicates_in_logs(logs: Path) -> int:
     """How many messages services skipped as already applied, from their JSON log lines."""
-    seen: Counter[str] = Counter()
-    for log in logs.glob("*.log"):
-        for line in log.read_text(errors="replace").splitlines():
-            if line.startswith("{") and '"message_handled"' in line:
-                seen[json.loads(line).get("outcome", "")] += 1
-    return seen["duplicate"]
+    return sum(batch.get("duplicate", 0) for log in logs.glob("*.log") for batch in batches(log))
+
+
+def batches(log: Path) -> list[dict[str, Any]]:
+    """The batch_handled lines of a consumer's JSON log."""
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    found = [json.loads(line) for line in lines if line.startswith("{")]
+    return [line for line in found if line["event"] == "batch_handled"]

@@ -7,13 +7,14 @@ import pytest
 from producers.submission import Registrar
 from tellusonce.settings import Settings
 from tests.faults.conftest import Processes, publish_in_chunks, report, settle
+from tests.faults.ledger import batches
 from tests.faults.stream import events
 from tests.integration.conftest import wait_for
 
 
 def handled(processes: Processes, key: str) -> int:
-    log = processes.logs / f"{key}.log"
-    return log.read_text().count('"message_handled"') if log.exists() else 0
+    logged = batches(processes.logs / f"{key}.log")
+    return sum(batch["messages"] - batch["held_back"] for batch in logged)
 
 
 def test_second_instance_joins_and_first_leaves_mid_stream(

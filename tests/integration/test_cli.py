@@ -115,7 +115,7 @@ class TestDemo:
         assert len(logs) == 6
         for log in logs:
             text = log.read_text()
-            handled = "http_request" if log.name == "registrar.log" else "message_handled"
+            handled = "http_request" if log.name == "registrar.log" else "batch_handled"
             lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
             assert handled in {line["event"] for line in lines}
             assert not PERSONAL.search(text), f"personal data in {log.name}"
