@@ -5,6 +5,7 @@ Errors say which rule failed, never echo the value (it is personal data).
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from datetime import date, datetime
@@ -133,6 +134,7 @@ Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._/-]{0
 """An identifier such as a registration district or office code."""
 
 
+@functools.lru_cache(maxsize=1 << 16)  # pure, and asked of the same names again and again
 def name_key(family_name: str) -> str:
     """The form of a surname used for matching: case, accents and punctuation folded."""
     decomposed = unicodedata.normalize("NFKD", family_name.casefold())
