@@ -266,13 +266,6 @@ class TrackerStore:
         except OperationalError as exc:
             raise StoreBusy(f"tracker store busy: {type(exc.orig).__name__}") from exc
 
-    def published_ms(self, event_id: str) -> int | None:
-        """When an event was published, if the tracker has seen it."""
-        with self.engine.connect() as conn:
-            return conn.execute(
-                select(events.c.published_ms).where(events.c.event_id == event_id)
-            ).scalar()
-
     def status(self, reference: str) -> list[EventStatus]:
         """Every event under a reference, oldest first, with each expected service's answer."""
         titles = {name: s.title for name, s in subscriptions().items()}
