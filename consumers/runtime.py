@@ -145,8 +145,8 @@ class Runtime:
         committed.
 
         A transient failure holds back the rest of its partition; if the unit fails (its commit,
-        say), every partition of the batch is rewound to its first message in it. A batch is
-        logged in one line (each message in one at debug level).
+        say), every partition of the batch is rewound to its first message in it. Each message
+        is logged, and the batch in one line with a count per outcome.
         """
         started = time.perf_counter()
         decoded = [(received, self._decode(received)) for received in batch]
@@ -211,7 +211,7 @@ class Runtime:
         elapsed = time.perf_counter() - started
         self._processing.observe(elapsed)
         self._count(event_type, outcome)
-        self.log.debug(
+        self.log.info(
             "message_handled",
             topic=received.topic,
             partition=received.partition,
