@@ -118,13 +118,18 @@ def at(ms: int) -> Received:
     return Received("t", 0, 0, None, b"", [], ms)
 
 
+@pytest.fixture
+def tracking(tmp_path: Path) -> tuple[TrackerStore, TrackerHandler]:
+    store = TrackerStore(f"sqlite:///{tmp_path / 'tracker.db'}")
+    return store, TrackerHandler(store, Topics())
+
+
 class TestTrackerBatch:
     def test_awaiting_counts_answers_across_batches_and_orders(
-        self, tmp_path: Path, death: LifeEvent[Any]
+        self, tracking: tuple[TrackerStore, TrackerHandler], death: LifeEvent[Any]
     ) -> None:
         """An answer before its event, answers with it and after it; repeats do not count."""
-        store = TrackerStore(f"sqlite:///{tmp_path / 'tracker.db'}")
-        tracker = TrackerHandler(store, Topics())
+        store, tracker = tracking
         services = subscribers(EventType.DEATH)
         first, second, *rest = (answer(death, s, Outcome.APPLIED) for s in services)
 
@@ -142,10 +147,9 @@ class TestTrackerBatch:
         assert store.awaiting() == (0, 0.0)
 
     def test_an_answer_replacing_rejected_does_not_count_twice(
-        self, tmp_path: Path, death: LifeEvent[Any]
+        self, tracking: tuple[TrackerStore, TrackerHandler], death: LifeEvent[Any]
     ) -> None:
-        store = TrackerStore(f"sqlite:///{tmp_path / 'tracker.db'}")
-        tracker = TrackerHandler(store, Topics())
+        store, tracker = tracking
         services = subscribers(EventType.DEATH)
         rejected = answer(death, services[0], Outcome.REJECTED)
         with tracker.batch([death, rejected]):
