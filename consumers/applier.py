@@ -103,6 +103,9 @@ class ServiceHandler:
     def outbox(self) -> list[Pending]:
         return self.store.pending()
 
+    def outbox_size(self) -> int:
+        return self.store.count_pending()
+
     def sent(self, row_ids: Sequence[int]) -> None:
         self.store.mark_sent(row_ids)
 

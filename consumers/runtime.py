@@ -67,7 +67,10 @@ class Handler(Protocol):
         or its commit may raise TransientError)."""
 
     def outbox(self) -> list[Pending]:
-        """Confirmations stored but not yet published."""
+        """Confirmations stored but not yet published (the oldest, a batch of them)."""
+
+    def outbox_size(self) -> int:
+        """How many confirmations are stored but not yet published."""
 
     def sent(self, row_ids: Sequence[int]) -> None:
         """Mark outbox rows as acknowledged by Kafka."""
@@ -314,7 +317,7 @@ class Runtime:
         self._next_gauges = now + GAUGE_INTERVAL_SECONDS
         for (topic, partition), lag in self.subscriber.lag().items():
             CONSUMER_LAG.labels(self.handler.name, topic, str(partition)).set(lag)
-        OUTBOX_PENDING.labels(self.handler.name).set(len(self.handler.outbox()))
+        OUTBOX_PENDING.labels(self.handler.name).set(self.handler.outbox_size())
         self.handler.observe()
 
     def shutdown(self) -> None:

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     bindparam,
     delete,
+    func,
     insert,
     select,
     update,
@@ -470,6 +471,12 @@ class ServiceStore:
             )
             for r in rows
         ]
+
+    def count_pending(self) -> int:
+        """How many confirmations wait to be published."""
+        with self.transaction() as tx:
+            query = select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
+            return int(tx.conn.execute(query).scalar_one())
 
     def mark_sent(self, row_ids: Sequence[int]) -> None:
         """Mark confirmations as acknowledged by Kafka."""

@@ -384,6 +384,9 @@ class TrackerHandler:
     def outbox(self) -> list[Pending]:
         return []
 
+    def outbox_size(self) -> int:
+        return 0
+
     def sent(self, row_ids: Sequence[int]) -> None:
         """The tracker publishes nothing."""
 

@@ -58,6 +58,7 @@ class TestServiceBatch:
             str(correction.envelope.event_id),
         }
         assert len(h.store.pending()) == 2
+        assert h.outbox_size() == 2  # the gauge's count
 
     def test_an_event_seen_in_an_earlier_batch_is_a_duplicate(
         self, tmp_path: Path, death: LifeEvent[Any]
