@@ -27,8 +27,10 @@ from tellusonce.stack import Children, start_processes, stop_processes, wait_rea
 from tellusonce.topics import TRACKER, Topics, subscribers
 from tests.bench.transport import Sink
 from tests.faults.stream import CROWD_SIZE, events
+from tests.integration.conftest import wait_for
 
 CODEC = Codec()
+TIMEOUT = 900.0  # seconds a run may take before it is given up
 CHUNK = 500
 
 
@@ -39,6 +41,10 @@ class Bus:
     settings: Settings
     children: Children = field(default_factory=dict)
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    tracker: TrackerStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tracker = TrackerStore(self.settings.store_url_for(TRACKER))  # read while measuring
 
     @classmethod
     def fresh(cls, root: Path) -> Bus:
@@ -64,7 +70,9 @@ class Bus:
         ]
         topics, admin = Topics(self.settings.topic_prefix), Admin(self.settings)
         groups = [topics.group(f"baseline-{name}") for name in (*services, "sink")]
-        wait(lambda: all(admin.group_assigned(g) for g in groups), "baseline workers joined", 60)
+        wait_for(
+            lambda: all(admin.group_assigned(g) for g in groups), "baseline workers joined", 60
+        )
 
     def stop(self) -> None:
         stop_processes(self.children) if self.children else None
@@ -75,16 +83,14 @@ class Bus:
 
     def confirmed(self) -> int:
         """Confirmations the tracker has stored."""
-        tracker = TrackerStore(self.settings.store_url_for(TRACKER))
-        with tracker.engine.connect() as conn:
+        with self.tracker.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(confirmations)).scalar_one())
 
     def latencies_ms(self) -> list[int]:
         """Publication-to-confirmation milliseconds of every confirmation the tracker stored."""
         from consumers.tracker import events as tracked
 
-        tracker = TrackerStore(self.settings.store_url_for(TRACKER))
-        with tracker.engine.connect() as conn:
+        with self.tracker.engine.connect() as conn:
             rows = conn.execute(
                 select(confirmations.c.received_ms - tracked.c.published_ms).join(
                     tracked, tracked.c.event_id == confirmations.c.event_id
@@ -117,14 +123,6 @@ def encoded(stream: list[LifeEvent[Any]], topics: Topics) -> list[Outgoing]:
     ]
 
 
-def wait(done: Callable[[], bool], what: str, timeout: float = 900) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not done after {timeout:.0f} s")
-        time.sleep(0.1)
-
-
 def ours_throughput(bus: Bus, stream: list[LifeEvent[Any]]) -> float:
     """Events/s from the first submission to the last confirmation stored by the tracker."""
     bus.start_ours()
@@ -133,7 +131,7 @@ def ours_throughput(bus: Bus, stream: list[LifeEvent[Any]]) -> float:
     started = time.monotonic()
     for i in range(0, len(stream), CHUNK):
         registrar.publish_many(stream[i : i + CHUNK])
-    wait(lambda: bus.confirmed() >= want, "our confirmations")
+    wait_for(lambda: bus.confirmed() >= want, "our confirmations", TIMEOUT)
     return len(stream) / (time.monotonic() - started)
 
 
@@ -147,7 +145,7 @@ def baseline_throughput(bus: Bus, stream: list[LifeEvent[Any]]) -> float:
     started = time.monotonic()
     for i in range(0, len(messages), CHUNK):
         publisher.publish(messages[i : i + CHUNK])
-    wait(lambda: sink.count >= want, "baseline confirmations")
+    wait_for(lambda: sink.count >= want, "baseline confirmations", TIMEOUT)
     elapsed = time.monotonic() - started
     sink.close()
     return len(stream) / elapsed
@@ -168,7 +166,7 @@ def ours_latency(bus: Bus, stream: list[LifeEvent[Any]], rate: int) -> list[int]
     bus.start_ours()
     registrar = Registrar(bus.settings, Publisher(bus.settings, "bench"), CODEC)
     paced(registrar.publish_many, stream, rate)
-    wait(lambda: bus.confirmed() >= expected(stream), "our confirmations")
+    wait_for(lambda: bus.confirmed() >= expected(stream), "our confirmations", TIMEOUT)
     return bus.latencies_ms()
 
 
@@ -177,7 +175,7 @@ def baseline_latency(bus: Bus, stream: list[LifeEvent[Any]], rate: int) -> list[
     bus.start_baseline()
     publisher = Publisher(bus.settings, "bench")
     paced(publisher.publish, encoded(stream, Topics(bus.settings.topic_prefix)), rate)
-    wait(lambda: sink.count >= expected(stream), "baseline confirmations")
+    wait_for(lambda: sink.count >= expected(stream), "baseline confirmations", TIMEOUT)
     sink.close()
     return sink.latencies_ms
 
@@ -198,5 +196,5 @@ def catch_up(bus: Bus, stream: list[LifeEvent[Any]]) -> float:
         registrar.publish_many(stream[i : i + CHUNK])
     started = time.monotonic()
     bus.start_ours()
-    wait(lambda: bus.confirmed() >= expected(stream), "catch-up")
+    wait_for(lambda: bus.confirmed() >= expected(stream), "catch-up", TIMEOUT)
     return time.monotonic() - started
