@@ -53,6 +53,7 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
     offices, keys = Offices(url), IdempotencyKeys(url)
     tracker = TrackerStore(settings.store_url_for(TRACKER))
     limit = RateLimit(rate=settings.api_rate_per_second, burst=settings.api_burst)
+    admin = Admin(settings)  # one client for every readiness probe
     app = FastAPI(title="Tell Us Once registrar API", version=__version__,
                   description=__doc__)  # fmt: skip
     app.mount("/metrics", make_asgi_app())
@@ -231,7 +232,7 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
 
     @app.get("/readyz", response_class=PlainTextResponse)
     async def readyz() -> Response:
-        ready = await run_in_threadpool(Admin(settings).reachable, 2.0)
+        ready = await run_in_threadpool(admin.reachable, 2.0)
         return PlainTextResponse(
             "ready\n" if ready else "not ready\n", status_code=200 if ready else 503
         )

@@ -104,14 +104,12 @@ class Publisher:
             for message in messages:
                 self._produce(message, delivered)
         except BrokerUnavailable:
-            self._producer.purge()
-            self._producer.flush(0)
+            self._drop_queued()
             raise
         unacknowledged = self._producer.flush(self.timeout)
         if unacknowledged or failures:
             fatal = any(err.fatal() for err in failures)
-            self._producer.purge()
-            self._producer.flush(0)
+            self._drop_queued()
             if fatal:  # an idempotent producer that hit a fatal error cannot be used again
                 self._producer = Producer(self._config)
             reason = failures[0].str() if failures else "no acknowledgement in time"
@@ -119,6 +117,11 @@ class Publisher:
                 f"{unacknowledged or len(failures)} of {len(messages)} messages not acknowledged "
                 f"by Kafka: {reason}"
             )
+
+    def _drop_queued(self) -> None:
+        """Forget what was not acknowledged (the caller is told; nothing goes out later)."""
+        self._producer.purge()
+        self._producer.flush(0)
 
     def _produce(self, message: Outgoing, delivered: Callable[..., None]) -> None:
         deadline = time.monotonic() + self.timeout

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from consumers.services import SERVICES
 from consumers.store import ServiceStore
 from tellusonce import shutdown
+from tellusonce.kafka import Admin
 from tellusonce.settings import Settings
 from tellusonce.stack import (
     Children,
@@ -68,8 +69,6 @@ def summary(children: Children) -> str:
 
 def start_broker_if_needed(settings: Settings) -> bool:
     """Start the local broker when the settings point at it and nothing answers; True if started."""
-    from tellusonce.kafka import Admin
-
     if settings.bootstrap_servers != LOCAL_BROKER or Admin(settings).reachable(3):
         return False
     subprocess.run([str(BROKER_SCRIPT), "start"], check=True)
