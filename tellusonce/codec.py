@@ -48,6 +48,7 @@ class WriterSchema:
     version: int
     fingerprint: bytes
     parsed: Any
+    reading: Any  # the same schema with uuid strings left as strings (the models parse them)
 
     @classmethod
     def load(cls, path: Path) -> WriterSchema:
@@ -55,10 +56,12 @@ class WriterSchema:
         match = _VERSION_FILE.match(path.name)
         if not match:
             raise ValueError(f"{path}: schema files are named vN.avsc")
-        parsed = fastavro.parse_schema(json.loads(path.read_text(encoding="utf-8")))
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        parsed = fastavro.parse_schema(schema)
         canonical = to_parsing_canonical_form(parsed)
         digest = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))  # already little-endian
-        return cls(path.parent.name, int(match.group(1)), digest, parsed)
+        reading = fastavro.parse_schema(_without_uuid_conversion(schema))
+        return cls(path.parent.name, int(match.group(1)), digest, parsed, reading)
 
 
 Message = LifeEvent[Any] | Confirmation
@@ -104,7 +107,7 @@ class Codec:
         body.seek(HEADER_LENGTH)
         try:
             record = fastavro.schemaless_reader(
-                body, writer.parsed, None if reader is writer else reader.parsed
+                body, writer.reading, None if reader is writer else reader.reading
             )
         except (EOFError, ValueError, IndexError, UnicodeDecodeError, StopIteration) as exc:
             raise UndecodableMessage(
@@ -123,6 +126,18 @@ class Codec:
             fp = data[len(MAGIC) : HEADER_LENGTH].hex()
             raise UnknownSchema(f"writer schema fingerprint {fp} is not among the shipped schemas")
         return found
+
+
+def _without_uuid_conversion(schema: Any) -> Any:
+    """A copy of a schema whose `uuid` strings stay strings when read: fastavro would build a
+    uuid.UUID in Python for each, and the models validate the string (faster, same check)."""
+    if isinstance(schema, dict):
+        if schema.get("logicalType") == "uuid":
+            return {k: v for k, v in schema.items() if k != "logicalType"}
+        return {k: _without_uuid_conversion(v) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_without_uuid_conversion(v) for v in schema]
+    return schema
 
 
 def kind_of(message: Message) -> str:
