@@ -22,6 +22,7 @@ import structlog
 from consumers.store import Pending
 from tellusonce.codec import Codec, Message
 from tellusonce.errors import PermanentError, TransientError
+from tellusonce.events import Confirmation
 from tellusonce.headers import dead_letter_headers
 from tellusonce.kafka import Outgoing, Publisher, Received, Subscriber
 from tellusonce.metrics import (
@@ -333,6 +334,6 @@ class Runtime:
 
 
 def _ids(message: Message) -> dict[str, str]:
-    if hasattr(message, "envelope"):
-        return {"event_id": str(message.envelope.event_id)}
-    return {"event_id": str(message.event_id), "confirmation_id": str(message.confirmation_id)}
+    if isinstance(message, Confirmation):  # (hasattr on a pydantic model raises inside: slow)
+        return {"event_id": str(message.event_id), "confirmation_id": str(message.confirmation_id)}
+    return {"event_id": str(message.envelope.event_id)}
