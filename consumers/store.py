@@ -77,7 +77,7 @@ changes = Table(
 outbox = Table(
     "outbox", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("confirmation_id", String, nullable=False, index=True),
+    Column("confirmation_id", String, nullable=False),
     Column("event_id", String, nullable=False),
     Column("payload", LargeBinary, nullable=False),
     Column("headers", Text, nullable=False),
