@@ -6,9 +6,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import AwareDatetime, TypeAdapter, create_model
+from pydantic import TypeAdapter, create_model
 
 from tellusonce.events import FACTS, EventType, Registration
+from tellusonce.fields import Instant
 
 _DEFINITIONS: dict[str, Any] = {}
 IDEMPOTENCY_KEY = {
@@ -48,7 +49,7 @@ def submission_body(event_type: EventType) -> dict[str, Any]:
         f"{FACTS[event_type].__name__.removesuffix('Facts')}Submission",
         __base__=FACTS[event_type],
         registration=(Registration, ...),
-        registered_at=(AwareDatetime | None, None),
+        registered_at=(Instant | None, None),
     )
     return _body(TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}"))
 

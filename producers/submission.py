@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 import structlog
-from pydantic import AwareDatetime, ValidationError
+from pydantic import ValidationError
 
 from producers.ledger import Ledger
 from tellusonce.codec import Codec
@@ -27,7 +27,7 @@ from tellusonce.events import (
     Registration,
     life_event,
 )
-from tellusonce.fields import LONDON, today_in_london
+from tellusonce.fields import LONDON, Instant, today_in_london
 from tellusonce.headers import event_headers
 from tellusonce.identity import event_id, person_ref, reference
 from tellusonce.kafka import Outgoing, Publisher
@@ -42,7 +42,7 @@ class Header(Frozen):
     """The part of a submission that says where and when the event was registered."""
 
     registration: Registration
-    registered_at: AwareDatetime | None = None
+    registered_at: Instant | None = None
 
 
 @dataclass(frozen=True)

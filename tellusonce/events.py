@@ -12,6 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from tellusonce.fields import (
     BirthDate,
     Code,
+    Instant,
     Name,
     Nino,
     PastDate,
@@ -120,7 +121,7 @@ class Envelope(Frozen):
     supersedes: UUID | None = None
     reference: Annotated[str, Field(pattern=REFERENCE_PATTERN)]
     occurred_on: date
-    registered_at: AwareDatetime
+    registered_at: Instant
     late_registration: bool = False
     registration: Registration
     person_ref: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]

@@ -8,11 +8,11 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BeforeValidator, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, StringConstraints
 from pydantic_core import PydanticCustomError
 
 LONDON = ZoneInfo("Europe/London")
@@ -107,6 +107,14 @@ def _born_within_age_limit(value: date) -> date:
     return value
 
 
+def _within_calendar(value: datetime) -> datetime:
+    try:
+        value.astimezone(UTC).astimezone(LONDON)
+    except OverflowError:
+        raise PydanticCustomError("datetime_out_of_range", "is out of range") from None
+    return value
+
+
 Nino = Annotated[str, BeforeValidator(_normalise_nino), AfterValidator(_check_nino)]
 """A National Insurance number, normalised to upper case without spaces (AB123456C)."""
 
@@ -126,6 +134,9 @@ PastDate = Annotated[date, AfterValidator(_not_in_future)]
 
 BirthDate = Annotated[date, AfterValidator(_not_in_future), AfterValidator(_born_within_age_limit)]
 """A date of birth: not in the future and at most 130 years ago."""
+
+Instant = Annotated[AwareDatetime, AfterValidator(_within_calendar)]
+"""A time with its UTC offset that has a date in UTC and in Europe/London (year 1 to 9999)."""
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 """Free text of 1 to 200 characters (address lines, relationships, reasons)."""

@@ -65,6 +65,12 @@ class TestDeathValidation:
             "registered_at": "is before the event it registers"
         }
 
+    @pytest.mark.parametrize("at", ["9999-12-31T23:59:59-23:00", "0001-01-01T00:00:00+23:00"])
+    def test_registration_time_beyond_the_calendar_is_refused(self, at: str) -> None:
+        """A time that no calendar date holds once in UTC is a clear 422, never a crash."""
+        doc = document(EventType.DEATH, registered_at=at)
+        assert problems(EventType.DEATH, doc) == {"registered_at": "is out of range"}
+
     def test_several_problems_are_all_reported(self) -> None:
         """A submission with many faults lists them all, not just the first."""
         doc = with_deceased(nino="bad", family_name="")
