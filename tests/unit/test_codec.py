@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 from typing import Any
 
+import fastavro
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -82,6 +84,18 @@ class TestBadBytes:
         """Bytes after the body mean the message is not what its header claims."""
         with pytest.raises(UndecodableMessage, match="after the Avro body"):
             CODEC.decode(CODEC.encode(confirmation) + b"\x00")
+
+    @given(confirmation=confirmations)
+    def test_a_uuid_field_that_is_not_a_uuid_names_the_field(
+        self, confirmation: Confirmation
+    ) -> None:
+        """uuid strings are read as strings and checked by the model: a bad one is named."""
+        record = confirmation.model_dump() | {"event_id": "not-a-uuid"}
+        body = io.BytesIO()
+        fastavro.schemaless_writer(body, CODEC.readers["confirmation"].parsed, record)
+        data = MAGIC + CODEC.readers["confirmation"].fingerprint + body.getvalue()
+        with pytest.raises(UndecodableMessage, match=r"event_id \(uuid_parsing\)"):
+            CODEC.decode(data)
 
     @given(noise=st.binary(max_size=200))
     def test_random_bytes_after_a_valid_header_raise_only_permanent_errors(
