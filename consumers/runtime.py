@@ -107,7 +107,7 @@ class Runtime:
         self._outbox_dirty = True
         self._next_gauges = 0.0
         self.joined = threading.Event()
-        self._event_types = {t: self._event_type(t) for t in handler.topics}  # per topic, once
+        self._event_types = {t: self._label(t) for t in handler.topics}  # per topic, once
         self._processing = PROCESSING_SECONDS.labels(handler.name)
         self._consumed: dict[tuple[str, str], Any] = {}  # counter children, made once each
         self._zero_counters()
@@ -198,7 +198,7 @@ class Runtime:
 
     def _handle(self, received: Received, message: Message | PermanentError) -> str:
         started = time.perf_counter()
-        event_type = self._event_types.get(received.topic) or self._event_type(received.topic)
+        event_type = self._event_type(received.topic)
         if isinstance(message, PermanentError):
             self._dead_letter(received, message, {})
             self._count(event_type, "dead_lettered")
@@ -235,6 +235,9 @@ class Runtime:
         child.inc()
 
     def _event_type(self, topic: str) -> str:
+        return self._event_types.get(topic) or self._label(topic)
+
+    def _label(self, topic: str) -> str:
         event_type = self.topics.event_type_of(topic)
         return event_type.value if event_type else "confirmation"
 
