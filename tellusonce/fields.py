@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 import unicodedata
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -27,14 +28,31 @@ _NAME_PUNCTUATION = frozenset(" '’-.‐")
 _PLAIN_NAME = re.compile(r"[ '’.‐-]*[A-Za-z][A-Za-z '’.‐-]*")  # ASCII letters + the punctuation
 
 
-def today_in_london() -> date:
-    """Today's date where registrations are made."""
-    return datetime.now(LONDON).date()
+class _Today:
+    """Today's date in Europe/London, worked out once a day: every decoded event asks for it
+    several times (each date of birth and event date is checked against it)."""
+
+    def __init__(self) -> None:
+        self._since = self._until = 0.0
+        self._date = date.min
+
+    def __call__(self) -> date:
+        now = time.time()
+        if not self._since <= now < self._until:
+            self._date = datetime.fromtimestamp(now, LONDON).date()
+            start = datetime(self._date.year, self._date.month, self._date.day, tzinfo=LONDON)
+            self._since = start.timestamp()
+            self._until = (start + timedelta(days=1)).timestamp()  # London midnight: no DST gap
+        return self._date
+
+
+today_in_london = _Today()
+"""Today's date where registrations are made."""
 
 
 def _normalise_nino(value: object) -> object:
     if isinstance(value, str):
-        return re.sub(r"\s+", "", value).upper()
+        return "".join(value.split()).upper()
     return value
 
 
@@ -55,7 +73,7 @@ def _check_nino(value: str) -> str:
 
 def _normalise_postcode(value: object) -> object:
     if isinstance(value, str):
-        return re.sub(r"\s+", " ", value.strip().upper())
+        return " ".join(value.split()).upper()
     return value
 
 
@@ -100,9 +118,9 @@ def _not_in_future(value: date) -> date:
     return value
 
 
-def _born_within_age_limit(value: date) -> date:
-    today = today_in_london()
-    if age_on(value, today) > MAX_AGE_YEARS:
+def _plausible_birth_date(value: date) -> date:
+    """Not in the future and within the age limit (one validator: one call from pydantic-core)."""
+    if age_on(_not_in_future(value), today_in_london()) > MAX_AGE_YEARS:
         raise PydanticCustomError("date_too_old", f"is more than {MAX_AGE_YEARS} years ago")
     return value
 
@@ -132,7 +150,7 @@ Name = Annotated[
 PastDate = Annotated[date, AfterValidator(_not_in_future)]
 """A date that is not after today in Europe/London."""
 
-BirthDate = Annotated[date, AfterValidator(_not_in_future), AfterValidator(_born_within_age_limit)]
+BirthDate = Annotated[date, AfterValidator(_plausible_birth_date)]
 """A date of birth: not in the future and at most 130 years ago."""
 
 Instant = Annotated[AwareDatetime, AfterValidator(_within_calendar)]

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import time
+from datetime import date, datetime, timedelta
+
 import pytest
 from hypothesis import given
 from pydantic import TypeAdapter, ValidationError
 
-from tellusonce.fields import Name, Nino, Postcode, name_key
+from tellusonce import fields
+from tellusonce.fields import LONDON, BirthDate, Name, Nino, Postcode, name_key, today_in_london
 from tests.strategies import names, ninos, postcodes
 
 NINO = TypeAdapter(Nino)
 POSTCODE = TypeAdapter(Postcode)
 NAME = TypeAdapter(Name)
+BIRTH_DATE = TypeAdapter(BirthDate)
 
 
 class TestNino:
@@ -19,7 +24,12 @@ class TestNino:
 
     @pytest.mark.parametrize(
         ("given", "expected"),
-        [("AB123456C", "AB123456C"), ("ab 12 34 56 c", "AB123456C"), (" JT654321B ", "JT654321B")],
+        [
+            ("AB123456C", "AB123456C"),
+            ("ab 12 34 56 c", "AB123456C"),
+            (" JT654321B ", "JT654321B"),
+            ("JT\t654321\nB", "JT654321B"),
+        ],
     )
     def test_valid_ninos_are_normalised(self, given: str, expected: str) -> None:
         """Spaces and lower case are accepted and normalised away."""
@@ -124,3 +134,35 @@ class TestNames:
         """O'Brien and OBRIEN match; Siân and Sian match."""
         assert name_key("O'Brien") == name_key("OBRIEN")
         assert name_key("Siân") == name_key("sian")
+
+
+class TestDates:
+    """Dates of birth against today in Europe/London."""
+
+    def test_a_birth_date_today_is_accepted(self) -> None:
+        assert BIRTH_DATE.validate_python(today_in_london()) == today_in_london()
+
+    @pytest.mark.parametrize(
+        ("days_ago", "why"), [(-1, "is in the future"), (131 * 366, "is more than 130 years ago")]
+    )
+    def test_implausible_birth_dates_are_rejected(self, days_ago: int, why: str) -> None:
+        with pytest.raises(ValidationError, match=why):
+            BIRTH_DATE.validate_python(today_in_london() - timedelta(days=days_ago))
+
+    @pytest.mark.parametrize("day", [date(2026, 3, 28), date(2026, 10, 24), date(2026, 7, 1)])
+    def test_today_turns_at_london_midnight(
+        self, day: date, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Today is worked out once a day, and changes at midnight in London (also on the nights
+        the clocks change), not at midnight UTC."""
+        midnight = datetime(day.year, day.month, day.day, tzinfo=LONDON) + timedelta(days=1)
+        today = fields._Today()
+        for at, expected in [
+            (midnight - timedelta(hours=3), day),
+            (midnight - timedelta(microseconds=1), day),
+            (midnight, day + timedelta(days=1)),
+            (midnight + timedelta(hours=23, minutes=59), day + timedelta(days=1)),
+            (midnight - timedelta(hours=1), day),  # the clock set back
+        ]:
+            monkeypatch.setattr(time, "time", at.timestamp)
+            assert today() == expected, at
