@@ -8,13 +8,13 @@ many events; see ServiceStore.unit). Locked or unreachable stores raise StoreBus
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     Column,
     Date,
@@ -305,12 +305,13 @@ class Transaction:
 
     def queue(self, confirmation: Pending) -> None:
         """Put a confirmation in the outbox, to be published after this transaction commits."""
+        headers = [[k, v.decode()] for k, v in confirmation.headers]
         self._outbox.append(
             {
                 "confirmation_id": confirmation.confirmation_id,
                 "event_id": confirmation.event_id,
                 "payload": confirmation.payload,
-                "headers": json.dumps([[k, v.decode()] for k, v in confirmation.headers]),
+                "headers": orjson.dumps(headers).decode(),
                 "created_at": datetime.now(UTC),
                 "sent_at": None,
             }
@@ -466,7 +467,7 @@ class ServiceStore:
                 r.confirmation_id,
                 r.event_id,
                 r.payload,
-                [(k, v.encode()) for k, v in json.loads(r.headers)],
+                [(k, v.encode()) for k, v in orjson.loads(r.headers)],
                 r.id,
             )
             for r in rows
