@@ -8,7 +8,6 @@ are duplicates and change nothing.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -150,17 +150,17 @@ class TrackerBatch:
         if ids:
             for row in conn.execute(_KNOWN_EVENTS, {"event_ids": ids}):
                 self._published[row.event_id] = row.published_ms
-                self._expected[row.event_id] = json.loads(row.expected)
+                self._expected[row.event_id] = orjson.loads(row.expected)
             for row in conn.execute(_KNOWN_ANSWERS, {"event_ids": ids}):
                 self._answers[(row.event_id, row.service)] = row.outcome
         self._new_events: dict[str, dict[str, Any]] = {}
         self._new_answers: dict[tuple[str, str], dict[str, Any]] = {}
         self._replaced: list[dict[str, Any]] = []
 
-    def add_event(self, event: LifeEvent[Any], published_ms: int) -> bool:
-        """Record an event and the services expected to confirm it; False if known already."""
+    def add_event(self, event: LifeEvent[Any], event_id: str, published_ms: int) -> bool:
+        """Record an event (its id as a string) and the services expected to confirm it; False
+        if known already."""
         env = event.envelope
-        event_id = str(env.event_id)
         if event_id in self._published:
             return False
         expected = subscribers(env.event_type)
@@ -175,17 +175,18 @@ class TrackerBatch:
             "supersedes": str(env.supersedes) if env.supersedes else None,
             "registered_at": env.registered_at,
             "published_ms": published_ms,
-            "expected": json.dumps(expected),
+            "expected": orjson.dumps(expected).decode(),
         }
         return True
 
-    def add_confirmation(self, confirmation: Confirmation, received_ms: int) -> bool:
-        """Record a service's confirmation; False if it is a repeat of the one recorded.
+    def add_confirmation(self, confirmation: Confirmation, event_id: str, received_ms: int) -> bool:
+        """Record a service's confirmation of an event (its id as a string); False if it is a
+        repeat of the one recorded.
 
         A newer, different answer from the same service (an event applied after a replay from the
         dead-letter topic, say) replaces a REJECTED one.
         """
-        key = (str(confirmation.event_id), confirmation.service)
+        key = (event_id, confirmation.service)
         known = self._answers.get(key)
         if known is not None and (
             known != Outcome.REJECTED.value or confirmation.outcome == Outcome.REJECTED
@@ -196,7 +197,7 @@ class TrackerBatch:
             "service": key[1],
             "confirmation_id": str(confirmation.confirmation_id),
             "outcome": confirmation.outcome.value,
-            "actions": json.dumps(confirmation.actions),
+            "actions": orjson.dumps(confirmation.actions).decode(),
             "service_reference": confirmation.service_reference,
             "processed_at": confirmation.processed_at,
             "received_ms": received_ms,
@@ -284,14 +285,14 @@ class TrackerStore:
                     )
                 }
                 services = []
-                for service in json.loads(row.expected):
+                for service in orjson.loads(row.expected):
                     c = answers.get(service)
                     services.append(
                         ServiceStatus(
                             service,
                             titles.get(service, service),
                             c.outcome if c else None,
-                            tuple(json.loads(c.actions)) if c else (),
+                            tuple(orjson.loads(c.actions)) if c else (),
                             c.service_reference if c else None,
                             c.processed_at if c else None,
                         )
@@ -343,9 +344,9 @@ class TrackerHandler:
         if batch is None:
             raise RuntimeError("the tracker handles messages inside batch()")
         if isinstance(message, Confirmation):
-            if not batch.add_confirmation(message, received.timestamp_ms):
-                return "duplicate"
             event_id = str(message.event_id)
+            if not batch.add_confirmation(message, event_id, received.timestamp_ms):
+                return "duplicate"
             published = batch.published_ms(event_id)
             if published is None:
                 self._early.setdefault(event_id, []).append(
@@ -354,9 +355,10 @@ class TrackerHandler:
             else:
                 self._observe(message.service, received.timestamp_ms - published)
             return "recorded"
-        if not batch.add_event(message, received.timestamp_ms):
+        event_id = str(message.envelope.event_id)
+        if not batch.add_event(message, event_id, received.timestamp_ms):
             return "duplicate"
-        for service, confirmed_ms in self._early.pop(str(message.envelope.event_id), []):
+        for service, confirmed_ms in self._early.pop(event_id, []):
             self._observe(service, confirmed_ms - received.timestamp_ms)
         return "recorded"
 
