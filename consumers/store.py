@@ -137,6 +137,13 @@ _CHANGES_OF = (
 )
 _CLAIM = insert(processed)
 _QUEUE = insert(outbox)
+_PENDING = (
+    select(outbox.c.id, outbox.c.confirmation_id, outbox.c.event_id, outbox.c.payload,
+           outbox.c.headers)
+    .where(outbox.c.sent_at.is_(None))
+    .order_by(outbox.c.id)
+    .limit(bindparam("limit"))
+)  # fmt: skip
 
 
 Image = tuple[str | None, Record | None]
@@ -372,6 +379,11 @@ class Transaction:
         self._undo.clear()
 
 
+def _headers(stored: str) -> list[tuple[str, bytes]]:
+    """Kafka headers from their JSON in the outbox."""
+    return [(k, v.encode()) for k, v in orjson.loads(stored)]
+
+
 def _put_back(key: str, kept: Sequence[tuple[dict[str, Any], object]]) -> None:
     """Restore dictionary entries as they were (absent ones removed)."""
     for mapping, value in kept:
@@ -450,27 +462,10 @@ class ServiceStore:
     def pending(self, limit: int = 1000) -> list[Pending]:
         """Confirmations waiting to be published, oldest first."""
         with self.transaction() as tx:
-            rows = tx.conn.execute(
-                select(
-                    outbox.c.id,
-                    outbox.c.confirmation_id,
-                    outbox.c.event_id,
-                    outbox.c.payload,
-                    outbox.c.headers,
-                )
-                .where(outbox.c.sent_at.is_(None))
-                .order_by(outbox.c.created_at)
-                .limit(limit)
-            ).all()
+            rows = tx.conn.execute(_PENDING, {"limit": limit}).all()
         return [
-            Pending(
-                r.confirmation_id,
-                r.event_id,
-                r.payload,
-                [(k, v.encode()) for k, v in orjson.loads(r.headers)],
-                r.id,
-            )
-            for r in rows
+            Pending(confirmation_id, event_id, payload, _headers(headers), row_id)
+            for row_id, confirmation_id, event_id, payload, headers in rows
         ]
 
     def count_pending(self) -> int:
