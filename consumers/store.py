@@ -138,12 +138,13 @@ _CHANGES_OF = (
 _CLAIM = insert(processed)
 _QUEUE = insert(outbox)
 _PENDING = (
-    select(outbox.c.id, outbox.c.confirmation_id, outbox.c.event_id, outbox.c.payload,
-           outbox.c.headers)
+    select(
+        outbox.c.id, outbox.c.confirmation_id, outbox.c.event_id, outbox.c.payload, outbox.c.headers
+    )
     .where(outbox.c.sent_at.is_(None))
     .order_by(outbox.c.id)
     .limit(bindparam("limit"))
-)  # fmt: skip
+)
 
 
 Image = tuple[str | None, Record | None]
