@@ -28,7 +28,6 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
-    insert,
     select,
     update,
 )
@@ -37,7 +36,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from consumers.people import KnownPeople
 from consumers.rules import Record
-from tellusonce.database import connect, ping
+from tellusonce.database import BulkInsert, connect, ping
 from tellusonce.errors import StoreBusy
 from tellusonce.events import PersonKey
 
@@ -118,7 +117,7 @@ _KEYS = select(
 _KEYS_OF_NINOS = _KEYS.where(record_people.c.nino.in_(bindparam("ninos", expanding=True)))
 _KEYS_OF_SURNAMES = _KEYS.where(record_people.c.surname.in_(bindparam("surnames", expanding=True)))
 _RAW = select(records.c.data).where(records.c.record_id == bindparam("id"))
-_INSERT_RECORD = insert(records)
+_INSERT_RECORDS = BulkInsert(records)
 _UPDATE_RECORD = (
     update(records)
     .where(records.c.record_id == bindparam("id"))
@@ -128,15 +127,15 @@ _DELETE_RECORDS = delete(records).where(records.c.record_id.in_(bindparam("ids",
 _DELETE_PEOPLE = delete(record_people).where(
     record_people.c.record_id.in_(bindparam("ids", expanding=True))
 )
-_INSERT_PEOPLE = insert(record_people)
-_INSERT_CHANGE = insert(changes)
+_INSERT_PEOPLE = BulkInsert(record_people)
+_INSERT_CHANGES = BulkInsert(changes)
 _CHANGES_OF = (
     select(changes.c.record_id, changes.c.before, changes.c.after)
     .where(changes.c.event_id == bindparam("event_id"))
     .order_by(changes.c.id)
 )
-_CLAIM = insert(processed)
-_QUEUE = insert(outbox)
+_CLAIM = BulkInsert(processed)
+_QUEUE = BulkInsert(outbox)
 _PENDING = (
     select(
         outbox.c.id, outbox.c.confirmation_id, outbox.c.event_id, outbox.c.payload, outbox.c.headers
@@ -362,16 +361,16 @@ class Transaction:
             self.conn.execute(_DELETE_RECORDS, {"ids": deleted})
         if self._keys:
             self.conn.execute(_DELETE_PEOPLE, {"ids": list(self._keys)})
-        for statement, rows in (
-            (_INSERT_RECORD, inserted),
-            (_UPDATE_RECORD, updated),
+        _INSERT_RECORDS.execute(self.conn, inserted)
+        if updated:
+            self.conn.execute(_UPDATE_RECORD, updated)
+        for bulk, rows in (
             (_INSERT_PEOPLE, people),
             (_CLAIM, list(self._claims.values())),
-            (_INSERT_CHANGE, self._changes),
+            (_INSERT_CHANGES, self._changes),
             (_QUEUE, self._outbox),
         ):
-            if rows:
-                self.conn.execute(statement, rows)
+            bulk.execute(self.conn, rows)
         self._seen.update(self._claims)
         for kept in (self._stored, self._changed_at, self._keys, self._claims):
             kept.clear()

@@ -28,7 +28,6 @@ from sqlalchemy import (
     Text,
     bindparam,
     func,
-    insert,
     select,
     update,
 )
@@ -37,7 +36,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from consumers.store import Pending
 from tellusonce.codec import Message
-from tellusonce.database import connect, ping
+from tellusonce.database import BulkInsert, connect, ping
 from tellusonce.errors import StoreBusy
 from tellusonce.events import Confirmation, EventType, LifeEvent, Outcome
 from tellusonce.kafka import Received
@@ -126,6 +125,8 @@ _REPLACE_ANSWER = (
         }
     )
 )  # fmt: skip
+_INSERT_EVENTS = BulkInsert(events)
+_INSERT_ANSWERS = BulkInsert(confirmations)
 _ANSWERED = (
     update(events)
     .where(events.c.event_id == bindparam("key_event_id"))
@@ -224,9 +225,8 @@ class TrackerBatch:
                 row | {"awaiting": len(set(self._expected[e]) - answered.get(e, set()))}
                 for e, row in self._new_events.items()
             ]
-            self.conn.execute(insert(events), rows)
-        if self._new_answers:
-            self.conn.execute(insert(confirmations), list(self._new_answers.values()))
+            _INSERT_EVENTS.execute(self.conn, rows)
+        _INSERT_ANSWERS.execute(self.conn, list(self._new_answers.values()))
         if self._replaced:
             self.conn.execute(_REPLACE_ANSWER, self._replaced)
         earlier: dict[str, int] = {}

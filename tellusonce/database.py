@@ -1,10 +1,23 @@
-"""SQLAlchemy engines for the stores (each service's, the tracker's, the registrar's ledger)."""
+"""SQLAlchemy engines for the stores (each service's, the tracker's, the registrar's ledger), and
+bulk inserts for the consumers' batches."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Engine,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    text,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 
@@ -38,3 +51,62 @@ def ping(engine: Engine) -> bool:
     except SQLAlchemyError:
         return False
     return True
+
+
+class BulkInsert:
+    """INSERT of many rows of a table with one DB-API executemany.
+
+    Each value is converted by its column type's own bind processor, so what is stored is what
+    SQLAlchemy stores; only SQLAlchemy's per-row parameter handling is skipped, which cost more
+    than SQLite's insert of the row itself. Drivers with named parameters get the usual
+    SQLAlchemy executemany.
+    """
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self._prepared: dict[tuple[str, tuple[str, ...]], _Prepared | None] = {}
+
+    def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert rows that all have the keys of the first."""
+        if not rows:
+            return
+        names = tuple(rows[0])
+        key = (conn.dialect.name, names)
+        if key not in self._prepared:
+            self._prepared[key] = self._prepare(conn.dialect, names)
+        prepared = self._prepared[key]
+        if prepared is None:
+            conn.execute(insert(self.table), list(rows))
+            return
+        sql, values, converters = prepared
+        if converters:
+            params = []
+            for row in rows:
+                converted = list(values(row))
+                for i, convert in converters:
+                    converted[i] = convert(converted[i])
+                params.append(tuple(converted))
+        else:
+            params = [values(row) for row in rows]
+        conn.exec_driver_sql(sql, params)
+
+    def _prepare(self, dialect: Dialect, names: tuple[str, ...]) -> _Prepared | None:
+        compiled = (
+            insert(self.table).values({n: bindparam(n) for n in names}).compile(dialect=dialect)
+        )
+        if not compiled.positional or compiled.positiontup is None or len(names) < 2:
+            return None
+        order = list(compiled.positiontup)
+        converters: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, name in enumerate(order):
+            column_type = self.table.c[name].type
+            convert = column_type.dialect_impl(dialect).bind_processor(dialect)
+            if convert is not None:
+                converters.append((i, convert))
+        values = cast(Callable[[Mapping[str, Any]], tuple[Any, ...]], itemgetter(*order))
+        return compiled.string, values, converters
+
+
+_Prepared = tuple[
+    str, Callable[[Mapping[str, Any]], tuple[Any, ...]], list[tuple[int, Callable[[Any], Any]]]
+]

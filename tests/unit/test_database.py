@@ -1,0 +1,99 @@
+"""Bulk inserts store exactly what SQLAlchemy's own executemany stores."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    Engine,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    insert,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
+
+from tellusonce.database import BulkInsert, connect
+
+metadata = MetaData()
+things = Table(
+    "things",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String, nullable=False, unique=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("born", Date),
+    Column("payload", LargeBinary),
+    Column("note", Text),
+)
+ROWS: list[dict[str, Any]] = [
+    {
+        "name": "utc",
+        "at": datetime(2026, 11, 22, 17, 1, 2, 345678, tzinfo=UTC),
+        "born": date(1950, 1, 31),
+        "payload": b"\xc3\x01\x00binary",
+        "note": "Zoë",
+    },
+    {
+        "name": "no microseconds, an early year, a non-UTC offset, nulls",
+        "at": datetime(12, 3, 4, 5, 6, 7, tzinfo=timezone(timedelta(hours=-5))),
+        "born": None,
+        "payload": None,
+        "note": None,
+    },
+]
+
+
+def stored(engine: Engine, prefix: str) -> list[tuple[Any, ...]]:
+    """The rows as the database holds them (no type processing) and as SQLAlchemy reads them."""
+    with engine.connect() as conn:
+        raw = conn.exec_driver_sql(
+            "SELECT name, at, born, payload, note FROM things WHERE name LIKE ? ORDER BY id",
+            (f"{prefix}%",),
+        ).all()
+        typed = conn.execute(
+            select(things.c.name, things.c.at, things.c.born, things.c.payload, things.c.note)
+            .where(things.c.name.startswith(prefix))
+            .order_by(things.c.id)
+        ).all()
+    return [(tuple(r)[1:], tuple(t)[1:]) for r, t in zip(raw, typed, strict=True)]
+
+
+@pytest.mark.parametrize("paramstyle", ["qmark", "named"])
+def test_bulk_insert_stores_what_sqlalchemy_stores(tmp_path: Path, paramstyle: str) -> None:
+    """Same rows through SQLAlchemy's executemany and through BulkInsert: the same stored
+    values (dates and times formatted alike, bytes and nulls kept); named-parameter drivers
+    take SQLAlchemy's path."""
+    url = f"sqlite:///{tmp_path / 'things.db'}"
+    engine = connect(url) if paramstyle == "qmark" else create_engine(url, paramstyle=paramstyle)
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(things), [r | {"name": f"sa {r['name']}"} for r in ROWS])
+        BulkInsert(things).execute(conn, [r | {"name": f"bulk {r['name']}"} for r in ROWS])
+        BulkInsert(things).execute(conn, [])
+    ours, theirs = stored(engine, "bulk"), stored(engine, "sa")
+    assert len(ours) == len(ROWS)
+    assert ours == theirs
+    assert ours[0][1][1:] == (ROWS[0]["born"], ROWS[0]["payload"], ROWS[0]["note"])
+
+
+def test_a_duplicate_row_raises_sqlalchemys_integrity_error(tmp_path: Path) -> None:
+    """The stores turn IntegrityError into a transient StoreBusy: it must still be SQLAlchemy's."""
+    engine = connect(f"sqlite:///{tmp_path / 'things.db'}")
+    metadata.create_all(engine)
+    bulk = BulkInsert(things)
+    with engine.begin() as conn:
+        bulk.execute(conn, ROWS[:1])
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        bulk.execute(conn, ROWS[:1])
