@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import structlog
+from structlog.typing import EventDict
 
 
 def configure(level: str = "info") -> None:
@@ -26,7 +29,7 @@ def configure(level: str = "info") -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            Timestamp(),
             structlog.processors.dict_tracebacks,
             renderer,
         ],
@@ -36,3 +39,23 @@ def configure(level: str = "info") -> None:
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
+
+
+class Timestamp:
+    """Adds `timestamp`: ISO 8601 in UTC to the microsecond (2026-11-22T17:40:01.123456Z), like
+    structlog's TimeStamper(fmt="iso", utc=True) but with the date and time of day formatted once
+    a second; consumers log a line per message, and that stamper was a quarter of a line's cost.
+    """
+
+    def __init__(self) -> None:
+        self._second: tuple[int, str] = (-1, "")  # replaced whole: safe across threads
+
+    def __call__(self, _logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+        now = time.time()
+        second = int(now)
+        cached = self._second
+        if cached[0] != second:
+            cached = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+            self._second = cached
+        event_dict["timestamp"] = f"{cached[1]}.{int((now - second) * 1_000_000):06d}Z"
+        return event_dict

@@ -1,0 +1,65 @@
+"""Log lines: JSON with an ISO 8601 UTC timestamp."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+import structlog
+
+from tellusonce import logs
+
+
+def stamp(at: float, stamper: logs.Timestamp, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setattr(time, "time", lambda: at)
+    return str(stamper(None, "info", {})["timestamp"])
+
+
+@pytest.mark.parametrize(
+    ("at", "expected"),
+    [
+        (0.0, "1970-01-01T00:00:00.000000Z"),
+        (1795367999.875, "2026-11-22T17:19:59.875000Z"),
+        (1795368000.25, "2026-11-22T17:20:00.250000Z"),
+        (1795368000.0, "2026-11-22T17:20:00.000000Z"),
+    ],
+)
+def test_timestamps_are_iso_utc_to_the_microsecond(
+    at: float, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert stamp(at, logs.Timestamp(), monkeypatch) == expected
+
+
+def test_the_second_changes_with_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The date and time of day are formatted once a second, and again when the second changes
+    (or the clock is set back)."""
+    stamper = logs.Timestamp()
+    seen = [stamp(at, stamper, monkeypatch) for at in (100.5, 100.75, 101.0, 86500.5, 100.5)]
+    assert seen == [
+        "1970-01-01T00:01:40.500000Z",
+        "1970-01-01T00:01:40.750000Z",
+        "1970-01-01T00:01:41.000000Z",
+        "1970-01-02T00:01:40.500000Z",
+        "1970-01-01T00:01:40.500000Z",
+    ]
+
+
+def test_a_line_is_json_with_level_and_timestamp(capfd: pytest.CaptureFixture[str]) -> None:
+    """Off a TTY each line is one JSON object, stamped with the time it was written."""
+    logs.configure("info")
+    try:
+        before = datetime.now(UTC)
+        structlog.get_logger("test").bind(service="pensions").info("message_handled", offset=7)
+        line = orjson.loads(capfd.readouterr().err.strip().splitlines()[-1])
+    finally:
+        structlog.reset_defaults()
+    written = datetime.fromisoformat(line.pop("timestamp"))
+    assert before.replace(microsecond=0) <= written <= datetime.now(UTC)
+    assert line == {
+        "service": "pensions",
+        "offset": 7,
+        "event": "message_handled",
+        "level": "info",
+    }
