@@ -44,7 +44,7 @@ def configure(level: str = "info") -> None:
 class Timestamp:
     """Adds `timestamp`: ISO 8601 in UTC to the microsecond (2026-11-22T17:40:01.123456Z), like
     structlog's TimeStamper(fmt="iso", utc=True) but with the date and time of day formatted once
-    a second; consumers log a line per message, and that stamper was a quarter of a line's cost.
+    a second; consumers log a line per message, and that stamper was a fifth of a line's cost.
     """
 
     def __init__(self) -> None:
