@@ -64,14 +64,14 @@ class BulkInsert:
 
     def __init__(self, table: Table) -> None:
         self.table = table
-        self._prepared: dict[tuple[str, tuple[str, ...]], _Prepared | None] = {}
+        self._prepared: dict[tuple[str, str, tuple[str, ...]], _Prepared | None] = {}
 
     def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert rows that all have the keys of the first."""
         if not rows:
             return
         names = tuple(rows[0])
-        key = (conn.dialect.name, names)
+        key = (conn.dialect.name, conn.dialect.paramstyle, names)
         if key not in self._prepared:
             self._prepared[key] = self._prepare(conn.dialect, names)
         prepared = self._prepared[key]

@@ -37,6 +37,7 @@ things = Table(
     Column("payload", LargeBinary),
     Column("note", Text),
 )
+BULK = BulkInsert(things)  # one for every engine, as in the stores
 ROWS: list[dict[str, Any]] = [
     {
         "name": "utc",
@@ -80,8 +81,8 @@ def test_bulk_insert_stores_what_sqlalchemy_stores(tmp_path: Path, paramstyle: s
     metadata.create_all(engine)
     with engine.begin() as conn:
         conn.execute(insert(things), [r | {"name": f"sa {r['name']}"} for r in ROWS])
-        BulkInsert(things).execute(conn, [r | {"name": f"bulk {r['name']}"} for r in ROWS])
-        BulkInsert(things).execute(conn, [])
+        BULK.execute(conn, [r | {"name": f"bulk {r['name']}"} for r in ROWS])
+        BULK.execute(conn, [])
     ours, theirs = stored(engine, "bulk"), stored(engine, "sa")
     assert len(ours) == len(ROWS)
     assert ours == theirs
@@ -92,8 +93,7 @@ def test_a_duplicate_row_raises_sqlalchemys_integrity_error(tmp_path: Path) -> N
     """The stores turn IntegrityError into a transient StoreBusy: it must still be SQLAlchemy's."""
     engine = connect(f"sqlite:///{tmp_path / 'things.db'}")
     metadata.create_all(engine)
-    bulk = BulkInsert(things)
     with engine.begin() as conn:
-        bulk.execute(conn, ROWS[:1])
+        BULK.execute(conn, ROWS[:1])
     with pytest.raises(IntegrityError), engine.begin() as conn:
-        bulk.execute(conn, ROWS[:1])
+        BULK.execute(conn, ROWS[:1])
