@@ -33,17 +33,17 @@ class _Today:
     several times (each date of birth and event date is checked against it)."""
 
     def __init__(self) -> None:
-        self._since = self._until = 0.0
-        self._date = date.min
+        self._day = (0.0, 0.0, date.min)  # (from, until, date), replaced whole: thread-safe
 
     def __call__(self) -> date:
         now = time.time()
-        if not self._since <= now < self._until:
-            self._date = datetime.fromtimestamp(now, LONDON).date()
-            start = datetime(self._date.year, self._date.month, self._date.day, tzinfo=LONDON)
-            self._since = start.timestamp()
-            self._until = (start + timedelta(days=1)).timestamp()  # London midnight: no DST gap
-        return self._date
+        since, until, today = self._day
+        if not since <= now < until:
+            today = datetime.fromtimestamp(now, LONDON).date()
+            start = datetime(today.year, today.month, today.day, tzinfo=LONDON)
+            # London midnight exists every day: the clocks change at 01:00 and 02:00
+            self._day = (start.timestamp(), (start + timedelta(days=1)).timestamp(), today)
+        return today
 
 
 today_in_london = _Today()
