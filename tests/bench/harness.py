@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from consumers.seed import seed
+from consumers.services import SERVICES
+from consumers.store import ServiceStore, outbox
 from consumers.tracker import TrackerStore, confirmations
 from producers.submission import Registrar
 from tellusonce.codec import Codec
@@ -151,7 +153,7 @@ def baseline_throughput(bus: Bus, stream: list[LifeEvent[Any]]) -> float:
     return len(stream) / elapsed
 
 
-def paced(publish: Callable[[list[Any]], None], items: list[Any], rate: int) -> None:
+def paced(publish: Callable[[list[Any]], object], items: list[Any], rate: int) -> None:
     """Offer items at `rate` per second, in 10 ms ticks."""
     per_tick = max(1, rate // 100)
     started = time.monotonic()
@@ -181,12 +183,33 @@ def baseline_latency(bus: Bus, stream: list[LifeEvent[Any]], rate: int) -> list[
 
 
 def with_duplicates(stream: list[LifeEvent[Any]], share: float) -> list[LifeEvent[Any]]:
-    """The stream with `share` of its events sent a second time, shuffled in."""
+    """The same stream with `share` of its events delivered a second time, each repeat at a
+    random later point (a redelivery follows the first delivery); the stream's order is kept."""
     rng = random.Random(3)  # noqa: S311 (benchmark data)
-    again = rng.sample(stream, int(len(stream) * share))
-    mixed = stream + again
-    rng.shuffle(mixed)
-    return mixed
+    repeats: dict[int, list[LifeEvent[Any]]] = {}
+    for i in rng.sample(range(len(stream)), int(len(stream) * share)):
+        repeats.setdefault(rng.randrange(i, len(stream)), []).append(stream[i])
+    return [e for i, event in enumerate(stream) for e in (event, *repeats.get(i, ()))]
+
+
+def ours_applied_once(bus: Bus, stream: list[LifeEvent[Any]]) -> float:
+    """ours_throughput of a stream with repeats, then the proof that each event was applied once:
+    every service stored exactly one confirmation per distinct event it is entitled to."""
+    rate = ours_throughput(bus, stream)
+    distinct = {e.envelope.event_id: e for e in stream}.values()
+    for name, service in SERVICES.items():
+        want = sum(name in subscribers(e.envelope.event_type) for e in distinct)
+        store = ServiceStore(bus.settings.store_url_for(name), service.record_type)
+        with store.engine.connect() as conn:
+            per_event = conn.execute(
+                select(outbox.c.event_id, func.count()).group_by(outbox.c.event_id)
+            ).all()
+        twice = sum(n > 1 for _, n in per_event)
+        if len(per_event) != want or twice:
+            raise AssertionError(
+                f"{name}: {len(per_event)} events confirmed (want {want}), {twice} more than once"
+            )
+    return rate
 
 
 def catch_up(bus: Bus, stream: list[LifeEvent[Any]]) -> float:
