@@ -204,6 +204,7 @@ def ours_applied_once(bus: Bus, stream: list[LifeEvent[Any]]) -> float:
             per_event = conn.execute(
                 select(outbox.c.event_id, func.count()).group_by(outbox.c.event_id)
             ).all()
+        store.engine.dispose()
         twice = sum(n > 1 for _, n in per_event)
         if len(per_event) != want or twice:
             raise AssertionError(
