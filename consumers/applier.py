@@ -36,7 +36,7 @@ class ServiceHandler:
         rule = self.service.rules.get(event.envelope.event_type)
         if rule is None:
             raise RuleRejected(f"{self.name} has no rule for {event.envelope.event_type} events")
-        event_id = str(event.envelope.event_id)
+        event_id = event.envelope.event_id_text
         try:
             with self.store.event_transaction() as tx:
                 if tx.processed(event_id):
@@ -59,11 +59,11 @@ class ServiceHandler:
             return
         decision = Decision(Outcome.REJECTED, (f"Rejected: {error}",))
         with self.store.event_transaction() as tx:
-            if not tx.processed(str(message.envelope.event_id)):
+            if not tx.processed(message.envelope.event_id_text):
                 self._confirm(tx, message.envelope, decision)
 
     def _commit(self, tx: Transaction, envelope: Envelope, decision: Decision) -> None:
-        event_id = str(envelope.event_id)
+        event_id = envelope.event_id_text
         tx.claim(event_id, decision.outcome.value)
         for record in decision.changed:
             tx.put(record, event_id)
@@ -82,8 +82,8 @@ class ServiceHandler:
         )
         tx.queue(
             Pending(
-                str(confirmation.confirmation_id),
-                str(envelope.event_id),
+                confirmation.confirmation_id_text,
+                envelope.event_id_text,
                 self.codec.encode(confirmation),
                 confirmation_headers(confirmation),
             )
@@ -98,7 +98,7 @@ class ServiceHandler:
         """One store transaction for a consumer batch."""
         events = [m for m in messages if isinstance(m, LifeEvent)]
         people = [key for e in events for key in e.facts.people().values()]
-        return self.store.unit([str(e.envelope.event_id) for e in events], people)
+        return self.store.unit([e.envelope.event_id_text for e in events], people)
 
     def outbox(self) -> list[Pending]:
         return self.store.pending()

@@ -338,5 +338,5 @@ class Runtime:
 
 def _ids(message: Message) -> dict[str, str]:
     if isinstance(message, Confirmation):  # (hasattr on a pydantic model raises inside: slow)
-        return {"event_id": str(message.event_id), "confirmation_id": str(message.confirmation_id)}
-    return {"event_id": str(message.envelope.event_id)}
+        return {"event_id": message.event_id_text, "confirmation_id": message.confirmation_id_text}
+    return {"event_id": message.envelope.event_id_text}

@@ -196,7 +196,7 @@ class TrackerBatch:
         row = {
             "event_id": key[0],
             "service": key[1],
-            "confirmation_id": str(confirmation.confirmation_id),
+            "confirmation_id": confirmation.confirmation_id_text,
             "outcome": confirmation.outcome.value,
             "actions": orjson.dumps(confirmation.actions).decode(),
             "service_reference": confirmation.service_reference,
@@ -344,7 +344,7 @@ class TrackerHandler:
         if batch is None:
             raise RuntimeError("the tracker handles messages inside batch()")
         if isinstance(message, Confirmation):
-            event_id = str(message.event_id)
+            event_id = message.event_id_text
             if not batch.add_confirmation(message, event_id, received.timestamp_ms):
                 return "duplicate"
             published = batch.published_ms(event_id)
@@ -355,7 +355,7 @@ class TrackerHandler:
             else:
                 self._observe(message.service, received.timestamp_ms - published)
             return "recorded"
-        event_id = str(message.envelope.event_id)
+        event_id = message.envelope.event_id_text
         if not batch.add_event(message, event_id, received.timestamp_ms):
             return "duplicate"
         for service, confirmed_ms in self._early.pop(event_id, []):
@@ -373,7 +373,7 @@ class TrackerHandler:
     def batch(self, messages: Sequence[Message]) -> Iterator[None]:
         """One store transaction for a consumer batch."""
         event_ids = [
-            str(m.event_id if isinstance(m, Confirmation) else m.envelope.event_id)
+            m.event_id_text if isinstance(m, Confirmation) else m.envelope.event_id_text
             for m in messages
         ]
         with self.store.unit(event_ids) as batch:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, Generic, NamedTuple, TypeVar
 from uuid import UUID
 
@@ -127,6 +128,11 @@ class Envelope(Frozen):
     person_ref: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     source: Annotated[str, Field(min_length=1, max_length=200)]
     reason: Text | None = None
+
+    @cached_property
+    def event_id_text(self) -> str:
+        """The event id as text, made once: consumers key rows, logs and lookups by it."""
+        return str(self.event_id)
 
 
 class Problem(NamedTuple):
@@ -332,3 +338,13 @@ class Confirmation(Frozen):
     actions: tuple[str, ...]
     service_reference: str | None = None
     processed_at: AwareDatetime
+
+    @cached_property
+    def event_id_text(self) -> str:
+        """The confirmed event's id as text, made once (see Envelope.event_id_text)."""
+        return str(self.event_id)
+
+    @cached_property
+    def confirmation_id_text(self) -> str:
+        """This confirmation's id as text, made once."""
+        return str(self.confirmation_id)

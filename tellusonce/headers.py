@@ -27,13 +27,13 @@ def _cloudevent(id_: str, source: str, type_: str, time: datetime) -> list[tuple
 def event_headers(envelope: Envelope) -> list[tuple[str, bytes]]:
     """CloudEvents headers of a life event, e.g. ce_type uk.gov.tellusonce.death.registered.v1."""
     type_ = f"uk.gov.tellusonce.{envelope.event_type.value}.{envelope.action.value.lower()}.v1"
-    return _cloudevent(str(envelope.event_id), envelope.source, type_, envelope.registered_at)
+    return _cloudevent(envelope.event_id_text, envelope.source, type_, envelope.registered_at)
 
 
 def confirmation_headers(confirmation: Confirmation) -> list[tuple[str, bytes]]:
     """CloudEvents headers of a service's confirmation."""
     return _cloudevent(
-        str(confirmation.confirmation_id),
+        confirmation.confirmation_id_text,
         f"urn:tellusonce:service:{confirmation.service}",
         "uk.gov.tellusonce.confirmation.v1",
         confirmation.processed_at,

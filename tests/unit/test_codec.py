@@ -35,6 +35,28 @@ class TestRoundTrip:
         """A confirmation decodes to an equal model."""
         assert CODEC.decode(CODEC.encode(confirmation)) == confirmation
 
+    @given(confirmation=confirmations)
+    def test_ids_as_text_are_the_uuids_and_change_nothing(self, confirmation: Confirmation) -> None:
+        """The ids' text (made once, kept on the model) is the UUIDs' canonical form, and having
+        made it leaves the model equal to a fresh copy, dumped and encoded the same."""
+        decoded = CODEC.decode(CODEC.encode(confirmation))
+        assert isinstance(decoded, Confirmation)
+        fresh = decoded.model_copy()
+        assert decoded.confirmation_id_text == str(confirmation.confirmation_id)
+        assert decoded.event_id_text == str(confirmation.event_id)
+        assert decoded == fresh == confirmation
+        assert decoded.model_dump() == confirmation.model_dump()
+        assert CODEC.encode(decoded) == CODEC.encode(confirmation)
+
+    @given(data=st.data())
+    def test_event_id_text_is_the_uuid(self, data: st.DataObject) -> None:
+        """A decoded event's id text is its UUID's, and the event still equals the original."""
+        event: LifeEvent[Any] = data.draw(life_events(EventType.DEATH))
+        decoded = CODEC.decode(CODEC.encode(event))
+        assert isinstance(decoded, LifeEvent)
+        assert decoded.envelope.event_id_text == str(event.envelope.event_id)
+        assert decoded == event
+
 
 class TestWireFormat:
     """Single-object encoding as the Avro specification defines it."""
