@@ -150,22 +150,24 @@ class Runtime:
 
         A transient failure holds back the rest of its partition; if the unit fails (its commit,
         say), every partition of the batch is rewound to its first message in it. Each message
-        is logged, and the batch in one line with a count per outcome.
+        is logged as it is handled; once the unit committed, the batch's outcomes are counted (in
+        one increment per event type and outcome) and logged in one line.
         """
         started = time.perf_counter()
         decoded = [(received, self._decode(received)) for received in batch]
         messages = [m for _, m in decoded if not isinstance(m, PermanentError)]
         held: set[tuple[str, int]] = set()
         done: list[Received] = []
-        outcomes: Counter[str] = Counter()
+        counts: Counter[tuple[str, str]] = Counter()  # (event type, outcome): counted per batch
         try:
             with self.handler.batch(messages):
                 for received, message in decoded:
                     where = (received.topic, received.partition)
                     if where in held:
                         continue
+                    event_type = self._event_type(received.topic)
                     try:
-                        outcomes[self._handle(received, message)] += 1
+                        counts[event_type, self._handle(received, message)] += 1
                     except TransientError as exc:
                         held.add(where)
                         self._retry_later(received, exc)
@@ -178,6 +180,10 @@ class Runtime:
             for received in first.values():
                 self._retry_later(received, exc)
             return
+        outcomes: Counter[str] = Counter()
+        for (event_type, outcome), n in counts.items():
+            self._count(event_type, outcome, n)
+            outcomes[outcome] += n
         for received in done:
             self._attempts.pop((received.topic, received.partition), None)
         self.subscriber.store(done)
@@ -198,10 +204,8 @@ class Runtime:
 
     def _handle(self, received: Received, message: Message | PermanentError) -> str:
         started = time.perf_counter()
-        event_type = self._event_type(received.topic)
         if isinstance(message, PermanentError):
             self._dead_letter(received, message, {})
-            self._count(event_type, "dead_lettered")
             return "dead_lettered"
         ids = _ids(message)
         try:
@@ -214,7 +218,6 @@ class Runtime:
             self._outbox_dirty = True
         elapsed = time.perf_counter() - started
         self._processing.observe(elapsed)
-        self._count(event_type, outcome)
         self.log.info(
             "message_handled",
             topic=received.topic,
@@ -226,13 +229,13 @@ class Runtime:
         )
         return outcome
 
-    def _count(self, event_type: str, outcome: str) -> None:
+    def _count(self, event_type: str, outcome: str, n: int = 1) -> None:
         child = self._consumed.get((event_type, outcome))
         if child is None:
             child = self._consumed[(event_type, outcome)] = EVENTS_CONSUMED.labels(
                 self.handler.name, event_type, outcome
             )
-        child.inc()
+        child.inc(n)
 
     def _event_type(self, topic: str) -> str:
         return self._event_types.get(topic) or self._label(topic)

@@ -22,7 +22,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 from pydantic import ValidationError
 
 from tellusonce.errors import UndecodableMessage, UnknownSchema
-from tellusonce.events import EVENT_MODELS, Confirmation, EventType, LifeEvent
+from tellusonce.events import EVENT_MODELS, Confirmation, LifeEvent
 
 MAGIC = b"\xc3\x01"
 HEADER_LENGTH = len(MAGIC) + 8
@@ -147,11 +147,14 @@ def kind_of(message: Message) -> str:
     return message.envelope.event_type.value
 
 
+_MODELS_BY_KIND: dict[str, type[LifeEvent[Any]]] = {t.value: m for t, m in EVENT_MODELS.items()}
+
+
 def _validate(kind: str, record: dict[str, Any]) -> Message:
     try:
         if kind == CONFIRMATION:
             return Confirmation.model_validate(record)
-        return EVENT_MODELS[EventType(kind)].model_validate(record)
+        return _MODELS_BY_KIND[kind].model_validate(record)
     except ValidationError as exc:
         where = ", ".join(
             ".".join(str(p) for p in error["loc"]) + f" ({error['type']})" for error in exc.errors()
