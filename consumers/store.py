@@ -36,7 +36,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from consumers.people import KnownPeople
 from consumers.rules import Record
-from tellusonce.database import BulkInsert, connect, ping
+from tellusonce.database import Bulk, BulkInsert, connect, ping
 from tellusonce.errors import StoreBusy
 from tellusonce.events import PersonKey
 
@@ -118,7 +118,7 @@ _KEYS_OF_NINOS = _KEYS.where(record_people.c.nino.in_(bindparam("ninos", expandi
 _KEYS_OF_SURNAMES = _KEYS.where(record_people.c.surname.in_(bindparam("surnames", expanding=True)))
 _RAW = select(records.c.data).where(records.c.record_id == bindparam("id"))
 _INSERT_RECORDS = BulkInsert(records)
-_UPDATE_RECORD = (
+_UPDATE_RECORD = Bulk(
     update(records)
     .where(records.c.record_id == bindparam("id"))
     .values(data=bindparam("data"), updated_at=bindparam("at"))
@@ -363,7 +363,7 @@ class Transaction:
             self.conn.execute(_DELETE_PEOPLE, {"ids": list(self._keys)})
         _INSERT_RECORDS.execute(self.conn, inserted)
         if updated:
-            self.conn.execute(_UPDATE_RECORD, updated)
+            _UPDATE_RECORD.execute(self.conn, updated)
         for bulk, rows in (
             (_INSERT_PEOPLE, people),
             (_CLAIM, list(self._claims.values())),

@@ -36,7 +36,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from consumers.store import Pending
 from tellusonce.codec import Message
-from tellusonce.database import BulkInsert, connect, ping
+from tellusonce.database import Bulk, BulkInsert, connect, ping
 from tellusonce.errors import StoreBusy
 from tellusonce.events import Confirmation, EventType, LifeEvent, Outcome
 from tellusonce.kafka import Received
@@ -109,7 +109,7 @@ _KNOWN_EVENTS = select(events.c.event_id, events.c.published_ms, events.c.expect
 _KNOWN_ANSWERS = select(
     confirmations.c.event_id, confirmations.c.service, confirmations.c.outcome
 ).where(confirmations.c.event_id.in_(bindparam("event_ids", expanding=True)))
-_REPLACE_ANSWER = (
+_REPLACE_ANSWER = Bulk(
     update(confirmations)
     .where(
         confirmations.c.event_id == bindparam("key_event_id"),
@@ -127,7 +127,7 @@ _REPLACE_ANSWER = (
 )  # fmt: skip
 _INSERT_EVENTS = BulkInsert(events)
 _INSERT_ANSWERS = BulkInsert(confirmations)
-_ANSWERED = (
+_ANSWERED = Bulk(
     update(events)
     .where(events.c.event_id == bindparam("key_event_id"))
     .values(awaiting=events.c.awaiting - bindparam("answered"))
@@ -228,14 +228,14 @@ class TrackerBatch:
             _INSERT_EVENTS.execute(self.conn, rows)
         _INSERT_ANSWERS.execute(self.conn, list(self._new_answers.values()))
         if self._replaced:
-            self.conn.execute(_REPLACE_ANSWER, self._replaced)
+            _REPLACE_ANSWER.execute(self.conn, self._replaced)
         earlier: dict[str, int] = {}
         for event_id, service in self._new_answers:
             if event_id not in self._new_events and service in self._expected.get(event_id, ()):
                 earlier[event_id] = earlier.get(event_id, 0) + 1
         if earlier:
-            self.conn.execute(
-                _ANSWERED, [{"key_event_id": e, "answered": n} for e, n in earlier.items()]
+            _ANSWERED.execute(
+                self.conn, [{"key_event_id": e, "answered": n} for e, n in earlier.items()]
             )
 
 

@@ -1,5 +1,5 @@
 """SQLAlchemy engines for the stores (each service's, the tracker's, the registrar's ledger), and
-bulk inserts for the consumers' batches."""
+statements run for a consumer batch's many rows at once."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.expression import UpdateBase
 
 
 def connect(url: str) -> Engine:
@@ -53,21 +54,21 @@ def ping(engine: Engine) -> bool:
     return True
 
 
-class BulkInsert:
-    """INSERT of many rows of a table with one DB-API executemany.
+class Bulk:
+    """An INSERT, UPDATE or DELETE run for many rows with one DB-API executemany.
 
-    Each value is converted by its column type's own bind processor, so what is stored is what
-    SQLAlchemy stores; only SQLAlchemy's per-row parameter handling is skipped, which cost more
-    than SQLite's insert of the row itself. Drivers with named parameters get the usual
-    SQLAlchemy executemany.
+    Each value is converted by its bound parameter's type's own bind processor, so what is
+    stored is what SQLAlchemy stores; only SQLAlchemy's per-row parameter handling is skipped,
+    which cost more than SQLite's work on the row itself. Drivers with named parameters get the
+    usual SQLAlchemy executemany.
     """
 
-    def __init__(self, table: Table) -> None:
-        self.table = table
+    def __init__(self, statement: UpdateBase) -> None:
+        self.statement = statement
         self._prepared: dict[tuple[str, str, tuple[str, ...]], _Prepared | None] = {}
 
     def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert rows that all have the keys of the first."""
+        """Run the statement for rows that all have the keys of the first."""
         if not rows:
             return
         names = tuple(rows[0])
@@ -76,7 +77,7 @@ class BulkInsert:
             self._prepared[key] = self._prepare(conn.dialect, names)
         prepared = self._prepared[key]
         if prepared is None:
-            conn.execute(insert(self.table), list(rows))
+            conn.execute(self._statement(names), list(rows))
             return
         sql, values, converters = prepared
         if converters:
@@ -90,21 +91,33 @@ class BulkInsert:
             params = [values(row) for row in rows]
         conn.exec_driver_sql(sql, params)
 
+    def _statement(self, _names: tuple[str, ...]) -> UpdateBase:
+        """The statement for rows with these keys."""
+        return self.statement
+
     def _prepare(self, dialect: Dialect, names: tuple[str, ...]) -> _Prepared | None:
-        compiled = (
-            insert(self.table).values({n: bindparam(n) for n in names}).compile(dialect=dialect)
-        )
-        if not compiled.positional or compiled.positiontup is None or len(names) < 2:
+        compiled = self._statement(names).compile(dialect=dialect)
+        order = list(compiled.positiontup or ())
+        if not compiled.positional or len(order) < 2 or len(set(order)) < len(order):
             return None
-        order = list(compiled.positiontup)
         converters: list[tuple[int, Callable[[Any], Any]]] = []
         for i, name in enumerate(order):
-            column_type = self.table.c[name].type
-            convert = column_type.dialect_impl(dialect).bind_processor(dialect)
+            convert = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
             if convert is not None:
                 converters.append((i, convert))
         values = cast(Callable[[Mapping[str, Any]], tuple[Any, ...]], itemgetter(*order))
         return compiled.string, values, converters
+
+
+class BulkInsert(Bulk):
+    """INSERT of many rows of a table (the columns each row names) with one executemany."""
+
+    def __init__(self, table: Table) -> None:
+        super().__init__(insert(table))
+        self.table = table
+
+    def _statement(self, names: tuple[str, ...]) -> UpdateBase:
+        return insert(self.table).values({n: bindparam(n) for n in names})
 
 
 _Prepared = tuple[

@@ -1,4 +1,4 @@
-"""Bulk inserts store exactly what SQLAlchemy's own executemany stores."""
+"""Bulk statements store exactly what SQLAlchemy's own executemany stores."""
 
 from __future__ import annotations
 
@@ -18,13 +18,15 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     insert,
     select,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 
-from tellusonce.database import BulkInsert, connect
+from tellusonce.database import Bulk, BulkInsert, connect
 
 metadata = MetaData()
 things = Table(
@@ -38,6 +40,11 @@ things = Table(
     Column("note", Text),
 )
 BULK = BulkInsert(things)  # one for every engine, as in the stores
+BULK_UPDATE = Bulk(
+    update(things)
+    .where(things.c.name == bindparam("key"))
+    .values(at=bindparam("new_at"), born=bindparam("new_born"), note=bindparam("new_note"))
+)
 ROWS: list[dict[str, Any]] = [
     {
         "name": "utc",
@@ -97,3 +104,32 @@ def test_a_duplicate_row_raises_sqlalchemys_integrity_error(tmp_path: Path) -> N
         BULK.execute(conn, ROWS[:1])
     with pytest.raises(IntegrityError), engine.begin() as conn:
         BULK.execute(conn, ROWS[:1])
+
+
+@pytest.mark.parametrize("paramstyle", ["qmark", "named"])
+def test_bulk_update_stores_what_sqlalchemy_stores(tmp_path: Path, paramstyle: str) -> None:
+    """The same UPDATE for many rows through SQLAlchemy's executemany and through Bulk: the
+    same stored values, each converted by its column's type; keys a statement does not name
+    are ignored, as SQLAlchemy ignores them."""
+    url = f"sqlite:///{tmp_path / 'things.db'}"
+    engine = connect(url) if paramstyle == "qmark" else create_engine(url, paramstyle=paramstyle)
+    metadata.create_all(engine)
+    changes = [
+        {"new_at": r["at"] + timedelta(days=1, microseconds=7), "new_born": r["born"] and
+         r["born"] + timedelta(days=1), "new_note": f"{r['note']} changed", "unused": 1}
+        for r in ROWS
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        for prefix in ("sa", "bulk"):
+            conn.execute(insert(things), [r | {"name": f"{prefix} {r['name']}"} for r in ROWS])
+        conn.execute(
+            BULK_UPDATE.statement,
+            [c | {"key": f"sa {r['name']}"} for c, r in zip(changes, ROWS, strict=True)],
+        )
+        BULK_UPDATE.execute(
+            conn, [c | {"key": f"bulk {r['name']}"} for c, r in zip(changes, ROWS, strict=True)]
+        )
+    ours, theirs = stored(engine, "bulk"), stored(engine, "sa")
+    assert ours == theirs
+    assert [t[1][3] for t in ours] == [c["new_note"] for c in changes]
+    assert ours[0][1][:2] == (changes[0]["new_at"].replace(tzinfo=None), changes[0]["new_born"])
