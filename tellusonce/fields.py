@@ -50,13 +50,8 @@ today_in_london = _Today()
 """Today's date where registrations are made."""
 
 
-def _normalise_nino(value: object) -> object:
-    if isinstance(value, str):
-        return "".join(value.split()).upper()
-    return value
-
-
-def _check_nino(value: str) -> str:
+def _nino(value: str) -> str:
+    value = "".join(value.split()).upper()
     if not _NINO.match(value):
         raise PydanticCustomError(
             "nino_format",
@@ -71,13 +66,8 @@ def _check_nino(value: str) -> str:
     return value
 
 
-def _normalise_postcode(value: object) -> object:
-    if isinstance(value, str):
-        return " ".join(value.split()).upper()
-    return value
-
-
-def _check_postcode(value: str) -> str:
+def _postcode(value: str) -> str:
+    value = " ".join(value.split()).upper()
     if not _POSTCODE.match(value):
         raise PydanticCustomError(
             "postcode_format", "not a valid UK postcode (expected e.g. LS6 2AB or SW1A 1AA)"
@@ -120,7 +110,10 @@ def _not_in_future(value: date) -> date:
 
 def _plausible_birth_date(value: date) -> date:
     """Not in the future and within the age limit (one validator: one call from pydantic-core)."""
-    if age_on(_not_in_future(value), today_in_london()) > MAX_AGE_YEARS:
+    today = today_in_london()
+    if value > today:
+        raise PydanticCustomError("date_future", "is in the future")
+    if age_on(value, today) > MAX_AGE_YEARS:
         raise PydanticCustomError("date_too_old", f"is more than {MAX_AGE_YEARS} years ago")
     return value
 
@@ -133,16 +126,17 @@ def _within_calendar(value: datetime) -> datetime:
     return value
 
 
-Nino = Annotated[str, BeforeValidator(_normalise_nino), AfterValidator(_check_nino)]
+# Each check is one call from pydantic-core (they run for every field of every decoded event).
+Nino = Annotated[str, AfterValidator(_nino)]
 """A National Insurance number, normalised to upper case without spaces (AB123456C)."""
 
-Postcode = Annotated[str, BeforeValidator(_normalise_postcode), AfterValidator(_check_postcode)]
+Postcode = Annotated[str, AfterValidator(_postcode)]
 """A UK postcode, normalised to outward code + space + inward code (LS6 2AB)."""
 
 Name = Annotated[
     str,
-    BeforeValidator(_normalise_name),
-    StringConstraints(min_length=1, max_length=NAME_MAX),
+    StringConstraints(min_length=1, max_length=NAME_MAX),  # first: checked in pydantic-core,
+    BeforeValidator(_normalise_name),  # though after this (validators wrap what precedes them)
     AfterValidator(_check_name),
 ]
 """A personal name part in any script, 1 to 100 characters, never truncated."""

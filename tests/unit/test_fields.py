@@ -29,9 +29,10 @@ class TestNino:
             ("ab 12 34 56 c", "AB123456C"),
             (" JT654321B ", "JT654321B"),
             ("JT\t654321\nB", "JT654321B"),
+            (b"ab 123456c", "AB123456C"),  # bytes (accepted as text by pydantic) normalised too
         ],
     )
-    def test_valid_ninos_are_normalised(self, given: str, expected: str) -> None:
+    def test_valid_ninos_are_normalised(self, given: str | bytes, expected: str) -> None:
         """Spaces and lower case are accepted and normalised away."""
         assert expected == NINO.validate_python(given)
 
@@ -117,13 +118,19 @@ class TestNames:
             ("R2D2", "letters of any script"),
             ("---", "at least one letter"),
             ("x" * 101, "at most 100"),
-            ("", "at least 1"),
+            ("", "at least 1 character"),
+            ("   ", "at least 1 character"),  # blank once trimmed: too short, as an empty name
         ],
     )
     def test_bad_names_are_rejected_not_truncated(self, given: str, why: str) -> None:
         """Control, invisible and non-name characters and over-long names are refused."""
         with pytest.raises(ValidationError, match=why):
             NAME.validate_python(given)
+
+    def test_length_is_checked_after_trimming_and_nfc(self) -> None:
+        """Spaces around a name and combining accents do not count towards its length."""
+        assert NAME.validate_python(f"  {'x' * 100}  ") == "x" * 100
+        assert NAME.validate_python("A\u0301" + "x" * 99) == "\u00c1" + "x" * 99
 
     @given(name=names)
     def test_letters_of_any_script_are_names(self, name: str) -> None:
