@@ -86,10 +86,15 @@ class Codec:
 
     def encode(self, message: Message) -> bytes:
         """Single-object encode an event or a confirmation with the schema its model mirrors."""
-        schema = self.readers[kind_of(message)]
+        return self.encode_record(kind_of(message), message.model_dump())
+
+    def encode_record(self, kind: str, record: Mapping[str, Any]) -> bytes:
+        """Single-object encode an Avro record of a kind (uuids as UUID or as text) with the
+        schema this code's models mirror."""
+        schema = self.readers[kind]
         out = io.BytesIO()
         out.write(MAGIC + schema.fingerprint)
-        fastavro.schemaless_writer(out, schema.parsed, message.model_dump())
+        fastavro.schemaless_writer(out, schema.parsed, record)
         return out.getvalue()
 
     def decode(self, data: bytes) -> Message:

@@ -23,6 +23,7 @@ from tellusonce.fields import (
 )
 
 REFERENCE_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{5}-[0-9A-HJKMNP-TV-Z]{5}$"
+SERVICE_PATTERN = r"^[a-z][a-z_]{1,40}$"
 
 
 class Frozen(BaseModel):
@@ -333,7 +334,7 @@ class Confirmation(Frozen):
     confirmation_id: UUID
     event_id: UUID
     event_type: EventType
-    service: Annotated[str, Field(pattern=r"^[a-z][a-z_]{1,40}$")]
+    service: Annotated[str, Field(pattern=SERVICE_PATTERN)]
     outcome: Outcome
     actions: tuple[str, ...]
     service_reference: str | None = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tellusonce.events import Confirmation, Envelope
+from tellusonce.events import Envelope
 
 SPEC_VERSION = b"1.0"
 CONTENT_TYPE = b"application/avro"
@@ -30,13 +30,15 @@ def event_headers(envelope: Envelope) -> list[tuple[str, bytes]]:
     return _cloudevent(envelope.event_id_text, envelope.source, type_, envelope.registered_at)
 
 
-def confirmation_headers(confirmation: Confirmation) -> list[tuple[str, bytes]]:
+def confirmation_headers(
+    confirmation_id: str, service: str, processed_at: datetime
+) -> list[tuple[str, bytes]]:
     """CloudEvents headers of a service's confirmation."""
     return _cloudevent(
-        confirmation.confirmation_id_text,
-        f"urn:tellusonce:service:{confirmation.service}",
+        confirmation_id,
+        f"urn:tellusonce:service:{service}",
         "uk.gov.tellusonce.confirmation.v1",
-        confirmation.processed_at,
+        processed_at,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 
 from consumers.applier import ServiceHandler
 from consumers.tracker import TrackerHandler, TrackerStore
-from tellusonce.codec import Codec
+from tellusonce.codec import CONFIRMATION, Codec
 from tellusonce.errors import RuleRejected, StoreBusy
 from tellusonce.events import Confirmation, EventType, LifeEvent, Outcome
 from tellusonce.identity import confirmation_id
@@ -25,12 +26,12 @@ class FailingCodec(Codec):
 
     def __init__(self, event: LifeEvent[Any]) -> None:
         super().__init__()
-        self.failing = event.envelope.event_id
+        self.failing = str(event.envelope.event_id)
 
-    def encode(self, message: Any) -> bytes:
-        if isinstance(message, Confirmation) and message.event_id == self.failing:
+    def encode_record(self, kind: str, record: Mapping[str, Any]) -> bytes:
+        if kind == CONFIRMATION and record["event_id"] == self.failing:
             raise StoreBusy("simulated failure after the records were changed")
-        return super().encode(message)
+        return super().encode_record(kind, record)
 
 
 @pytest.fixture
@@ -39,6 +40,39 @@ def death() -> LifeEvent[Any]:
 
 
 class TestServiceBatch:
+    def test_the_confirmation_queued_reads_back_as_the_model(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        """What a service queues (its Avro record and CloudEvents headers, made without the
+        model) decodes to the Confirmation of its decision, with the headers naming it."""
+        h = handler(tmp_path, "pensions")
+        before = datetime.now(UTC)
+        with h.batch([death]):
+            assert h.handle(death, NOWHERE) == "applied"
+        [queued] = h.store.pending()
+        confirmation = Codec().decode(queued.payload)
+        assert isinstance(confirmation, Confirmation)
+        expected_id = confirmation_id(death.envelope.event_id, "pensions")
+        assert confirmation.confirmation_id == expected_id
+        assert (confirmation.event_id, confirmation.event_type, confirmation.service) == (
+            death.envelope.event_id,
+            EventType.DEATH,
+            "pensions",
+        )
+        assert confirmation.outcome == Outcome.APPLIED
+        assert confirmation.service_reference == pension(h).record_id
+        assert any("stopped" in action for action in confirmation.actions)
+        assert before <= confirmation.processed_at <= datetime.now(UTC)
+        assert (queued.confirmation_id, queued.event_id) == (
+            str(expected_id),
+            str(death.envelope.event_id),
+        )
+        headers = dict(queued.headers)
+        assert headers["ce_id"] == str(expected_id).encode()
+        assert headers["ce_source"] == b"urn:tellusonce:service:pensions"
+        assert headers["ce_type"] == b"uk.gov.tellusonce.confirmation.v1"
+        assert datetime.fromisoformat(headers["ce_time"].decode()) == confirmation.processed_at
+
     def test_an_event_and_its_correction_in_one_batch_apply_once(
         self, tmp_path: Path, death: LifeEvent[Any]
     ) -> None:

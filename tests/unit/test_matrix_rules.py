@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Any
 
@@ -11,7 +12,7 @@ from consumers import council_tax, disability, housing_benefit, pensions
 from consumers.rules import Record
 from consumers.seed import ARTHUR, HOME, MARGARET, demo_records
 from consumers.services import SERVICES
-from tellusonce.events import Address, EventType, MaritalStatus, Outcome
+from tellusonce.events import SERVICE_PATTERN, Address, EventType, MaritalStatus, Outcome
 from tellusonce.topics import subscriptions
 from tests.factories import event
 
@@ -242,3 +243,9 @@ class TestHousingBenefit:
         assert housing_benefit.on_address_change(move(ARTHUR), roles(mover1=None)).outcome == (
             Outcome.NO_RECORD
         )
+
+
+def test_every_service_name_is_one_a_confirmation_accepts() -> None:
+    """Services encode their confirmations without the model: their names must pass its check."""
+    assert set(SERVICES) == set(subscriptions())
+    assert all(re.fullmatch(SERVICE_PATTERN, name) for name in subscriptions())
