@@ -13,7 +13,7 @@ from tellusonce.codec import CONFIRMATION, Codec, Message
 from tellusonce.errors import PermanentError, RuleRejected
 from tellusonce.events import Action, Envelope, LifeEvent, Outcome
 from tellusonce.headers import confirmation_headers
-from tellusonce.identity import confirmation_id
+from tellusonce.identity import confirmation_id_text
 from tellusonce.kafka import Received
 from tellusonce.topics import Topics, subscriptions
 
@@ -76,7 +76,7 @@ class ServiceHandler:
         service writes one per event it handles, and validating what this code just made was a
         third of that work. Confirmation reads it back (unit tests decode what services queue).
         """
-        confirmation = str(confirmation_id(envelope.event_id, self.name))
+        confirmation = confirmation_id_text(envelope.event_id, self.name)
         processed_at = datetime.now(UTC)
         record = {
             "confirmation_id": confirmation,

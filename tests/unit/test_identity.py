@@ -1,0 +1,25 @@
+"""Deterministic identities: the confirmation id a service gives an event."""
+
+from __future__ import annotations
+
+import uuid
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tellusonce.identity import confirmation_id, confirmation_id_text
+
+services = st.from_regex(r"[a-z][a-z_]{1,40}", fullmatch=True)
+
+
+@given(event_id=st.uuids(), service=services)
+def test_confirmation_id_text_is_the_uuid5(event_id: uuid.UUID, service: str) -> None:
+    """The text made without a UUID object is the standard library's UUIDv5, as text."""
+    assert confirmation_id_text(event_id, service) == str(uuid.uuid5(event_id, service))
+    assert confirmation_id(event_id, service) == uuid.UUID(confirmation_id_text(event_id, service))
+
+
+def test_confirmation_id_text_of_a_known_vector() -> None:
+    """A fixed vector (computed once by uuid.uuid5): ids already published must not change."""
+    event_id = uuid.UUID("4cd11745-e47d-5b76-89c1-1419236ff539")
+    assert confirmation_id_text(event_id, "pensions") == "b460d0fb-d5ea-5f79-bea6-f9ecdd87146c"
