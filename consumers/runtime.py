@@ -224,7 +224,7 @@ class Runtime:
             partition=received.partition,
             offset=received.offset,
             outcome=outcome,
-            duration_ms=round(elapsed * 1000, 2),
+            duration_ms=int(elapsed * 100_000) / 100,  # to 0.01 ms (round() costs more, per line)
             **ids,
         )
         return outcome
