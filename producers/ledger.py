@@ -16,13 +16,12 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
-    insert,
     select,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tellusonce.codec import Codec
-from tellusonce.database import connect
+from tellusonce.database import BulkInsert, connect
 from tellusonce.events import LifeEvent
 
 log = structlog.get_logger("tellusonce.producer")
@@ -41,7 +40,7 @@ submissions = Table(
 _KNOWN = select(submissions.c.event_id).where(
     submissions.c.event_id.in_(bindparam("event_ids", expanding=True))
 )
-_INSERT = insert(submissions)
+_INSERT = BulkInsert(submissions)
 
 
 class Ledger:
@@ -56,8 +55,8 @@ class Ledger:
         """Remember published events, in one transaction (a resubmitted event is there already)."""
         now = datetime.now(UTC)
         rows = {
-            str(e.envelope.event_id): {
-                "event_id": str(e.envelope.event_id), "reference": e.envelope.reference,
+            e.envelope.event_id_text: {
+                "event_id": e.envelope.event_id_text, "reference": e.envelope.reference,
                 "event_type": e.envelope.event_type.value, "action": e.envelope.action.value,
                 "revision": e.envelope.revision, "office": e.envelope.registration.office,
                 "payload": payload, "published_at": now,
@@ -69,7 +68,7 @@ class Ledger:
                 for known in conn.execute(_KNOWN, {"event_ids": list(rows)}).scalars():
                     del rows[known]
                 if rows:
-                    conn.execute(_INSERT, list(rows.values()))
+                    _INSERT.execute(conn, list(rows.values()))
         except IntegrityError:  # recorded meanwhile by a concurrent request: record the others
             if len(rows) > 1:
                 self.record(published)

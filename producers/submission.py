@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -245,12 +246,13 @@ class Registrar:
             raise
         self.ledger.record([(e, m.value) for e, m in zip(events, messages, strict=True)])
         receipts = []
+        for event_type, n in Counter(e.envelope.event_type.value for e in events).items():
+            EVENTS_PUBLISHED.labels(event_type, "acknowledged").inc(n)
         for event in events:
             env = event.envelope
-            EVENTS_PUBLISHED.labels(env.event_type.value, "acknowledged").inc()
             log.info(
                 "event_published",
-                event_id=str(env.event_id),
+                event_id=env.event_id_text,
                 event_type=env.event_type.value,
                 action=env.action.value,
                 late_registration=env.late_registration,
