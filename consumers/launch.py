@@ -46,7 +46,7 @@ def run_until_signalled(
 ) -> None:
     """Run until SIGTERM or SIGINT (shutdown.install()ed by main), then drain, commit, close."""
     server = serve(metrics_port, runtime.ready, host) if metrics_port is not None else None
-    _tune_garbage_collector()
+    tune_garbage_collector()
     try:
         runtime.run(shutdown.requested)
     finally:
@@ -54,7 +54,7 @@ def run_until_signalled(
             stop_serving(server)
 
 
-def _tune_garbage_collector() -> None:
+def tune_garbage_collector() -> None:
     """What start-up made lives as long as the process: freeze it out of the cyclic collector's
     scans. A consumer makes many short-lived objects per message, almost none in cycles: look
     for cycles every 50,000 allocations rather than every 700 (CPython's default)."""

@@ -71,7 +71,7 @@ def profile_consumer(root: Path, count: int) -> str:
     """cProfile of one service (pensions) handling a backlog in this process."""
     from sqlalchemy import func, select
 
-    from consumers.launch import build
+    from consumers.launch import build, tune_garbage_collector
     from consumers.store import processed
     from producers.submission import Registrar
     from tellusonce.kafka import Publisher
@@ -97,6 +97,7 @@ def profile_consumer(root: Path, count: int) -> str:
         stop.set()
 
     threading.Thread(target=watch, daemon=True).start()
+    tune_garbage_collector()  # as a consumer process does (this one holds the bench's data too)
     profiler = cProfile.Profile()
     profiler.runcall(runtime.run, stop)
     bus.stop()
