@@ -10,7 +10,7 @@ BROKER := deploy/kafka/broker.sh
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install tools jars run test test-unit test-integration test-faults bench lint format broker-start broker-stop broker-status clean
+.PHONY: help install tools jars run test test-unit test-integration test-faults bench bench-instructions lint format broker-start broker-stop broker-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -60,6 +60,19 @@ test-faults: install jars ## the fault suite alone: crashes, broker loss, poison
 bench: install jars ## benchmarks against the bare transport: bench/results.json, .png (not in test)
 	@$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev,bench]'
 	@$(BROKER) with $(BIN)/python -m tests.bench.run
+
+bench-instructions: install ## instructions per event in the consumers' hot path (callgrind: noise-free)
+	@command -v valgrind >/dev/null || { echo "==> installing valgrind (Debian)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    --no-install-recommends valgrind >/dev/null; }
+	@echo "==> counting instructions under valgrind (about 2 minutes)"
+	@log=$$(mktemp); trap 'rm -f "$$log" "$$log.out" "$$log.err"' EXIT; \
+	  valgrind --tool=callgrind --collect-atstart=no --toggle-collect=functools_reduce \
+	    --callgrind-out-file="$$log.out" --log-file="$$log" \
+	    $(BIN)/python -m tests.bench.instructions 2>"$$log.err" \
+	    || { tail -n 20 "$$log.err"; exit 1; }; \
+	  sed -n 's/.*Collected : \([0-9]*\)/\1/p' "$$log" \
+	    | awk -v n="$${BENCH_EVENTS:-300}" '{printf "consumers'"'"' hot path: %.3f M instructions per event\n", $$1 / n / 1e6}'
 
 lint: install ## ruff (lint and format check) and mypy --strict
 	@echo "==> ruff and mypy"

@@ -23,22 +23,24 @@ def build(name: str, settings: Settings, codec: Codec | None = None) -> Runtime:
     """The runtime of one service (pensions, ...) or of the tracker."""
     codec = codec or Codec(settings.schema_dirs)
     topics = Topics(settings.topic_prefix)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    handler: Handler
-    if name == TRACKER:
-        handler = TrackerHandler(TrackerStore(settings.store_url_for(TRACKER)), topics)
-    else:
-        service = SERVICES[name]
-        handler = ServiceHandler(
-            service, ServiceStore(settings.store_url_for(name), service.record_type), codec, topics
-        )
     return Runtime(
-        handler,
+        build_handler(name, settings, codec),
         Subscriber(settings, topics.group(name), name),
         Publisher(settings, name),
         codec,
         topics,
     )
+
+
+def build_handler(name: str, settings: Settings, codec: Codec) -> Handler:
+    """The handler of one service or of the tracker, with its store (no Kafka clients)."""
+    topics = Topics(settings.topic_prefix)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if name == TRACKER:
+        return TrackerHandler(TrackerStore(settings.store_url_for(TRACKER)), topics)
+    service = SERVICES[name]
+    store = ServiceStore(settings.store_url_for(name), service.record_type)
+    return ServiceHandler(service, store, codec, topics)
 
 
 def run_until_signalled(

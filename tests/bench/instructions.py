@@ -1,0 +1,97 @@
+"""Instructions per event in the consumers' hot path: a CPU cost this VM's changes of speed do
+not touch (callgrind counts instructions; the same count to 0.04% run to run, whatever else the
+machine is doing), for comparing two versions of the code.
+
+`make bench-instructions` runs this module under `valgrind --tool=callgrind`, collecting only
+inside `functools.reduce` (a C function callgrind can switch collection on for), through which the
+hot section alone is run. That section is the four services and the tracker, each with its real
+runtime, store and codec, handling the same in-memory stream: every event once, then every
+confirmation the services made, in batches as from Kafka. Kafka's own work is left out: the
+runtime's subscriber and publisher here only keep what they are given (this is not a test of the
+bus; the integration and fault suites use a real broker).
+
+Without valgrind (`python -m tests.bench.instructions`) it prints CPU time per event only, which
+varies with the machine's speed.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from consumers.launch import build_handler, tune_garbage_collector
+from consumers.runtime import Runtime
+from consumers.seed import seed
+from consumers.services import SERVICES
+from tellusonce import logs
+from tellusonce.kafka import Outgoing, Received
+from tellusonce.settings import Settings
+from tellusonce.topics import TRACKER, Topics
+from tests.bench.harness import CODEC, encoded, workload
+from tests.faults.stream import CROWD_SIZE
+
+EVENTS = int(os.environ.get("BENCH_EVENTS", "300"))
+BATCH = 500
+
+
+class Kept:
+    """The runtime's subscriber and publisher, keeping what they are given."""
+
+    def __init__(self) -> None:
+        self.assigned: set[tuple[str, int]] = set()
+        self.sent: list[Outgoing] = []
+
+    def store(self, _messages: Sequence[Received]) -> None:
+        """Offsets: nothing to store without Kafka."""
+
+    def publish(self, messages: Sequence[Outgoing]) -> None:
+        self.sent.extend(messages)
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def received(messages: Sequence[Outgoing]) -> list[Received]:
+    return [Received(m.topic, 0, i, m.key, m.value, m.headers, 0) for i, m in enumerate(messages)]
+
+
+def hot_path(runtimes: dict[str, tuple[Runtime, Kept]], stream: list[Received]) -> None:
+    """Each service handles the events it is entitled to; the tracker, every event and every
+    confirmation the services made."""
+    confirmations: list[Outgoing] = []
+    for name, (runtime, kept) in runtimes.items():
+        mine = stream if name != TRACKER else stream + received(confirmations)
+        mine = [r for r in mine if r.topic in runtime.handler.topics]
+        for start in range(0, len(mine), BATCH):
+            runtime.process(mine[start : start + BATCH])
+            runtime.relay()
+        confirmations += kept.sent
+        print(f"  {name}: {len(mine)} messages handled", flush=True)
+
+
+def main() -> None:
+    logs.configure("info")  # each consumer logs a line per message: part of the cost
+    print(f"{EVENTS} events through the four services and the tracker", flush=True)
+    with tempfile.TemporaryDirectory(prefix="tellusonce-instructions-") as root:
+        settings = Settings(topic_prefix="instructions.", data_dir=Path(root))
+        seed(settings, others=CROWD_SIZE)
+        topics = Topics(settings.topic_prefix)
+        stream = received(encoded(workload(EVENTS, settings), topics))
+        runtimes = {}
+        for name in (*SERVICES, TRACKER):
+            kept = Kept()
+            handler = build_handler(name, settings, CODEC)
+            runtimes[name] = (Runtime(handler, kept, kept, CODEC, topics), kept)  # type: ignore[arg-type]
+        tune_garbage_collector()  # as a consumer process does
+        started = time.process_time()
+        functools.reduce(lambda _a, _b: hot_path(runtimes, stream), [None], None)
+        per_event = (time.process_time() - started) / EVENTS * 1e6
+    print(f"{EVENTS} events: {per_event:,.0f} µs of CPU per event (far more under valgrind)")
+
+
+if __name__ == "__main__":
+    main()
