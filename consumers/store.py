@@ -361,10 +361,9 @@ class Transaction:
             self.conn.execute(_DELETE_RECORDS, {"ids": deleted})
         if self._keys:
             self.conn.execute(_DELETE_PEOPLE, {"ids": list(self._keys)})
-        _INSERT_RECORDS.execute(self.conn, inserted)
-        if updated:
-            _UPDATE_RECORD.execute(self.conn, updated)
         for bulk, rows in (
+            (_INSERT_RECORDS, inserted),
+            (_UPDATE_RECORD, updated),
             (_INSERT_PEOPLE, people),
             (_CLAIM, list(self._claims.values())),
             (_INSERT_CHANGES, self._changes),

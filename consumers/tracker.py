@@ -158,10 +158,10 @@ class TrackerBatch:
         self._new_answers: dict[tuple[str, str], dict[str, Any]] = {}
         self._replaced: list[dict[str, Any]] = []
 
-    def add_event(self, event: LifeEvent[Any], event_id: str, published_ms: int) -> bool:
-        """Record an event (its id as a string) and the services expected to confirm it; False
-        if known already."""
+    def add_event(self, event: LifeEvent[Any], published_ms: int) -> bool:
+        """Record an event and the services expected to confirm it; False if known already."""
         env = event.envelope
+        event_id = env.event_id_text
         if event_id in self._published:
             return False
         expected = subscribers(env.event_type)
@@ -180,14 +180,13 @@ class TrackerBatch:
         }
         return True
 
-    def add_confirmation(self, confirmation: Confirmation, event_id: str, received_ms: int) -> bool:
-        """Record a service's confirmation of an event (its id as a string); False if it is a
-        repeat of the one recorded.
+    def add_confirmation(self, confirmation: Confirmation, received_ms: int) -> bool:
+        """Record a service's confirmation; False if it is a repeat of the one recorded.
 
         A newer, different answer from the same service (an event applied after a replay from the
         dead-letter topic, say) replaces a REJECTED one.
         """
-        key = (event_id, confirmation.service)
+        key = (confirmation.event_id_text, confirmation.service)
         known = self._answers.get(key)
         if known is not None and (
             known != Outcome.REJECTED.value or confirmation.outcome == Outcome.REJECTED
@@ -227,8 +226,7 @@ class TrackerBatch:
             ]
             _INSERT_EVENTS.execute(self.conn, rows)
         _INSERT_ANSWERS.execute(self.conn, list(self._new_answers.values()))
-        if self._replaced:
-            _REPLACE_ANSWER.execute(self.conn, self._replaced)
+        _REPLACE_ANSWER.execute(self.conn, self._replaced)
         earlier: dict[str, int] = {}
         for event_id, service in self._new_answers:
             if event_id not in self._new_events and service in self._expected.get(event_id, ()):
@@ -345,7 +343,7 @@ class TrackerHandler:
             raise RuntimeError("the tracker handles messages inside batch()")
         if isinstance(message, Confirmation):
             event_id = message.event_id_text
-            if not batch.add_confirmation(message, event_id, received.timestamp_ms):
+            if not batch.add_confirmation(message, received.timestamp_ms):
                 return "duplicate"
             published = batch.published_ms(event_id)
             if published is None:
@@ -356,7 +354,7 @@ class TrackerHandler:
                 self._observe(message.service, received.timestamp_ms - published)
             return "recorded"
         event_id = message.envelope.event_id_text
-        if not batch.add_event(message, event_id, received.timestamp_ms):
+        if not batch.add_event(message, received.timestamp_ms):
             return "duplicate"
         for service, confirmed_ms in self._early.pop(event_id, []):
             self._observe(service, confirmed_ms - received.timestamp_ms)
