@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from consumers.rules import Decision, Matches, Rule, Service
-from consumers.store import AlreadyProcessed, Pending, ServiceStore, Transaction
+from consumers.store import AlreadyProcessed, Lookup, Pending, ServiceStore, Transaction
 from tellusonce.codec import CONFIRMATION, Codec, Message
 from tellusonce.errors import PermanentError, RuleRejected
 from tellusonce.events import Action, Envelope, LifeEvent, Outcome
 from tellusonce.headers import confirmation_headers
-from tellusonce.identity import confirmation_id_text
+from tellusonce.identity import confirmation_id_text, message_digest
 from tellusonce.kafka import Received
 from tellusonce.topics import Topics, subscriptions
 
@@ -29,6 +29,7 @@ class ServiceHandler:
         self.entitled = subscriptions()[service.name].events
         self.topics = [topics.events(t) for t in self.entitled]
         self.dead_letter_topic: str | None = topics.dead_letter(service.name)
+        self._known: Lookup | None = None  # what repeats() read, for the next batch()
 
     def handle(self, message: Message, received: Received) -> str:
         """Apply an event unless it was applied before; return the outcome label."""
@@ -45,7 +46,7 @@ class ServiceHandler:
                     decision = _decide(rule, event, _matches(tx, event))
                 else:
                     decision = amend(tx, event, rule)
-                self._commit(tx, event.envelope, decision)
+                self._commit(tx, event.envelope, decision, message_digest(received.value))
         except AlreadyProcessed:
             return "duplicate"
         return decision.outcome.value.lower()
@@ -62,9 +63,31 @@ class ServiceHandler:
             if not tx.processed(message.envelope.event_id_text):
                 self._confirm(tx, message.envelope, decision)
 
-    def _commit(self, tx: Transaction, envelope: Envelope, decision: Decision) -> None:
+    def repeats(self, batch: Sequence[Received]) -> dict[int, str]:
+        """The messages of a batch that repeat, byte for byte, one this service processed (by
+        their position, with their event id): redeliveries, skipped without being decoded.
+
+        A message is looked up by the event id its ce_id header names and is a repeat only if
+        its bytes' digest is the one stored with that event: a header naming an event id proves
+        nothing, so a different message under a known id is decoded and judged as usual.
+        """
+        named = {}
+        for position, received in enumerate(batch):
+            for key, value in received.headers:  # (headers.header, inlined: once per message)
+                if key == "ce_id":
+                    named[position] = value.decode()
+                    break
+        self._known = known = self.store.look_up(named.values())
+        return {
+            position: event_id
+            for position, event_id in named.items()
+            if (digest := known.processed.get(event_id)) is not None
+            and digest == message_digest(batch[position].value)
+        }
+
+    def _commit(self, tx: Transaction, envelope: Envelope, decision: Decision, digest: int) -> None:
         event_id = envelope.event_id_text
-        tx.claim(event_id, decision.outcome.value)
+        tx.claim(event_id, decision.outcome.value, digest)
         for record in decision.changed:
             tx.put(record, event_id)
         self._confirm(tx, envelope, decision)
@@ -103,10 +126,12 @@ class ServiceHandler:
         return message
 
     def batch(self, messages: Sequence[Message]) -> AbstractContextManager[None]:
-        """One store transaction for a consumer batch."""
+        """One store transaction for a consumer batch (which of its events were processed is
+        known already if repeats() was asked about it)."""
         events = [m for m in messages if isinstance(m, LifeEvent)]
         people = [key for e in events for key in e.facts.people().values()]
-        return self.store.unit([e.envelope.event_id_text for e in events], people)
+        known, self._known = self._known, None
+        return self.store.unit([e.envelope.event_id_text for e in events], people, known)
 
     def outbox(self) -> list[Pending]:
         return self.store.pending()

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import structlog
 
@@ -50,6 +50,12 @@ OUTCOME_LABELS = (
 DEAD_LETTER_ERRORS = ("UndecodableMessage", "UnknownSchema", "RuleRejected")
 
 
+class Repeat(NamedTuple):
+    """A message its handler knew, undecoded, as a repeat of one it handled."""
+
+    event_id: str
+
+
 class Handler(Protocol):
     """What the runtime drives: a service applying events, or the tracker recording them."""
 
@@ -62,6 +68,10 @@ class Handler(Protocol):
 
     def reject(self, message: Message, error: PermanentError) -> None:
         """Record a decoded message the handler refused (a REJECTED confirmation, for services)."""
+
+    def repeats(self, batch: Sequence[Received]) -> dict[int, str]:
+        """The positions in a batch of messages that repeat, byte for byte, one the handler
+        handled, with their event ids: counted and logged as duplicates without decoding."""
 
     def batch(self, messages: Sequence[Message]) -> AbstractContextManager[None]:
         """The unit of work around one consumer batch's decoded messages (what it reads up front
@@ -146,7 +156,7 @@ class Runtime:
 
     def process(self, batch: list[Received]) -> None:
         """Decode a batch, then handle it in order in one unit of work; store offsets once it
-        committed.
+        committed. What the handler knows as repeats of messages it handled is not decoded.
 
         A transient failure holds back the rest of its partition; if the unit fails (its commit,
         say), every partition of the batch is rewound to its first message in it. Each message
@@ -154,12 +164,16 @@ class Runtime:
         one increment per event type and outcome) and logged in one line.
         """
         started = time.perf_counter()
-        decoded = [(received, self._decode(received)) for received in batch]
-        messages = [m for _, m in decoded if not isinstance(m, PermanentError)]
         held: set[tuple[str, int]] = set()
         done: list[Received] = []
         counts: Counter[tuple[str, str]] = Counter()  # (event type, outcome): counted per batch
         try:
+            repeats = self.handler.repeats(batch)
+            decoded = [
+                (received, Repeat(repeats[i]) if i in repeats else self._decode(received))
+                for i, received in enumerate(batch)
+            ]
+            messages = [m for _, m in decoded if not isinstance(m, (PermanentError, Repeat))]
             with self.handler.batch(messages):
                 for received, message in decoded:
                     where = (received.topic, received.partition)
@@ -202,18 +216,21 @@ class Runtime:
         except PermanentError as exc:
             return exc
 
-    def _handle(self, received: Received, message: Message | PermanentError) -> str:
+    def _handle(self, received: Received, message: Message | PermanentError | Repeat) -> str:
         started = time.perf_counter()
         if isinstance(message, PermanentError):
             self._dead_letter(received, message, {})
             return "dead_lettered"
-        ids = _ids(message)
-        try:
-            outcome = self.handler.handle(message, received)
-        except PermanentError as exc:
-            self._dead_letter(received, exc, ids)
-            self.handler.reject(message, exc)
-            outcome = "dead_lettered"
+        if isinstance(message, Repeat):
+            outcome, ids = "duplicate", {"event_id": message.event_id}
+        else:
+            ids = _ids(message)
+            try:
+                outcome = self.handler.handle(message, received)
+            except PermanentError as exc:
+                self._dead_letter(received, exc, ids)
+                self.handler.reject(message, exc)
+                outcome = "dead_lettered"
         if outcome != "duplicate":
             self._outbox_dirty = True
         elapsed = time.perf_counter() - started

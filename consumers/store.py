@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import (
+    BigInteger,
     Column,
     Date,
     DateTime,
@@ -36,7 +37,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from consumers.people import KnownPeople
 from consumers.rules import Record
-from tellusonce.database import Bulk, BulkInsert, connect, ping
+from tellusonce.database import Bulk, BulkInsert, connect, create_or_upgrade, ping
 from tellusonce.errors import StoreBusy
 from tellusonce.events import PersonKey
 
@@ -63,6 +64,9 @@ processed = Table(
     Column("event_id", String, primary_key=True),
     Column("outcome", String, nullable=False),
     Column("processed_at", DateTime(timezone=True), nullable=False),
+    # the message's digest (tellusonce.identity.message_digest): a redelivery of the same bytes
+    # is known as a repeat without decoding it. None for rows of stores older than the column.
+    Column("digest", BigInteger),
 )
 changes = Table(
     "changes",
@@ -102,7 +106,7 @@ class AlreadyProcessed(Exception):
 
 # Statements built once: building a SQLAlchemy statement costs more than running it on SQLite.
 _PROCESSED = select(processed.c.event_id).where(processed.c.event_id == bindparam("event_id"))
-_PROCESSED_AMONG = select(processed.c.event_id).where(
+_PROCESSED_AMONG = select(processed.c.event_id, processed.c.digest).where(
     processed.c.event_id.in_(bindparam("event_ids", expanding=True))
 )
 # The matching keys of people, with their records' JSON (matched in memory: consumers/people.py)
@@ -146,6 +150,14 @@ _PENDING = (
 )
 
 
+class Lookup(NamedTuple):
+    """Events asked about, and those of them processed with their messages' digests (None for
+    rows stored before digests were)."""
+
+    asked: set[str]
+    processed: dict[str, int | None]
+
+
 Image = tuple[str | None, Record | None]
 """A record's stored JSON and its model, both None if there is no such record."""
 _ABSENT = object()
@@ -186,8 +198,12 @@ class Transaction:
             return False
         return self.conn.execute(_PROCESSED, {"event_id": event_id}).first() is not None
 
-    def look_up_processed(self, event_ids: Sequence[str]) -> None:
-        """Read which of a batch's events were processed before, in one query."""
+    def look_up_processed(self, event_ids: Sequence[str], known: Lookup | None = None) -> None:
+        """Read which of a batch's events were processed before, in one query; what `known`
+        (read just before this transaction) answers is not asked again."""
+        if known is not None:
+            self._looked_up.update(known.asked)
+            self._seen.update(known.processed)
         wanted = list({e for e in event_ids if e not in self._looked_up})
         if wanted:
             found = self.conn.execute(_PROCESSED_AMONG, {"event_ids": wanted})
@@ -299,14 +315,16 @@ class Transaction:
             merged[record_id] = (first_before, after)
         return [(record_id, before, after) for record_id, (before, after) in merged.items()]
 
-    def claim(self, event_id: str, outcome: str) -> None:
-        """Record the event as processed, first; raise AlreadyProcessed if it already was."""
+    def claim(self, event_id: str, outcome: str, digest: int | None = None) -> None:
+        """Record the event as processed (with the digest of the message that carried it),
+        first; raise AlreadyProcessed if it already was."""
         if self.processed(event_id):
             raise AlreadyProcessed(event_id)
         self._claims[event_id] = {
             "event_id": event_id,
             "outcome": outcome,
             "processed_at": datetime.now(UTC),
+            "digest": digest,
         }
         self._undo.append(lambda: self._claims.pop(event_id))
 
@@ -400,21 +418,36 @@ class ServiceStore:
         self.record_type = record_type
         self._batch: Transaction | None = None
         try:
-            metadata.create_all(self.engine)
+            create_or_upgrade(self.engine, metadata)
         except OperationalError as exc:
             raise StoreBusy(f"store not usable: {exc.orig}") from exc
 
+    def look_up(self, event_ids: Iterable[str]) -> Lookup:
+        """Which of these events were processed, with the digest of the message each came in."""
+        asked = set(event_ids)
+        if not asked:
+            return Lookup(asked, {})
+        with self.transaction() as tx:
+            found = tx.conn.execute(_PROCESSED_AMONG, {"event_ids": list(asked)}).all()
+            return Lookup(asked, {event_id: digest for event_id, digest in found})
+
     @contextmanager
     def unit(
-        self, event_ids: Sequence[str] = (), people: Iterable[PersonKey] = ()
+        self,
+        event_ids: Sequence[str] = (),
+        people: Iterable[PersonKey] = (),
+        known: Lookup | None = None,
     ) -> Iterator[None]:
         """One transaction around a consumer's whole batch: one commit (and fsync) for many
-        events. Which of them were processed before, and the records of the people they name,
-        are read up front. An event that fails is undone (see event_transaction); the others
-        are kept.
+        events. Which of them were processed before (unless `known` says), and the records of
+        the people they name, are read up front. An event that fails is undone (see
+        event_transaction); the others are kept.
+
+        `known` may be read before the transaction: an event processed stays processed, and one
+        another instance processes meanwhile fails this unit's commit (StoreBusy, retried).
         """
         with self.transaction() as tx:
-            tx.look_up_processed(event_ids)
+            tx.look_up_processed(event_ids, known)
             tx.look_up_people(people)
             self._batch = tx
             try:

@@ -367,6 +367,10 @@ class TrackerHandler:
     def reject(self, message: Message, error: Exception) -> None:
         """The tracker refuses nothing it can decode."""
 
+    def repeats(self, _batch: Sequence[Received]) -> dict[int, str]:
+        """The tracker decodes every message (a repeat is known once decoded)."""
+        return {}
+
     @contextmanager
     def batch(self, messages: Sequence[Message]) -> Iterator[None]:
         """One store transaction for a consumer batch."""

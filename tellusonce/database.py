@@ -11,14 +11,17 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Engine,
+    MetaData,
     Table,
     bindparam,
     create_engine,
     event,
     insert,
+    inspect,
     text,
 )
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.schema import CreateColumn
 from sqlalchemy.sql.expression import UpdateBase
 
 
@@ -42,6 +45,28 @@ def connect(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN")
 
     return engine
+
+
+def create_or_upgrade(engine: Engine, metadata: MetaData) -> list[str]:
+    """Create missing tables, and add the columns a newer version of a table has to one a store
+    made by an older version kept (they are nullable: older rows have no value). Returns the
+    columns added, as "table.column"."""
+    metadata.create_all(engine)
+    added = []
+    with engine.begin() as conn:
+        found = inspect(conn)
+        for table in metadata.sorted_tables:
+            existing = {c["name"] for c in found.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in existing:
+                    continue
+                if not column.nullable:
+                    raise ValueError(f"{table.name}.{column.name}: only nullable columns are added")
+                name = engine.dialect.identifier_preparer.format_table(table)
+                ddl = CreateColumn(column).compile(dialect=engine.dialect)
+                conn.execute(text(f"ALTER TABLE {name} ADD COLUMN {ddl}"))
+                added.append(f"{table.name}.{column.name}")
+    return added
 
 
 def ping(engine: Engine) -> bool:

@@ -1,4 +1,5 @@
-"""Deterministic identities: event ids, family references, confirmation ids, pseudonyms."""
+"""Deterministic identities: event ids, family references, confirmation ids, pseudonyms,
+message digests."""
 
 from __future__ import annotations
 
@@ -53,6 +54,13 @@ def confirmation_id_text(event_id: UUID, service: str) -> str:
     digest[8] = (digest[8] & 0x3F) | 0x80
     h = digest.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def message_digest(value: bytes) -> int:
+    """A message's bytes in 64 bits (BLAKE2b, as a signed integer: a database BIGINT): what a
+    service stores with an event it processed, so that a redelivery of the very same bytes is
+    known as a repeat without being decoded."""
+    return int.from_bytes(hashlib.blake2b(value, digest_size=8).digest(), signed=True)
 
 
 def person_ref(person: Person, secret: bytes) -> str:

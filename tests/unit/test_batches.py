@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -14,11 +15,12 @@ from consumers.tracker import TrackerHandler, TrackerStore
 from tellusonce.codec import CONFIRMATION, Codec
 from tellusonce.errors import RuleRejected, StoreBusy
 from tellusonce.events import Confirmation, EventType, LifeEvent, Outcome
+from tellusonce.headers import event_headers
 from tellusonce.identity import confirmation_id
 from tellusonce.kafka import Received
 from tellusonce.topics import Topics, subscribers
 from tests.factories import event
-from tests.unit.test_amend import NOWHERE, corrected_death, handler, pension
+from tests.unit.test_amend import CODEC, NOWHERE, corrected_death, handler, pension
 
 
 class FailingCodec(Codec):
@@ -32,6 +34,17 @@ class FailingCodec(Codec):
         if kind == CONFIRMATION and record["event_id"] == self.failing:
             raise StoreBusy("simulated failure after the records were changed")
         return super().encode_record(kind, record)
+
+
+def as_received(event: LifeEvent[Any], value: bytes) -> Received:
+    """A message as a service's consumer receives it: bytes and CloudEvents headers."""
+    return Received("events", 0, 1, b"key", value, event_headers(event.envelope), 0)
+
+
+def another_death() -> LifeEvent[Any]:
+    """A death under another register entry (another event id) than the example's."""
+    registration = {"district": "Leeds", "entry_number": 1043, "office": "LEEDS-RO-1"}
+    return event(EventType.DEATH, registration=registration)
 
 
 @pytest.fixture
@@ -103,6 +116,58 @@ class TestServiceBatch:
         with h.batch([death]):
             assert h.handle(death, NOWHERE) == "duplicate"
         assert len(h.store.pending()) == 1
+
+    def test_only_the_very_bytes_of_a_processed_event_are_a_repeat(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        """A redelivery (same bytes, ce_id naming a processed event) is known undecoded; other
+        bytes under that id (a poison message, a re-encoding), an event not processed, or a
+        message without ce_id are decoded and judged as usual."""
+        h = handler(tmp_path, "pensions")
+        first = as_received(death, CODEC.encode(death))
+        assert h.repeats([first]) == {}
+        with h.batch([death]):
+            assert h.handle(death, first) == "applied"
+        other = another_death()
+        poison = as_received(death, CODEC.encode(death)[:-1] + b"\x00")
+        batch = [
+            as_received(other, CODEC.encode(other)),
+            first,
+            poison,
+            first._replace(headers=[]),
+            first._replace(offset=9),  # delivered again: the same bytes at a later offset
+        ]
+        assert h.repeats(batch) == {
+            1: str(death.envelope.event_id),
+            4: str(death.envelope.event_id),
+        }
+
+    def test_events_processed_before_digests_were_stored_are_decoded_as_before(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        """A store made by the previous version (no digest column) is upgraded when opened; its
+        processed events have no digest, so their redeliveries are decoded and found duplicate."""
+        db = tmp_path / "pensions.db"
+        with sqlite3.connect(db) as conn:
+            conn.execute(
+                "CREATE TABLE processed (event_id VARCHAR NOT NULL PRIMARY KEY, "
+                "outcome VARCHAR NOT NULL, processed_at DATETIME NOT NULL)"
+            )
+            conn.execute(
+                "INSERT INTO processed VALUES (?, 'APPLIED', '2026-11-01 10:00:00.000000')",
+                (str(death.envelope.event_id),),
+            )
+        h = handler(tmp_path, "pensions")
+        message = as_received(death, CODEC.encode(death))
+        assert h.repeats([message]) == {}
+        with h.batch([death]):
+            assert h.handle(death, message) == "duplicate"
+        later = another_death()
+        with h.batch([later]):
+            assert h.handle(later, as_received(later, CODEC.encode(later))) == "applied"
+        assert h.repeats([as_received(later, CODEC.encode(later))]) == {
+            0: str(later.envelope.event_id)
+        }
 
     def test_an_event_failing_after_changing_records_is_undone_and_the_batch_kept(
         self, tmp_path: Path, death: LifeEvent[Any]

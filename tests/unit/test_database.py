@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import (
+    BigInteger,
     Column,
     Date,
     DateTime,
@@ -26,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from tellusonce.database import Bulk, BulkInsert, connect
+from tellusonce.database import Bulk, BulkInsert, connect, create_or_upgrade
 
 metadata = MetaData()
 things = Table(
@@ -133,3 +134,39 @@ def test_bulk_update_stores_what_sqlalchemy_stores(tmp_path: Path, paramstyle: s
     assert ours == theirs
     assert [t[1][3] for t in ours] == [c["new_note"] for c in changes]
     assert ours[0][1][:2] == (changes[0]["new_at"].replace(tzinfo=None), changes[0]["new_born"])
+
+
+def test_a_store_made_by_an_older_version_gets_the_new_nullable_columns(tmp_path: Path) -> None:
+    """create_or_upgrade adds what a newer table has to an older one, keeping its rows (the new
+    columns empty); a second run changes nothing; a new NOT NULL column is refused, not guessed."""
+    engine = connect(f"sqlite:///{tmp_path / 'things.db'}")
+    older = MetaData()
+    Table("things", older, Column("id", Integer, primary_key=True), Column("name", String))
+    assert create_or_upgrade(engine, older) == []
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO things (id, name) VALUES (1, 'kept')")
+    newer = MetaData()
+    Table(
+        "things",
+        newer,
+        Column("id", Integer, primary_key=True),
+        Column("name", String),
+        Column("digest", BigInteger),
+        Column("note", Text),
+    )
+    assert create_or_upgrade(engine, newer) == ["things.digest", "things.note"]
+    assert create_or_upgrade(engine, newer) == []
+    with engine.begin() as conn:
+        assert conn.exec_driver_sql("SELECT id, name, digest, note FROM things").all() == [
+            (1, "kept", None, None)
+        ]
+        conn.exec_driver_sql("UPDATE things SET digest = ? WHERE id = 1", (-(2**63),))
+    strict = MetaData()
+    Table(
+        "things",
+        strict,
+        Column("id", Integer, primary_key=True),
+        Column("must", String, nullable=False),
+    )
+    with pytest.raises(ValueError, match=r"things\.must: only nullable columns are added"):
+        create_or_upgrade(engine, strict)

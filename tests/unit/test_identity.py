@@ -7,7 +7,7 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tellusonce.identity import confirmation_id, confirmation_id_text
+from tellusonce.identity import confirmation_id, confirmation_id_text, message_digest
 
 services = st.from_regex(r"[a-z][a-z_]{1,40}", fullmatch=True)
 
@@ -23,3 +23,13 @@ def test_confirmation_id_text_of_a_known_vector() -> None:
     """A fixed vector (computed once by uuid.uuid5): ids already published must not change."""
     event_id = uuid.UUID("4cd11745-e47d-5b76-89c1-1419236ff539")
     assert confirmation_id_text(event_id, "pensions") == "b460d0fb-d5ea-5f79-bea6-f9ecdd87146c"
+
+
+def test_a_message_digest_fits_a_signed_bigint_and_tells_bytes_apart() -> None:
+    """Stored in a BIGINT column: within its range, the same for the same bytes, different for
+    a byte changed or cut off."""
+    message = bytes(range(256)) * 2
+    digests = {message_digest(m) for m in (message, message[:-1], b"\x01" + message[1:])}
+    assert len(digests) == 3
+    assert message_digest(bytes(message)) == message_digest(message)
+    assert all(-(2**63) <= d < 2**63 for d in digests)
