@@ -10,8 +10,10 @@ confirmation the services made, in batches as from Kafka. Kafka's own work is le
 runtime's subscriber and publisher here only keep what they are given (this is not a test of the
 bus; the integration and fault suites use a real broker).
 
-Without valgrind (`python -m tests.bench.instructions`) it prints CPU time per event only, which
-varies with the machine's speed.
+BENCH_EVENTS sets the number of events (300); BENCH_REPEATS a share of them delivered a second
+time, each at a random later point (as in `make bench`'s duplicate runs), the count staying per
+distinct event. Without valgrind (`python -m tests.bench.instructions`) it prints CPU time per
+event only, which varies with the machine's speed.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ from tellusonce import logs
 from tellusonce.kafka import Outgoing, Received
 from tellusonce.settings import Settings
 from tellusonce.topics import TRACKER, Topics
-from tests.bench.harness import CODEC, encoded, workload
+from tests.bench.harness import CODEC, encoded, with_duplicates, workload
 from tests.faults.stream import CROWD_SIZE
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "300"))
+REPEATS = float(os.environ.get("BENCH_REPEATS", "0"))  # share of events delivered twice
 BATCH = 500
 
 
@@ -75,12 +78,14 @@ def hot_path(runtimes: dict[str, tuple[Runtime, Kept]], stream: list[Received]) 
 
 def main() -> None:
     logs.configure("info")  # each consumer logs a line per message: part of the cost
-    print(f"{EVENTS} events through the four services and the tracker", flush=True)
+    twice = f" ({REPEATS:.0%} of them twice)" if REPEATS else ""
+    print(f"{EVENTS} events{twice} through the four services and the tracker", flush=True)
     with tempfile.TemporaryDirectory(prefix="tellusonce-instructions-") as root:
         settings = Settings(topic_prefix="instructions.", data_dir=Path(root))
         seed(settings, others=CROWD_SIZE)
         topics = Topics(settings.topic_prefix)
-        stream = received(encoded(workload(EVENTS, settings), topics))
+        events = workload(EVENTS, settings)
+        stream = received(encoded(with_duplicates(events, REPEATS) if REPEATS else events, topics))
         runtimes = {}
         for name in (*SERVICES, TRACKER):
             kept = Kept()
