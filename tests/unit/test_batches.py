@@ -41,6 +41,15 @@ def as_received(event: LifeEvent[Any], value: bytes) -> Received:
     return Received("events", 0, 1, b"key", value, event_headers(event.envelope), 0)
 
 
+def handled(h: ServiceHandler, event: LifeEvent[Any], outcome: str) -> Received:
+    """Handle an event from its message, in a batch of its own, with the outcome expected; the
+    message."""
+    message = as_received(event, CODEC.encode(event))
+    with h.batch([event]):
+        assert h.handle(event, message) == outcome
+    return message
+
+
 def another_death() -> LifeEvent[Any]:
     """A death under another register entry (another event id) than the example's."""
     registration = {"district": "Leeds", "entry_number": 1043, "office": "LEEDS-RO-1"}
@@ -124,10 +133,8 @@ class TestServiceBatch:
         bytes under that id (a poison message, a re-encoding), an event not processed, or a
         message without ce_id are decoded and judged as usual."""
         h = handler(tmp_path, "pensions")
-        first = as_received(death, CODEC.encode(death))
-        assert h.repeats([first]) == {}
-        with h.batch([death]):
-            assert h.handle(death, first) == "applied"
+        assert h.repeats([as_received(death, CODEC.encode(death))]) == {}
+        first = handled(h, death, "applied")
         other = another_death()
         poison = as_received(death, CODEC.encode(death)[:-1] + b"\x00")
         batch = [
@@ -158,16 +165,11 @@ class TestServiceBatch:
                 (str(death.envelope.event_id),),
             )
         h = handler(tmp_path, "pensions")
-        message = as_received(death, CODEC.encode(death))
-        assert h.repeats([message]) == {}
-        with h.batch([death]):
-            assert h.handle(death, message) == "duplicate"
+        assert h.repeats([as_received(death, CODEC.encode(death))]) == {}
+        handled(h, death, "duplicate")
         later = another_death()
-        with h.batch([later]):
-            assert h.handle(later, as_received(later, CODEC.encode(later))) == "applied"
-        assert h.repeats([as_received(later, CODEC.encode(later))]) == {
-            0: str(later.envelope.event_id)
-        }
+        message = handled(h, later, "applied")
+        assert h.repeats([message]) == {0: str(later.envelope.event_id)}
 
     def test_an_event_failing_after_changing_records_is_undone_and_the_batch_kept(
         self, tmp_path: Path, death: LifeEvent[Any]
