@@ -12,7 +12,7 @@ from consumers.store import AlreadyProcessed, Lookup, Pending, ServiceStore, Tra
 from tellusonce.codec import CONFIRMATION, Codec, Message
 from tellusonce.errors import PermanentError, RuleRejected
 from tellusonce.events import Action, Envelope, LifeEvent, Outcome
-from tellusonce.headers import confirmation_headers
+from tellusonce.headers import confirmation_headers, header
 from tellusonce.identity import confirmation_id_text, message_digest
 from tellusonce.kafka import Received
 from tellusonce.topics import Topics, subscriptions
@@ -73,10 +73,9 @@ class ServiceHandler:
         """
         named = {}
         for position, received in enumerate(batch):
-            for key, value in received.headers:  # (headers.header, inlined: once per message)
-                if key == "ce_id":
-                    named[position] = value.decode()
-                    break
+            event_id = header(received.headers, "ce_id")
+            if event_id is not None:
+                named[position] = event_id
         self._known = known = self.store.look_up(named.values())
         return {
             position: event_id
