@@ -57,12 +57,10 @@ def create_or_upgrade(engine: Engine, metadata: MetaData) -> list[str]:
         found = inspect(conn)
         for table in metadata.sorted_tables:
             existing = {c["name"] for c in found.get_columns(table.name)}
-            for column in table.columns:
-                if column.name in existing:
-                    continue
+            name = engine.dialect.identifier_preparer.format_table(table)
+            for column in [c for c in table.columns if c.name not in existing]:
                 if not column.nullable:
                     raise ValueError(f"{table.name}.{column.name}: only nullable columns are added")
-                name = engine.dialect.identifier_preparer.format_table(table)
                 ddl = CreateColumn(column).compile(dialect=engine.dialect)
                 conn.execute(text(f"ALTER TABLE {name} ADD COLUMN {ddl}"))
                 added.append(f"{table.name}.{column.name}")
