@@ -31,6 +31,10 @@ class ServiceHandler:
         self.dead_letter_topic: str | None = topics.dead_letter(service.name)
         self._known: Lookup | None = None  # what repeats() read, for the next batch()
 
+    def decode(self, data: bytes) -> Message:
+        """The whole event: the service matches and applies its facts."""
+        return self.codec.decode(data)
+
     def handle(self, message: Message, received: Received) -> str:
         """Apply an event unless it was applied before; return the outcome label."""
         event = self._entitled_event(message)

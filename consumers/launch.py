@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from typing import Any
 
 from consumers.applier import ServiceHandler
 from consumers.runtime import Handler, Runtime
@@ -19,7 +20,7 @@ from tellusonce.topics import TRACKER, Topics
 NAMES = (*SERVICES, TRACKER)
 
 
-def build(name: str, settings: Settings, codec: Codec | None = None) -> Runtime:
+def build(name: str, settings: Settings, codec: Codec | None = None) -> Runtime[Any]:
     """The runtime of one service (pensions, ...) or of the tracker."""
     codec = codec or Codec(settings.schema_dirs)
     topics = Topics(settings.topic_prefix)
@@ -27,24 +28,23 @@ def build(name: str, settings: Settings, codec: Codec | None = None) -> Runtime:
         build_handler(name, settings, codec),
         Subscriber(settings, topics.group(name), name),
         Publisher(settings, name),
-        codec,
         topics,
     )
 
 
-def build_handler(name: str, settings: Settings, codec: Codec) -> Handler:
+def build_handler(name: str, settings: Settings, codec: Codec) -> Handler[Any]:
     """The handler of one service or of the tracker, with its store (no Kafka clients)."""
     topics = Topics(settings.topic_prefix)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if name == TRACKER:
-        return TrackerHandler(TrackerStore(settings.store_url_for(TRACKER)), topics)
+        return TrackerHandler(TrackerStore(settings.store_url_for(TRACKER)), topics, codec)
     service = SERVICES[name]
     store = ServiceStore(settings.store_url_for(name), service.record_type)
     return ServiceHandler(service, store, codec, topics)
 
 
 def run_until_signalled(
-    runtime: Runtime, metrics_port: int | None, host: str = "127.0.0.1"
+    runtime: Runtime[Any], metrics_port: int | None, host: str = "127.0.0.1"
 ) -> None:
     """Run until SIGTERM or SIGINT (shutdown.install()ed by main), then drain, commit, close."""
     server = serve(metrics_port, runtime.ready, host) if metrics_port is not None else None

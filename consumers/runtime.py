@@ -1,6 +1,7 @@
 """The consumer runtime: poll → decode → handle (dedupe, apply, confirm) → relay outbox → commit.
 
-It owns Kafka, retries, dead letters, metrics and logs; handlers own their store and rules.
+It owns Kafka, retries, dead letters, metrics and logs; handlers own their store, their rules and
+what they read of a message.
 Transient errors pause the partition and rewind it to the failing message, with capped
 exponential backoff, while polling goes on (the consumer never leaves its group for being slow).
 Permanent errors send the message to the handler's dead-letter topic. Offsets are stored only
@@ -15,14 +16,14 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import structlog
 
 from consumers.store import Pending
-from tellusonce.codec import Codec, Message
+from tellusonce.codec import Message
 from tellusonce.errors import PermanentError, TransientError
-from tellusonce.events import Confirmation
+from tellusonce.events import Confirmation, Envelope
 from tellusonce.headers import dead_letter_headers
 from tellusonce.kafka import Outgoing, Publisher, Received, Subscriber
 from tellusonce.metrics import (
@@ -48,6 +49,7 @@ OUTCOME_LABELS = (
     "recorded",
 )
 DEAD_LETTER_ERRORS = ("UndecodableMessage", "UnknownSchema", "RuleRejected")
+M = TypeVar("M", bound=Message | Envelope)  # what a handler decodes a message into
 
 
 class Repeat(NamedTuple):
@@ -56,24 +58,27 @@ class Repeat(NamedTuple):
     event_id: str
 
 
-class Handler(Protocol):
+class Handler(Protocol[M]):
     """What the runtime drives: a service applying events, or the tracker recording them."""
 
     name: str
     topics: list[str]
     dead_letter_topic: str | None
 
-    def handle(self, message: Message, received: Received) -> str:
+    def decode(self, data: bytes) -> M:
+        """What the handler reads of a message's bytes, or raise a PermanentError."""
+
+    def handle(self, message: M, received: Received) -> str:
         """Apply one decoded message in one store transaction; return the outcome label."""
 
-    def reject(self, message: Message, error: PermanentError) -> None:
+    def reject(self, message: M, error: PermanentError) -> None:
         """Record a decoded message the handler refused (a REJECTED confirmation, for services)."""
 
     def repeats(self, batch: Sequence[Received]) -> dict[int, str]:
         """The positions in a batch of messages that repeat, byte for byte, one the handler
         handled, with their event ids: counted and logged as duplicates without decoding."""
 
-    def batch(self, messages: Sequence[Message]) -> AbstractContextManager[None]:
+    def batch(self, messages: Sequence[M]) -> AbstractContextManager[None]:
         """The unit of work around one consumer batch's decoded messages (what it reads up front
         or its commit may raise TransientError)."""
 
@@ -93,22 +98,20 @@ class Handler(Protocol):
         """Whether the handler's store answers (for /readyz)."""
 
 
-class Runtime:
+class Runtime(Generic[M]):
     """Runs one handler against Kafka until stopped."""
 
     def __init__(
         self,
-        handler: Handler,
+        handler: Handler[M],
         subscriber: Subscriber,
         publisher: Publisher,
-        codec: Codec,
         topics: Topics,
         batch_size: int = 500,
     ) -> None:
         self.handler = handler
         self.subscriber = subscriber
         self.publisher = publisher
-        self.codec = codec
         self.topics = topics
         self.batch_size = batch_size
         self.log = structlog.get_logger("tellusonce.consumer").bind(service=handler.name)
@@ -210,13 +213,13 @@ class Runtime:
                 **outcomes,
             )
 
-    def _decode(self, received: Received) -> Message | PermanentError:
+    def _decode(self, received: Received) -> M | PermanentError:
         try:
-            return self.codec.decode(received.value)
+            return self.handler.decode(received.value)
         except PermanentError as exc:
             return exc
 
-    def _handle(self, received: Received, message: Message | PermanentError | Repeat) -> str:
+    def _handle(self, received: Received, message: M | PermanentError | Repeat) -> str:
         started = time.perf_counter()
         if isinstance(message, PermanentError):
             self._dead_letter(received, message, {})
@@ -356,7 +359,9 @@ class Runtime:
         self.log.info("consumer_stopped")
 
 
-def _ids(message: Message) -> dict[str, str]:
+def _ids(message: Message | Envelope) -> dict[str, str]:
     if isinstance(message, Confirmation):  # (hasattr on a pydantic model raises inside: slow)
         return {"event_id": message.event_id_text, "confirmation_id": message.confirmation_id_text}
+    if isinstance(message, Envelope):
+        return {"event_id": message.event_id_text}
     return {"event_id": message.envelope.event_id_text}

@@ -4,6 +4,10 @@ It reads every life-event topic (to know which confirmations each event expects,
 subscription matrix) and the confirmations topic, keeps one row per event and one per
 (event, service) in its own store, and answers status by reference. Redelivered confirmations
 are duplicates and change nothing.
+
+Of a life event it validates and keeps the envelope only: it has no use for the facts (names,
+dates of birth, NINOs). An event whose facts the services refuse (and dead-letter) is therefore
+still shown under its reference, awaiting them.
 """
 
 from __future__ import annotations
@@ -35,10 +39,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from consumers.store import Pending
-from tellusonce.codec import Message
+from tellusonce.codec import Codec, Tracked
 from tellusonce.database import Bulk, BulkInsert, connect, ping
 from tellusonce.errors import StoreBusy
-from tellusonce.events import Confirmation, EventType, LifeEvent, Outcome
+from tellusonce.events import Confirmation, Envelope, EventType, Outcome
 from tellusonce.kafka import Received
 from tellusonce.metrics import AWAITING, CONFIRMATION_SECONDS, OLDEST_AWAITING
 from tellusonce.topics import TRACKER, Topics, subscribers, subscriptions
@@ -158,9 +162,8 @@ class TrackerBatch:
         self._new_answers: dict[tuple[str, str], dict[str, Any]] = {}
         self._replaced: list[dict[str, Any]] = []
 
-    def add_event(self, event: LifeEvent[Any], published_ms: int) -> bool:
+    def add_event(self, env: Envelope, published_ms: int) -> bool:
         """Record an event and the services expected to confirm it; False if known already."""
-        env = event.envelope
         event_id = env.event_id_text
         if event_id in self._published:
             return False
@@ -321,8 +324,9 @@ class TrackerHandler:
 
     dead_letter_topic: str | None = None
 
-    def __init__(self, store: TrackerStore, topics: Topics) -> None:
+    def __init__(self, store: TrackerStore, topics: Topics, codec: Codec) -> None:
         self.store = store
+        self.codec = codec
         self.name = TRACKER
         self.topics = [*(topics.events(t) for t in EventType), topics.confirmations]
         # series from 0, so rate() sees the first confirmation; children made once
@@ -332,7 +336,12 @@ class TrackerHandler:
         self._early: dict[str, list[tuple[str, int]]] = {}
         self._batch: TrackerBatch | None = None
 
-    def handle(self, message: Message, received: Received) -> str:
+    def decode(self, data: bytes) -> Tracked:
+        """A life event's envelope (what the status shows: the tracker has no use for anyone's
+        personal data, and does not validate it), or a confirmation."""
+        return self.codec.decode_envelope(data)
+
+    def handle(self, message: Tracked, received: Received) -> str:
         """Record an event or a confirmation; observe confirmation latency once both are known.
 
         A confirmation that arrives before its event (another topic, another partition) is
@@ -353,7 +362,7 @@ class TrackerHandler:
             else:
                 self._observe(message.service, received.timestamp_ms - published)
             return "recorded"
-        event_id = message.envelope.event_id_text
+        event_id = message.event_id_text
         if not batch.add_event(message, received.timestamp_ms):
             return "duplicate"
         for service, confirmed_ms in self._early.pop(event_id, []):
@@ -364,7 +373,7 @@ class TrackerHandler:
         child = self._latency.get(service) or CONFIRMATION_SECONDS.labels(service)
         child.observe(max(milliseconds, 0) / 1000)
 
-    def reject(self, message: Message, error: Exception) -> None:
+    def reject(self, message: Tracked, error: Exception) -> None:
         """The tracker refuses nothing it can decode."""
 
     def repeats(self, _batch: Sequence[Received]) -> dict[int, str]:
@@ -372,12 +381,9 @@ class TrackerHandler:
         return {}
 
     @contextmanager
-    def batch(self, messages: Sequence[Message]) -> Iterator[None]:
+    def batch(self, messages: Sequence[Tracked]) -> Iterator[None]:
         """One store transaction for a consumer batch."""
-        event_ids = [
-            m.event_id_text if isinstance(m, Confirmation) else m.envelope.event_id_text
-            for m in messages
-        ]
+        event_ids = [m.event_id_text for m in messages]
         with self.store.unit(event_ids) as batch:
             self._batch = batch
             try:

@@ -15,20 +15,21 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from tellusonce.errors import UndecodableMessage, UnknownSchema
-from tellusonce.events import EVENT_MODELS, Confirmation, LifeEvent
+from tellusonce.events import EVENT_MODELS, Confirmation, Envelope, LifeEvent
 
 MAGIC = b"\xc3\x01"
 HEADER_LENGTH = len(MAGIC) + 8
 CONFIRMATION = "confirmation"
 MODEL_VERSIONS = {"death": 1, "birth": 1, "marriage": 1, "address-change": 1, CONFIRMATION: 1}
 _VERSION_FILE = re.compile(r"^v(\d+)\.avsc$")
+T = TypeVar("T", bound=BaseModel)
 
 
 def schema_dir() -> Path:
@@ -65,6 +66,8 @@ class WriterSchema:
 
 
 Message = LifeEvent[Any] | Confirmation
+Tracked = Envelope | Confirmation
+"""What the tracker reads of a message: a life event's envelope, or a confirmation."""
 
 
 class Codec:
@@ -101,6 +104,16 @@ class Codec:
         """Decode bytes into this code's model of their kind, or raise a PermanentError."""
         kind, record = self.read_record(data)
         return _validate(kind, record)
+
+    def decode_envelope(self, data: bytes) -> Tracked:
+        """A life event's envelope alone, or a confirmation, or raise a PermanentError: for a
+        reader that tracks events rather than applying them. The whole body is read as Avro,
+        but only the envelope is validated and kept: no model of anyone's personal data is made.
+        """
+        kind, record = self.read_record(data)
+        if kind == CONFIRMATION:
+            return _checked(Confirmation, kind, record)
+        return _checked(Envelope, kind, record["envelope"], "envelope.")
 
     def read_record(self, data: bytes) -> tuple[str, dict[str, Any]]:
         """The kind and the Avro record of a message, resolved to this codec's reader schema."""
@@ -156,12 +169,19 @@ _MODELS_BY_KIND: dict[str, type[LifeEvent[Any]]] = {t.value: m for t, m in EVENT
 
 
 def _validate(kind: str, record: dict[str, Any]) -> Message:
+    if kind == CONFIRMATION:
+        return _checked(Confirmation, kind, record)
+    return _checked(_MODELS_BY_KIND[kind], kind, record)
+
+
+def _checked(model: type[T], kind: str, record: dict[str, Any], within: str = "") -> T:
+    """A record validated by a model; a PermanentError naming each invalid field (never its
+    value: it may be personal data)."""
     try:
-        if kind == CONFIRMATION:
-            return Confirmation.model_validate(record)
-        return _MODELS_BY_KIND[kind].model_validate(record)
+        return model.model_validate(record)
     except ValidationError as exc:
         where = ", ".join(
-            ".".join(str(p) for p in error["loc"]) + f" ({error['type']})" for error in exc.errors()
+            within + ".".join(str(p) for p in error["loc"]) + f" ({error['type']})"
+            for error in exc.errors()
         )
         raise UndecodableMessage(f"decoded {kind} message is invalid: {where}") from exc

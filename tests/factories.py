@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from producers.submission import build_event, parse
-from tellusonce.events import EventType, LifeEvent
+from tellusonce.events import EventType, LifeEvent, Person
 from tellusonce.settings import Settings
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -28,3 +28,11 @@ def event(
     """A built (not published) life event from the example submission."""
     header, facts = parse(event_type, document(event_type, **changes))
     return build_event(event_type, header, facts, settings or Settings())
+
+
+def with_deceased_nino(death: LifeEvent[Any], nino: str) -> LifeEvent[Any]:
+    """A death with the deceased's NINO replaced, not validated (a NINO no one can have makes an
+    event that encodes as valid Avro and that consumers must refuse)."""
+    deceased = Person.model_construct(**{**death.facts.deceased.__dict__, "nino": nino})
+    facts = death.facts.model_construct(**{**death.facts.__dict__, "deceased": deceased})
+    return death.model_construct(envelope=death.envelope, facts=facts)

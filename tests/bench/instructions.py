@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from consumers.launch import build_handler, tune_garbage_collector
 from consumers.runtime import Runtime
@@ -62,7 +63,7 @@ def received(messages: Sequence[Outgoing]) -> list[Received]:
     return [Received(m.topic, 0, i, m.key, m.value, m.headers, 0) for i, m in enumerate(messages)]
 
 
-def hot_path(runtimes: dict[str, tuple[Runtime, Kept]], stream: list[Received]) -> None:
+def hot_path(runtimes: dict[str, tuple[Runtime[Any], Kept]], stream: list[Received]) -> None:
     """Each service handles the events it is entitled to; the tracker, every event and every
     confirmation the services made."""
     confirmations: list[Outgoing] = []
@@ -90,7 +91,7 @@ def main() -> None:
         for name in (*SERVICES, TRACKER):
             kept = Kept()
             handler = build_handler(name, settings, CODEC)
-            runtimes[name] = (Runtime(handler, kept, kept, CODEC, topics), kept)  # type: ignore[arg-type]
+            runtimes[name] = (Runtime(handler, kept, kept, topics), kept)  # type: ignore[arg-type]
         tune_garbage_collector()  # as a consumer process does
         started = time.process_time()
         functools.reduce(lambda _a, _b: hot_path(runtimes, stream), [None], None)

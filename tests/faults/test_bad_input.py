@@ -13,12 +13,12 @@ from prometheus_client import REGISTRY
 from consumers.services import SERVICES
 from producers.submission import Registrar
 from tellusonce.codec import MAGIC, Codec
-from tellusonce.events import Action, EventType, LifeEvent, Person
+from tellusonce.events import Action, EventType, LifeEvent
 from tellusonce.headers import event_headers
 from tellusonce.kafka import Outgoing, Publisher
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics, subscribers
-from tests.factories import document
+from tests.factories import document, with_deceased_nino
 from tests.faults.conftest import publish_in_chunks, report, settle
 from tests.faults.stream import events
 from tests.integration.conftest import Fleet, wait_for
@@ -36,9 +36,7 @@ def poison(kind: str, valid: LifeEvent[Any]) -> bytes:
     if kind == "truncated":
         return good[: len(good) // 2]
     if kind == "invalid for the model":  # valid Avro, but a NINO no person can have
-        deceased = Person.model_construct(**{**valid.facts.deceased.__dict__, "nino": "QQ000000Z"})
-        facts = valid.facts.model_construct(**{**valid.facts.__dict__, "deceased": deceased})
-        return CODEC.encode(valid.model_construct(envelope=valid.envelope, facts=facts))
+        return CODEC.encode(with_deceased_nino(valid, "QQ000000Z"))
     # "rule rejection": a correction that names nothing to correct
     envelope = valid.envelope.model_copy(
         update={"event_id": uuid.uuid4(), "action": Action.CORRECTED, "revision": 1}

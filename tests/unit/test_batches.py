@@ -19,7 +19,7 @@ from tellusonce.headers import event_headers
 from tellusonce.identity import confirmation_id
 from tellusonce.kafka import Received
 from tellusonce.topics import Topics, subscribers
-from tests.factories import event
+from tests.factories import event, with_deceased_nino
 from tests.unit.test_amend import CODEC, NOWHERE, corrected_death, handler, pension
 
 
@@ -223,7 +223,7 @@ def at(ms: int) -> Received:
 @pytest.fixture
 def tracking(tmp_path: Path) -> tuple[TrackerStore, TrackerHandler]:
     store = TrackerStore(f"sqlite:///{tmp_path / 'tracker.db'}")
-    return store, TrackerHandler(store, Topics())
+    return store, TrackerHandler(store, Topics(), CODEC)
 
 
 class TestTrackerBatch:
@@ -241,12 +241,29 @@ class TestTrackerBatch:
 
         assert handle(first) == ["recorded"]
         assert store.awaiting()[0] == 0  # no event known yet: nothing awaited
-        assert handle(death, second, first) == ["recorded", "recorded", "duplicate"]
+        assert handle(death.envelope, second, first) == ["recorded", "recorded", "duplicate"]
         assert store.awaiting()[0] == 1
         assert handle(*rest[:-1]) == ["recorded"] * len(rest[:-1])
         assert store.awaiting()[0] == 1
         assert handle(rest[-1], rest[-1]) == ["recorded", "duplicate"]
         assert store.awaiting() == (0, 0.0)
+
+    def test_an_event_its_services_refuse_is_known_and_awaits_them(
+        self, tracking: tuple[TrackerStore, TrackerHandler]
+    ) -> None:
+        """The tracker validates an event's envelope, not its facts: an event with a NINO no
+        one can have (dead-lettered by every service) shows under its reference as awaiting
+        each service, rather than not at all."""
+        store, tracker = tracking
+        poisoned = with_deceased_nino(event(EventType.DEATH), "QQ000000Z")
+        message = tracker.decode(CODEC.encode(poisoned))
+        with tracker.batch([message]):
+            assert tracker.handle(message, at(1)) == "recorded"
+        [status] = store.status(poisoned.envelope.reference)
+        assert status.event_id == poisoned.envelope.event_id_text
+        assert tuple(s.service for s in status.services) == subscribers(EventType.DEATH)
+        assert status.confirmed == 0
+        assert store.awaiting()[0] == 1
 
     def test_an_answer_replacing_rejected_does_not_count_twice(
         self, tracking: tuple[TrackerStore, TrackerHandler], death: LifeEvent[Any]
@@ -254,8 +271,8 @@ class TestTrackerBatch:
         store, tracker = tracking
         services = subscribers(EventType.DEATH)
         rejected = answer(death, services[0], Outcome.REJECTED)
-        with tracker.batch([death, rejected]):
-            tracker.handle(death, at(1))
+        with tracker.batch([death.envelope, rejected]):
+            tracker.handle(death.envelope, at(1))
             tracker.handle(rejected, at(2))
         applied = answer(death, services[0], Outcome.APPLIED)
         with tracker.batch([applied, rejected]):

@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from consumers.tracker import TrackerHandler, confirmations
-from tellusonce.codec import Message
+from tellusonce.codec import Codec, Tracked
 from tellusonce.events import EventType, Outcome
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics, subscribers
@@ -20,14 +20,14 @@ def test_confirmed_counts_what_the_tracker_stored_batch_after_batch(tmp_path: Pa
     """Counting only the rows stored since the last call adds up to a count of the table,
     however the rows arrive: several per batch, none, or an answer replacing a REJECTED one."""
     bus = Bus(Settings(data_dir=tmp_path))
-    tracker = TrackerHandler(bus.tracker, Topics())
+    tracker = TrackerHandler(bus.tracker, Topics(), Codec())
     deaths = [
         event(EventType.DEATH, registration={"district": "Leeds", "entry_number": n, "office": "L"})
         for n in (1, 2)
     ]
     first, *others = subscribers(EventType.DEATH)
 
-    def stored(*messages: Message) -> int:
+    def stored(*messages: Tracked) -> int:
         with tracker.batch(messages):
             for m in messages:
                 tracker.handle(m, at(1))
@@ -37,10 +37,10 @@ def test_confirmed_counts_what_the_tracker_stored_batch_after_batch(tmp_path: Pa
         return in_table
 
     assert bus.confirmed() == 0
-    assert stored(deaths[0], answer(deaths[0], first, Outcome.REJECTED)) == 1
+    assert stored(deaths[0].envelope, answer(deaths[0], first, Outcome.REJECTED)) == 1
     assert stored(*(answer(deaths[0], s, Outcome.APPLIED) for s in others)) == len(others) + 1
     assert stored() == len(others) + 1
     assert stored(answer(deaths[0], first, Outcome.APPLIED)) == len(others) + 1  # replaced
-    assert stored(deaths[1], *(answer(deaths[1], s, Outcome.APPLIED) for s in others)) == (
+    assert stored(deaths[1].envelope, *(answer(deaths[1], s, Outcome.APPLIED) for s in others)) == (
         2 * len(others) + 1
     )

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from tellusonce.codec import HEADER_LENGTH, MAGIC, Codec, schema_dir
 from tellusonce.errors import UndecodableMessage, UnknownSchema
 from tellusonce.events import Confirmation, EventType, LifeEvent
+from tests.factories import event, with_deceased_nino
 from tests.strategies import confirmations, life_events
 
 CODEC = Codec()
@@ -56,6 +57,45 @@ class TestRoundTrip:
         assert isinstance(decoded, LifeEvent)
         assert decoded.envelope.event_id_text == str(event.envelope.event_id)
         assert decoded == event
+
+
+class TestEnvelopes:
+    """What the tracker reads: a life event's envelope alone, validated; a whole confirmation."""
+
+    @pytest.mark.parametrize("event_type", list(EventType))
+    @given(data=st.data())
+    def test_an_events_envelope_is_the_envelope_decode_gives(
+        self, event_type: EventType, data: st.DataObject
+    ) -> None:
+        event: LifeEvent[Any] = data.draw(life_events(event_type))
+        assert CODEC.decode_envelope(CODEC.encode(event)) == event.envelope
+
+    @given(confirmation=confirmations)
+    def test_a_confirmation_is_read_whole(self, confirmation: Confirmation) -> None:
+        assert CODEC.decode_envelope(CODEC.encode(confirmation)) == confirmation
+
+    def test_facts_are_read_as_avro_but_not_validated(self) -> None:
+        """An event whose facts a service refuses (a NINO no one can have) is still known by
+        its envelope; bytes that are not a whole Avro body are refused as before."""
+        refused = with_deceased_nino(event(EventType.DEATH), "QQ000000Z")
+        data = CODEC.encode(refused)
+        with pytest.raises(UndecodableMessage, match=r"facts\.deceased\.nino \(nino_format\)"):
+            CODEC.decode(data)
+        assert CODEC.decode_envelope(data) == refused.envelope
+        with pytest.raises(UndecodableMessage, match="corrupt or truncated"):
+            CODEC.decode_envelope(data[:-5])
+
+    def test_an_invalid_envelope_names_its_field(self) -> None:
+        valid = event(EventType.DEATH)
+        envelope = valid.envelope.model_construct(
+            **{**valid.envelope.__dict__, "reference": "not a reference"}
+        )
+        data = CODEC.encode(valid.model_construct(envelope=envelope, facts=valid.facts))
+        with pytest.raises(
+            UndecodableMessage,
+            match=r"death message is invalid: envelope\.reference \(string_pattern_mismatch\)$",
+        ):
+            CODEC.decode_envelope(data)
 
 
 class TestWireFormat:

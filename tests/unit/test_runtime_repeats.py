@@ -39,8 +39,9 @@ def test_a_redelivered_message_is_a_duplicate_without_being_decoded(tmp_path: Pa
     death = event(EventType.DEATH)
     codec = CountingCodec()
     service = handler(tmp_path, "pensions")
+    service.codec = codec
     kept = Kept()
-    runtime = Runtime(service, kept, kept, codec, Topics())  # type: ignore[arg-type]
+    runtime = Runtime(service, kept, kept, Topics())  # type: ignore[arg-type]
     message = as_received(death, codec.encode(death))._replace(topic=service.topics[0])
     before = duplicates("pensions")
 
