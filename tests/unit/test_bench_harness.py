@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -11,7 +12,7 @@ from tellusonce.codec import Codec, Tracked
 from tellusonce.events import EventType, Outcome
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics, subscribers
-from tests.bench.harness import Bus
+from tests.bench.harness import Bus, with_duplicates
 from tests.factories import event
 from tests.unit.test_batches import answer, at
 
@@ -44,3 +45,20 @@ def test_confirmed_counts_what_the_tracker_stored_batch_after_batch(tmp_path: Pa
     assert stored(deaths[1].envelope, *(answer(deaths[1], s, Outcome.APPLIED) for s in others)) == (
         2 * len(others) + 1
     )
+
+
+def test_with_duplicates_repeats_a_share_of_events_each_after_its_first_delivery() -> None:
+    """10% of the events come a second time, each later than the first; nothing else changes."""
+    stream = [
+        event(EventType.DEATH, registration={"district": "Leeds", "entry_number": n, "office": "L"})
+        for n in range(1, 201)
+    ]
+    doubled = with_duplicates(stream, 0.10)
+    ids = [e.envelope.event_id for e in doubled]
+    assert len(doubled) == 220
+    assert list(dict.fromkeys(ids)) == [e.envelope.event_id for e in stream]  # order kept
+    deliveries = Counter(ids)
+    assert sorted(deliveries.values()) == [1] * 180 + [2] * 20
+    for i in [i for i, n in deliveries.items() if n == 2]:
+        first = ids.index(i)
+        assert doubled[ids.index(i, first + 1)] is doubled[first]  # the same event, again
