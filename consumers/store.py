@@ -206,9 +206,13 @@ class Transaction:
             self._seen.update(known.processed)
         wanted = list({e for e in event_ids if e not in self._looked_up})
         if wanted:
-            found = self.conn.execute(_PROCESSED_AMONG, {"event_ids": wanted})
-            self._seen.update(found.scalars())
+            self._seen.update(self.processed_among(wanted))
             self._looked_up.update(wanted)
+
+    def processed_among(self, event_ids: Sequence[str]) -> dict[str, int | None]:
+        """Which of these events were processed, with the digest of the message each came in
+        (None for rows stored before digests were), in one query."""
+        return {e: d for e, d in self.conn.execute(_PROCESSED_AMONG, {"event_ids": event_ids})}
 
     def look_up_people(self, keys: Iterable[PersonKey]) -> None:
         """Read the matching keys and records of people (a batch's), in at most two queries."""
@@ -428,8 +432,7 @@ class ServiceStore:
         if not asked:
             return Lookup(asked, {})
         with self.transaction() as tx:
-            found = tx.conn.execute(_PROCESSED_AMONG, {"event_ids": list(asked)}).all()
-            return Lookup(asked, {event_id: digest for event_id, digest in found})
+            return Lookup(asked, tx.processed_among(list(asked)))
 
     @contextmanager
     def unit(
