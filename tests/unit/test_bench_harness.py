@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
 from consumers.tracker import TrackerHandler, confirmations
 from tellusonce.codec import Codec, Tracked
-from tellusonce.events import EventType, Outcome
+from tellusonce.events import EventType, LifeEvent, Outcome
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics, subscribers
 from tests.bench.harness import Bus, with_duplicates
@@ -17,15 +18,20 @@ from tests.factories import event
 from tests.unit.test_batches import answer, at
 
 
+def distinct_deaths(count: int) -> list[LifeEvent[Any]]:
+    """The example death under `count` register entries: as many distinct events."""
+    return [
+        event(EventType.DEATH, registration={"district": "Leeds", "entry_number": n, "office": "L"})
+        for n in range(1, count + 1)
+    ]
+
+
 def test_confirmed_counts_what_the_tracker_stored_batch_after_batch(tmp_path: Path) -> None:
     """Counting only the rows stored since the last call adds up to a count of the table,
     however the rows arrive: several per batch, none, or an answer replacing a REJECTED one."""
     bus = Bus(Settings(data_dir=tmp_path))
     tracker = TrackerHandler(bus.tracker, Topics(), Codec())
-    deaths = [
-        event(EventType.DEATH, registration={"district": "Leeds", "entry_number": n, "office": "L"})
-        for n in (1, 2)
-    ]
+    deaths = distinct_deaths(2)
     first, *others = subscribers(EventType.DEATH)
 
     def stored(*messages: Tracked) -> int:
@@ -49,10 +55,7 @@ def test_confirmed_counts_what_the_tracker_stored_batch_after_batch(tmp_path: Pa
 
 def test_with_duplicates_repeats_a_share_of_events_each_after_its_first_delivery() -> None:
     """10% of the events come a second time, each later than the first; nothing else changes."""
-    stream = [
-        event(EventType.DEATH, registration={"district": "Leeds", "entry_number": n, "office": "L"})
-        for n in range(1, 201)
-    ]
+    stream = distinct_deaths(200)
     doubled = with_duplicates(stream, 0.10)
     ids = [e.envelope.event_id for e in doubled]
     assert len(doubled) == 220
