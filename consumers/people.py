@@ -1,11 +1,11 @@
 """The matching keys a batch's events may need, read in two queries and matched in memory.
 
-A consumer batch reads the matching keys (record_people rows) of every NINO and every surname its
-events name, up front. Matching a person is then a look-up here, with the same rules as the
-store's queries: by NINO (the record at the event's postcode first, then by record id), else by
-surname + date of birth + postcode (only keys without a NINO if the person has one). Keys the
-batch writes are kept here too. A NINO or surname that was not read up front is not known here,
-and the store asks the database instead.
+A consumer batch reads the matching keys (record_people rows) of every NINO, and of every surname
+with date of birth, its events name, up front. Matching a person is then a look-up here, with the
+same rules as the store's queries: by NINO (the record at the event's postcode first, then by
+record id), else by surname + date of birth + postcode (only keys without a NINO if the person has
+one). Keys the batch writes are kept here too. A NINO, or a surname with date of birth, that was
+not read up front is not known here, and the store asks the database instead.
 """
 
 from __future__ import annotations
@@ -16,31 +16,38 @@ from datetime import date
 from tellusonce.events import PersonKey
 
 Details = tuple[str, date, str]
+Born = tuple[str, date]
+"""A surname (as matched: tellusonce.fields.name_key) with a date of birth."""
 
 
 class KnownPeople:
-    """Matching keys by record, for the NINOs and surnames read up front."""
+    """Matching keys by record, for the NINOs and the surnames with dates of birth read up
+    front."""
 
     def __init__(self) -> None:
         self.ninos: set[str] = set()
-        self.surnames: set[str] = set()
+        self.details: set[Born] = set()
         self._keys: dict[str, list[PersonKey]] = {}
         self._by_nino: dict[str, set[tuple[str, str | None]]] = {}
         self._by_details: dict[Details, set[tuple[str, bool]]] = {}
 
     def read(
-        self, ninos: Iterable[str], surnames: Iterable[str], rows: Iterable[tuple[str, PersonKey]]
+        self, ninos: Iterable[str], details: Iterable[Born], rows: Iterable[tuple[str, PersonKey]]
     ) -> None:
-        """Add what the store read for these NINOs and surnames: (record id, key) rows."""
+        """Add what the store read for these NINOs and surnames with dates of birth: (record
+        id, key) rows."""
         for record_id, key in rows:
             if key not in self._keys.get(record_id, ()):
                 self._add(record_id, key)
         self.ninos.update(ninos)
-        self.surnames.update(surnames)
+        self.details.update(details)
 
     def knows(self, key: PersonKey) -> bool:
         """Whether a person can be matched here without asking the database."""
-        return (key.nino is None or key.nino in self.ninos) and key.surname in self.surnames
+        return (key.nino is None or key.nino in self.ninos) and (
+            key.surname,
+            key.date_of_birth,
+        ) in self.details
 
     def match(self, key: PersonKey) -> str | None:
         """The record id of a person (known here: see knows()), or None."""

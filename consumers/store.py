@@ -20,6 +20,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     delete,
     func,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -57,6 +59,8 @@ record_people = Table(
     Column("surname", String, nullable=False),
     Column("date_of_birth", Date, nullable=False),
     Column("postcode", String),
+    # people are matched without a NINO by surname + date of birth (+ postcode)
+    Index("ix_record_people_details", "surname", "date_of_birth"),
 )
 processed = Table(
     "processed",
@@ -119,7 +123,11 @@ _KEYS = select(
     records.c.data,
 ).outerjoin(records, records.c.record_id == record_people.c.record_id)
 _KEYS_OF_NINOS = _KEYS.where(record_people.c.nino.in_(bindparam("ninos", expanding=True)))
-_KEYS_OF_SURNAMES = _KEYS.where(record_people.c.surname.in_(bindparam("surnames", expanding=True)))
+_KEYS_OF_DETAILS = _KEYS.where(
+    tuple_(record_people.c.surname, record_people.c.date_of_birth).in_(
+        bindparam("details", expanding=True)
+    )
+)
 _RAW = select(records.c.data).where(records.c.record_id == bindparam("id"))
 _INSERT_RECORDS = BulkInsert(records)
 _UPDATE_RECORD = Bulk(
@@ -215,15 +223,16 @@ class Transaction:
         return {e: d for e, d in self.conn.execute(_PROCESSED_AMONG, {"event_ids": event_ids})}
 
     def look_up_people(self, keys: Iterable[PersonKey]) -> None:
-        """Read the matching keys and records of people (a batch's), in at most two queries."""
+        """Read the matching keys and records of people (a batch's), in at most two queries: by
+        their NINOs, and by their surnames with dates of birth."""
         keys = list(keys)
         ninos = {k.nino for k in keys if k.nino} - self._people.ninos
-        surnames = {k.surname for k in keys} - self._people.surnames
+        details = {(k.surname, k.date_of_birth) for k in keys} - self._people.details
         rows: list[Any] = []
         if ninos:
             rows += self.conn.execute(_KEYS_OF_NINOS, {"ninos": list(ninos)}).all()
-        if surnames:
-            rows += self.conn.execute(_KEYS_OF_SURNAMES, {"surnames": list(surnames)}).all()
+        if details:
+            rows += self.conn.execute(_KEYS_OF_DETAILS, {"details": list(details)}).all()
         rows = [r for r in rows if r.record_id not in self._keys]  # changed here: known already
         for row in rows:
             if row.record_id not in self._images:
@@ -231,7 +240,7 @@ class Transaction:
         people = [
             (r.record_id, PersonKey(r.nino, r.surname, r.date_of_birth, r.postcode)) for r in rows
         ]
-        self._people.read(ninos, surnames, people)
+        self._people.read(ninos, details, people)
 
     def match(self, key: PersonKey) -> Record | None:
         """The record of a person: by NINO, else by surname + date of birth + postcode."""

@@ -48,9 +48,9 @@ def connect(url: str) -> Engine:
 
 
 def create_or_upgrade(engine: Engine, metadata: MetaData) -> list[str]:
-    """Create missing tables, and add the columns a newer version of a table has to one a store
-    made by an older version kept (they are nullable: older rows have no value). Returns the
-    columns added, as "table.column"."""
+    """Create missing tables, and add the columns and indexes a newer version of a table has to
+    one a store made by an older version kept (added columns are nullable: older rows have no
+    value). Returns what was added, as "table.column" and "table.index"."""
     metadata.create_all(engine)
     added = []
     with engine.begin() as conn:
@@ -64,6 +64,10 @@ def create_or_upgrade(engine: Engine, metadata: MetaData) -> list[str]:
                 ddl = CreateColumn(column).compile(dialect=engine.dialect)
                 conn.execute(text(f"ALTER TABLE {name} ADD COLUMN {ddl}"))
                 added.append(f"{table.name}.{column.name}")
+            indexed = {i["name"] for i in found.get_indexes(table.name)}
+            for index in [i for i in table.indexes if i.name not in indexed]:
+                index.create(conn)
+                added.append(f"{table.name}.{index.name}")
     return added
 
 

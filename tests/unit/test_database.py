@@ -13,6 +13,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Engine,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     insert,
+    inspect,
     select,
     update,
 )
@@ -136,7 +138,9 @@ def test_bulk_update_stores_what_sqlalchemy_stores(tmp_path: Path, paramstyle: s
     assert ours[0][1][:2] == (changes[0]["new_at"].replace(tzinfo=None), changes[0]["new_born"])
 
 
-def test_a_store_made_by_an_older_version_gets_the_new_nullable_columns(tmp_path: Path) -> None:
+def test_a_store_made_by_an_older_version_gets_the_new_columns_and_indexes(
+    tmp_path: Path,
+) -> None:
     """create_or_upgrade adds what a newer table has to an older one, keeping its rows (the new
     columns empty); a second run changes nothing; a new NOT NULL column is refused, not guessed."""
     engine = connect(f"sqlite:///{tmp_path / 'things.db'}")
@@ -153,9 +157,15 @@ def test_a_store_made_by_an_older_version_gets_the_new_nullable_columns(tmp_path
         Column("name", String),
         Column("digest", BigInteger),
         Column("note", Text),
+        Index("ix_things_name_note", "name", "note"),
     )
-    assert create_or_upgrade(engine, newer) == ["things.digest", "things.note"]
+    assert create_or_upgrade(engine, newer) == [
+        "things.digest",
+        "things.note",
+        "things.ix_things_name_note",
+    ]
     assert create_or_upgrade(engine, newer) == []
+    assert [i["column_names"] for i in inspect(engine).get_indexes("things")] == [["name", "note"]]
     with engine.begin() as conn:
         assert conn.exec_driver_sql("SELECT id, name, digest, note FROM things").all() == [
             (1, "kept", None, None)

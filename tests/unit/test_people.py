@@ -13,7 +13,7 @@ NINO = "QQ123456C"
 
 def known(*rows: tuple[str, PersonKey]) -> KnownPeople:
     people = KnownPeople()
-    people.read({NINO, "AB123456C"}, {"smith", "jones"}, rows)
+    people.read({NINO, "AB123456C"}, {("smith", BORN), ("jones", BORN)}, rows)
     return people
 
 
@@ -51,8 +51,9 @@ def test_keys_written_in_the_batch_replace_those_read() -> None:
     assert people.match(PersonKey(NINO, "smith", BORN, "YO1 7HH")) is None
 
 
-def test_only_names_and_ninos_read_up_front_are_known() -> None:
+def test_only_ninos_and_surnames_with_dates_of_birth_read_up_front_are_known() -> None:
     people = known()
     assert people.knows(PersonKey(NINO, "smith", BORN, None))
     assert not people.knows(PersonKey("ZX123456A", "smith", BORN, None))
     assert not people.knows(PersonKey(None, "brown", BORN, None))
+    assert not people.knows(PersonKey(None, "smith", date(1946, 5, 2), "LS6 2AB"))
