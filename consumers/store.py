@@ -156,6 +156,12 @@ _PENDING = (
     .order_by(outbox.c.id)
     .limit(bindparam("limit"))
 )
+_COUNT_PENDING = select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
+_MARK_SENT = (
+    update(outbox)
+    .where(outbox.c.id.in_(bindparam("ids", expanding=True)))
+    .values(sent_at=bindparam("at"))
+)
 
 
 class Lookup(NamedTuple):
@@ -515,15 +521,12 @@ class ServiceStore:
     def count_pending(self) -> int:
         """How many confirmations wait to be published."""
         with self.transaction() as tx:
-            query = select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
-            return int(tx.conn.execute(query).scalar_one())
+            return int(tx.conn.execute(_COUNT_PENDING).scalar_one())
 
     def mark_sent(self, row_ids: Sequence[int]) -> None:
         """Mark confirmations as acknowledged by Kafka."""
         with self.transaction() as tx:
-            tx.conn.execute(
-                update(outbox).where(outbox.c.id.in_(row_ids)).values(sent_at=datetime.now(UTC))
-            )
+            tx.conn.execute(_MARK_SENT, {"ids": list(row_ids), "at": datetime.now(UTC)})
 
     def records(self) -> list[Record]:
         """Every record (for inspection and tests)."""

@@ -113,8 +113,12 @@ class TestServiceBatch:
             str(death.envelope.event_id),
             str(correction.envelope.event_id),
         }
-        assert len(h.store.pending()) == 2
+        first, second = h.store.pending()
         assert h.outbox_size() == 2  # the gauge's count
+        assert first.row_id is not None
+        h.sent([first.row_id])
+        assert h.store.pending() == [second]
+        assert h.outbox_size() == 1
 
     def test_an_event_seen_in_an_earlier_batch_is_a_duplicate(
         self, tmp_path: Path, death: LifeEvent[Any]
