@@ -78,6 +78,27 @@ def client_config(settings: Settings, client_id: str) -> dict[str, Any]:
     }
 
 
+def consumer_config(settings: Settings, group: str, client_id: str) -> dict[str, Any]:
+    """A group member's settings: offsets stored by the runtime once a message is handled and
+    committed in the background; fetches held by the broker (fetch_wait_ms) to fill them."""
+    return (
+        client_config(settings, client_id)
+        | {
+            "group.id": group,
+            "enable.auto.commit": True,
+            "auto.commit.interval.ms": 1000,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": 10000,
+            "heartbeat.interval.ms": 1000,
+            "fetch.wait.max.ms": settings.fetch_wait_ms,
+            "fetch.min.bytes": settings.fetch_min_bytes,
+        }
+        | ({"group.instance.id": settings.instance_id} if settings.instance_id else {})
+    )
+
+
 class Publisher:
     """An idempotent producer whose publish returns only once the broker acknowledged (acks=all)."""
 
@@ -153,20 +174,7 @@ class Subscriber:
     """
 
     def __init__(self, settings: Settings, group: str, client_id: str) -> None:
-        self._consumer = Consumer(
-            client_config(settings, client_id)
-            | {
-                "group.id": group,
-                "enable.auto.commit": True,
-                "auto.commit.interval.ms": 1000,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-                "partition.assignment.strategy": "cooperative-sticky",
-                "session.timeout.ms": 10000,
-                "heartbeat.interval.ms": 1000,
-            }
-            | ({"group.instance.id": settings.instance_id} if settings.instance_id else {})
-        )
+        self._consumer = Consumer(consumer_config(settings, group, client_id))
         self.assigned: set[tuple[str, int]] = set()
 
     def subscribe(
