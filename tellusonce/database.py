@@ -42,7 +42,9 @@ def connect(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # on the driver's connection: through SQLAlchemy's execution, BEGIN took a third of an
+        # empty transaction's time (consumers open a few per batch)
+        conn.connection.driver_connection.execute("BEGIN")
 
     return engine
 

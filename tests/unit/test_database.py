@@ -180,3 +180,26 @@ def test_a_store_made_by_an_older_version_gets_the_new_columns_and_indexes(
     )
     with pytest.raises(ValueError, match=r"things\.must: only nullable columns are added"):
         create_or_upgrade(engine, strict)
+
+
+def test_a_transaction_that_fails_part_way_leaves_nothing(tmp_path: Path) -> None:
+    """SQLite's driver would commit each statement by itself; connect() makes a transaction of
+    engine.begin()'s block, so a failure after a write undoes the write, and another connection
+    sees nothing of a transaction until it commits."""
+    engine = connect(f"sqlite:///{tmp_path / 'things.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE things (name TEXT)")
+
+    def fail_after_a_write() -> None:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO things VALUES ('undone')")
+            raise RuntimeError("the batch failed")
+
+    with pytest.raises(RuntimeError):
+        fail_after_a_write()
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO things VALUES ('kept')")
+        with engine.connect() as other:
+            assert other.exec_driver_sql("SELECT name FROM things").all() == []
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT name FROM things").all() == [("kept",)]
