@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from consumers.tracker import TrackerHandler, confirmations
@@ -13,7 +15,8 @@ from tellusonce.codec import Codec, Tracked
 from tellusonce.events import EventType, LifeEvent, Outcome
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics, subscribers
-from tests.bench.harness import Bus, with_duplicates
+from tests.bench import harness
+from tests.bench.harness import Bus, paced, with_duplicates
 from tests.factories import event
 from tests.unit.test_batches import answer, at
 
@@ -65,3 +68,37 @@ def test_with_duplicates_repeats_a_share_of_events_each_after_its_first_delivery
     for i in [i for i, n in deliveries.items() if n == 2]:
         first = ids.index(i)
         assert doubled[ids.index(i, first + 1)] is doubled[first]  # the same event, again
+
+
+class Clock:
+    """Time that passes only when something takes it (a publish) or sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_paced_reports_the_rate_it_reached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 1,000/s asked, a publish of a tick's 10 items that takes 4 ms keeps the pace; one that
+    takes 25 ms offers them at 400/s, and that is the rate reported."""
+    clock = Clock()
+    monkeypatch.setattr(
+        harness, "time", SimpleNamespace(monotonic=clock.monotonic, sleep=clock.sleep)
+    )
+    published: list[int] = []
+
+    def publish_taking(seconds: float) -> Any:
+        def publish(items: list[int]) -> None:
+            published.extend(items)
+            clock.now += seconds
+
+        return publish
+
+    assert paced(publish_taking(0.004), list(range(500)), 1000) == pytest.approx(1000)
+    assert paced(publish_taking(0.025), list(range(500)), 1000) == pytest.approx(400)
+    assert published == [*range(500), *range(500)]
