@@ -39,7 +39,14 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from consumers.people import KnownPeople
 from consumers.rules import Record
-from tellusonce.database import Bulk, BulkInsert, connect, create_or_upgrade, ping
+from tellusonce.database import (
+    Bulk,
+    BulkInsert,
+    Connections,
+    connect,
+    create_or_upgrade,
+    ping,
+)
 from tellusonce.errors import StoreBusy
 from tellusonce.events import PersonKey
 
@@ -434,6 +441,7 @@ class ServiceStore:
 
     def __init__(self, url: str, record_type: type[Record]) -> None:
         self.engine = connect(url)
+        self.connections = Connections(self.engine)
         self.record_type = record_type
         self._batch: Transaction | None = None
         try:
@@ -496,7 +504,7 @@ class ServiceStore:
         """One atomic unit of work; a locked or unreachable store raises StoreBusy, and so does
         another instance having processed one of its events meanwhile."""
         try:
-            with self.engine.begin() as conn:
+            with self.connections.begin() as conn:
                 tx = Transaction(conn, self.record_type)
                 yield tx
                 tx.flush()

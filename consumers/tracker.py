@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from consumers.store import Pending
 from tellusonce.codec import Codec, Tracked
-from tellusonce.database import Bulk, BulkInsert, connect, ping
+from tellusonce.database import Bulk, BulkInsert, Connections, connect, ping
 from tellusonce.errors import StoreBusy
 from tellusonce.events import Confirmation, Envelope, EventType, Outcome
 from tellusonce.kafka import Received
@@ -245,6 +245,7 @@ class TrackerStore:
 
     def __init__(self, url: str) -> None:
         self.engine = connect(url)
+        self.connections = Connections(self.engine)
         try:
             metadata.create_all(self.engine)
         except OperationalError as exc:
@@ -259,7 +260,7 @@ class TrackerStore:
         """One transaction for a consumer batch about these events. A row another instance
         wrote meanwhile fails the batch as transient: on retry it is known, and skipped."""
         try:
-            with self.engine.begin() as conn:
+            with self.connections.begin() as conn:
                 batch = TrackerBatch(conn, event_ids)
                 yield batch
                 batch.write()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, PendingRollbackError
 
-from tellusonce.database import Bulk, BulkInsert, connect, create_or_upgrade
+from tellusonce.database import Bulk, BulkInsert, Connections, connect, create_or_upgrade
 
 metadata = MetaData()
 things = Table(
@@ -202,4 +203,43 @@ def test_a_transaction_that_fails_part_way_leaves_nothing(tmp_path: Path) -> Non
         with engine.connect() as other:
             assert other.exec_driver_sql("SELECT name FROM things").all() == []
     with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT name FROM things").all() == [("kept",)]
+
+
+def test_connections_keeps_one_per_thread_and_nests_as_engine_begin_does(tmp_path: Path) -> None:
+    """Transactions one after another on a thread share its kept connection; one begun inside
+    another gets its own; another thread has its own; an invalidated one is replaced."""
+    connections = Connections(connect(f"sqlite:///{tmp_path / 'things.db'}"))
+    with connections.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE things (name TEXT)")
+        kept = conn.connection.driver_connection
+    with connections.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO things VALUES ('unseen until committed')")
+        with connections.begin() as inner:
+            assert inner.connection.driver_connection is not kept
+            assert inner.exec_driver_sql("SELECT count(*) FROM things").scalar() == 0
+        conn.exec_driver_sql("DELETE FROM things")
+    with connections.begin() as conn:
+        assert conn.connection.driver_connection is kept
+        conn.exec_driver_sql("INSERT INTO things VALUES ('kept')")
+    elsewhere: list[object] = []
+
+    def on_another_thread() -> None:
+        with connections.begin() as conn:
+            elsewhere.append(conn.connection.driver_connection)
+
+    thread = threading.Thread(target=on_another_thread)
+    thread.start()
+    thread.join()
+    assert len(elsewhere) == 1
+    assert elsewhere[0] is not kept
+
+    def lose_the_database() -> None:
+        with connections.begin() as conn:
+            conn.invalidate()  # as SQLAlchemy does when the database went away
+
+    with pytest.raises(PendingRollbackError):
+        lose_the_database()
+    with connections.begin() as conn:
+        assert conn.connection.driver_connection is not kept
         assert conn.exec_driver_sql("SELECT name FROM things").all() == [("kept",)]
