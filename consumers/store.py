@@ -233,7 +233,9 @@ class Transaction:
     def processed_among(self, event_ids: Sequence[str]) -> dict[str, int | None]:
         """Which of these events were processed, with the digest of the message each came in
         (None for rows stored before digests were), in one query."""
-        return {e: d for e, d in self.conn.execute(_PROCESSED_AMONG, {"event_ids": event_ids})}
+        return {
+            e: d for e, d in self.conn.execute(_PROCESSED_AMONG, {"event_ids": event_ids}).all()
+        }
 
     def look_up_people(self, keys: Iterable[PersonKey]) -> None:
         """Read the matching keys and records of people (a batch's), in at most two queries: by

@@ -153,10 +153,14 @@ class TrackerBatch:
         self._expected: dict[str, Sequence[str]] = {}
         self._answers: dict[tuple[str, str], str] = {}
         if ids:
-            for event_id, published_ms, expected in conn.execute(_KNOWN_EVENTS, {"event_ids": ids}):
+            for event_id, published_ms, expected in conn.execute(
+                _KNOWN_EVENTS, {"event_ids": ids}
+            ).all():
                 self._published[event_id] = published_ms
                 self._expected[event_id] = orjson.loads(expected)
-            for event_id, service, outcome in conn.execute(_KNOWN_ANSWERS, {"event_ids": ids}):
+            for event_id, service, outcome in conn.execute(
+                _KNOWN_ANSWERS, {"event_ids": ids}
+            ).all():
                 self._answers[(event_id, service)] = outcome
         self._new_events: dict[str, dict[str, Any]] = {}
         self._new_answers: dict[tuple[str, str], dict[str, Any]] = {}
