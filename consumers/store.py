@@ -130,10 +130,12 @@ _KEYS = select(
     records.c.data,
 ).outerjoin(records, records.c.record_id == record_people.c.record_id)
 _KEYS_OF_NINOS = _KEYS.where(record_people.c.nino.in_(bindparam("ninos", expanding=True)))
+# (surname IN ...: SQLite searches the index only for that, not for a row-value IN alone)
 _KEYS_OF_DETAILS = _KEYS.where(
+    record_people.c.surname.in_(bindparam("surnames", expanding=True)),
     tuple_(record_people.c.surname, record_people.c.date_of_birth).in_(
         bindparam("details", expanding=True)
-    )
+    ),
 )
 _RAW = select(records.c.data).where(records.c.record_id == bindparam("id"))
 _INSERT_RECORDS = BulkInsert(records)
@@ -247,7 +249,10 @@ class Transaction:
         if ninos:
             rows += self.conn.execute(_KEYS_OF_NINOS, {"ninos": list(ninos)}).all()
         if details:
-            rows += self.conn.execute(_KEYS_OF_DETAILS, {"details": list(details)}).all()
+            surnames = list({surname for surname, _ in details})
+            rows += self.conn.execute(
+                _KEYS_OF_DETAILS, {"surnames": surnames, "details": list(details)}
+            ).all()
         rows = [r for r in rows if r.record_id not in self._keys]  # changed here: known already
         for row in rows:
             if row.record_id not in self._images:
