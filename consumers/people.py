@@ -44,10 +44,8 @@ class KnownPeople:
 
     def knows(self, key: PersonKey) -> bool:
         """Whether a person can be matched here without asking the database."""
-        return (key.nino is None or key.nino in self.ninos) and (
-            key.surname,
-            key.date_of_birth,
-        ) in self.details
+        born = (key.surname, key.date_of_birth)
+        return (key.nino is None or key.nino in self.ninos) and born in self.details
 
     def match(self, key: PersonKey) -> str | None:
         """The record id of a person (known here: see knows()), or None."""
