@@ -12,7 +12,9 @@ bus; the integration and fault suites use a real broker).
 
 BENCH_EVENTS sets the number of events (300); BENCH_REPEATS a share of them delivered a second
 time, each at a random later point (as in `make bench`'s duplicate runs), the count staying per
-distinct event. Without valgrind (`python -m tests.bench.instructions`) it prints CPU time per
+distinct event; BENCH_BATCH the messages per consumer batch (500, as in a backlog; a consumer
+keeping up with live traffic handles batches of about 10 to 30, where each batch's own work
+weighs more). Without valgrind (`python -m tests.bench.instructions`) it prints CPU time per
 event only, which varies with the machine's speed.
 """
 
@@ -39,7 +41,7 @@ from tests.faults.stream import CROWD_SIZE
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "300"))
 REPEATS = float(os.environ.get("BENCH_REPEATS", "0"))  # share of events delivered twice
-BATCH = 500
+BATCH = int(os.environ.get("BENCH_BATCH", "500"))  # messages per consumer batch
 
 
 class Kept:
