@@ -171,6 +171,9 @@ class Latencies(NamedTuple):
     ms: list[int]
     offered_per_second: float
 
+    def __str__(self) -> str:
+        return f"{len(self.ms)} at {self.offered_per_second:.0f} events/s offered"
+
 
 def paced(publish: Callable[[list[Any]], object], items: list[Any], rate: int) -> float:
     """Offer items at `rate` per second, in 10 ms ticks, or as fast as `publish` returns if

@@ -26,7 +26,6 @@ from tellusonce.settings import Settings
 from tests.bench.harness import (
     CODEC,
     Bus,
-    Latencies,
     baseline_latency,
     baseline_throughput,
     catch_up,
@@ -64,10 +63,7 @@ def measure(root: Path, label: str, run: Any, *args: Any) -> Any:
         result = run(bus, *args)
     finally:
         bus.stop()
-    if isinstance(result, Latencies):
-        say(f"{label}: {len(result.ms)} at {result.offered_per_second:.0f} events/s offered")
-    else:
-        say(f"{label}: {result}")
+    say(f"{label}: {result}")
     return result
 
 
