@@ -143,7 +143,10 @@ class ServiceHandler:
         return self.store.count_pending()
 
     def sent(self, row_ids: Sequence[int]) -> None:
-        self.store.mark_sent(row_ids)
+        self.store.acknowledged(row_ids)
+
+    def close(self) -> None:
+        self.store.mark_sent()
 
     def observe(self) -> None:
         """Services have no gauges beyond the runtime's."""

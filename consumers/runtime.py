@@ -89,7 +89,10 @@ class Handler(Protocol[M]):
         """How many confirmations are stored but not yet published."""
 
     def sent(self, row_ids: Sequence[int]) -> None:
-        """Mark outbox rows as acknowledged by Kafka."""
+        """Outbox rows Kafka acknowledged (the store may mark them sent with its next work)."""
+
+    def close(self) -> None:
+        """Write what the handler still keeps in memory to its store (at shutdown)."""
 
     def observe(self) -> None:
         """Refresh the handler's own gauges (called every few seconds)."""
@@ -348,9 +351,13 @@ class Runtime(Generic[M]):
         self.handler.observe()
 
     def shutdown(self) -> None:
-        """Relay what the outbox holds, commit stored offsets and leave the group."""
+        """Relay what the outbox holds, mark it sent, commit stored offsets and leave the group."""
         self._outbox_dirty = True
         self.relay()
+        try:
+            self.handler.close()
+        except TransientError as exc:  # those rows are published again after a restart
+            self.log.warning("outbox_not_marked", error_class=type(exc).__name__, error=str(exc))
         try:
             self.subscriber.commit()
         finally:

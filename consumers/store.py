@@ -165,6 +165,7 @@ _PENDING = (
     .order_by(outbox.c.id)
     .limit(bindparam("limit"))
 )
+PENDING_LIMIT = 1000  # outbox rows published at once
 _COUNT_PENDING = select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
 _MARK_SENT = (
     update(outbox)
@@ -376,6 +377,11 @@ class Transaction:
         )
         self._undo.append(self._outbox.pop)
 
+    @property
+    def queued(self) -> bool:
+        """Whether confirmations were queued since the last flush."""
+        return bool(self._outbox)
+
     def mark(self) -> int:
         """A point to roll back to (before an event)."""
         return len(self._undo)
@@ -429,6 +435,19 @@ class Transaction:
         self._undo.clear()
 
 
+def _pending(tx: Transaction) -> list[Pending]:
+    rows = tx.conn.execute(_PENDING, {"limit": PENDING_LIMIT}).all()
+    return [
+        Pending(confirmation_id, event_id, payload, _headers(headers), row_id)
+        for row_id, confirmation_id, event_id, payload, headers in rows
+    ]
+
+
+def _mark_sent(tx: Transaction, row_ids: Sequence[int]) -> None:
+    if row_ids:
+        tx.conn.execute(_MARK_SENT, {"ids": list(row_ids), "at": datetime.now(UTC)})
+
+
 def _headers(stored: str) -> list[tuple[str, bytes]]:
     """Kafka headers from their JSON in the outbox."""
     return [(k, v.encode()) for k, v in orjson.loads(stored)]
@@ -451,6 +470,11 @@ class ServiceStore:
         self.connections = Connections(self.engine)
         self.record_type = record_type
         self._batch: Transaction | None = None
+        # The outbox as the last unit left it (None: unknown, read it), and rows Kafka has
+        # acknowledged that the next transaction touching the outbox marks sent: a consumer
+        # batch then costs one transaction, not three.
+        self._unsent: list[Pending] | None = None
+        self._acknowledged: list[int] = []
         try:
             create_or_upgrade(self.engine, metadata)
         except OperationalError as exc:
@@ -479,7 +503,9 @@ class ServiceStore:
         `known` may be read before the transaction: an event processed stays processed, and one
         another instance processes meanwhile fails this unit's commit (StoreBusy, retried).
         """
+        acknowledged = self._acknowledged
         with self.transaction() as tx:
+            _mark_sent(tx, acknowledged)
             tx.look_up_processed(event_ids, known)
             tx.look_up_people(people)
             self._batch = tx
@@ -487,6 +513,11 @@ class ServiceStore:
                 yield
             finally:
                 self._batch = None
+            queued = tx.queued
+            tx.flush()
+            unsent = _pending(tx) if queued else None
+        self._acknowledged = self._acknowledged[len(acknowledged) :]
+        self._unsent = unsent
 
     @contextmanager
     def event_transaction(self) -> Iterator[Transaction]:
@@ -510,6 +541,7 @@ class ServiceStore:
     def transaction(self) -> Iterator[Transaction]:
         """One atomic unit of work; a locked or unreachable store raises StoreBusy, and so does
         another instance having processed one of its events meanwhile."""
+        self._unsent = None  # this transaction may queue confirmations
         try:
             with self.connections.begin() as conn:
                 tx = Transaction(conn, self.record_type)
@@ -524,24 +556,44 @@ class ServiceStore:
         """Whether the store answers a trivial query."""
         return ping(self.engine)
 
-    def pending(self, limit: int = 1000) -> list[Pending]:
-        """Confirmations waiting to be published, oldest first."""
-        with self.transaction() as tx:
-            rows = tx.conn.execute(_PENDING, {"limit": limit}).all()
-        return [
-            Pending(confirmation_id, event_id, payload, _headers(headers), row_id)
-            for row_id, confirmation_id, event_id, payload, headers in rows
-        ]
+    def pending(self) -> list[Pending]:
+        """Confirmations waiting to be published, oldest first (up to PENDING_LIMIT): as the
+        last unit of work read them before it committed, or read now."""
+        if self._unsent is None:
+            with self._outbox_transaction() as tx:
+                self._unsent = _pending(tx)
+        return list(self._unsent)
 
     def count_pending(self) -> int:
         """How many confirmations wait to be published."""
-        with self.transaction() as tx:
+        with self._outbox_transaction() as tx:
             return int(tx.conn.execute(_COUNT_PENDING).scalar_one())
 
-    def mark_sent(self, row_ids: Sequence[int]) -> None:
-        """Mark confirmations as acknowledged by Kafka."""
+    def acknowledged(self, row_ids: Sequence[int]) -> None:
+        """Kafka acknowledged these outbox rows: they are no longer pending here, and the next
+        transaction that reads the outbox (a consumer's next batch, at the latest) marks them
+        sent. Rows acknowledged but not yet marked when the process dies are published again
+        after a restart (a duplicate the tracker ignores), as with any at-least-once relay."""
+        self._acknowledged.extend(row_ids)
+        if self._unsent is not None:
+            done = set(row_ids)
+            self._unsent = [p for p in self._unsent if p.row_id not in done]
+
+    def mark_sent(self, row_ids: Sequence[int] = ()) -> None:
+        """Mark outbox rows sent now, with every row acknowledged before."""
+        self.acknowledged(row_ids)
+        if self._acknowledged:
+            with self._outbox_transaction():
+                pass
+
+    @contextmanager
+    def _outbox_transaction(self) -> Iterator[Transaction]:
+        """A transaction that first marks the acknowledged rows sent."""
+        acknowledged = self._acknowledged
         with self.transaction() as tx:
-            tx.conn.execute(_MARK_SENT, {"ids": list(row_ids), "at": datetime.now(UTC)})
+            _mark_sent(tx, acknowledged)
+            yield tx
+        self._acknowledged = self._acknowledged[len(acknowledged) :]
 
     def records(self) -> list[Record]:
         """Every record (for inspection and tests)."""

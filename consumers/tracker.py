@@ -405,6 +405,9 @@ class TrackerHandler:
     def sent(self, row_ids: Sequence[int]) -> None:
         """The tracker publishes nothing."""
 
+    def close(self) -> None:
+        """The tracker keeps nothing in memory for its store."""
+
     def usable(self) -> bool:
         return self.store.usable()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event as sql_event
 
 from consumers.applier import ServiceHandler
 from consumers.tracker import TrackerHandler, TrackerStore
@@ -228,6 +229,87 @@ def at(ms: int) -> Received:
 def tracking(tmp_path: Path) -> tuple[TrackerStore, TrackerHandler]:
     store = TrackerStore(f"sqlite:///{tmp_path / 'tracker.db'}")
     return store, TrackerHandler(store, Topics(), CODEC)
+
+
+class TestOutbox:
+    """What a batch queued is relayed without another transaction; what Kafka acknowledged is
+    marked sent by the store's next work, or at close."""
+
+    @staticmethod
+    def transactions(h: ServiceHandler) -> list[int]:
+        """A count of the transactions begun on the handler's store from now on."""
+        begun = [0]
+
+        def count(_conn: object) -> None:
+            begun[0] += 1
+
+        sql_event.listen(h.store.engine, "begin", count)
+        return begun
+
+    @staticmethod
+    def unsent_in_database(tmp_path: Path) -> list[str]:
+        with sqlite3.connect(tmp_path / "pensions.db") as db:
+            rows = db.execute("SELECT event_id FROM outbox WHERE sent_at IS NULL ORDER BY id")
+            return [r[0] for r in rows]
+
+    def test_a_batch_relays_what_it_queued_without_reading_again(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        h = handler(tmp_path, "pensions")
+        handled(h, death, "applied")
+        begun = self.transactions(h)
+        [queued] = h.outbox()
+        assert queued.event_id == str(death.envelope.event_id)
+        assert begun == [0]
+
+    def test_acknowledged_rows_are_marked_sent_by_the_next_batch(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        h = handler(tmp_path, "pensions")
+        handled(h, death, "applied")
+        [first] = h.outbox()
+        assert first.row_id is not None
+        h.sent([first.row_id])
+        assert h.outbox() == []
+        assert self.unsent_in_database(tmp_path) == [first.event_id]  # not marked yet
+        later = another_death()
+        with h.batch([later]):  # (any outcome queues a confirmation)
+            h.handle(later, as_received(later, CODEC.encode(later)))
+        assert self.unsent_in_database(tmp_path) == [str(later.envelope.event_id)]
+        assert [p.event_id for p in h.outbox()] == [str(later.envelope.event_id)]
+
+    def test_close_marks_what_was_acknowledged(self, tmp_path: Path, death: LifeEvent[Any]) -> None:
+        h = handler(tmp_path, "pensions")
+        handled(h, death, "applied")
+        h.sent([p.row_id for p in h.outbox() if p.row_id is not None])
+        h.close()
+        assert self.unsent_in_database(tmp_path) == []
+        assert handler(tmp_path, "pensions").outbox() == []  # after a restart: nothing to send
+
+    def test_acknowledged_rows_not_yet_marked_are_sent_again_after_a_crash(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        h = handler(tmp_path, "pensions")
+        handled(h, death, "applied")
+        [first] = h.outbox()
+        assert first.row_id is not None
+        h.sent([first.row_id])  # the process dies here, before any other store work
+        restarted = handler(tmp_path, "pensions")
+        assert restarted.outbox() == [first]  # published again: a duplicate the tracker ignores
+
+    def test_a_failed_batch_leaves_acknowledged_rows_to_be_marked_later(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        h = handler(tmp_path, "pensions")
+        handled(h, death, "applied")
+        [first] = h.outbox()
+        assert first.row_id is not None
+        h.sent([first.row_id])
+        with pytest.raises(RuntimeError), h.batch([]):
+            raise RuntimeError("the batch fails before it commits")
+        assert self.unsent_in_database(tmp_path) == [first.event_id]
+        assert h.outbox() == []
+        assert self.unsent_in_database(tmp_path) == []  # reading the outbox marked it
 
 
 class TestTrackerBatch:
