@@ -43,6 +43,7 @@ from tellusonce.database import (
     Bulk,
     BulkInsert,
     Connections,
+    Query,
     connect,
     create_or_upgrade,
     ping,
@@ -117,8 +118,10 @@ class AlreadyProcessed(Exception):
 
 # Statements built once: building a SQLAlchemy statement costs more than running it on SQLite.
 _PROCESSED = select(processed.c.event_id).where(processed.c.event_id == bindparam("event_id"))
-_PROCESSED_AMONG = select(processed.c.event_id, processed.c.digest).where(
-    processed.c.event_id.in_(bindparam("event_ids", expanding=True))
+_PROCESSED_AMONG = Query(
+    select(processed.c.event_id, processed.c.digest).where(
+        processed.c.event_id.in_(bindparam("event_ids", expanding=True))
+    )
 )
 # The matching keys of people, with their records' JSON (matched in memory: consumers/people.py)
 _KEYS = select(
@@ -129,13 +132,15 @@ _KEYS = select(
     record_people.c.postcode,
     records.c.data,
 ).outerjoin(records, records.c.record_id == record_people.c.record_id)
-_KEYS_OF_NINOS = _KEYS.where(record_people.c.nino.in_(bindparam("ninos", expanding=True)))
+_KEYS_OF_NINOS = Query(_KEYS.where(record_people.c.nino.in_(bindparam("ninos", expanding=True))))
 # (surname IN ...: SQLite searches the index only for that, not for a row-value IN alone)
-_KEYS_OF_DETAILS = _KEYS.where(
-    record_people.c.surname.in_(bindparam("surnames", expanding=True)),
-    tuple_(record_people.c.surname, record_people.c.date_of_birth).in_(
-        bindparam("details", expanding=True)
-    ),
+_KEYS_OF_DETAILS = Query(
+    _KEYS.where(
+        record_people.c.surname.in_(bindparam("surnames", expanding=True)),
+        tuple_(record_people.c.surname, record_people.c.date_of_birth).in_(
+            bindparam("details", expanding=True)
+        ),
+    )
 )
 _RAW = select(records.c.data).where(records.c.record_id == bindparam("id"))
 _INSERT_RECORDS = BulkInsert(records)
@@ -157,7 +162,7 @@ _CHANGES_OF = (
 )
 _CLAIM = BulkInsert(processed)
 _QUEUE = BulkInsert(outbox)
-_PENDING = (
+_PENDING = Query(
     select(
         outbox.c.id, outbox.c.confirmation_id, outbox.c.event_id, outbox.c.payload, outbox.c.headers
     )
@@ -167,7 +172,7 @@ _PENDING = (
 )
 PENDING_LIMIT = 1000  # outbox rows published at once
 _COUNT_PENDING = select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
-_MARK_SENT = (
+_MARK_SENT = Query(
     update(outbox)
     .where(outbox.c.id.in_(bindparam("ids", expanding=True)))
     .values(sent_at=bindparam("at"))
@@ -236,9 +241,7 @@ class Transaction:
     def processed_among(self, event_ids: Sequence[str]) -> dict[str, int | None]:
         """Which of these events were processed, with the digest of the message each came in
         (None for rows stored before digests were), in one query."""
-        return {
-            e: d for e, d in self.conn.execute(_PROCESSED_AMONG, {"event_ids": event_ids}).all()
-        }
+        return dict(_PROCESSED_AMONG.rows(self.conn, {"event_ids": event_ids}))
 
     def look_up_people(self, keys: Iterable[PersonKey]) -> None:
         """Read the matching keys and records of people (a batch's), in at most two queries: by
@@ -246,21 +249,21 @@ class Transaction:
         keys = list(keys)
         ninos = {k.nino for k in keys if k.nino} - self._people.ninos
         details = {(k.surname, k.date_of_birth) for k in keys} - self._people.details
-        rows: list[Any] = []
+        rows: list[tuple[Any, ...]] = []
         if ninos:
-            rows += self.conn.execute(_KEYS_OF_NINOS, {"ninos": list(ninos)}).all()
+            rows += _KEYS_OF_NINOS.rows(self.conn, {"ninos": list(ninos)})
         if details:
             surnames = list({surname for surname, _ in details})
-            rows += self.conn.execute(
-                _KEYS_OF_DETAILS, {"surnames": surnames, "details": list(details)}
-            ).all()
-        rows = [r for r in rows if r.record_id not in self._keys]  # changed here: known already
-        for row in rows:
-            if row.record_id not in self._images:
-                self._unread[row.record_id] = row.data
-        people = [
-            (r.record_id, PersonKey(r.nino, r.surname, r.date_of_birth, r.postcode)) for r in rows
-        ]
+            rows += _KEYS_OF_DETAILS.rows(
+                self.conn, {"surnames": surnames, "details": list(details)}
+            )
+        people = []
+        for record_id, nino, surname, born, postcode, data in rows:
+            if record_id in self._keys:  # changed here: known already
+                continue
+            if record_id not in self._images:
+                self._unread[record_id] = data
+            people.append((record_id, PersonKey(nino, surname, born, postcode)))
         self._people.read(ninos, details, people)
 
     def match(self, key: PersonKey) -> Record | None:
@@ -436,7 +439,7 @@ class Transaction:
 
 
 def _pending(tx: Transaction) -> list[Pending]:
-    rows = tx.conn.execute(_PENDING, {"limit": PENDING_LIMIT}).all()
+    rows = _PENDING.rows(tx.conn, {"limit": PENDING_LIMIT})
     return [
         Pending(confirmation_id, event_id, payload, _headers(headers), row_id)
         for row_id, confirmation_id, event_id, payload, headers in rows
@@ -445,7 +448,7 @@ def _pending(tx: Transaction) -> list[Pending]:
 
 def _mark_sent(tx: Transaction, row_ids: Sequence[int]) -> None:
     if row_ids:
-        tx.conn.execute(_MARK_SENT, {"ids": list(row_ids), "at": datetime.now(UTC)})
+        _MARK_SENT.rows(tx.conn, {"ids": list(row_ids), "at": datetime.now(UTC)})
 
 
 def _headers(stored: str) -> list[tuple[str, bytes]]:

@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from consumers.store import Pending
 from tellusonce.codec import Codec, Tracked
-from tellusonce.database import Bulk, BulkInsert, Connections, connect, ping
+from tellusonce.database import Bulk, BulkInsert, Connections, Query, connect, ping
 from tellusonce.errors import StoreBusy
 from tellusonce.events import Confirmation, Envelope, EventType, Outcome
 from tellusonce.kafka import Received
@@ -107,12 +107,16 @@ class EventStatus:
         return sum(s.outcome is not None for s in self.services)
 
 
-_KNOWN_EVENTS = select(events.c.event_id, events.c.published_ms, events.c.expected).where(
-    events.c.event_id.in_(bindparam("event_ids", expanding=True))
+_KNOWN_EVENTS = Query(
+    select(events.c.event_id, events.c.published_ms, events.c.expected).where(
+        events.c.event_id.in_(bindparam("event_ids", expanding=True))
+    )
 )
-_KNOWN_ANSWERS = select(
-    confirmations.c.event_id, confirmations.c.service, confirmations.c.outcome
-).where(confirmations.c.event_id.in_(bindparam("event_ids", expanding=True)))
+_KNOWN_ANSWERS = Query(
+    select(confirmations.c.event_id, confirmations.c.service, confirmations.c.outcome).where(
+        confirmations.c.event_id.in_(bindparam("event_ids", expanding=True))
+    )
+)
 _REPLACE_ANSWER = Bulk(
     update(confirmations)
     .where(
@@ -153,14 +157,10 @@ class TrackerBatch:
         self._expected: dict[str, Sequence[str]] = {}
         self._answers: dict[tuple[str, str], str] = {}
         if ids:
-            for event_id, published_ms, expected in conn.execute(
-                _KNOWN_EVENTS, {"event_ids": ids}
-            ).all():
+            for event_id, published_ms, expected in _KNOWN_EVENTS.rows(conn, {"event_ids": ids}):
                 self._published[event_id] = published_ms
                 self._expected[event_id] = orjson.loads(expected)
-            for event_id, service, outcome in conn.execute(
-                _KNOWN_ANSWERS, {"event_ids": ids}
-            ).all():
+            for event_id, service, outcome in _KNOWN_ANSWERS.rows(conn, {"event_ids": ids}):
                 self._answers[(event_id, service)] = outcome
         self._new_events: dict[str, dict[str, Any]] = {}
         self._new_answers: dict[tuple[str, str], dict[str, Any]] = {}

@@ -22,9 +22,11 @@ from sqlalchemy import (
     inspect,
     text,
 )
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.schema import CreateColumn
-from sqlalchemy.sql.expression import UpdateBase
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import Select, UpdateBase
+from sqlalchemy.types import TupleType
 
 
 def connect(url: str) -> Engine:
@@ -183,3 +185,92 @@ class BulkInsert(Bulk):
 _Prepared = tuple[
     str, Callable[[Mapping[str, Any]], tuple[Any, ...]], list[tuple[int, Callable[[Any], Any]]]
 ]
+
+
+class Query:
+    """A statement with IN lists (expanding bind parameters) run on the driver's cursor, for
+    drivers with positional parameters (SQLite's): its SQL for each length of its lists is
+    made once, and each value and result column is converted by its type's own processor, so
+    what is read is what SQLAlchemy reads. Through conn.execute, re-rendering the statement
+    for its lists and building a result object took two-thirds of a consumer's look-up (80 of
+    its 120 us for a dozen people). Other drivers, and empty lists, get conn.execute."""
+
+    def __init__(self, statement: Select[Any] | UpdateBase) -> None:
+        self.statement = statement
+        self._prepared: dict[tuple[str, str], _Query | None] = {}
+
+    def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run the statement; its result rows (none for an UPDATE or DELETE)."""
+        key = (conn.dialect.name, conn.dialect.paramstyle)
+        if key not in self._prepared:
+            self._prepared[key] = _Query.prepare(self.statement, conn.dialect)
+        prepared = self._prepared[key]
+        if prepared is None or not prepared.runs(params):
+            result = conn.execute(self.statement, params)
+            return [tuple(r) for r in result.all()] if result.returns_rows else []
+        return prepared.run(conn, params)
+
+
+class _Query:
+    def __init__(self, compiled: SQLCompiler, dialect: Dialect, columns: list[Any]) -> None:
+        self.compiled = compiled
+        self.dialect = dialect
+        self.order = list(compiled.positiontup or ())
+        self.expanding = [n for n in self.order if compiled.binds[n].expanding]
+        self.defaults = compiled.params
+        self.convert = {n: _converters(compiled.binds[n].type, dialect) for n in self.order}
+        self.results = [
+            (i, process)
+            for i, column in enumerate(columns)
+            if (process := column.type.dialect_impl(dialect).result_processor(dialect, None))
+        ]
+        self._sql: dict[tuple[int, ...], str] = {}
+
+    @classmethod
+    def prepare(cls, statement: Select[Any] | UpdateBase, dialect: Dialect) -> _Query | None:
+        compiled = statement.compile(dialect=dialect)
+        if not compiled.positional:
+            return None
+        columns = list(getattr(statement, "selected_columns", ()))
+        return cls(compiled, dialect, columns)
+
+    def runs(self, params: Mapping[str, Any]) -> bool:
+        """Whether these parameters are run here: every list has values."""
+        return all(params[n] for n in self.expanding)
+
+    def run(self, conn: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        lengths = tuple(len(params[n]) for n in self.expanding)
+        sql = self._sql.get(lengths)
+        if sql is None:
+            sql = self._sql[lengths] = self.compiled.construct_expanded_state(params).statement
+        values: list[Any] = []
+        for name in self.order:
+            value = params[name] if name in params else self.defaults[name]
+            convert = self.convert[name]
+            if name not in self.expanding:
+                values.append(convert[0](value) if convert[0] else value)
+            elif len(convert) == 1:
+                values.extend(convert[0](v) if convert[0] else v for v in value)
+            else:  # a tuple per item: (surname, date of birth)
+                for item in value:
+                    values.extend(c(v) if c else v for c, v in zip(convert, item, strict=True))
+        try:
+            found = conn.connection.driver_connection.execute(sql, values).fetchall()  # type: ignore[union-attr]
+        except self.dialect.loaded_dbapi.Error as exc:
+            error = self.dialect.loaded_dbapi.Error
+            raise DBAPIError.instance(sql, values, exc, error, dialect=self.dialect) from exc
+        if not self.results:
+            return cast(list[tuple[Any, ...]], found)
+        rows = []
+        for row in found:
+            converted = list(row)
+            for i, process in self.results:
+                converted[i] = process(converted[i])
+            rows.append(tuple(converted))
+        return rows
+
+
+def _converters(type_: Any, dialect: Dialect) -> list[Callable[[Any], Any] | None]:
+    """The bind processors of a parameter's type (of each of a tuple's types)."""
+    types = type_.types if isinstance(type_, TupleType) else [type_]
+    return [t.dialect_impl(dialect).bind_processor(dialect) for t in types]

@@ -26,11 +26,12 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    tuple_,
     update,
 )
-from sqlalchemy.exc import IntegrityError, PendingRollbackError
+from sqlalchemy.exc import IntegrityError, OperationalError, PendingRollbackError
 
-from tellusonce.database import Bulk, BulkInsert, Connections, connect, create_or_upgrade
+from tellusonce.database import Bulk, BulkInsert, Connections, Query, connect, create_or_upgrade
 
 metadata = MetaData()
 things = Table(
@@ -56,6 +57,13 @@ ROWS: list[dict[str, Any]] = [
         "born": date(1950, 1, 31),
         "payload": b"\xc3\x01\x00binary",
         "note": "Zoë",
+    },
+    {
+        "name": "another on the same day",
+        "at": datetime(2026, 11, 22, 18, 0, tzinfo=UTC),
+        "born": date(1950, 1, 31),
+        "payload": b"",
+        "note": "",
     },
     {
         "name": "no microseconds, an early year, a non-UTC offset, nulls",
@@ -98,6 +106,92 @@ def test_bulk_insert_stores_what_sqlalchemy_stores(tmp_path: Path, paramstyle: s
     assert len(ours) == len(ROWS)
     assert ours == theirs
     assert ours[0][1][1:] == (ROWS[0]["born"], ROWS[0]["payload"], ROWS[0]["note"])
+
+
+SELECTED = select(things.c.name, things.c.at, things.c.born, things.c.payload, things.c.note)
+QUERIES = {
+    "names": Query(SELECTED.where(things.c.name.in_(bindparam("names", expanding=True)))),
+    "name and born": Query(
+        SELECTED.where(
+            tuple_(things.c.name, things.c.born).in_(bindparam("pairs", expanding=True))
+        ).order_by(things.c.id)
+    ),
+    "born, limited": Query(
+        SELECTED.where(things.c.born == bindparam("born"))
+        .order_by(things.c.id)
+        .limit(bindparam("limit"))
+    ),
+}
+QUERY_PARAMS: list[tuple[str, dict[str, Any], int]] = [  # query, parameters, rows found
+    ("names", {"names": [r["name"] for r in ROWS]}, 3),
+    ("names", {"names": [ROWS[1]["name"], "nobody"]}, 1),
+    ("names", {"names": []}, 0),
+    ("name and born", {"pairs": [(r["name"], r["born"]) for r in ROWS]}, 2),  # NULL: unequal
+    ("name and born", {"pairs": [(ROWS[0]["name"], date(1950, 2, 1))]}, 0),
+    ("born, limited", {"born": date(1950, 1, 31), "limit": 1}, 1),
+]
+
+
+@pytest.mark.parametrize("paramstyle", ["qmark", "named"])
+@pytest.mark.parametrize(("query", "params", "found"), QUERY_PARAMS)
+def test_a_query_reads_what_sqlalchemy_reads(
+    tmp_path: Path, paramstyle: str, query: str, params: dict[str, Any], found: int
+) -> None:
+    """The same rows, values converted alike (dates, times with their offsets, bytes, nulls),
+    through Query as through conn.execute, whatever the lengths of the lists, and again with
+    the SQL made for lists of those lengths; named-parameter drivers take SQLAlchemy's path."""
+    url = f"sqlite:///{tmp_path / 'things.db'}"
+    engine = connect(url) if paramstyle == "qmark" else create_engine(url, paramstyle=paramstyle)
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(things), ROWS)
+    with engine.begin() as conn:
+        theirs = [tuple(r) for r in conn.execute(QUERIES[query].statement, params).all()]
+        ours = QUERIES[query].rows(conn, params)
+        assert ours == QUERIES[query].rows(conn, params)
+    assert ours == theirs
+    assert len(ours) == found
+
+
+def test_a_query_updates_as_sqlalchemy_does(tmp_path: Path) -> None:
+    engine = connect(f"sqlite:///{tmp_path / 'things.db'}")
+    metadata.create_all(engine)
+    mark = Query(
+        update(things)
+        .where(things.c.name.in_(bindparam("names", expanding=True)))
+        .values(born=bindparam("born"))
+    )
+    with engine.begin() as conn:
+        conn.execute(insert(things), ROWS)
+        assert (
+            mark.rows(conn, {"names": [ROWS[0]["name"], ROWS[2]["name"]], "born": date(2000, 1, 2)})
+            == []
+        )
+    with engine.connect() as conn:
+        born = dict(conn.execute(select(things.c.name, things.c.born)).all())
+    assert born == {
+        ROWS[0]["name"]: date(2000, 1, 2),
+        ROWS[1]["name"]: ROWS[1]["born"],
+        ROWS[2]["name"]: date(2000, 1, 2),
+    }
+
+
+def test_a_query_on_a_locked_store_raises_sqlalchemys_operational_error(tmp_path: Path) -> None:
+    """The stores turn OperationalError into a transient StoreBusy: still SQLAlchemy's one."""
+    url = f"sqlite:///{tmp_path / 'things.db'}"
+    engine = connect(url)
+    metadata.create_all(engine)
+    touch = Query(
+        update(things)
+        .where(things.c.name.in_(bindparam("names", expanding=True)))
+        .values(note=bindparam("note"))
+    )
+    other = create_engine(url, connect_args={"timeout": 0.05})
+    with other.connect() as holder:
+        holder.exec_driver_sql("BEGIN IMMEDIATE")  # another writer holds the lock
+        with pytest.raises(OperationalError), engine.begin() as conn:
+            touch.rows(conn, {"names": ["x"], "note": "locked"})
+        holder.rollback()
 
 
 def test_a_duplicate_row_raises_sqlalchemys_integrity_error(tmp_path: Path) -> None:

@@ -8,24 +8,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Executable
 
 from consumers.services import SERVICES
 from consumers.store import _KEYS_OF_DETAILS, _KEYS_OF_NINOS, _PROCESSED_AMONG, ServiceStore
+from tellusonce.database import Query
 
 BORN = date(1950, 1, 1)
 
 
-def plan(store: ServiceStore, statement: Executable, params: dict[str, Any]) -> list[str]:
-    """SQLite's query plan for a statement, as run with these parameters."""
-    with store.engine.connect() as conn:
-        ran = conn.execute(statement, params).context
-        query, bound = ran.statement, ran.parameters[0]
-        return [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}", bound)]
+def plan(store: ServiceStore, query: Query, params: dict[str, Any]) -> list[str]:
+    """SQLite's query plan for a look-up, as SQLite ran it with these parameters."""
+    ran: list[str] = []
+    with store.connections.begin() as conn:
+        sqlite = conn.connection.driver_connection
+        sqlite.set_trace_callback(ran.append)  # the SQL run, its values written in
+        query.rows(conn, params)
+        sqlite.set_trace_callback(None)
+        [select] = [sql for sql in ran if sql.lstrip().startswith("SELECT")]
+        return [row[3] for row in sqlite.execute(f"EXPLAIN QUERY PLAN {select}")]
 
 
 @pytest.mark.parametrize(
-    ("statement", "params", "index"),
+    ("query", "params", "index"),
     [
         (
             _KEYS_OF_DETAILS,
@@ -37,9 +41,9 @@ def plan(store: ServiceStore, statement: Executable, params: dict[str, Any]) -> 
     ],
 )
 def test_a_batchs_look_ups_search_an_index(
-    tmp_path: Path, statement: Executable, params: dict[str, Any], index: str
+    tmp_path: Path, query: Query, params: dict[str, Any], index: str
 ) -> None:
     store = ServiceStore(f"sqlite:///{tmp_path / 'pensions.db'}", SERVICES["pensions"].record_type)
-    steps = plan(store, statement, params)
+    steps = plan(store, query, params)
     assert not [s for s in steps if s.startswith("SCAN") and "CONSTANT ROWS" not in s], steps
     assert any(index in s for s in steps), steps
