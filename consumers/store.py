@@ -475,7 +475,7 @@ class ServiceStore:
         self._batch: Transaction | None = None
         # The outbox as the last unit left it (None: unknown, read it), and rows Kafka has
         # acknowledged that the next transaction touching the outbox marks sent: a consumer
-        # batch then costs one transaction, not three.
+        # batch's outbox work rides in its own transaction rather than two more.
         self._unsent: list[Pending] | None = None
         self._acknowledged: list[int] = []
         try:
