@@ -188,7 +188,7 @@ _Prepared = tuple[
 
 
 class Query:
-    """A statement with IN lists (expanding bind parameters) run on the driver's cursor, for
+    """A statement with IN lists (expanding bind parameters) run on a DB-API cursor, for
     drivers with positional parameters (SQLite's): its SQL for each length of its lists is
     made once, and each value and result column is converted by its type's own processor, so
     what is read is what SQLAlchemy reads. Through conn.execute, re-rendering the statement
@@ -255,11 +255,15 @@ class _Query:
             else:  # a tuple per item: (surname, date of birth)
                 for item in value:
                     values.extend(c(v) if c else v for c, v in zip(convert, item, strict=True))
+        cursor = conn.connection.cursor()
         try:
-            found = conn.connection.driver_connection.execute(sql, values).fetchall()  # type: ignore[union-attr]
+            cursor.execute(sql, values)
+            found = cursor.fetchall() if cursor.description else []
         except self.dialect.loaded_dbapi.Error as exc:
             error = self.dialect.loaded_dbapi.Error
             raise DBAPIError.instance(sql, values, exc, error, dialect=self.dialect) from exc
+        finally:
+            cursor.close()
         if not self.results:
             return cast(list[tuple[Any, ...]], found)
         rows = []
