@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -86,6 +87,11 @@ class Bus:
             worker.terminate()
             worker.wait(60)
         Admin(self.settings).delete_topics(Topics(self.settings.topic_prefix).all())
+
+    def discard(self) -> None:
+        """Remove this run's stores and logs (after stop())."""
+        self.tracker.engine.dispose()
+        shutil.rmtree(self.settings.data_dir)
 
     def confirmed(self) -> int:
         """Confirmations the tracker has stored, counting only the rows stored since the last

@@ -15,7 +15,7 @@ from tellusonce.codec import Codec, Tracked
 from tellusonce.events import EventType, LifeEvent, Outcome
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics, subscribers
-from tests.bench import harness
+from tests.bench import harness, run
 from tests.bench.harness import Bus, paced, with_duplicates
 from tests.factories import event
 from tests.unit.test_batches import answer, at
@@ -102,3 +102,36 @@ def test_paced_reports_the_rate_it_reached(monkeypatch: pytest.MonkeyPatch) -> N
     assert paced(publish_taking(0.004), list(range(500)), 1000) == pytest.approx(1000)
     assert paced(publish_taking(0.025), list(range(500)), 1000) == pytest.approx(400)
     assert published == [*range(500), *range(500)]
+
+
+def test_a_run_removes_its_stores_and_a_failed_run_keeps_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A make bench wrote about 3 GB of stores and logs to /tmp and left them there."""
+
+    class Stopped(Bus):
+        def stop(self) -> None:
+            """No processes or topics in this test."""
+
+    made: list[Bus] = []
+
+    def fresh(root: Path) -> Bus:
+        settings = Settings(data_dir=root / f"run{len(made)}")
+        settings.data_dir.mkdir(parents=True)
+        made.append(Stopped(settings))
+        return made[-1]
+
+    def logged(bus: Bus) -> int:
+        (bus.settings.data_dir / "logs.log").write_text("a line\n")
+        return 1
+
+    def failing(bus: Bus) -> int:
+        logged(bus)
+        raise RuntimeError("the run failed")
+
+    monkeypatch.setattr(run, "Bus", SimpleNamespace(fresh=fresh))
+    assert run.measure(tmp_path, "a run", logged) == 1
+    assert not made[0].settings.data_dir.exists()
+    with pytest.raises(RuntimeError, match="the run failed"):
+        run.measure(tmp_path, "a failing run", failing)
+    assert (made[1].settings.data_dir / "logs.log").read_text() == "a line\n"
