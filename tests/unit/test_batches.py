@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import event as sql_event
 
 from consumers.applier import ServiceHandler
+from consumers.store import Pending
 from consumers.tracker import TrackerHandler, TrackerStore
 from tellusonce.codec import CONFIRMATION, Codec
 from tellusonce.errors import RuleRejected, StoreBusy
@@ -252,6 +253,16 @@ class TestOutbox:
             rows = db.execute("SELECT event_id FROM outbox WHERE sent_at IS NULL ORDER BY id")
             return [r[0] for r in rows]
 
+    @staticmethod
+    def acknowledged(tmp_path: Path, death: LifeEvent[Any]) -> tuple[ServiceHandler, Pending]:
+        """A service that handled a death and whose confirmation Kafka acknowledged."""
+        h = handler(tmp_path, "pensions")
+        handled(h, death, "applied")
+        [first] = h.outbox()
+        assert first.row_id is not None
+        h.sent([first.row_id])
+        return h, first
+
     def test_a_batch_relays_what_it_queued_without_reading_again(
         self, tmp_path: Path, death: LifeEvent[Any]
     ) -> None:
@@ -265,11 +276,7 @@ class TestOutbox:
     def test_acknowledged_rows_are_marked_sent_by_the_next_batch(
         self, tmp_path: Path, death: LifeEvent[Any]
     ) -> None:
-        h = handler(tmp_path, "pensions")
-        handled(h, death, "applied")
-        [first] = h.outbox()
-        assert first.row_id is not None
-        h.sent([first.row_id])
+        h, first = self.acknowledged(tmp_path, death)
         assert h.outbox() == []
         assert self.unsent_in_database(tmp_path) == [first.event_id]  # not marked yet
         later = another_death()
@@ -289,22 +296,14 @@ class TestOutbox:
     def test_acknowledged_rows_not_yet_marked_are_sent_again_after_a_crash(
         self, tmp_path: Path, death: LifeEvent[Any]
     ) -> None:
-        h = handler(tmp_path, "pensions")
-        handled(h, death, "applied")
-        [first] = h.outbox()
-        assert first.row_id is not None
-        h.sent([first.row_id])  # the process dies here, before any other store work
+        _, first = self.acknowledged(tmp_path, death)  # the process dies here
         restarted = handler(tmp_path, "pensions")
         assert restarted.outbox() == [first]  # published again: a duplicate the tracker ignores
 
     def test_a_failed_batch_leaves_acknowledged_rows_to_be_marked_later(
         self, tmp_path: Path, death: LifeEvent[Any]
     ) -> None:
-        h = handler(tmp_path, "pensions")
-        handled(h, death, "applied")
-        [first] = h.outbox()
-        assert first.row_id is not None
-        h.sent([first.row_id])
+        h, first = self.acknowledged(tmp_path, death)
         with pytest.raises(RuntimeError), h.batch([]):
             raise RuntimeError("the batch fails before it commits")
         assert self.unsent_in_database(tmp_path) == [first.event_id]
