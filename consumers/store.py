@@ -506,9 +506,7 @@ class ServiceStore:
         `known` may be read before the transaction: an event processed stays processed, and one
         another instance processes meanwhile fails this unit's commit (StoreBusy, retried).
         """
-        acknowledged = self._acknowledged
-        with self.transaction() as tx:
-            _mark_sent(tx, acknowledged)
+        with self._outbox_transaction() as tx:
             tx.look_up_processed(event_ids, known)
             tx.look_up_people(people)
             self._batch = tx
@@ -519,7 +517,6 @@ class ServiceStore:
             queued = tx.queued
             tx.flush()
             unsent = _pending(tx) if queued else None
-        self._acknowledged = self._acknowledged[len(acknowledged) :]
         self._unsent = unsent
 
     @contextmanager
