@@ -16,7 +16,9 @@ from structlog.typing import EventDict
 
 def configure(level: str = "info") -> None:
     """Configure structlog once per process, at the edge (JSON by orjson, written as bytes:
-    structlog's recipe for speed, as consumers log a line per message)."""
+    structlog's recipe for speed, as consumers log a line per message). Context variables are
+    not merged into lines: nothing binds any (loggers are bound), and the merging processor cost
+    0.6% of the consumers' instructions."""
     renderer: structlog.typing.Processor
     factory: Callable[..., Any]
     if sys.stderr.isatty():
@@ -27,7 +29,6 @@ def configure(level: str = "info") -> None:
         factory = structlog.BytesLoggerFactory(sys.stderr.buffer)
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             Timestamp(),
             structlog.processors.dict_tracebacks,
