@@ -1,0 +1,84 @@
+"""The publisher on a real broker: threads publishing at once wait each for its own messages."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from tellusonce.errors import BrokerUnavailable
+from tellusonce.events import EventType
+from tellusonce.kafka import Outgoing, Publisher
+from tellusonce.settings import Settings
+from tellusonce.topics import Topics
+from tests.integration.conftest import read_topic, wait_for
+
+
+def test_a_publish_returns_once_its_own_messages_are_acknowledged_not_another_threads(
+    settings: Settings, topics: Topics
+) -> None:
+    """A message to a topic that does not exist stays queued until the publish timeout; another
+    thread's publish on the same Publisher meanwhile returns as soon as Kafka acknowledged its
+    own message (flush() waited for the whole queue: for the other thread's timeout)."""
+    settings = settings.model_copy(update={"publish_timeout_seconds": 4.0})
+    publisher = Publisher(settings, "shared")
+    stuck: list[BrokerUnavailable] = []
+    stuck_done = threading.Event()
+
+    def publish_where_nothing_answers() -> None:
+        try:
+            publisher.publish([Outgoing(f"{settings.topic_prefix}no-such-topic", b"k", b"v", [])])
+        except BrokerUnavailable as exc:
+            stuck.append(exc)
+        finally:
+            stuck_done.set()
+
+    other = threading.Thread(target=publish_where_nothing_answers)
+    other.start()
+    queued = publisher._producer  # the only way to see the other message queued
+    wait_for(lambda: len(queued) == 1, "the other thread's message in the producer's queue")
+
+    started = time.monotonic()
+    publisher.publish([Outgoing(topics.events(EventType.DEATH), b"k", b"ours", [])])
+    took = time.monotonic() - started
+
+    assert not stuck_done.is_set()  # the other publish still waits for its answer
+    assert took < settings.publish_timeout_seconds / 2
+    assert [m.value for m in read_topic(settings, topics.events(EventType.DEATH))] == [b"ours"]
+    other.join(settings.publish_timeout_seconds + 10)
+    assert len(stuck) == 1
+    assert "1 of 1 messages not acknowledged" in str(stuck[0])
+
+
+def test_publishing_nothing_returns_at_once(settings: Settings, topics: Topics) -> None:
+    """An empty batch has nothing to wait for (and is not an error)."""
+    Publisher(settings, "empty").publish([])
+    assert read_topic(settings, topics.events(EventType.DEATH)) == []
+
+
+def test_threads_sharing_a_publisher_each_get_their_own_messages_acknowledged(
+    settings: Settings, topics: Topics
+) -> None:
+    """Eight threads publish 20 batches each on one Publisher: every publish returns, and every
+    message is on the topic once."""
+    threads = 8
+    publisher = Publisher(settings, "shared")
+    topic = topics.events(EventType.BIRTH)
+    errors: list[Exception] = []
+
+    def publish(n: int) -> None:
+        try:
+            for b in range(20):
+                publisher.publish(
+                    [Outgoing(topic, b"k", f"{n}-{b}-{i}".encode(), []) for i in range(10)]
+                )
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=publish, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert errors == []
+    sent = [f"{n}-{b}-{i}".encode() for n in range(threads) for b in range(20) for i in range(10)]
+    assert sorted(m.value for m in read_topic(settings, topic)) == sorted(sent)
