@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tellusonce.codec import Codec
-from tellusonce.database import BulkInsert, connect
+from tellusonce.database import BulkInsert, connect, writing
 from tellusonce.events import LifeEvent
 
 log = structlog.get_logger("tellusonce.producer")
@@ -48,6 +48,7 @@ class Ledger:
 
     def __init__(self, url: str, codec: Codec) -> None:
         self.engine = connect(url)
+        self._writer = writing(self.engine)  # record() reads, then writes; requests run at once
         self.codec = codec
         metadata.create_all(self.engine)
 
@@ -64,7 +65,7 @@ class Ledger:
             for e, payload in published
         }  # fmt: skip
         try:
-            with self.engine.begin() as conn:
+            with self._writer.begin() as conn:
                 for known in conn.execute(_KNOWN, {"event_ids": list(rows)}).scalars():
                     del rows[known]
                 if rows:

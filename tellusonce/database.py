@@ -48,9 +48,21 @@ def connect(url: str) -> Engine:
     def _begin(conn: Any) -> None:
         # on the driver's connection: through SQLAlchemy's execution, BEGIN took a third of an
         # empty transaction's time (consumers open a few per batch)
-        conn.connection.driver_connection.execute("BEGIN")
+        conn.connection.driver_connection.execute(conn.get_execution_options().get(_BEGIN, "BEGIN"))
 
     return engine
+
+
+_BEGIN = "tellusonce_sqlite_begin"
+
+
+def writing(engine: Engine) -> Engine:
+    """The same engine (and pool) whose SQLite transactions take the write lock as they begin
+    (BEGIN IMMEDIATE, waiting up to the busy timeout for it): for transactions that read, then
+    write, while other threads write too. Begun as usual, such a transaction asks for the lock at
+    its first write, and SQLite refuses it at once ("database is locked", no busy wait) if another
+    connection wrote since the transaction's reads began."""
+    return engine.execution_options(**{_BEGIN: "BEGIN IMMEDIATE"})
 
 
 class Connections:

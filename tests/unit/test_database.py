@@ -31,7 +31,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError, PendingRollbackError
 
-from tellusonce.database import Bulk, BulkInsert, Connections, Query, connect, create_or_upgrade
+from tellusonce.database import (
+    Bulk,
+    BulkInsert,
+    Connections,
+    Query,
+    connect,
+    create_or_upgrade,
+    writing,
+)
 
 metadata = MetaData()
 things = Table(
@@ -192,6 +200,41 @@ def test_a_query_on_a_locked_store_raises_sqlalchemys_operational_error(tmp_path
         with pytest.raises(OperationalError), engine.begin() as conn:
             touch.rows(conn, {"names": ["x"], "note": "locked"})
         holder.rollback()
+
+
+def test_a_writing_transaction_that_read_first_is_not_refused_when_another_wrote_since(
+    tmp_path: Path,
+) -> None:
+    """A transaction begun as usual reads, another connection writes, and its own write is
+    refused at once: SQLite will not let a reader whose snapshot is stale start writing. Begun by
+    `writing(engine)`, the transaction holds the write lock from the start: the other connection
+    is the one kept waiting (and, past its busy timeout, refused), and the reads stay true."""
+    url = f"sqlite:///{tmp_path / 'things.db'}"
+    engine = connect(url)
+    metadata.create_all(engine)
+    other = create_engine(url, connect_args={"timeout": 0.05})
+
+    def insert_elsewhere(name: str) -> None:
+        with other.begin() as conn:
+            conn.execute(insert(things).values(name=name, at=datetime.now(UTC)))
+
+    with engine.connect() as conn, conn.begin():
+        conn.execute(select(things.c.name)).all()
+        insert_elsewhere("meanwhile")
+        with pytest.raises(OperationalError, match="database is locked"):
+            conn.execute(insert(things).values(name="after reading", at=datetime.now(UTC)))
+
+    with writing(engine).connect() as conn, conn.begin():
+        names = conn.execute(select(things.c.name)).scalars().all()
+        with pytest.raises(OperationalError, match="database is locked"):
+            insert_elsewhere("not meanwhile")
+        conn.execute(insert(things).values(name="after reading", at=datetime.now(UTC)))
+    with engine.connect() as conn:
+        assert names == ["meanwhile"]
+        assert conn.execute(select(things.c.name).order_by(things.c.id)).scalars().all() == [
+            "meanwhile",
+            "after reading",
+        ]
 
 
 def test_a_duplicate_row_raises_sqlalchemys_integrity_error(tmp_path: Path) -> None:
