@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -48,7 +49,11 @@ class Ledger:
 
     def __init__(self, url: str, codec: Codec) -> None:
         self.engine = connect(url)
-        self._writer = writing(self.engine)  # record() reads, then writes; requests run at once
+        # record() reads, then writes, and the API's requests record at once: one at a time in
+        # this process (queued here, rather than in SQLite's busy wait, which backs off and
+        # starves some), and with SQLite's write lock from its start against other processes
+        self._writer = writing(self.engine)
+        self._one_writer = threading.Lock()
         self.codec = codec
         metadata.create_all(self.engine)
 
@@ -65,7 +70,7 @@ class Ledger:
             for e, payload in published
         }  # fmt: skip
         try:
-            with self._writer.begin() as conn:
+            with self._one_writer, self._writer.begin() as conn:
                 for known in conn.execute(_KNOWN, {"event_ids": list(rows)}).scalars():
                     del rows[known]
                 if rows:

@@ -47,8 +47,15 @@ def connect(url: str) -> Engine:
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
         # on the driver's connection: through SQLAlchemy's execution, BEGIN took a third of an
-        # empty transaction's time (consumers open a few per batch)
-        conn.connection.driver_connection.execute(conn.get_execution_options().get(_BEGIN, "BEGIN"))
+        # empty transaction's time (consumers open a few per batch); its errors raised as
+        # SQLAlchemy's, as that execution would (a BEGIN IMMEDIATE that found the store locked
+        # is an OperationalError, which the stores treat as transient)
+        statement = conn.get_execution_options().get(_BEGIN, "BEGIN")
+        dbapi = engine.dialect.loaded_dbapi
+        try:
+            conn.connection.driver_connection.execute(statement)
+        except dbapi.Error as exc:
+            raise DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
 
     return engine
 

@@ -237,6 +237,23 @@ def test_a_writing_transaction_that_read_first_is_not_refused_when_another_wrote
         ]
 
 
+def test_a_writing_transaction_that_cannot_begin_raises_sqlalchemys_operational_error(
+    tmp_path: Path,
+) -> None:
+    """BEGIN IMMEDIATE waits for another writer up to the busy timeout, then fails as SQLAlchemy
+    fails (the stores turn its OperationalError into a transient StoreBusy), not as the driver."""
+    url = f"sqlite:///{tmp_path / 'things.db'}"
+    engine = connect(url)
+    metadata.create_all(engine)
+    with create_engine(url).connect() as holder:
+        holder.exec_driver_sql("BEGIN IMMEDIATE")
+        with pytest.raises(OperationalError, match="database is locked"), writing(engine).begin():
+            pass
+        holder.rollback()
+    with writing(engine).begin() as conn:  # and once the other writer is gone, it begins
+        conn.execute(insert(things).values(name="now", at=datetime.now(UTC)))
+
+
 def test_a_duplicate_row_raises_sqlalchemys_integrity_error(tmp_path: Path) -> None:
     """The stores turn IntegrityError into a transient StoreBusy: it must still be SQLAlchemy's."""
     engine = connect(f"sqlite:///{tmp_path / 'things.db'}")
