@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,10 +13,11 @@ from sqlalchemy import func, select
 
 from consumers.tracker import TrackerHandler, confirmations
 from tellusonce.codec import Codec, Tracked
+from tellusonce.errors import BrokerUnavailable
 from tellusonce.events import EventType, LifeEvent, Outcome
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics, subscribers
-from tests.bench import harness, run
+from tests.bench import run
 from tests.bench.harness import Bus, paced, with_duplicates
 from tests.factories import event
 from tests.unit.test_batches import answer, at
@@ -70,38 +72,55 @@ def test_with_duplicates_repeats_a_share_of_events_each_after_its_first_delivery
         assert doubled[ids.index(i, first + 1)] is doubled[first]  # the same event, again
 
 
-class Clock:
-    """Time that passes only when something takes it (a publish) or sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def test_paced_reports_the_rate_it_reached(monkeypatch: pytest.MonkeyPatch) -> None:
-    """At 1,000/s asked, a publish of a tick's 10 items that takes 4 ms keeps the pace; one that
-    takes 25 ms offers them at 400/s, and that is the rate reported."""
-    clock = Clock()
-    monkeypatch.setattr(
-        harness, "time", SimpleNamespace(monotonic=clock.monotonic, sleep=clock.sleep)
-    )
+def test_paced_offers_each_tick_when_due_while_earlier_ones_await_acknowledgement() -> None:
+    """Open loop: every tick is handed out when due although no publish has returned (a bus slower
+    than the rate asked is offered that rate, not the pace it accepts), and each item once."""
+    all_in_flight = threading.Barrier(20, timeout=10)  # broken unless 20 publishes run at once
     published: list[int] = []
+    lock = threading.Lock()
 
-    def publish_taking(seconds: float) -> Any:
-        def publish(items: list[int]) -> None:
+    def publish(items: list[int]) -> None:
+        with lock:
             published.extend(items)
-            clock.now += seconds
+        all_in_flight.wait()
 
-        return publish
+    rate = paced(publish, list(range(200)), 1000, publishers=20)
+    assert sorted(published) == list(range(200))
+    assert rate == pytest.approx(1000, rel=0.25)  # 20 ticks of 10 ms, by the real clock
 
-    assert paced(publish_taking(0.004), list(range(500)), 1000) == pytest.approx(1000)
-    assert paced(publish_taking(0.025), list(range(500)), 1000) == pytest.approx(400)
-    assert published == [*range(500), *range(500)]
+
+def test_paced_waits_for_a_publisher_only_when_all_are_busy_and_reports_the_rate_reached() -> None:
+    """With 2 publishers whose first publishes take 0.3 s, no third publish starts before one of
+    them returns, and the rate reported is the one the ticks started at."""
+    in_flight, most = 0, 0
+    calls = 0
+    lock = threading.Lock()
+
+    def publish(_items: list[int]) -> None:
+        nonlocal in_flight, most, calls
+        with lock:
+            calls += 1
+            slow = calls <= 2
+            in_flight += 1
+            most = max(most, in_flight)
+        if slow:
+            threading.Event().wait(0.3)  # a publish waiting for its acknowledgements
+        with lock:
+            in_flight -= 1
+
+    rate = paced(publish, list(range(200)), 1000, publishers=2)
+    assert calls == 20
+    assert most == 2
+    assert rate < 700  # the later ticks waited for a publisher: 200 items over at least 0.3 s
+
+
+def test_paced_fails_when_a_publish_fails() -> None:
+    def publish(items: list[int]) -> None:
+        if 50 in items:
+            raise BrokerUnavailable("no acknowledgement in time")
+
+    with pytest.raises(BrokerUnavailable):
+        paced(publish, list(range(100)), 1000)
 
 
 def test_a_run_removes_its_stores_and_a_failed_run_keeps_them(
