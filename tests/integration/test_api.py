@@ -4,6 +4,8 @@ authentication, isolation between offices, and a broker that is down."""
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -146,6 +148,32 @@ class TestSubmit:
             },
         )
         assert response.status_code == 400
+
+    def test_submissions_made_at_once_are_each_published_and_kept_for_reading(
+        self, api: Api, settings: Settings, topics: Topics
+    ) -> None:
+        """16 registrars submit at the same moment: each gets 201, each event is on the topic,
+        and each reference can be read back (and so corrected or cancelled) from the ledger.
+        Concurrent requests used to lose some events from the ledger (SQLite refused a record
+        whose read came before another request's commit): their references answered 404."""
+        registrations = range(2001, 2017)
+        start = threading.Barrier(len(registrations))
+
+        def submit(entry: int) -> Any:
+            doc = document(
+                EventType.DEATH,
+                registration={"district": "Leeds", "entry_number": entry, "office": OFFICE},
+            )
+            start.wait()
+            return api.post("/v1/events/death", doc, key=f"entry-{entry}")
+
+        with ThreadPoolExecutor(len(registrations)) as pool:
+            responses = list(pool.map(submit, registrations))
+        assert [r.status_code for r in responses] == [201] * len(registrations)
+        assert published(settings, topics) == len(registrations)
+        for response in responses:
+            reference = response.json()["reference"]
+            assert api.get(f"/v1/events/{reference}").status_code == 200, reference
 
     def test_over_the_rate_is_429_with_retry_after(
         self, settings: Settings, topics: Topics
