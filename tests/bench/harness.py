@@ -174,8 +174,8 @@ def baseline_throughput(bus: Bus, stream: list[LifeEvent[Any]]) -> float:
 
 class Latencies(NamedTuple):
     """A latency run's publication-to-confirmation milliseconds, and the rate events were in
-    fact offered at (below the rate asked only if every publisher thread was still waiting for
-    Kafka's acknowledgements when a tick was due)."""
+    fact offered at (below the rate asked only if every publisher thread was still publishing
+    an earlier tick when one was due)."""
 
     ms: list[int]
     offered_per_second: float
