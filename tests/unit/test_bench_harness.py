@@ -73,8 +73,8 @@ def test_with_duplicates_repeats_a_share_of_events_each_after_its_first_delivery
 
 
 def test_paced_offers_each_tick_when_due_while_earlier_ones_await_acknowledgement() -> None:
-    """Open loop: every tick is handed out when due although no publish has returned (a bus slower
-    than the rate asked is offered that rate, not the pace it accepts), and each item once."""
+    """Open loop: every tick is handed out although no publish has returned (a bus slower than the
+    rate asked is offered that rate, not the pace it accepts), each item once, none early."""
     all_in_flight = threading.Barrier(20, timeout=10)  # broken unless 20 publishes run at once
     published: list[int] = []
     lock = threading.Lock()
@@ -86,7 +86,7 @@ def test_paced_offers_each_tick_when_due_while_earlier_ones_await_acknowledgemen
 
     rate = paced(publish, list(range(200)), 1000, publishers=20)
     assert sorted(published) == list(range(200))
-    assert rate == pytest.approx(1000, rel=0.25)  # 20 ticks of 10 ms, by the real clock
+    assert rate <= 1000 * 1.001  # no tick starts before it is due (a busy machine starts later)
 
 
 def test_paced_waits_for_a_publisher_only_when_all_are_busy_and_reports_the_rate_reached() -> None:
@@ -95,6 +95,7 @@ def test_paced_waits_for_a_publisher_only_when_all_are_busy_and_reports_the_rate
     in_flight, most = 0, 0
     calls = 0
     lock = threading.Lock()
+    both_slow_ones = threading.Barrier(2, timeout=10)
 
     def publish(_items: list[int]) -> None:
         nonlocal in_flight, most, calls
@@ -103,8 +104,9 @@ def test_paced_waits_for_a_publisher_only_when_all_are_busy_and_reports_the_rate
             slow = calls <= 2
             in_flight += 1
             most = max(most, in_flight)
-        if slow:
-            threading.Event().wait(0.3)  # a publish waiting for its acknowledgements
+        if slow:  # in flight together, then waiting 0.3 s for their acknowledgements
+            both_slow_ones.wait()
+            threading.Event().wait(0.3)
         with lock:
             in_flight -= 1
 
