@@ -22,7 +22,7 @@ from sqlalchemy import (
     inspect,
     text,
 )
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 from sqlalchemy.schema import CreateColumn
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import Select, UpdateBase
@@ -51,16 +51,24 @@ def connect(url: str) -> Engine:
         # SQLAlchemy's, as that execution would (a BEGIN IMMEDIATE that found the store locked
         # is an OperationalError, which the stores treat as transient)
         statement = conn.get_execution_options().get(_BEGIN, "BEGIN")
-        dbapi = engine.dialect.loaded_dbapi
         try:
             conn.connection.driver_connection.execute(statement)
-        except dbapi.Error as exc:
-            raise DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise _as_sqlalchemys(exc, statement, None, engine.dialect) from exc
 
     return engine
 
 
 _BEGIN = "tellusonce_sqlite_begin"
+
+
+def _as_sqlalchemys(
+    error: Exception, statement: str, params: Any, dialect: Dialect
+) -> StatementError:
+    """A driver's error in a statement run on the driver, as SQLAlchemy raises it when it runs
+    the statement (a locked SQLite store: OperationalError, which the stores treat as transient)."""
+    error_class = dialect.loaded_dbapi.Error
+    return DBAPIError.instance(statement, params, error, error_class, dialect=dialect)
 
 
 def writing(engine: Engine) -> Engine:
@@ -279,8 +287,7 @@ class _Query:
             cursor.execute(sql, values)
             found = cursor.fetchall() if cursor.description else []
         except self.dialect.loaded_dbapi.Error as exc:
-            error = self.dialect.loaded_dbapi.Error
-            raise DBAPIError.instance(sql, values, exc, error, dialect=self.dialect) from exc
+            raise _as_sqlalchemys(exc, sql, values, self.dialect) from exc
         finally:
             cursor.close()
         if not self.results:
