@@ -57,9 +57,24 @@ test-integration: install jars tools ## integration tests only, against a real l
 test-faults: install jars ## the fault suite alone: crashes, broker loss, poison, locks, rebalances
 	@$(BROKER) with $(BIN)/pytest tests/faults $(PYTEST_ARGS)
 
-bench: install jars ## benchmarks against the bare transport: bench/results.json, .png (not in test)
-	@$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev,bench]'
-	@$(BROKER) with $(BIN)/python -m tests.bench.run
+# `make bench` measures the services on an optimised CPython, as they are deployed (the
+# python:3.11-slim image's is built with PGO and LTO). Debian's and Ubuntu's /usr/bin/python3 are
+# such builds, with libpython linked in; pyenv's default build is neither (a shared libpython
+# without -fno-semantic-interposition) and ran the consumers' hot path about a fifth slower
+# (tests/bench/README.md). Used when it is 3.11 or newer and can make a venv; else $(PYTHON).
+BENCH_PYTHON ?= $(shell /usr/bin/python3 -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 11))' \
+  2>/dev/null && echo /usr/bin/python3 || echo $(PYTHON))
+BENCH_VENV := .venv-bench
+
+$(BENCH_VENV)/.installed: pyproject.toml
+	@echo "==> creating $(BENCH_VENV) with $(BENCH_PYTHON) ($$($(BENCH_PYTHON) --version)) for the benchmarks"
+	@$(BENCH_PYTHON) -m venv $(BENCH_VENV)
+	@$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	@$(BENCH_VENV)/bin/python -m pip install --quiet --progress-bar off -e '.[dev,bench]'
+	@touch $@
+
+bench: jars $(BENCH_VENV)/.installed ## benchmarks against the bare transport: bench/results.json, .png (not in test)
+	@$(BROKER) with $(BENCH_VENV)/bin/python -m tests.bench.run
 
 bench-instructions: install ## instructions per event in the consumers' hot path (callgrind: noise-free)
 	@command -v valgrind >/dev/null || { echo "==> installing valgrind (Debian)"; \
@@ -94,4 +109,4 @@ broker-status: ## say whether a broker answers on 127.0.0.1:9092
 	@$(BROKER) status
 
 clean: broker-stop ## remove the venv, fetched jars, stores and broker data
-	rm -rf $(VENV) deploy/kafka/lib .run
+	rm -rf $(VENV) $(BENCH_VENV) deploy/kafka/lib .run
