@@ -3,7 +3,8 @@
 Each measurement alternates ours and the baseline (fresh topics, groups and stores each run) on
 the same broker, and reports the median and range. Writes bench/results.json, bench/results.png
 and bench/profile.txt, and prints a table. Sizes can be lowered for a quick look with
-BENCH_EVENTS, BENCH_RUNS, BENCH_RATE, BENCH_SECONDS and BENCH_CATCH_UP.
+BENCH_EVENTS, BENCH_RUNS, BENCH_RATE, BENCH_SECONDS and BENCH_CATCH_UP. A warm-up run of each,
+not counted, comes first.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import platform
 import pstats
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -42,6 +44,7 @@ RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 RATE = int(os.environ.get("BENCH_RATE", "1000"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "30"))
 CATCH_UP = int(os.environ.get("BENCH_CATCH_UP", "20000"))
+WARM_UP = min(EVENTS, 15000)  # events in the uncounted runs that warm the broker up
 
 
 def say(text: str) -> None:
@@ -169,24 +172,40 @@ def chart(results: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def warm_up(root: Path) -> None:
+    """One throughput run of each, not counted. The broker (a JVM) compiles its hot paths in
+    its first minutes: on a fresh broker the first of four runs in a row made 893 events/s, the
+    next three 1,224 to 1,316, so whichever ran first was measured on a slower broker."""
+    stream = workload(WARM_UP, Settings(), seed_=7)
+    say(f"warm-up, not counted ({WARM_UP} events each)")
+    for kind, how in alternating(0, ours_throughput, baseline_throughput):
+        measure(root, f"  {kind} events/s (warm-up)", how, stream)
+
+
+def alternating(run: int, ours: Any, baseline: Any) -> list[tuple[str, Any]]:
+    """Ours then the baseline, or the reverse every other run: neither always runs first
+    (the VM's speed drifts)."""
+    pair = [("ours", ours), ("baseline", baseline)]
+    return pair if run % 2 == 0 else pair[::-1]
+
+
 def main() -> None:
     logs.configure("warning")  # the profiled in-process consumer would print a line a message
     OUT.mkdir(exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="tellusonce-bench-"))
+    warm_up(root)
     throughput: dict[str, list[float]] = {"ours": [], "baseline": []}
     for run in range(RUNS):
         stream = workload(EVENTS, Settings())
         say(f"throughput run {run + 1}/{RUNS} ({EVENTS} events)")
-        throughput["ours"].append(measure(root, "  ours events/s", ours_throughput, stream))
-        throughput["baseline"].append(
-            measure(root, "  baseline events/s", baseline_throughput, stream)
-        )
+        for kind, how in alternating(run, ours_throughput, baseline_throughput):
+            throughput[kind].append(measure(root, f"  {kind} events/s", how, stream))
     latency: dict[str, list[int]] = {"ours": [], "baseline": []}
     offered: dict[str, list[float]] = {"ours": [], "baseline": []}
     for run in range(RUNS):
         stream = workload(RATE * SECONDS, Settings(), seed_=13 + run)
         say(f"latency run {run + 1}/{RUNS} ({RATE} events/s asked for {SECONDS} s)")
-        for kind, how in (("ours", ours_latency), ("baseline", baseline_latency)):
+        for kind, how in alternating(run, ours_latency, baseline_latency):
             measured = measure(root, f"  {kind} latencies", how, stream, RATE)
             latency[kind] += measured.ms
             offered[kind].append(measured.offered_per_second)
@@ -241,6 +260,7 @@ def main() -> None:
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
+            "python_executable": os.path.realpath(sys.executable),  # which build: see Makefile
             "platform": platform.platform(),
         },
     }
@@ -264,7 +284,8 @@ def main() -> None:
     print(
         f"{'catch-up of ' + str(CATCH_UP) + ' events (s)':<34}{results['catch_up_seconds']:>14.1f}"
     )
-    print(f"\nwrote {OUT / 'results.json'}, {OUT / 'results.png'}, {OUT / 'profile.txt'}")
+    print(f"\non Python {platform.python_version()} ({os.path.realpath(sys.executable)})")
+    print(f"wrote {OUT / 'results.json'}, {OUT / 'results.png'}, {OUT / 'profile.txt'}")
     root.rmdir()  # each run removed its own directory
 
 

@@ -156,3 +156,13 @@ def test_a_run_removes_its_stores_and_a_failed_run_keeps_them(
     with pytest.raises(RuntimeError, match="the run failed"):
         run.measure(tmp_path, "a failing run", failing)
     assert (made[1].settings.data_dir / "logs.log").read_text() == "a line\n"
+
+
+def test_ours_and_the_baseline_take_turns_at_running_first() -> None:
+    orders = [[kind for kind, _ in run.alternating(i, "ours()", "baseline()")] for i in range(3)]
+
+    assert orders == [["ours", "baseline"], ["baseline", "ours"], ["ours", "baseline"]]
+    assert dict(run.alternating(1, "ours()", "baseline()")) == {
+        "ours": "ours()",
+        "baseline": "baseline()",
+    }
