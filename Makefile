@@ -15,14 +15,19 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
+# $(call venv,PYTHON,DIR,EXTRAS): DIR made by PYTHON, with tellusonce and EXTRAS installed
+define venv
+	@$(1) -m venv $(2)
+	@$(2)/bin/python -m pip install --quiet --upgrade pip
+	@$(2)/bin/python -m pip install --quiet --progress-bar off -e '.[$(3)]'
+	@touch $@
+endef
+
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 	  || { echo "Python 3.11+ is needed (found $$($(PYTHON) --version)); set PYTHON=python3.11"; exit 1; }
 	@echo "==> creating $(VENV) and installing tellusonce with its dev tools"
-	@$(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install --quiet --upgrade pip
-	@$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]'
-	@touch $@
+	$(call venv,$(PYTHON),$(VENV),dev)
 	@echo "==> installed into $(VENV)"
 
 install: $(INSTALLED) ## create .venv and install the package and dev tools
@@ -65,13 +70,11 @@ test-faults: install jars ## the fault suite alone: crashes, broker loss, poison
 BENCH_PYTHON ?= $(shell /usr/bin/python3 -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 11))' \
   2>/dev/null && echo /usr/bin/python3 || echo $(PYTHON))
 BENCH_VENV := .venv-bench
+comma := ,
 
 $(BENCH_VENV)/.installed: pyproject.toml
 	@echo "==> creating $(BENCH_VENV) with $(BENCH_PYTHON) ($$($(BENCH_PYTHON) --version)) for the benchmarks"
-	@$(BENCH_PYTHON) -m venv $(BENCH_VENV)
-	@$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
-	@$(BENCH_VENV)/bin/python -m pip install --quiet --progress-bar off -e '.[dev,bench]'
-	@touch $@
+	$(call venv,$(BENCH_PYTHON),$(BENCH_VENV),dev$(comma)bench)
 
 bench: jars $(BENCH_VENV)/.installed ## benchmarks against the bare transport: bench/results.json, .png (not in test)
 	@$(BROKER) with $(BENCH_VENV)/bin/python -m tests.bench.run
