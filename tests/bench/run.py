@@ -285,7 +285,8 @@ def main() -> None:
     print(
         f"{'catch-up of ' + str(CATCH_UP) + ' events (s)':<34}{results['catch_up_seconds']:>14.1f}"
     )
-    print(f"\non Python {platform.python_version()} ({os.path.realpath(sys.executable)})")
+    machine = results["machine"]
+    print(f"\non Python {machine['python']} ({machine['python_executable']})")
     print(f"wrote {OUT / 'results.json'}, {OUT / 'results.png'}, {OUT / 'profile.txt'}")
     root.rmdir()  # each run removed its own directory
 
