@@ -99,7 +99,8 @@ def duplicates_in_logs(logs: Path) -> int:
 
 
 def batches(log: Path) -> list[dict[str, Any]]:
-    """The batch_handled lines of a consumer's JSON log."""
-    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    """The batch_handled lines of a consumer's JSON log. Only whole lines: a running consumer
+    may be writing the last one."""
+    lines = log.read_text(errors="replace").split("\n")[:-1] if log.exists() else []
     found = [json.loads(line) for line in lines if line.startswith("{")]
     return [line for line in found if line["event"] == "batch_handled"]
