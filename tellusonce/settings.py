@@ -43,14 +43,16 @@ class Settings(BaseSettings):
     source: str = Field("urn:tellusonce:registrar", description="CloudEvents ce_source")
     publish_timeout_seconds: float = Field(30.0, gt=0)
     fetch_wait_ms: int = Field(
-        500,
+        25,
         ge=0,
         description="how long the broker may hold a consumer's fetch until fetch_min_bytes are "
-        "there (librdkafka's defaults). 20 ms and 64 KiB make fuller batches under moderate "
-        "traffic (a fifth less consumer CPU per event, two fifths less broker CPU, at 500 "
-        "events/s) but a backlog's catch-up about 13% slower, so they are not the default",
+        "there. Fuller batches: at 1,000 events/s, 25 ms and 16 KiB took the p99 from "
+        "submission to confirmation from 133-1,064 ms (librdkafka's 500 ms and 1 byte, which "
+        "answer at the first byte) to 49-66 ms, with less CPU per event and the same "
+        "throughput and catch-up; they add up to 25 ms a hop at light traffic, and each idle "
+        "consumer's fetches cost the broker about 0.8% of a core (2-vCPU VM)",
     )
-    fetch_min_bytes: int = Field(1, ge=1, description="see fetch_wait_ms")
+    fetch_min_bytes: int = Field(16384, ge=1, description="see fetch_wait_ms")
     api_port: int = Field(8080, description="port of `tellusonce serve`")
     api_rate_per_second: float = Field(5.0, gt=0, description="requests/s per office (average)")
     api_burst: int = Field(20, ge=1, description="requests an office may make at once")

@@ -13,10 +13,10 @@ def test_the_broker_may_hold_a_fetch_to_fill_it_as_set(monkeypatch: pytest.Monke
     """Fetches are held up to fetch_wait_ms for fetch_min_bytes (TELLUSONCE_FETCH_*), and
     librdkafka takes the configuration as it is (an unknown or invalid property would raise)."""
     default = consumer_config(Settings(), "group", "client")
-    assert (default["fetch.wait.max.ms"], default["fetch.min.bytes"]) == (500, 1)
-    monkeypatch.setenv("TELLUSONCE_FETCH_WAIT_MS", "20")
-    monkeypatch.setenv("TELLUSONCE_FETCH_MIN_BYTES", "65536")
+    assert (default["fetch.wait.max.ms"], default["fetch.min.bytes"]) == (25, 16384)
+    monkeypatch.setenv("TELLUSONCE_FETCH_WAIT_MS", "500")
+    monkeypatch.setenv("TELLUSONCE_FETCH_MIN_BYTES", "1")
     config = consumer_config(Settings(), "group", "client")
-    assert (config["fetch.wait.max.ms"], config["fetch.min.bytes"]) == (20, 65536)
+    assert (config["fetch.wait.max.ms"], config["fetch.min.bytes"]) == (500, 1)
     assert config["enable.auto.offset.store"] is False  # offsets stored only once handled
     Consumer(config).close()
