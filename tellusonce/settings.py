@@ -46,11 +46,11 @@ class Settings(BaseSettings):
         25,
         ge=0,
         description="how long the broker may hold a consumer's fetch until fetch_min_bytes are "
-        "there. Fuller batches: at 1,000 events/s, 25 ms and 16 KiB took the p99 from "
-        "submission to confirmation from 133-1,064 ms (librdkafka's 500 ms and 1 byte, which "
-        "answer at the first byte) to 49-66 ms, with less CPU per event and the same "
-        "throughput and catch-up; they add up to 25 ms a hop at light traffic, and each idle "
-        "consumer's fetches cost the broker about 0.8% of a core (2-vCPU VM)",
+        "there. Fuller batches than librdkafka's 500 ms and 1 byte (which answer at the first "
+        "byte): at 1,000 events/s, make bench's p99 from submission to confirmation fell from "
+        "173 to 92 ms, with less CPU per event and the same throughput and catch-up; they add "
+        "up to 25 ms a hop at light traffic, and each idle consumer's fetches cost the broker "
+        "about 0.8% of a core (tests/bench/README.md)",
     )
     fetch_min_bytes: int = Field(16384, ge=1, description="see fetch_wait_ms")
     api_port: int = Field(8080, description="port of `tellusonce serve`")
