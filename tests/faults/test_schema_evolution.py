@@ -126,6 +126,36 @@ class TestBothWays:
         kind, record = newer.read_record(Codec().encode(event(EventType.DEATH)))
         assert (kind, record["facts"][NEW_FIELD]) == ("death", None)
 
+    def test_v1_tracker_reads_the_envelope_of_v2_messages(self, tmp_path: Path) -> None:
+        """The tracker reads a life event's envelope alone: one that gained an optional field
+        in v2 is resolved to the v1 envelope it knows, and one of v1 read as itself."""
+        schema = json.loads((schema_dir() / "death" / "v1.avsc").read_text())
+        schema["fields"][0]["type"]["fields"].append(OPTIONAL)
+        (tmp_path / "death").mkdir()
+        (tmp_path / "death" / "v2.avsc").write_text(json.dumps(schema))
+        released = Codec([tmp_path])
+        v2 = next(s for s in released.writers.values() if s.version == 2)
+        death = event(EventType.DEATH)
+        record = death.model_dump()
+        record["envelope"][NEW_FIELD] = "R99"
+        data = MAGIC + v2.fingerprint + write(v2.parsed, record)
+        assert released.decode_envelope(data) == death.envelope
+        assert released.decode(data) == death
+        assert released.decode_envelope(released.encode(death)) == death.envelope
+
+    def test_v1_tracker_reads_the_envelope_wherever_v2_puts_it(self, tmp_path: Path) -> None:
+        """Avro resolves fields by name, so a v2 may list the facts first: the tracker then
+        reads the whole record for its envelope."""
+        schema = json.loads((schema_dir() / "death" / "v1.avsc").read_text())
+        schema["fields"].reverse()
+        (tmp_path / "death").mkdir()
+        (tmp_path / "death" / "v2.avsc").write_text(json.dumps(schema))
+        released = Codec([tmp_path])
+        v2 = next(s for s in released.writers.values() if s.version == 2)
+        death = event(EventType.DEATH)
+        data = MAGIC + v2.fingerprint + write(v2.parsed, death.model_dump())
+        assert released.decode_envelope(data) == death.envelope
+
     def test_v2_messages_are_applied_by_v1_services_on_the_broker(
         self,
         settings: Settings,

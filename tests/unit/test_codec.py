@@ -74,16 +74,19 @@ class TestEnvelopes:
     def test_a_confirmation_is_read_whole(self, confirmation: Confirmation) -> None:
         assert CODEC.decode_envelope(CODEC.encode(confirmation)) == confirmation
 
-    def test_facts_are_read_as_avro_but_not_validated(self) -> None:
-        """An event whose facts a service refuses (a NINO no one can have) is still known by
-        its envelope; bytes that are not a whole Avro body are refused as before."""
+    def test_facts_are_not_read(self) -> None:
+        """An event whose facts a service refuses (a NINO no one can have, or bytes cut short
+        after the envelope) is still known by its envelope; an envelope cut short is refused."""
         refused = with_deceased_nino(event(EventType.DEATH), "QQ000000Z")
         data = CODEC.encode(refused)
         with pytest.raises(UndecodableMessage, match=r"facts\.deceased\.nino \(nino_format\)"):
             CODEC.decode(data)
         assert CODEC.decode_envelope(data) == refused.envelope
         with pytest.raises(UndecodableMessage, match="corrupt or truncated"):
-            CODEC.decode_envelope(data[:-5])
+            CODEC.decode(data[:-5])
+        assert CODEC.decode_envelope(data[:-5]) == refused.envelope
+        with pytest.raises(UndecodableMessage, match="corrupt or truncated"):
+            CODEC.decode_envelope(data[: HEADER_LENGTH + 20])
 
     def test_an_invalid_envelope_names_its_field(self) -> None:
         valid = event(EventType.DEATH)
