@@ -62,8 +62,11 @@ def percentile(values: list[int], q: float) -> float:
 
 def measure(root: Path, label: str, run: Any, *args: Any) -> Any:
     """One run on its own topics, groups and stores; the stores and logs (about 250 MB a run)
-    are removed after it, or kept, and named, if it failed."""
+    are removed after it, or kept, and named, if it failed. What earlier runs and the new
+    stores' seeding left in the page cache is written to disk first (os.sync), so that the
+    kernel's writeback of it does not fall inside the run: a bare-transport run lasts 1 to 3 s."""
     bus = Bus.fresh(root)
+    os.sync()
     try:
         result = run(bus, *args)
     except BaseException:
