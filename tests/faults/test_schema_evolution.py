@@ -68,6 +68,14 @@ def full_compatible(old: Any, new: Any, records: list[dict[str, Any]]) -> bool:
     return True
 
 
+def released_with_v2(root: Path, schema: Any) -> tuple[Codec, WriterSchema]:
+    """The released code's codec given death/v2.avsc = `schema`, and that v2 writer schema."""
+    (root / "death").mkdir()
+    (root / "death" / "v2.avsc").write_text(json.dumps(schema))
+    released = Codec([root])
+    return released, next(s for s in released.writers.values() if s.version == 2)
+
+
 def v2_bytes(schema: WriterSchema, death: LifeEvent[Any]) -> bytes:
     record = death.model_dump()
     record["facts"][NEW_FIELD] = "R99"
@@ -131,10 +139,7 @@ class TestBothWays:
         in v2 is resolved to the v1 envelope it knows, and one of v1 read as itself."""
         schema = json.loads((schema_dir() / "death" / "v1.avsc").read_text())
         schema["fields"][0]["type"]["fields"].append(OPTIONAL)
-        (tmp_path / "death").mkdir()
-        (tmp_path / "death" / "v2.avsc").write_text(json.dumps(schema))
-        released = Codec([tmp_path])
-        v2 = next(s for s in released.writers.values() if s.version == 2)
+        released, v2 = released_with_v2(tmp_path, schema)
         death = event(EventType.DEATH)
         record = death.model_dump()
         record["envelope"][NEW_FIELD] = "R99"
@@ -148,10 +153,7 @@ class TestBothWays:
         reads the whole record for its envelope."""
         schema = json.loads((schema_dir() / "death" / "v1.avsc").read_text())
         schema["fields"].reverse()
-        (tmp_path / "death").mkdir()
-        (tmp_path / "death" / "v2.avsc").write_text(json.dumps(schema))
-        released = Codec([tmp_path])
-        v2 = next(s for s in released.writers.values() if s.version == 2)
+        released, v2 = released_with_v2(tmp_path, schema)
         death = event(EventType.DEATH)
         data = MAGIC + v2.fingerprint + write(v2.parsed, death.model_dump())
         assert released.decode_envelope(data) == death.envelope
