@@ -313,10 +313,12 @@ class Runtime(Generic[M]):
                 if where in self.subscriber.assigned:
                     self.subscriber.resume(*where)
 
-    def relay(self) -> None:
-        """Publish the outbox's confirmations and mark them sent once Kafka acknowledged them."""
+    def relay(self) -> bool:
+        """Publish the outbox's oldest confirmations (a page of them) and mark them sent once
+        Kafka acknowledged them; True if it published some (more may wait: the next call looks,
+        whether or not new messages came meanwhile)."""
         if not self._outbox_dirty:
-            return
+            return False
         try:
             pending = self.handler.outbox()
             if pending:
@@ -329,9 +331,11 @@ class Runtime(Generic[M]):
                     ]
                 )
                 self.handler.sent([p.row_id for p in pending if p.row_id is not None])
-            self._outbox_dirty = False
+            self._outbox_dirty = bool(pending)
+            return bool(pending)
         except TransientError as exc:  # the rows stay in the outbox; try again next loop
             self.log.warning("outbox_relay_failed", error_class=type(exc).__name__, error=str(exc))
+            return False
 
     def _revoked(self, partitions: list[tuple[str, int]]) -> None:
         for where in partitions:
@@ -353,7 +357,8 @@ class Runtime(Generic[M]):
     def shutdown(self) -> None:
         """Relay what the outbox holds, mark it sent, commit stored offsets and leave the group."""
         self._outbox_dirty = True
-        self.relay()
+        while self.relay():
+            pass
         try:
             self.handler.close()
         except TransientError as exc:  # those rows are published again after a restart

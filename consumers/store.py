@@ -477,6 +477,7 @@ class ServiceStore:
         # acknowledged that the next transaction touching the outbox marks sent: a consumer
         # batch's outbox work rides in its own transaction rather than two more.
         self._unsent: list[Pending] | None = None
+        self._more_unsent = False  # the outbox held more than _unsent when it was read
         self._acknowledged: list[int] = []
         try:
             create_or_upgrade(self.engine, metadata)
@@ -517,7 +518,7 @@ class ServiceStore:
             queued = tx.queued
             tx.flush()
             unsent = _pending(tx) if queued else None
-        self._unsent = unsent
+        self._keep_unsent(unsent)
 
     @contextmanager
     def event_transaction(self) -> Iterator[Transaction]:
@@ -561,8 +562,12 @@ class ServiceStore:
         last unit of work read them before it committed, or read now."""
         if self._unsent is None:
             with self._outbox_transaction() as tx:
-                self._unsent = _pending(tx)
-        return list(self._unsent)
+                self._keep_unsent(_pending(tx))
+        return list(self._unsent or ())
+
+    def _keep_unsent(self, unsent: list[Pending] | None) -> None:
+        self._unsent = unsent
+        self._more_unsent = unsent is not None and len(unsent) >= PENDING_LIMIT
 
     def count_pending(self) -> int:
         """How many confirmations wait to be published."""
@@ -578,6 +583,8 @@ class ServiceStore:
         if self._unsent is not None:
             done = set(row_ids)
             self._unsent = [p for p in self._unsent if p.row_id not in done]
+            if not self._unsent and self._more_unsent:  # the next page: read the outbox again
+                self._unsent = None
 
     def mark_sent(self, row_ids: Sequence[int] = ()) -> None:
         """Mark outbox rows sent now, with every row acknowledged before."""

@@ -57,6 +57,9 @@ class Kept:
     def publish(self, messages: Sequence[Outgoing]) -> None:
         self.sent.extend(messages)
 
+    def commit(self) -> None:
+        """Offsets: nothing to commit without Kafka."""
+
     def close(self) -> None:
         """Nothing to close."""
 

@@ -1,0 +1,85 @@
+"""The outbox relay publishes every stored confirmation, a page at a time, with no new messages
+needed to move it on (after an outage of the broker, say, the outbox holds many pages)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from consumers import store
+from consumers.runtime import Runtime
+from tellusonce.codec import Codec
+from tellusonce.errors import BrokerUnavailable
+from tellusonce.kafka import Outgoing
+from tellusonce.topics import Topics
+from tests.bench.instructions import Kept
+from tests.unit.test_amend import handler
+from tests.unit.test_batches import as_received
+from tests.unit.test_bench_harness import distinct_deaths
+
+PAGE = 3
+EVENTS = 2 * PAGE + 1  # two full pages and one row
+
+
+class Outage(Kept):
+    """A publisher whose broker is down until `up` is set."""
+
+    up = False
+
+    def publish(self, messages: Sequence[Outgoing]) -> None:
+        if not self.up:
+            raise BrokerUnavailable("0 of 1 messages acknowledged by Kafka: broker down")
+        super().publish(messages)
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Runtime[object]:
+    """State Pension's runtime with seven deaths handled while the broker was down: their seven
+    confirmations wait in its outbox, which is read PAGE rows at a time."""
+    monkeypatch.setattr(store, "PENDING_LIMIT", PAGE)
+    service = handler(tmp_path, "pensions")
+    kept = Outage()
+    runtime: Runtime[object] = Runtime(service, kept, kept, Topics())  # type: ignore[arg-type]
+    codec = Codec()
+    deaths = distinct_deaths(EVENTS)
+    runtime.process(
+        [
+            as_received(d, codec.encode(d))._replace(topic=service.topics[0], offset=i)
+            for i, d in enumerate(deaths)
+        ]
+    )
+    assert runtime.relay() is False  # refused: the rows stay
+    assert kept.sent == []
+    kept.up = True
+    return runtime
+
+
+def published_event_ids(runtime: Runtime[object]) -> list[bytes]:
+    kept = runtime.publisher
+    assert isinstance(kept, Outage)
+    return [m.key for m in kept.sent]
+
+
+def test_the_run_loop_relays_every_page_without_new_messages(runtime: Runtime[object]) -> None:
+    """Each turn of the run loop (no message polled) publishes the next page, until none waits."""
+    turns = 0
+    while runtime.relay():
+        turns += 1
+        assert turns <= EVENTS, "the relay kept publishing"
+
+    sent = published_event_ids(runtime)
+    assert turns == 3  # pages of 3, 3 and 1
+    assert len(sent) == len(set(sent)) == EVENTS
+    assert runtime.handler.outbox() == []
+    assert runtime.handler.outbox_size() == 0  # marked sent in the store
+
+
+def test_shutdown_relays_the_whole_outbox(runtime: Runtime[object]) -> None:
+    """SIGTERM's drain publishes every page the outbox holds, not just the first."""
+    runtime.shutdown()
+
+    sent = published_event_ids(runtime)
+    assert len(sent) == len(set(sent)) == EVENTS
+    assert runtime.handler.outbox_size() == 0
