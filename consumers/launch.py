@@ -6,7 +6,7 @@ import gc
 from typing import Any
 
 from consumers.applier import ServiceHandler
-from consumers.runtime import Handler, Runtime
+from consumers.runtime import BATCH, Handler, Runtime
 from consumers.services import SERVICES
 from consumers.store import ServiceStore
 from consumers.tracker import TrackerHandler, TrackerStore
@@ -18,6 +18,10 @@ from tellusonce.settings import Settings
 from tellusonce.topics import TRACKER, Topics
 
 NAMES = (*SERVICES, TRACKER)
+# The tracker reads every event and each service's confirmation of it, about four messages an
+# event, alone: with batches of a service's size it fell behind the services and finished a
+# backlog alone, on one core (tests/bench/README.md).
+TRACKER_BATCH = 4 * BATCH
 
 
 def build(name: str, settings: Settings, codec: Codec | None = None) -> Runtime[Any]:
@@ -29,6 +33,7 @@ def build(name: str, settings: Settings, codec: Codec | None = None) -> Runtime[
         Subscriber(settings, topics.group(name), name),
         Publisher(settings, name),
         topics,
+        TRACKER_BATCH if name == TRACKER else BATCH,
     )
 
 

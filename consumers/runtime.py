@@ -38,6 +38,7 @@ from tellusonce.topics import Topics
 BACKOFF_FIRST_SECONDS = 0.2
 BACKOFF_MAX_SECONDS = 30.0
 GAUGE_INTERVAL_SECONDS = 5.0
+BATCH = 500  # messages a poll takes at most: handled in one store transaction
 OUTCOME_LABELS = (
     "applied",
     "no_record",
@@ -110,7 +111,7 @@ class Runtime(Generic[M]):
         subscriber: Subscriber,
         publisher: Publisher,
         topics: Topics,
-        batch_size: int = 500,
+        batch_size: int = BATCH,
     ) -> None:
         self.handler = handler
         self.subscriber = subscriber

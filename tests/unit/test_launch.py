@@ -1,0 +1,50 @@
+"""What consumers.launch builds: the tracker takes a backlog in larger batches than a service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from consumers.launch import TRACKER_BATCH, build
+from consumers.runtime import BATCH, Runtime
+from consumers.tracker import TrackerHandler, TrackerStore, events
+from tellusonce.codec import Codec
+from tellusonce.events import EventType
+from tellusonce.settings import Settings
+from tellusonce.topics import TRACKER, Topics
+from tests.bench.instructions import Kept
+from tests.unit.test_batches import as_received
+from tests.unit.test_bench_harness import distinct_deaths
+
+
+def test_the_tracker_polls_four_messages_for_each_a_service_polls(tmp_path: Path) -> None:
+    """The tracker reads about four messages an event (the event and three services'
+    confirmations, on average) where a service reads one."""
+    settings = Settings(data_dir=tmp_path)
+    built = [build(name, settings) for name in ("pensions", TRACKER)]
+    try:
+        assert [r.batch_size for r in built] == [BATCH, 4 * BATCH]
+    finally:
+        for runtime in built:
+            runtime.subscriber.close()
+            runtime.publisher.close()
+
+
+def test_a_whole_tracker_batch_is_one_unit_of_work(tmp_path: Path) -> None:
+    """A batch of TRACKER_BATCH events, every one new, is looked up and stored at once (its
+    IN lists of that many ids stay within SQLite's limits on bound values)."""
+    store = TrackerStore(f"sqlite:///{tmp_path / 'tracker.db'}")
+    codec = Codec()
+    kept = Kept()
+    runtime = Runtime(TrackerHandler(store, Topics(), codec), kept, kept, Topics())  # type: ignore[arg-type]
+    topic = Topics().events(EventType.DEATH)
+    batch = [
+        as_received(d, codec.encode(d))._replace(topic=topic, offset=i)
+        for i, d in enumerate(distinct_deaths(TRACKER_BATCH))
+    ]
+
+    runtime.process(batch)
+
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(events)).scalar_one() == TRACKER_BATCH
