@@ -82,16 +82,16 @@ def hot_path(runtimes: dict[str, tuple[Runtime[Any], Kept]], stream: list[Receiv
         print(f"  {name}: {len(mine)} messages handled", flush=True)
 
 
-def main() -> None:
+def cpu_per_event(events: int = EVENTS, repeats: float = REPEATS) -> float:
+    """Microseconds of CPU per event over the hot section, run as in a consumer process (its
+    garbage-collector tuning, a log line per message to stderr)."""
     logs.configure("info")  # each consumer logs a line per message: part of the cost
-    twice = f" ({REPEATS:.0%} of them twice)" if REPEATS else ""
-    print(f"{EVENTS} events{twice} through the four services and the tracker", flush=True)
     with tempfile.TemporaryDirectory(prefix="tellusonce-instructions-") as root:
         settings = Settings(topic_prefix="instructions.", data_dir=Path(root))
         seed(settings, others=CROWD_SIZE)
         topics = Topics(settings.topic_prefix)
-        events = workload(EVENTS, settings)
-        stream = received(encoded(with_duplicates(events, REPEATS) if REPEATS else events, topics))
+        made = workload(events, settings)
+        stream = received(encoded(with_duplicates(made, repeats) if repeats else made, topics))
         runtimes = {}
         for name in (*SERVICES, TRACKER):
             kept = Kept()
@@ -100,7 +100,13 @@ def main() -> None:
         tune_garbage_collector()  # as a consumer process does
         started = time.process_time()
         functools.reduce(lambda _a, _b: hot_path(runtimes, stream), [None], None)
-        per_event = (time.process_time() - started) / EVENTS * 1e6
+        return (time.process_time() - started) / events * 1e6
+
+
+def main() -> None:
+    twice = f" ({REPEATS:.0%} of them twice)" if REPEATS else ""
+    print(f"{EVENTS} events{twice} through the four services and the tracker", flush=True)
+    per_event = cpu_per_event()
     print(f"{EVENTS} events: {per_event:,.0f} µs of CPU per event (far more under valgrind)")
 
 

@@ -16,6 +16,7 @@ import os
 import platform
 import pstats
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -45,6 +46,7 @@ RATE = int(os.environ.get("BENCH_RATE", "1000"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "30"))
 CATCH_UP = int(os.environ.get("BENCH_CATCH_UP", "20000"))
 WARM_UP = EVENTS  # events in each of the uncounted runs that warm the broker up
+SPEED_EVENTS = 1500  # events through the consumers' hot path alone, to gauge the machine's speed
 
 
 def say(text: str) -> None:
@@ -186,6 +188,29 @@ def warm_up(root: Path) -> None:
         measure(root, f"  {kind} events/s (warm-up)", how, stream)
 
 
+def machine_speed() -> float:
+    """The consumers' hot path alone (tests.bench.instructions: no broker, one process, logs to
+    /dev/null), in microseconds of CPU per event. The same code took 591 to 620 on this
+    project's VM one morning and 1,300 to 1,500 that afternoon: figures of invocations taken at
+    different speeds compare only with this beside them."""
+    env = os.environ | {
+        "BENCH_EVENTS": str(SPEED_EVENTS),
+        "BENCH_REPEATS": "0",
+        "BENCH_BATCH": "500",
+    }
+    code = "from tests.bench.instructions import cpu_per_event; print(cpu_per_event())"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=OUT.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        check=True,
+    )
+    return float(done.stdout.split()[-1])  # after the hot path's progress lines
+
+
 def alternating(run: int, ours: Any, baseline: Any) -> list[tuple[str, Any]]:
     """Ours then the baseline, or the reverse every other run: neither always runs first
     (the VM's speed drifts)."""
@@ -197,6 +222,9 @@ def main() -> None:
     logs.configure("warning")  # the profiled in-process consumer would print a line a message
     OUT.mkdir(exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="tellusonce-bench-"))
+    say(f"the machine's speed: the consumers' hot path alone ({SPEED_EVENTS} events, no broker)")
+    speed = [machine_speed()]
+    say(f"  {speed[0]:,.0f} µs of CPU per event")
     warm_up(root)
     throughput: dict[str, list[float]] = {"ours": [], "baseline": []}
     for run in range(RUNS):
@@ -235,6 +263,9 @@ def main() -> None:
         catch.append(measure(root, "  catch-up seconds", catch_up, stream))
     say("profiling the consumer hot path")
     (OUT / "profile.txt").write_text(profile_consumer(root, min(EVENTS, 5000)))
+    say("the machine's speed again")
+    speed.append(machine_speed())
+    say(f"  {speed[1]:,.0f} µs of CPU per event")
 
     ours, base = summary(throughput["ours"]), summary(throughput["baseline"])
     lat = {
@@ -266,6 +297,8 @@ def main() -> None:
             "python": platform.python_version(),
             "python_executable": os.path.realpath(sys.executable),  # which build: see Makefile
             "platform": platform.platform(),
+            # the consumers' hot path alone, before and after: the machine's speed that day
+            "hot_path_cpu_us_per_event": speed,
         },
     }
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
@@ -289,6 +322,10 @@ def main() -> None:
         f"{'catch-up of ' + str(CATCH_UP) + ' events (s)':<34}{results['catch_up_seconds']:>14.1f}"
     )
     machine = results["machine"]
+    alone = ", ".join(f"{us:,.0f}" for us in speed)
+    print(
+        f"{'hot path alone, µs CPU/event':<34}{alone:>14}   (the machine's speed, first and last)"
+    )
     print(f"\non Python {machine['python']} ({machine['python_executable']})")
     print(f"wrote {OUT / 'results.json'}, {OUT / 'results.png'}, {OUT / 'profile.txt'}")
     root.rmdir()  # each run removed its own directory

@@ -166,3 +166,13 @@ def test_ours_and_the_baseline_take_turns_at_running_first() -> None:
         "ours": "ours()",
         "baseline": "baseline()",
     }
+
+
+def test_the_machine_speed_is_the_hot_path_alone_in_a_process_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """make bench gauges the machine with tests.bench.instructions' CPU per event, read back
+    from a child process (a consumer handles an event in well under a second of CPU)."""
+    monkeypatch.setattr(run, "SPEED_EVENTS", 20)
+
+    assert 0 < run.machine_speed() < 1_000_000
