@@ -190,9 +190,9 @@ def warm_up(root: Path) -> None:
 
 def machine_speed() -> float:
     """The consumers' hot path alone (tests.bench.instructions: no broker, one process, logs to
-    /dev/null), in microseconds of CPU per event. The same code took 591 to 620 on this
-    project's VM one morning and 1,300 to 1,500 that afternoon: figures of invocations taken at
-    different speeds compare only with this beside them."""
+    /dev/null), in microseconds of CPU per event. On this project's VM it took 591 to 620 one
+    morning and 1,300 to 1,500 that afternoon (with 2% fewer instructions per event): figures
+    of invocations taken at different speeds compare only with this beside them."""
     env = os.environ | {
         "BENCH_EVENTS": str(SPEED_EVENTS),
         "BENCH_REPEATS": "0",
