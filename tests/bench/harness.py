@@ -38,6 +38,7 @@ from tests.integration.conftest import wait_for
 CODEC = Codec()
 _STORED_SINCE = text("SELECT count(*), max(rowid) FROM confirmations WHERE rowid > :seen")
 TIMEOUT = 900.0  # seconds a run may take before it is given up
+STALLED = 60.0  # seconds a run may go without a new confirmation before it is given up
 CHUNK = 500
 PUBLISHERS = 16  # a latency run's ticks being published at once, at most
 
@@ -144,6 +145,27 @@ def encoded(stream: list[LifeEvent[Any]], topics: Topics) -> list[Outgoing]:
     ]
 
 
+class Stalled(Exception):
+    """A run stopped making progress, or ran out of time."""
+
+
+def counted(count: Callable[[], int], want: int, what: str) -> None:
+    """Poll `count` every 50 ms until it reaches `want`. A run that gets no further for STALLED
+    seconds (a stuck consumer, confirmations left unpublished) is given up then, saying how far
+    it got, rather than after TIMEOUT: a run takes 1 to 30 s."""
+    started = moved = time.monotonic()
+    last = -1
+    while (done := count()) < want:
+        now = time.monotonic()
+        if done != last:
+            last, moved = done, now
+        elif now - moved > STALLED:
+            raise Stalled(f"{what}: {done:,} of {want:,}, none new for {STALLED:.0f} s")
+        if now - started > TIMEOUT:
+            raise Stalled(f"{what}: {done:,} of {want:,} after {TIMEOUT:.0f} s")
+        time.sleep(0.05)
+
+
 def ours_throughput(bus: Bus, stream: list[LifeEvent[Any]]) -> float:
     """Events/s from the first submission to the last confirmation stored by the tracker."""
     bus.start_ours()
@@ -152,7 +174,7 @@ def ours_throughput(bus: Bus, stream: list[LifeEvent[Any]]) -> float:
     started = time.monotonic()
     for i in range(0, len(stream), CHUNK):
         registrar.publish_many(stream[i : i + CHUNK])
-    wait_for(lambda: bus.confirmed() >= want, "our confirmations", TIMEOUT)
+    counted(bus.confirmed, want, "our confirmations")
     return len(stream) / (time.monotonic() - started)
 
 
@@ -166,7 +188,7 @@ def baseline_throughput(bus: Bus, stream: list[LifeEvent[Any]]) -> float:
     started = time.monotonic()
     for i in range(0, len(messages), CHUNK):
         publisher.publish(messages[i : i + CHUNK])
-    wait_for(lambda: sink.count >= want, "baseline confirmations", TIMEOUT)
+    counted(lambda: sink.count, want, "baseline confirmations")
     elapsed = time.monotonic() - started
     sink.close()
     return len(stream) / elapsed
@@ -224,7 +246,7 @@ def ours_latency(bus: Bus, stream: list[LifeEvent[Any]], rate: int) -> Latencies
     registrar = Registrar(bus.settings, Publisher(bus.settings, "bench"), CODEC)
     want = expected(stream)  # worked out once: 50 ms for 20,000 events, and polled every 50 ms
     offered = paced(registrar.publish_many, stream, rate)
-    wait_for(lambda: bus.confirmed() >= want, "our confirmations", TIMEOUT)
+    counted(bus.confirmed, want, "our confirmations")
     return Latencies(bus.latencies_ms(), offered)
 
 
@@ -234,7 +256,7 @@ def baseline_latency(bus: Bus, stream: list[LifeEvent[Any]], rate: int) -> Laten
     publisher = Publisher(bus.settings, "bench")
     want = expected(stream)
     offered = paced(publisher.publish, encoded(stream, Topics(bus.settings.topic_prefix)), rate)
-    wait_for(lambda: sink.count >= want, "baseline confirmations", TIMEOUT)
+    counted(lambda: sink.count, want, "baseline confirmations")
     sink.close()
     return Latencies(sink.latencies_ms, offered)
 
@@ -278,5 +300,5 @@ def catch_up(bus: Bus, stream: list[LifeEvent[Any]]) -> float:
     want = expected(stream)
     started = time.monotonic()
     bus.start_ours()
-    wait_for(lambda: bus.confirmed() >= want, "catch-up", TIMEOUT)
+    counted(bus.confirmed, want, "catch-up confirmations")
     return time.monotonic() - started

@@ -17,7 +17,7 @@ from tellusonce.errors import BrokerUnavailable
 from tellusonce.events import EventType, LifeEvent, Outcome
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics, subscribers
-from tests.bench import run
+from tests.bench import harness, run
 from tests.bench.harness import Bus, paced, with_duplicates
 from tests.factories import event
 from tests.unit.test_batches import answer, at
@@ -176,3 +176,18 @@ def test_the_machine_speed_is_the_hot_path_alone_in_a_process_of_its_own(
     monkeypatch.setattr(run, "SPEED_EVENTS", 20)
 
     assert 0 < run.machine_speed() < 1_000_000
+
+
+def test_a_run_that_stops_confirming_is_given_up_saying_how_far_it_got(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Waiting for a run's confirmations ends once they stop coming (STALLED), not after the
+    whole TIMEOUT; a count that keeps moving is waited for."""
+    monkeypatch.setattr(harness, "STALLED", 0.2)
+    stuck = iter([1, 2, 3])
+    with pytest.raises(harness.Stalled, match="our confirmations: 3 of 5, none new for 0 s"):
+        harness.counted(lambda: next(stuck, 3), 5, "our confirmations")
+
+    moving = iter(range(100))
+    harness.counted(lambda: next(moving), 5, "our confirmations")
+    assert next(moving) == 6  # polled until it reached 5, then no more
