@@ -16,8 +16,7 @@ from tellusonce.settings import Settings
 from tellusonce.topics import Topics
 from tests.faults.conftest import Processes
 from tests.integration.conftest import read_topic, wait_for
-from tests.unit.test_batches import as_received
-from tests.unit.test_bench_harness import distinct_deaths
+from tests.unit.test_bench_harness import death_messages
 from tests.unit.test_relay import Outage
 
 SERVICE = "pensions"
@@ -27,15 +26,10 @@ WAITING = store.PENDING_LIMIT + 200  # a full page of the outbox and part of the
 def handled_unpublished(settings: Settings, topics: Topics) -> None:
     """State Pension handles WAITING deaths in its store while every publish fails: their
     confirmations stay in its outbox. (In process, from messages never on the broker.)"""
-    codec = Codec()
-    handler = build_handler(SERVICE, settings, codec)
+    handler = build_handler(SERVICE, settings, Codec())
     down = Outage()
     runtime: Runtime[Any] = Runtime(handler, down, down, topics)  # type: ignore[arg-type]
-    topic = topics.events(EventType.DEATH)
-    messages = [
-        as_received(d, codec.encode(d))._replace(topic=topic, offset=i)
-        for i, d in enumerate(distinct_deaths(WAITING))
-    ]
+    messages = death_messages(WAITING, topics.events(EventType.DEATH))
     for start in range(0, WAITING, BATCH):
         runtime.process(messages[start : start + BATCH])
         runtime.relay()

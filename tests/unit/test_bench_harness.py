@@ -15,12 +15,13 @@ from consumers.tracker import TrackerHandler, confirmations
 from tellusonce.codec import Codec, Tracked
 from tellusonce.errors import BrokerUnavailable
 from tellusonce.events import EventType, LifeEvent, Outcome
+from tellusonce.kafka import Received
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics, subscribers
 from tests.bench import harness, run
 from tests.bench.harness import Bus, paced, with_duplicates
 from tests.factories import event
-from tests.unit.test_batches import answer, at
+from tests.unit.test_batches import answer, as_received, at
 
 
 def distinct_deaths(count: int) -> list[LifeEvent[Any]]:
@@ -28,6 +29,15 @@ def distinct_deaths(count: int) -> list[LifeEvent[Any]]:
     return [
         event(EventType.DEATH, registration={"district": "Leeds", "entry_number": n, "office": "L"})
         for n in range(1, count + 1)
+    ]
+
+
+def death_messages(count: int, topic: str) -> list[Received]:
+    """distinct_deaths(count) as a consumer receives them from `topic`, at offsets 0, 1, ..."""
+    codec = Codec()
+    return [
+        as_received(d, codec.encode(d))._replace(topic=topic, offset=i)
+        for i, d in enumerate(distinct_deaths(count))
     ]
 
 

@@ -14,8 +14,7 @@ from tellusonce.events import EventType
 from tellusonce.settings import Settings
 from tellusonce.topics import TRACKER, Topics
 from tests.bench.instructions import Kept
-from tests.unit.test_batches import as_received
-from tests.unit.test_bench_harness import distinct_deaths
+from tests.unit.test_bench_harness import death_messages
 
 
 def test_the_tracker_polls_four_messages_for_each_a_service_polls(tmp_path: Path) -> None:
@@ -35,16 +34,10 @@ def test_a_whole_tracker_batch_is_one_unit_of_work(tmp_path: Path) -> None:
     """A batch of TRACKER_BATCH events, every one new, is looked up and stored at once (its
     IN lists of that many ids stay within SQLite's limits on bound values)."""
     store = TrackerStore(f"sqlite:///{tmp_path / 'tracker.db'}")
-    codec = Codec()
     kept = Kept()
-    runtime = Runtime(TrackerHandler(store, Topics(), codec), kept, kept, Topics())  # type: ignore[arg-type]
-    topic = Topics().events(EventType.DEATH)
-    batch = [
-        as_received(d, codec.encode(d))._replace(topic=topic, offset=i)
-        for i, d in enumerate(distinct_deaths(TRACKER_BATCH))
-    ]
+    runtime = Runtime(TrackerHandler(store, Topics(), Codec()), kept, kept, Topics())  # type: ignore[arg-type]
 
-    runtime.process(batch)
+    runtime.process(death_messages(TRACKER_BATCH, Topics().events(EventType.DEATH)))
 
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(events)).scalar_one() == TRACKER_BATCH

@@ -1,5 +1,5 @@
 """The outbox relay publishes every stored confirmation, a page at a time, with no new messages
-needed to move it on (after an outage of the broker, say, the outbox holds many pages)."""
+needed to move it on (a service restarted with, or whose publishing failed for, many pages)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,12 @@ import pytest
 
 from consumers import store
 from consumers.runtime import Runtime
-from tellusonce.codec import Codec
 from tellusonce.errors import BrokerUnavailable
 from tellusonce.kafka import Outgoing
 from tellusonce.topics import Topics
 from tests.bench.instructions import Kept
 from tests.unit.test_amend import handler
-from tests.unit.test_batches import as_received
-from tests.unit.test_bench_harness import distinct_deaths
+from tests.unit.test_bench_harness import death_messages
 
 PAGE = 3
 EVENTS = 2 * PAGE + 1  # two full pages and one row
@@ -42,14 +40,7 @@ def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Runtime[object]:
     service = handler(tmp_path, "pensions")
     kept = Outage()
     runtime: Runtime[object] = Runtime(service, kept, kept, Topics())  # type: ignore[arg-type]
-    codec = Codec()
-    deaths = distinct_deaths(EVENTS)
-    runtime.process(
-        [
-            as_received(d, codec.encode(d))._replace(topic=service.topics[0], offset=i)
-            for i, d in enumerate(deaths)
-        ]
-    )
+    runtime.process(death_messages(EVENTS, service.topics[0]))
     assert runtime.relay() is False  # refused: the rows stay
     assert kept.sent == []
     kept.up = True
