@@ -201,7 +201,7 @@ def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:
             actions.append(f"Account {account.record_id} closed from {day}: nobody left")
     if in_area(facts.new_address):
         new = CouncilTaxAccount(
-            record_id=f"CT-N{event.envelope.event_id.hex[:8].upper()}",
+            record_id=f"CT-N{event.envelope.event_id.hex.upper()}",
             property=facts.new_address,
             residents=facts.people_moving,
             annual_charge_pence=None,

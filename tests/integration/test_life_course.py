@@ -233,7 +233,7 @@ def test_family_life_course_reaches_every_service_once(
     assert (award.status, award.overpayment_pence) == ("STOPPED", 7_390 * 12 // 7)
     old_account = record(settings, "council_tax", "CT-700001")
     assert (old_account.status, old_account.closed_from) == ("CLOSED", date(2025, 9, 1))
-    new_account = record(settings, "council_tax", f"CT-N{move.event_id.hex[:8].upper()}")
+    new_account = record(settings, "council_tax", f"CT-N{move.event_id.hex.upper()}")
     assert new_account.residents == (GRACE_MARRIED, CHILD)
     assert (new_account.discount, new_account.discount_from) == ("SINGLE_PERSON", date(2026, 2, 4))
     claim = record(settings, "housing_benefit", "HB-700001")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -170,6 +171,22 @@ class TestCouncilTax:
             "NONE",
             None,
         )
+
+    def test_moves_whose_event_ids_share_a_prefix_open_two_accounts(self) -> None:
+        """The new account is named by the whole event id: two moves whose ids begin alike
+        (one pair in 4 billion; over a million moves, about a hundred pairs) must not open the
+        same account, the second overwriting the first household's."""
+        first = move(ARTHUR, MARGARET)
+        twin_id = UUID(first.envelope.event_id.hex[:8] + "0" * 24)
+        second = first.model_copy(
+            update={"envelope": first.envelope.model_copy(update={"event_id": twin_id})}
+        )
+        account = roles(mover1=record("council_tax", "CT-300001"))
+        opened = [
+            council_tax.on_address_change(e, account).changed[-1].record_id
+            for e in (first, second)
+        ]
+        assert opened[0] != opened[1]
 
     def test_move_of_one_resident_out_of_area_leaves_single_person_discount(self) -> None:
         decision = council_tax.on_address_change(
