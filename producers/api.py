@@ -211,8 +211,6 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
 
         def build_for(office: str, document: object) -> LifeEvent[Any]:
             reason = document.get("reason") if isinstance(document, dict) else None
-            if not isinstance(reason, str):
-                raise InvalidSubmission([Problem("reason", "is required (a string)")])
             return cancellation(latest(reference, office), settings, reason)
 
         return await accept(request, build_for)

@@ -141,13 +141,39 @@ def build_event(
     return life_event(envelope, facts)
 
 
+REASON_MAX = 200  # characters: the envelope's free text
+
+
+def _reason(value: object, field: str, *, required: bool) -> str | None:
+    """Why an entry is corrected or cancelled: text of 1 to 200 characters (trimmed), or None
+    where it may be left out; an InvalidSubmission naming the field otherwise (never echoing
+    it: a reason may name someone)."""
+    if value is None:
+        if required:
+            raise InvalidSubmission([Problem(field, "is required")])
+        return None
+    if not isinstance(value, str):
+        raise InvalidSubmission([Problem(field, "must be text")])
+    text = value.strip()
+    if not text:
+        raise InvalidSubmission([Problem(field, "must not be blank")])
+    if len(text) > REASON_MAX:
+        raise InvalidSubmission([Problem(field, f"must be at most {REASON_MAX} characters")])
+    return text
+
+
 def correction(
-    latest: LifeEvent[Any], document: object, settings: Settings, reason: str | None
+    latest: LifeEvent[Any],
+    document: object,
+    settings: Settings,
+    reason: object,
+    reason_field: str = "correction_reason",
 ) -> LifeEvent[Any]:
     """A correction of the newest event of a reference with a whole corrected submission."""
     env = latest.envelope
     if env.action == Action.CANCELLED:
         raise InvalidSubmission([Problem("reference", "was cancelled; it cannot be corrected")])
+    why = _reason(reason, reason_field, required=False)
     header, facts = parse(env.event_type, document)
     if header.registration != env.registration:
         raise InvalidSubmission(
@@ -164,17 +190,16 @@ def correction(
         settings,
         action=Action.CORRECTED,
         amends=latest,
-        reason=reason,
+        reason=why,
     )
 
 
-def cancellation(latest: LifeEvent[Any], settings: Settings, reason: str) -> LifeEvent[Any]:
+def cancellation(latest: LifeEvent[Any], settings: Settings, reason: object) -> LifeEvent[Any]:
     """A cancellation of a registration made in error; it carries the facts it cancels."""
     env = latest.envelope
     if env.action == Action.CANCELLED:
         raise InvalidSubmission([Problem("reference", "is already cancelled")])
-    if not reason.strip():
-        raise InvalidSubmission([Problem("reason", "is required to cancel a registration")])
+    why = _reason(reason, "reason", required=True)
     return build_event(
         env.event_type,
         Header(registration=env.registration),
@@ -182,7 +207,7 @@ def cancellation(latest: LifeEvent[Any], settings: Settings, reason: str) -> Lif
         settings,
         action=Action.CANCELLED,
         amends=latest,
-        reason=reason.strip(),
+        reason=why,
     )
 
 
@@ -204,7 +229,8 @@ class Registrar:
 
     def correct(self, reference: str, document: object, reason: str | None = None) -> Receipt:
         """Publish a correction of a reference: the whole corrected submission."""
-        return self.publish(correction(self._latest(reference), document, self.settings, reason))
+        latest = self._latest(reference)
+        return self.publish(correction(latest, document, self.settings, reason, "reason"))
 
     def cancel(self, reference: str, reason: str) -> Receipt:
         """Publish the cancellation of a registration made in error."""

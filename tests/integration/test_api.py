@@ -199,6 +199,13 @@ class TestAmendAndRead:
         again = api.post(f"/v1/events/{reference}/cancellation", {"reason": "again"}, key="k4")
         assert again.status_code == 422
 
+    def test_a_reason_that_is_not_text_is_422_naming_it(self, api: Api) -> None:
+        reference = api.post("/v1/events/death", document(EventType.DEATH)).json()["reference"]
+        fixed = document(EventType.DEATH, correction_reason=5)
+        response = api.post(f"/v1/events/{reference}/corrections", fixed, key="k2")
+        assert response.status_code == 422
+        assert [e["pointer"] for e in response.json()["errors"]] == ["/correction_reason"]
+
     def test_an_office_reads_only_its_own_events(self, api: Api) -> None:
         reference = api.post("/v1/events/death", document(EventType.DEATH)).json()["reference"]
         mine = api.get(f"/v1/events/{reference}")

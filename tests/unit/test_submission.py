@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from producers.submission import parse
+from producers.submission import cancellation, correction, parse
 from tellusonce.errors import InvalidSubmission
 from tellusonce.events import EventType
 from tellusonce.fields import today_in_london
 from tellusonce.identity import person_ref
+from tellusonce.settings import Settings
 from tests.factories import document, event
 
 
@@ -130,3 +131,37 @@ class TestEvents:
         assert not event(EventType.DEATH).envelope.late_registration
         late = event(EventType.DEATH, registered_at="2026-04-10T09:00:00Z")
         assert late.envelope.late_registration
+
+
+class TestAmendmentReasons:
+    """Why an entry is corrected or cancelled: text of 1 to 200 characters, or a problem that
+    names the field (never a server error, never the text itself)."""
+
+    @pytest.mark.parametrize(
+        ("reason", "problem"),
+        [
+            (5, "must be text"),
+            ("   ", "must not be blank"),
+            ("Registered the wrong man, " + "x" * 180, "must be at most 200 characters"),
+        ],
+    )
+    def test_a_bad_correction_reason_names_the_field(self, reason: object, problem: str) -> None:
+        with pytest.raises(InvalidSubmission) as caught:
+            correction(event(EventType.DEATH), document(EventType.DEATH), Settings(), reason)
+        assert caught.value.problems == [("correction_reason", problem)]
+        assert "wrong man" not in str(caught.value)
+
+    @pytest.mark.parametrize(
+        ("reason", "problem"),
+        [(None, "is required"), ([], "must be text"), ("", "must not be blank")],
+    )
+    def test_a_cancellation_needs_a_reason(self, reason: object, problem: str) -> None:
+        with pytest.raises(InvalidSubmission) as caught:
+            cancellation(event(EventType.DEATH), Settings(), reason)
+        assert caught.value.problems == [("reason", problem)]
+
+    def test_a_reason_is_kept_trimmed(self) -> None:
+        corrected = correction(
+            event(EventType.DEATH), document(EventType.DEATH), Settings(), "  misread date  "
+        )
+        assert corrected.envelope.reason == "misread date"
