@@ -183,8 +183,7 @@ class TestCouncilTax:
         )
         account = roles(mover1=record("council_tax", "CT-300001"))
         opened = [
-            council_tax.on_address_change(e, account).changed[-1].record_id
-            for e in (first, second)
+            council_tax.on_address_change(e, account).changed[-1].record_id for e in (first, second)
         ]
         assert opened[0] != opened[1]
 
