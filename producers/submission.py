@@ -175,7 +175,7 @@ def correction(
         raise InvalidSubmission([Problem("reference", "was cancelled; it cannot be corrected")])
     why = _reason(reason, reason_field, required=False)
     header, facts = parse(env.event_type, document)
-    if header.registration != env.registration:
+    if not header.registration.same_entry(env.registration):
         raise InvalidSubmission(
             [
                 Problem(

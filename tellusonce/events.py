@@ -134,6 +134,15 @@ class Registration(Frozen):
     entry_number: Annotated[int, Field(ge=1, le=10_000_000)]
     office: Code
 
+    def same_entry(self, other: Registration) -> bool:
+        """Whether both name one register entry, by one office: the district's name compared
+        without regard to case, as the event id is made."""
+        return (self.district.casefold(), self.entry_number, self.office) == (
+            other.district.casefold(),
+            other.entry_number,
+            other.office,
+        )
+
 
 class Envelope(Frozen):
     """What every life event carries besides its facts."""

@@ -82,6 +82,12 @@ def _normalise_name(value: object) -> object:
     return value
 
 
+def _single_spaced(value: object) -> object:
+    if isinstance(value, str):
+        return " ".join(value.split())
+    return value
+
+
 def _check_name(value: str) -> str:
     if _PLAIN_NAME.fullmatch(value):  # the common case, without a look at each character
         return value
@@ -153,8 +159,13 @@ Instant = Annotated[AwareDatetime, AfterValidator(_within_calendar)]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 """Free text of 1 to 200 characters (address lines, relationships, reasons)."""
 
-Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._/-]{0,63}$")]
-"""An identifier such as a registration district or office code."""
+Code = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._/-]{0,63}$"),
+    BeforeValidator(_single_spaced),  # before the pattern (validators wrap what precedes them)
+]
+"""An identifier such as a registration district or office code, single-spaced and trimmed:
+"Leeds " and "Leeds" are one district (and, as event ids fold case, so is "LEEDS")."""
 
 
 @functools.lru_cache(maxsize=1 << 16)  # pure, and asked of the same names again and again

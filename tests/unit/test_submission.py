@@ -120,6 +120,25 @@ class TestEvents:
         )
         assert other.envelope.event_id != event(EventType.DEATH).envelope.event_id
 
+    @pytest.mark.parametrize("district", ["LEEDS", "Leeds ", " leeds", "Leeds\t"])
+    def test_the_district_in_another_case_or_spacing_is_the_same_entry(
+        self, district: str
+    ) -> None:
+        """One register entry is one event, however its district's name is typed."""
+        again = event(
+            EventType.DEATH,
+            registration={"district": district, "entry_number": 1042, "office": "LEEDS-RO-1"},
+        )
+        assert again.envelope.event_id == event(EventType.DEATH).envelope.event_id
+
+    def test_a_correction_may_type_the_district_otherwise(self) -> None:
+        fixed = document(
+            EventType.DEATH,
+            registration={"district": "LEEDS ", "entry_number": 1042, "office": "LEEDS-RO-1"},
+        )
+        corrected = correction(event(EventType.DEATH), fixed, Settings(), None)
+        assert corrected.envelope.revision == 1
+
     def test_person_ref_is_a_keyed_pseudonym_not_the_nino(self) -> None:
         """person_ref is 64 hex characters, differs by secret, and contains no NINO."""
         built = event(EventType.DEATH)
