@@ -121,9 +121,7 @@ class TestEvents:
         assert other.envelope.event_id != event(EventType.DEATH).envelope.event_id
 
     @pytest.mark.parametrize("district", ["LEEDS", "Leeds ", " leeds", "Leeds\t"])
-    def test_the_district_in_another_case_or_spacing_is_the_same_entry(
-        self, district: str
-    ) -> None:
+    def test_the_district_in_another_case_or_spacing_is_the_same_entry(self, district: str) -> None:
         """One register entry is one event, however its district's name is typed."""
         again = event(
             EventType.DEATH,
