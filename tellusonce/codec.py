@@ -159,7 +159,9 @@ def _avro(data: bytes, writer: Any, reader: Any, whole: bool = True) -> dict[str
     body.seek(HEADER_LENGTH)
     try:
         record = fastavro.schemaless_reader(body, writer, reader)
-    except (EOFError, ValueError, IndexError, UnicodeDecodeError, StopIteration) as exc:
+    except Exception as exc:  # any failure to read these bytes: they are not a record
+        # fastavro raises EOFError, ValueError, IndexError, UnicodeDecodeError, StopIteration,
+        # OverflowError (a date or time past year 9999) ... as bad bytes lead it
         raise UndecodableMessage(f"corrupt or truncated Avro body ({type(exc).__name__})") from exc
     if whole and body.tell() != len(data):
         raise UndecodableMessage(f"{len(data) - body.tell()} bytes after the Avro body")

@@ -57,8 +57,9 @@ def dead_letter_headers(
 
 
 def header(headers: list[tuple[str, bytes]], name: str) -> str | None:
-    """The first value of a header, decoded, or None."""
+    """The first value of a header, decoded, or None. Bytes that are not UTF-8 come back as
+    U+FFFD: a header is another producer's word, and a bad one must not stop a consumer."""
     for key, value in headers:
         if key == name:
-            return value.decode() if value is not None else None
+            return value.decode(errors="replace") if value is not None else None
     return None

@@ -171,6 +171,34 @@ class TestBadBytes:
         with contextlib.suppress(UndecodableMessage):
             assert isinstance(CODEC.decode(header + noise), LifeEvent)
 
+    @given(data=st.data())
+    def test_a_real_event_with_bytes_changed_raises_only_permanent_errors(
+        self, data: st.DataObject
+    ) -> None:
+        """A corrupt byte or three in a real event: decoded, or UndecodableMessage, by both
+        readers; never another exception, which would stop the consumer on that message."""
+        event_type = data.draw(st.sampled_from(list(EventType)))
+        encoded = bytearray(CODEC.encode(data.draw(life_events(event_type))))
+        for _ in range(data.draw(st.integers(1, 3))):
+            encoded[data.draw(st.integers(HEADER_LENGTH, len(encoded) - 1))] = data.draw(
+                st.integers(0, 255)
+            )
+        for read in (CODEC.decode, CODEC.decode_envelope):
+            with contextlib.suppress(UndecodableMessage):
+                read(bytes(encoded))
+
+    def test_a_time_past_the_calendar_is_undecodable(self) -> None:
+        """A timestamp beyond the year 9999 (which one corrupt byte can make) is undecodable:
+        fastavro raised OverflowError building it, which stopped the consumer."""
+        record = event(EventType.DEATH).model_dump()
+        record["envelope"]["registered_at"] = 2**62  # microseconds since 1970
+        body = io.BytesIO()
+        fastavro.schemaless_writer(body, CODEC.readers["death"].parsed, record)
+        data = MAGIC + CODEC.readers["death"].fingerprint + body.getvalue()
+        for read in (CODEC.decode, CODEC.decode_envelope):
+            with pytest.raises(UndecodableMessage, match="OverflowError"):
+                read(data)
+
 
 class TestSchemas:
     """The schema files are the contract and agree with each other."""

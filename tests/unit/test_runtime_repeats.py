@@ -57,3 +57,19 @@ def test_a_redelivered_message_is_a_duplicate_without_being_decoded(tmp_path: Pa
     runtime.process([broken])
     assert codec.decoded == 2
     assert [m.value for m in kept.sent[1:]] == [broken.value]  # to the dead-letter topic
+
+
+def test_a_ce_id_header_that_is_not_text_does_not_stop_the_consumer(tmp_path: Path) -> None:
+    """A header is another producer's word (one might write the id as 16 raw bytes): the
+    message is judged by its body, and applied, rather than the consumer stopping on it."""
+    death = event(EventType.DEATH)
+    service = handler(tmp_path, "pensions")
+    kept = Kept()
+    runtime = Runtime(service, kept, kept, Topics())  # type: ignore[arg-type]
+    message = as_received(death, Codec().encode(death))._replace(
+        topic=service.topics[0], headers=[("ce_id", death.envelope.event_id.bytes)]
+    )
+    runtime.process([message])
+    runtime.relay()
+    assert service.store.outcomes() == {death.envelope.event_id_text: "APPLIED"}
+    assert len(kept.sent) == 1  # its confirmation
