@@ -7,6 +7,7 @@ it; 503 with Retry-After, and nothing recorded, when it did not. Idempotency-Key
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,7 +28,7 @@ from producers.problems import problem
 from producers.submission import Header, Registrar, cancellation, correction, parse
 from producers.submission import build_event as build
 from tellusonce import __version__
-from tellusonce.errors import BrokerUnavailable, InvalidSubmission
+from tellusonce.errors import BrokerUnavailable, InvalidSubmission, SubmissionConflict
 from tellusonce.events import EventType, LifeEvent, Problem
 from tellusonce.kafka import Admin
 from tellusonce.metrics import HTTP_REQUESTS
@@ -120,6 +121,23 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         except ValueError:
             raise Rejected(problem(400, "The body is not valid JSON")) from None
 
+    one_at_a_time = threading.Lock()
+
+    def publish_once(office: str, key: str, digest: str, event: LifeEvent[Any]) -> Stored:
+        """Publish an event unless it was already, and keep the response under its key: one
+        request at a time, so two at once cannot both pass the checks (the same key, the same
+        register entry, or the same reference's next revision) and both publish."""
+        with one_at_a_time:
+            stored = keys.get(office, key)
+            if stored is not None:  # a twin of this request got here first
+                return stored
+            existing = registrar.earlier(event)
+            if existing is None:
+                registrar.publish(event)
+            stored = Stored(digest, 200 if existing else 201, _receipt(existing or event))
+            keys.put(office, key, stored)
+            return stored
+
     async def accept(request: Request, build_for: Builder) -> Response:
         office = office_of(request)
         key = request.headers.get("idempotency-key", "").strip()
@@ -134,19 +152,18 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         body, document = await read_json(request)
         digest = body_hash(request.url.path, body)
         stored = keys.get(office, key)
-        if stored is not None:
-            if stored.body_hash != digest:
-                return problem(422, "This Idempotency-Key was used for a different request")
-            return JSONResponse(stored.response, status_code=stored.status)
-        try:
-            event = build_for(office, document)
-        except InvalidSubmission as exc:
-            return problem(422, "The submission is not valid; nothing was published", exc.problems)
-        existing = registrar.ledger.find(str(event.envelope.event_id))
-        status = 200 if existing else 201
-        if existing is None:
+        if stored is None:
             try:
-                await run_in_threadpool(registrar.publish, event)
+                event = build_for(office, document)
+                stored = await run_in_threadpool(publish_once, office, key, digest, event)
+            except SubmissionConflict as exc:
+                return problem(
+                    409, "The submission contradicts what was published; nothing was", exc.problems
+                )
+            except InvalidSubmission as exc:
+                return problem(
+                    422, "The submission is not valid; nothing was published", exc.problems
+                )
             except BrokerUnavailable:
                 return problem(
                     503,
@@ -154,10 +171,12 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
                     "Try again with the same Idempotency-Key.",
                     retry_after=RETRY_SECONDS,
                 )
-        receipt = _receipt(existing or event)
-        keys.put(office, key, Stored(digest, status, receipt))
+        if stored.body_hash != digest:
+            return problem(422, "This Idempotency-Key was used for a different request")
         return JSONResponse(
-            receipt, status_code=status, headers={"Location": receipt["status_url"]}
+            stored.response,
+            status_code=stored.status,
+            headers={"Location": stored.response["status_url"]},
         )
 
     def latest(reference: str, office: str) -> LifeEvent[Any]:

@@ -28,7 +28,9 @@ RESPONSES = {
     "201": {"description": "Published and acknowledged by Kafka"},
     **{str(code): {"description": text, "content": PROBLEM} for code, text in [
         (400, "Missing Idempotency-Key or not JSON"), (401, "Missing or unknown API key"),
-        (404, "No such reference for your office"), (413, "Body over 16 KiB"),
+        (404, "No such reference for your office"),
+        (409, "Contradicts what was published for the register entry or reference (see errors)"),
+        (413, "Body over 16 KiB"),
         (415, "Not application/json"), (422, "Invalid submission (see errors)"),
         (429, "Rate limited (see Retry-After)"), (503, "Kafka unavailable (see Retry-After)")]},
 }  # fmt: skip

@@ -12,6 +12,7 @@ TITLES = {
     400: "Bad request",
     401: "Not authenticated",
     404: "Not found",
+    409: "Conflict",
     413: "Request too large",
     415: "Unsupported media type",
     422: "Unprocessable submission",

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from producers.ledger import Ledger
 from tellusonce.codec import Codec
-from tellusonce.errors import BrokerUnavailable, InvalidSubmission
+from tellusonce.errors import BrokerUnavailable, InvalidSubmission, SubmissionConflict
 from tellusonce.events import (
     FACTS,
     REGISTRATION_PERIOD,
@@ -223,18 +223,62 @@ class Registrar:
         self.ledger = Ledger(settings.store_url_for("registrar"), codec)
 
     def submit(self, event_type: EventType, document: object) -> Receipt:
-        """Validate, build and publish; return only after Kafka acknowledged the event."""
+        """Validate, build and publish; return only after Kafka acknowledged the event. A
+        submission of a register entry published already is answered with that event."""
         header, facts = parse(event_type, document)
-        return self.publish(build_event(event_type, header, facts, self.settings))
+        return self._publish_new(build_event(event_type, header, facts, self.settings))
+
+    def earlier(self, event: LifeEvent[Any]) -> LifeEvent[Any] | None:
+        """The event this registrar published already under this one's id (its register entry,
+        action and revision), or None; SubmissionConflict if this one contradicts what was
+        published: another office's entry (whose reference is not given away), other facts, a
+        registration cancelled since, or (a correction or cancellation) a reference amended
+        since this was made from it. Ask it and publish as one step (the API holds a lock around
+        both; the CLI makes one submission a process)."""
+        env = event.envelope
+        found = self.ledger.find(env.event_id_text)
+        if found is None:
+            if env.supersedes is not None:
+                self._still_newest(event)
+            return None
+        if found.envelope.registration.office != env.registration.office:
+            raise _conflict("this register entry was submitted by another office")
+        ref = found.envelope.reference
+        if found.facts != event.facts:
+            if env.action == Action.REGISTERED:
+                raise _conflict(
+                    f"this register entry was submitted already (reference {ref}) with other "
+                    f"facts: correct {ref} instead"
+                )
+            raise _conflict(f"{ref} was corrected meanwhile with other facts", "reference")
+        newest = self.ledger.latest(ref)
+        if newest is not None and newest.envelope.action == Action.CANCELLED:
+            raise _conflict(f"the registration {ref} of this register entry was cancelled")
+        return found
+
+    def _still_newest(self, amendment: LifeEvent[Any]) -> None:
+        env = amendment.envelope
+        newest = self.ledger.latest(env.reference)
+        if newest is not None and newest.envelope.event_id != env.supersedes:
+            now = newest.envelope
+            raise _conflict(
+                f"{env.reference} was {now.action.value.lower()} meanwhile (revision "
+                f"{now.revision}): send this again if it is still wanted",
+                "reference",
+            )
 
     def correct(self, reference: str, document: object, reason: str | None = None) -> Receipt:
         """Publish a correction of a reference: the whole corrected submission."""
         latest = self._latest(reference)
-        return self.publish(correction(latest, document, self.settings, reason, "reason"))
+        return self._publish_new(correction(latest, document, self.settings, reason, "reason"))
 
     def cancel(self, reference: str, reason: str) -> Receipt:
         """Publish the cancellation of a registration made in error."""
-        return self.publish(cancellation(self._latest(reference), self.settings, reason))
+        return self._publish_new(cancellation(self._latest(reference), self.settings, reason))
+
+    def _publish_new(self, event: LifeEvent[Any]) -> Receipt:
+        earlier = self.earlier(event)
+        return receipt(earlier) if earlier else self.publish(event)
 
     def _latest(self, reference: str) -> LifeEvent[Any]:
         latest = self.ledger.latest(reference)
@@ -271,7 +315,6 @@ class Registrar:
             log.warning("events_not_acknowledged", events=len(events))
             raise
         self.ledger.record([(e, m.value) for e, m in zip(events, messages, strict=True)])
-        receipts = []
         for event_type, n in Counter(e.envelope.event_type.value for e in events).items():
             EVENTS_PUBLISHED.labels(event_type, "acknowledged").inc(n)
         for event in events:
@@ -283,9 +326,14 @@ class Registrar:
                 action=env.action.value,
                 late_registration=env.late_registration,
             )
-            receipts.append(
-                Receipt(
-                    env.event_id, env.reference, env.event_type, env.action, env.late_registration
-                )
-            )
-        return receipts
+        return [receipt(e) for e in events]
+
+
+def _conflict(reason: str, field: str = "registration") -> SubmissionConflict:
+    return SubmissionConflict([Problem(field, reason)])
+
+
+def receipt(event: LifeEvent[Any]) -> Receipt:
+    """The receipt for a published event."""
+    env = event.envelope
+    return Receipt(env.event_id, env.reference, env.event_type, env.action, env.late_registration)

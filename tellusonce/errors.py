@@ -30,6 +30,11 @@ class InvalidSubmission(TellUsOnceError):
         super().__init__("; ".join(f"{field}: {reason}" for field, reason in problems))
 
 
+class SubmissionConflict(InvalidSubmission):
+    """A submission that contradicts what was published for its register entry already (other
+    facts, another office, or a registration cancelled since)."""
+
+
 class TransientError(TellUsOnceError):
     """An error that may go away if the same work is tried again later."""
 

@@ -100,6 +100,41 @@ class TestSubmit:
         assert (second.status_code, second.json()) == (200, first.json())
         assert published(settings, topics) == 1
 
+    def test_the_same_registration_with_other_facts_is_409_and_not_published(
+        self, api: Api, settings: Settings, topics: Topics
+    ) -> None:
+        reference = api.post("/v1/events/death", document(EventType.DEATH)).json()["reference"]
+        other = document(EventType.DEATH, date_of_death="2026-03-10")
+        response = api.post("/v1/events/death", other, key="k2")
+        assert response.status_code == 409
+        assert response.json()["errors"] == [
+            {
+                "pointer": "/registration",
+                "detail": f"this register entry was submitted already (reference {reference}) "
+                f"with other facts: correct {reference} instead",
+            }
+        ]
+        assert published(settings, topics) == 1
+
+    def test_the_same_key_sent_twice_at_once_publishes_once(
+        self, api: Api, settings: Settings, topics: Topics
+    ) -> None:
+        """A client's retry racing its first try, with another body: one is published."""
+        start = threading.Barrier(2)
+
+        def submit(entry: int) -> Any:
+            doc = document(
+                EventType.DEATH,
+                registration={"district": "Leeds", "entry_number": entry, "office": OFFICE},
+            )
+            start.wait()
+            return api.post("/v1/events/death", doc, key="same")
+
+        with ThreadPoolExecutor(2) as pool:
+            statuses = sorted(r.status_code for r in pool.map(submit, (3001, 3002)))
+        assert statuses == [201, 422]
+        assert published(settings, topics) == 1
+
     def test_invalid_submission_is_422_with_pointers_and_no_echo(
         self, api: Api, settings: Settings, topics: Topics
     ) -> None:
@@ -198,6 +233,28 @@ class TestAmendAndRead:
         assert (cancelled.status_code, cancelled.json()["action"]) == (201, "CANCELLED")
         again = api.post(f"/v1/events/{reference}/cancellation", {"reason": "again"}, key="k4")
         assert again.status_code == 422
+
+    def test_two_amendments_at_once_publish_one(
+        self, api: Api, settings: Settings, topics: Topics
+    ) -> None:
+        """A correction and a cancellation of one reference sent at the same moment: both were
+        made from the registration, so publishing both would undo one with the other at every
+        service. One is published; the other is 409, to be sent again if still wanted."""
+        reference = api.post("/v1/events/death", document(EventType.DEATH)).json()["reference"]
+        start = threading.Barrier(2)
+
+        def amend(how: str) -> Any:
+            if how == "correct":
+                path, body = "corrections", document(EventType.DEATH, date_of_death="2026-03-10")
+            else:
+                path, body = "cancellation", {"reason": "registered in error"}
+            start.wait()
+            return api.post(f"/v1/events/{reference}/{path}", body, key=how)
+
+        with ThreadPoolExecutor(2) as pool:
+            statuses = sorted(r.status_code for r in pool.map(amend, ("correct", "cancel")))
+        assert statuses == [201, 409]
+        assert published(settings, topics) == 2  # the registration and one amendment
 
     def test_a_reason_that_is_not_text_is_422_naming_it(self, api: Api) -> None:
         reference = api.post("/v1/events/death", document(EventType.DEATH)).json()["reference"]
