@@ -62,6 +62,10 @@ class CouncilTaxAccount(Record):
     closed_from: date | None = None
 
     def people(self) -> list[PersonKey]:
+        """Whom the account matches: its residents, while it is open. A closed account (its
+        residents kept as its history) matches nobody: they have left."""
+        if self.status == "CLOSED":
+            return []
         return [r.key(self.property.postcode) for r in self.residents]
 
     def summary(self) -> str:
@@ -131,6 +135,16 @@ def with_residents(
     return changed, actions
 
 
+def open_accounts(matches: Matches, *roles: str) -> list[tuple[str, CouncilTaxAccount]]:
+    """The open accounts the event's people matched (a store indexed before closed accounts
+    stopped matching may still find a closed one: nothing more happens to it)."""
+    return [
+        (role, account)
+        for role, account in matched(matches, CouncilTaxAccount, *roles)
+        if account.status == "OPEN"
+    ]
+
+
 def _without(residents: tuple[Person, ...], key: PersonKey) -> tuple[Person, ...]:
     return tuple(r for r in residents if not is_person(r, key))
 
@@ -138,9 +152,10 @@ def _without(residents: tuple[Person, ...], key: PersonKey) -> tuple[Person, ...
 def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
     """Take the deceased off the account and re-evaluate the discount."""
     facts: DeathFacts = event.facts
-    account = matches.get("deceased")
-    if not isinstance(account, CouncilTaxAccount):
+    found = open_accounts(matches, "deceased")
+    if not found:
         return no_record(WHAT)
+    account = found[0][1]
     leave_from = day_after(facts.date_of_death)
     remaining = _without(account.residents, facts.people()["deceased"])
     changed, words = with_residents(account, remaining, leave_from)
@@ -151,7 +166,7 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
 def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
     """The partner joins the account of the couple's home; the discount is re-evaluated."""
     facts: MarriageFacts = event.facts
-    found = matched(matches, CouncilTaxAccount, "party1", "party2")
+    found = open_accounts(matches, "party1", "party2")
     if not found:
         return no_record(WHAT)
     renamed = [
@@ -181,7 +196,7 @@ def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
 def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:
     """End residency at the old property; open an account at the new one if it is in the area."""
     facts: AddressChangeFacts = event.facts
-    found = matched(matches, CouncilTaxAccount)
+    found = open_accounts(matches)
     if not found:
         return no_record(WHAT)
     day = facts.effective_on

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -16,6 +17,7 @@ from consumers.services import SERVICES
 from tellusonce.events import SERVICE_PATTERN, Address, EventType, MaritalStatus, Outcome
 from tellusonce.topics import subscriptions
 from tests.factories import event
+from tests.unit.test_amend import NOWHERE, handler
 
 RECORDS = demo_records(others=0)
 NEW_HOME = Address(lines=("5 New Road", "Leeds"), postcode="LS7 3BB")
@@ -186,6 +188,33 @@ class TestCouncilTax:
             council_tax.on_address_change(e, account).changed[-1].record_id for e in (first, second)
         ]
         assert opened[0] != opened[1]
+
+    def test_a_closed_account_is_no_record(self) -> None:
+        """Nothing more happens to an account closed when its residents left (a store indexed
+        before closed accounts stopped matching can still find one)."""
+        closed = record("council_tax", "CT-300001").model_copy(update={"status": "CLOSED"})
+        assert closed.people() == []
+        for decision in (
+            council_tax.on_death(event(EventType.DEATH), roles(deceased=closed)),
+            council_tax.on_address_change(move(ARTHUR), roles(mover1=closed)),
+            council_tax.on_marriage(wedding(), roles(party1=closed)),
+        ):
+            assert decision.outcome == Outcome.NO_RECORD
+
+    def test_a_death_after_moving_away_leaves_the_closed_account_alone(
+        self, tmp_path: Path
+    ) -> None:
+        """Through the store: the couple moved out of the area, their account closed; Arthur's
+        death months later found it still, and set a Class F exemption on a closed account."""
+        h = handler(tmp_path, "council_tax")
+        assert h.handle(move(ARTHUR, MARGARET, new=AWAY), NOWHERE) == "applied"
+        assert h.handle(event(EventType.DEATH), NOWHERE) == "no_record"
+        (account,) = [r for r in h.store.records() if r.record_id == "CT-300001"]
+        assert (account.status, account.closed_from, account.discount) == (
+            "CLOSED",
+            date(2025, 1, 6),
+            "NONE",
+        )
 
     def test_move_of_one_resident_out_of_area_leaves_single_person_discount(self) -> None:
         decision = council_tax.on_address_change(
