@@ -9,8 +9,9 @@
 - Marriage or civil partnership of a claimant: the partner joins the claim, which is reassessed as
   a couple's from the date of the union. Already the partner: NOT_APPLICABLE.
 - Address change of the claimant: the claim at the old address ends on the effective date and a
-  new claim is needed for the new home.
-- A claim already ended: NOT_APPLICABLE. Nobody in the event on a claim: NO_RECORD.
+  new claim is needed for the new home (each active claim of the movers, if they hold several).
+- The event is for the active claim of whoever in it holds one (one party's claim may have ended
+  while the other's goes on). Only ended claims: NOT_APPLICABLE. Nobody on a claim: NO_RECORD.
 """
 
 from __future__ import annotations
@@ -77,15 +78,23 @@ class HousingBenefitClaim(Record):
         return self.model_copy(update={**changes, "reassess_from": from_day, "flags": flags})
 
 
-def active_claim(matches: Matches, *roles: str) -> HousingBenefitClaim | Decision:
-    """The active claim matched by these roles, or the decision when there is none."""
+def active_claims(matches: Matches, *roles: str) -> list[HousingBenefitClaim] | Decision:
+    """The active claims matched by these roles (any role's: one party's claim may have ended
+    while the other's goes on), or the decision when there is none."""
     found = matched(matches, HousingBenefitClaim, *roles)
     if not found:
         return no_record(WHAT)
-    claim = found[0][1]
-    if claim.status == "ENDED":
+    active = [claim for _, claim in found if claim.status == "ACTIVE"]
+    if not active:
+        claim = found[0][1]
         return unchanged(f"Claim already ended from {claim.ended_from}", claim)
-    return claim
+    return active
+
+
+def active_claim(matches: Matches, *roles: str) -> HousingBenefitClaim | Decision:
+    """The first active claim matched by these roles, or the decision when there is none."""
+    claims = active_claims(matches, *roles)
+    return claims if isinstance(claims, Decision) else claims[0]
 
 
 def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
@@ -132,8 +141,7 @@ def on_birth(event: LifeEvent[Any], matches: Matches) -> Decision:
 def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
     """Add the new partner to the claim and reassess it as a couple's."""
     facts: MarriageFacts = event.facts
-    found = matched(matches, HousingBenefitClaim, "party1", "party2")
-    claim = active_claim(matches, found[0][0]) if found else no_record(WHAT)
+    claim = active_claim(matches, "party1", "party2")
     if isinstance(claim, Decision):
         return claim
     keys = facts.people()
@@ -153,22 +161,27 @@ def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
 
 
 def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:
-    """End the claim at the old address; a new claim is needed for the new one."""
+    """End each claim of the movers at the old address; a new claim is needed for the new one."""
     facts: AddressChangeFacts = event.facts
-    claim = active_claim(matches)
-    if isinstance(claim, Decision):
-        return claim
-    if claim.address == facts.new_address:
-        return unchanged("Claim already at the new address", claim)
+    claims = active_claims(matches)
+    if isinstance(claims, Decision):
+        return claims
+    moved = [c for c in claims if c.address != facts.new_address]
+    if not moved:
+        return unchanged("Claim already at the new address", claims[0])
     day = facts.effective_on
-    changed = claim.model_copy(
-        update={"status": "ENDED", "ended_from": day, "flags": (*claim.flags, NEW_CLAIM)}
+    changed = tuple(
+        c.model_copy(update={"status": "ENDED", "ended_from": day, "flags": (*c.flags, NEW_CLAIM)})
+        for c in moved
     )
     actions = (
-        f"Housing Benefit claim {claim.record_id} ended at the old address from {day}",
+        *(
+            f"Housing Benefit claim {c.record_id} ended at the old address from {day}"
+            for c in moved
+        ),
         "A new claim is needed for the new address",
     )
-    return Decision(Outcome.APPLIED, actions, (changed,), claim.record_id)
+    return Decision(Outcome.APPLIED, actions, changed, moved[0].record_id)
 
 
 SERVICE = Service(

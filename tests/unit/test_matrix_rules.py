@@ -289,6 +289,34 @@ class TestHousingBenefit:
             Outcome.NO_RECORD
         )
 
+    def ended(self, record_id: str = "HB-1") -> housing_benefit.HousingBenefitClaim:
+        return self.claim().model_copy(
+            update={"record_id": record_id, "status": "ENDED", "ended_from": date(2020, 1, 1)}
+        )
+
+    def test_the_active_claim_is_found_whichever_party_holds_it(self) -> None:
+        """One party's claim ended years ago, the other's goes on: the event is for the one
+        that goes on (it was NOT_APPLICABLE whenever the ended claim came first)."""
+        single = self.claim().model_copy(update={"claimant": MARGARET, "partner": None})
+        married = housing_benefit.on_marriage(wedding(), roles(party1=self.ended(), party2=single))
+        born = housing_benefit.on_birth(baby(), roles(parent1=self.ended(), parent2=self.claim()))
+        for decision in (married, born):
+            assert (decision.outcome, decision.service_reference) == (
+                Outcome.APPLIED,
+                "HB-500001",
+            )
+
+    def test_a_move_ends_every_active_claim_of_the_movers(self) -> None:
+        second = self.claim().model_copy(update={"record_id": "HB-2", "claimant": MARGARET})
+        decision = housing_benefit.on_address_change(
+            move(ARTHUR, MARGARET),
+            roles(mover1=self.claim(), mover2=second, mover3=self.ended("HB-3")),
+        )
+        assert [(c.record_id, c.status) for c in decision.changed] == [
+            ("HB-500001", "ENDED"),
+            ("HB-2", "ENDED"),
+        ]
+
 
 def test_every_service_name_is_one_a_confirmation_accepts() -> None:
     """Services encode their confirmations without the model: their names must pass its check."""
