@@ -120,6 +120,8 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
             return body, json.loads(body)
         except ValueError:
             raise Rejected(problem(400, "The body is not valid JSON")) from None
+        except RecursionError:  # thousands of nested brackets, within the size limit
+            raise Rejected(problem(400, "The body's JSON is nested too deeply")) from None
 
     one_at_a_time = threading.Lock()
 

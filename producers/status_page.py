@@ -120,7 +120,7 @@ def router(ledger: Ledger, tracker: TrackerStore, attempts_per_minute: int = 5) 
         reference = reference.strip().upper()
         try:
             born = date(int(year), int(month), int(day))
-        except ValueError:
+        except (ValueError, OverflowError):  # not a date, or a year no C long holds
             return page("Check what has been done", form(NOT_FOUND, reference), status=404)
         event = await run_in_threadpool(ledger.latest, reference) if reference else None
         if event is None or event.facts.subject().date_of_birth != born:

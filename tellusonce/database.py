@@ -239,6 +239,9 @@ class Query:
         return prepared.run(conn, params)
 
 
+SQL_KEPT = 256  # SQL texts kept per query, one per combination of its lists' lengths
+
+
 class _Query:
     def __init__(self, compiled: SQLCompiler, dialect: Dialect, columns: list[Any]) -> None:
         self.compiled = compiled
@@ -270,6 +273,8 @@ class _Query:
         lengths = tuple(len(params[n]) for n in self.expanding)
         sql = self._sql.get(lengths)
         if sql is None:
+            if len(self._sql) >= SQL_KEPT:  # forget the oldest: lists' lengths vary without end
+                del self._sql[next(iter(self._sql))]
             sql = self._sql[lengths] = self.compiled.construct_expanded_state(params).statement
         values: list[Any] = []
         for name in self.order:

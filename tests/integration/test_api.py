@@ -210,6 +210,22 @@ class TestSubmit:
             reference = response.json()["reference"]
             assert api.get(f"/v1/events/{reference}").status_code == 200, reference
 
+    def test_json_nested_too_deeply_is_400(self, api: Api) -> None:
+        """Within the size limit, thousands of brackets exhaust the parser's recursion."""
+        response = api.client.post(
+            "/v1/events/death",
+            content=b"[" * 15_000,
+            headers={
+                "Authorization": f"Bearer {api.keys[OFFICE]}",
+                "Idempotency-Key": "x",
+                "Content-Type": "application/json",
+            },
+        )
+        assert (response.status_code, response.json()["detail"]) == (
+            400,
+            "The body's JSON is nested too deeply",
+        )
+
     def test_over_the_rate_is_429_with_retry_after(
         self, settings: Settings, topics: Topics
     ) -> None:

@@ -102,6 +102,11 @@ def test_wrong_date_of_birth_answers_like_an_unknown_reference(
 
     wrong, unknown = ask(receipt.reference, "15"), ask("ZZZZZ-ZZZZZ", "14")
     assert (wrong.status_code, unknown.status_code) == (404, 404)
+    no_such_year = client.post(
+        "/status",
+        data={"reference": receipt.reference, "day": "14", "month": "5", "year": "9" * 20},
+    )
+    assert no_such_year.status_code == 404  # not a 500 from an OverflowError
 
     def without_echo(html: str) -> str:  # the form echoes the reference typed, nothing else
         return re.sub(r'value="[^"]*"', "", html)

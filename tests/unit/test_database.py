@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError, PendingRollbackError
 
 from tellusonce.database import (
+    SQL_KEPT,
     Bulk,
     BulkInsert,
     Connections,
@@ -159,6 +160,22 @@ def test_a_query_reads_what_sqlalchemy_reads(
         assert ours == QUERIES[query].rows(conn, params)
     assert ours == theirs
     assert len(ours) == found
+
+
+def test_a_query_keeps_a_bounded_number_of_sql_texts(tmp_path: Path) -> None:
+    """One SQL text per combination of its lists' lengths, which a long-running consumer meets
+    without end (people per batch): the oldest are forgotten, and made again when needed."""
+    engine = connect(f"sqlite:///{tmp_path / 'things.db'}")
+    metadata.create_all(engine)
+    query = Query(SELECTED.where(things.c.name.in_(bindparam("names", expanding=True))))
+    with engine.begin() as conn:
+        for length in range(1, SQL_KEPT + 50):
+            assert query.rows(conn, {"names": ["nobody"] * length}) == []
+        conn.execute(insert(things), ROWS)
+        assert len(query.rows(conn, {"names": [ROWS[0]["name"]]})) == 1  # forgotten, made again
+    (prepared,) = query._prepared.values()
+    assert prepared is not None
+    assert len(prepared._sql) == SQL_KEPT
 
 
 def test_a_query_updates_as_sqlalchemy_does(tmp_path: Path) -> None:
