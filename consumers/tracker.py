@@ -324,6 +324,9 @@ class TrackerStore:
         return count, (time.time() * 1000 - oldest) / 1000 if oldest is not None else 0.0
 
 
+EARLY_KEPT = 10_000  # events whose confirmations came first, kept for their latency
+
+
 class TrackerHandler:
     """The tracker as a runtime handler."""
 
@@ -338,8 +341,12 @@ class TrackerHandler:
         self._latency = {
             service: CONFIRMATION_SECONDS.labels(service) for service in subscriptions()
         }
-        self._early: dict[str, list[tuple[str, int]]] = {}
+        # confirmations seen before their event: event id -> service -> when confirmed (ms);
+        # at most EARLY_KEPT events, the oldest forgotten (their event may come to another
+        # instance of the tracker, or never)
+        self._early: dict[str, dict[str, int]] = {}
         self._batch: TrackerBatch | None = None
+        self._observed: list[tuple[str, int]] = []  # this batch's, observed once it committed
 
     def decode(self, data: bytes) -> Tracked:
         """A life event's envelope (what the status shows: the tracker has no use for anyone's
@@ -361,22 +368,27 @@ class TrackerHandler:
                 return "duplicate"
             published = batch.published_ms(event_id)
             if published is None:
-                self._early.setdefault(event_id, []).append(
-                    (message.service, received.timestamp_ms)
-                )
+                self._early.setdefault(event_id, {})[message.service] = received.timestamp_ms
+                while len(self._early) > EARLY_KEPT:
+                    del self._early[next(iter(self._early))]
             else:
-                self._observe(message.service, received.timestamp_ms - published)
+                self._observed.append((message.service, received.timestamp_ms - published))
             return "recorded"
         event_id = message.event_id_text
         if not batch.add_event(message, received.timestamp_ms):
             return "duplicate"
-        for service, confirmed_ms in self._early.pop(event_id, []):
-            self._observe(service, confirmed_ms - received.timestamp_ms)
+        for service, confirmed_ms in self._early.get(event_id, {}).items():
+            self._observed.append((service, confirmed_ms - received.timestamp_ms))
         return "recorded"
 
-    def _observe(self, service: str, milliseconds: int) -> None:
-        child = self._latency.get(service) or CONFIRMATION_SECONDS.labels(service)
-        child.observe(max(milliseconds, 0) / 1000)
+    def _observe(self, events: Sequence[str]) -> None:
+        """Observe the batch's latencies, once it committed (a batch tried again would observe
+        them again), and forget the early confirmations of its events."""
+        for service, milliseconds in self._observed:
+            child = self._latency.get(service) or CONFIRMATION_SECONDS.labels(service)
+            child.observe(max(milliseconds, 0) / 1000)
+        for event_id in events:
+            self._early.pop(event_id, None)
 
     def reject(self, message: Tracked, error: Exception) -> None:
         """The tracker refuses nothing it can decode."""
@@ -389,12 +401,14 @@ class TrackerHandler:
     def batch(self, messages: Sequence[Tracked]) -> Iterator[None]:
         """One store transaction for a consumer batch."""
         event_ids = [m.event_id_text for m in messages]
+        self._observed = []
         with self.store.unit(event_ids) as batch:
             self._batch = batch
             try:
                 yield
             finally:
                 self._batch = None
+        self._observe([m.event_id_text for m in messages if isinstance(m, Envelope)])
 
     def outbox(self) -> list[Pending]:
         return []

@@ -1,0 +1,102 @@
+"""The tracker's submission-to-confirmation latency: each confirmation observed once, whatever
+order its event comes in and however often its batch is tried; what waits for an event that
+never comes (or comes to another instance) is bounded."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from consumers import tracker
+from consumers.tracker import TrackerBatch, TrackerHandler, TrackerStore
+from tellusonce.codec import Codec
+from tellusonce.errors import StoreBusy
+from tellusonce.events import Confirmation, Envelope, EventType, Outcome
+from tellusonce.identity import confirmation_id
+from tellusonce.kafka import Received
+from tellusonce.topics import Topics
+from tests.factories import event
+
+
+def envelope(entry: int) -> Envelope:
+    registration = {"district": "Leeds", "entry_number": entry, "office": "LEEDS-RO-1"}
+    return event(EventType.DEATH, registration=registration).envelope
+
+
+def confirmed(env: Envelope, service: str = "disability") -> Confirmation:
+    return Confirmation(
+        confirmation_id=confirmation_id(env.event_id, service),
+        event_id=env.event_id,
+        event_type=env.event_type,
+        service=service,
+        outcome=Outcome.APPLIED,
+        actions=("done",),
+        processed_at=datetime.now(UTC),
+    )
+
+
+def at(timestamp_ms: int) -> Received:
+    return Received("t", 0, 0, None, b"", [], timestamp_ms)
+
+
+def observed(service: str = "disability") -> float:
+    name = "tellusonce_submission_to_confirmation_seconds_count"
+    return REGISTRY.get_sample_value(name, {"service": service}) or 0.0
+
+
+@pytest.fixture
+def handler(tmp_path: Path) -> TrackerHandler:
+    return TrackerHandler(TrackerStore(f"sqlite:///{tmp_path / 'tracker.db'}"), Topics(), Codec())
+
+
+def test_a_confirmation_before_its_event_is_observed_once_the_event_comes(
+    handler: TrackerHandler,
+) -> None:
+    env = envelope(1)
+    before = observed()
+    with handler.batch([confirmed(env)]):
+        handler.handle(confirmed(env), at(5_000))
+    assert observed() == before
+    with handler.batch([env]):
+        handler.handle(env, at(1_000))
+    assert observed() == before + 1
+    assert handler._early == {}
+
+
+def test_a_batch_tried_again_observes_its_confirmations_once(
+    handler: TrackerHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store refused the first try (busy): nothing was recorded, nor observed."""
+    env = envelope(2)
+    with handler.batch([env]):
+        handler.handle(env, at(1_000))
+    write, failures = TrackerBatch.write, [StoreBusy("locked")]
+
+    def failing_once(batch: TrackerBatch) -> None:
+        if failures:
+            raise failures.pop()
+        write(batch)
+
+    monkeypatch.setattr(TrackerBatch, "write", failing_once)
+    before = observed()
+    for _ in range(2):
+        try:
+            with handler.batch([confirmed(env)]):
+                handler.handle(confirmed(env), at(5_000))
+        except StoreBusy:
+            assert observed() == before
+    assert observed() == before + 1
+
+
+def test_confirmations_waiting_for_their_events_are_bounded(
+    handler: TrackerHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tracker, "EARLY_KEPT", 3)
+    envelopes = [envelope(entry) for entry in range(10, 15)]
+    with handler.batch([confirmed(e) for e in envelopes]):
+        for env in envelopes:
+            handler.handle(confirmed(env), at(5_000))
+    assert list(handler._early) == [e.event_id_text for e in envelopes[-3:]]
