@@ -28,7 +28,12 @@ from producers.problems import problem
 from producers.submission import Header, Registrar, cancellation, correction, parse
 from producers.submission import build_event as build
 from tellusonce import __version__
-from tellusonce.errors import BrokerUnavailable, InvalidSubmission, SubmissionConflict
+from tellusonce.errors import (
+    BrokerUnavailable,
+    InvalidSubmission,
+    NotRecorded,
+    SubmissionConflict,
+)
 from tellusonce.events import EventType, LifeEvent, Problem
 from tellusonce.kafka import Admin
 from tellusonce.metrics import HTTP_REQUESTS
@@ -165,6 +170,14 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
             except InvalidSubmission as exc:
                 return problem(
                     422, "The submission is not valid; nothing was published", exc.problems
+                )
+            except NotRecorded:
+                return problem(
+                    503,
+                    "Kafka acknowledged the event, but this registrar could not record it. "
+                    "Try again with the same Idempotency-Key to record it (services apply it "
+                    "once).",
+                    retry_after=RETRY_SECONDS,
                 )
             except BrokerUnavailable:
                 return problem(

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tellusonce.codec import Codec
 from tellusonce.database import BulkInsert, connect, writing
+from tellusonce.errors import NotRecorded
 from tellusonce.events import LifeEvent
 
 log = structlog.get_logger("tellusonce.producer")
@@ -78,8 +79,9 @@ class Ledger:
         except IntegrityError:  # recorded meanwhile by a concurrent request: record the others
             if len(rows) > 1:
                 self.record(published)
-        except OperationalError as exc:  # published already: say so, do not fail the submission
+        except OperationalError as exc:  # published, not recorded: the caller must say so
             log.error("ledger_write_failed", events=len(rows), error=str(exc.orig))
+            raise NotRecorded(f"the registrar's ledger could not record it: {exc.orig}") from exc
 
     def latest(self, reference: str, office: str | None = None) -> LifeEvent[Any] | None:
         """The newest revision published under a reference (by this office, if named), or None."""

@@ -17,6 +17,7 @@ EVENT_TYPES = ("death", "birth", "marriage", "address-change")
 
 EXIT_INVALID = 2
 EXIT_BROKER = 3
+EXIT_NOT_RECORDED = 4
 
 
 def _read_json(path: str) -> object:
@@ -32,7 +33,7 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
     """submit, correct and cancel: print the receipt only once Kafka acknowledged."""
     from producers.submission import Registrar
     from tellusonce.codec import Codec
-    from tellusonce.errors import BrokerUnavailable, InvalidSubmission
+    from tellusonce.errors import BrokerUnavailable, InvalidSubmission, NotRecorded
     from tellusonce.events import EventType
     from tellusonce.kafka import Publisher
 
@@ -54,6 +55,13 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
     except BrokerUnavailable as exc:
         print(f"error: not published, Kafka did not acknowledge: {exc}", file=sys.stderr)
         return EXIT_BROKER
+    except NotRecorded as exc:
+        print(
+            f"error: published, but not recorded here ({exc}); run the same command again to "
+            "record it (services apply it once)",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_RECORDED
     print(f"event_id: {receipt.event_id}")
     print(f"reference: {receipt.reference}")
     print(f"action: {receipt.action.value}")
@@ -227,7 +235,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one subcommand; exit 2 for bad input, 3 when Kafka did not acknowledge."""
+    """Run one subcommand; exit 2 for bad input, 3 when Kafka did not acknowledge, 4 when it
+    did but the registrar's ledger could not record the event."""
     shutdown.install()
     args = parser().parse_args(argv)
     from tellusonce import logs

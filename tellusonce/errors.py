@@ -43,6 +43,11 @@ class BrokerUnavailable(TransientError):
     """Kafka could not be reached or did not acknowledge a message in time."""
 
 
+class NotRecorded(TransientError):
+    """Kafka acknowledged an event but the registrar's ledger could not record it (locked, say):
+    submitting it again records it, and services take the second publication as a repeat."""
+
+
 class StoreBusy(TransientError):
     """A service's store is locked or cannot be reached right now."""
 

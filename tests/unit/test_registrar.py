@@ -3,6 +3,7 @@ or a conflict naming what to do, and nothing published (no broker: a publisher t
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from producers.submission import Registrar
 from tellusonce.codec import Codec
-from tellusonce.errors import SubmissionConflict
+from tellusonce.errors import NotRecorded, SubmissionConflict
 from tellusonce.events import EventType
 from tellusonce.settings import Settings
 from tests.bench.instructions import Kept
@@ -88,3 +89,20 @@ def test_an_amendment_made_from_an_older_revision_is_a_conflict(
         f"{first.reference} was cancelled meanwhile (revision 1): send this again if it is still "
         "wanted"
     )
+
+
+def test_an_event_the_ledger_could_not_record_is_recorded_when_sent_again(
+    registrar: Registrar, tmp_path: Path
+) -> None:
+    """Kafka acknowledged it, but another process held the ledger's lock: the submitter is told
+    (it used to be logged only, the reference then unknown here: not correctable, and a
+    resubmission published again), and the same submission again records it."""
+    holder = sqlite3.connect(tmp_path / "registrar.db", timeout=0)
+    holder.execute("BEGIN IMMEDIATE")
+    with pytest.raises(NotRecorded):
+        registrar.submit(EventType.DEATH, death())
+    holder.rollback()
+    assert sent(registrar) == 1
+    receipt = registrar.submit(EventType.DEATH, death())
+    assert sent(registrar) == 2  # the same event again: services take it as a repeat
+    assert registrar.ledger.latest(receipt.reference) is not None
