@@ -3,7 +3,8 @@
 A weekly benefit paid up to and including `paid_to` for someone entitled up to and including
 `entitled_to` was overpaid by the days in between (paid_to after entitled_to), or is owed arrears
 for them (paid_to before entitled_to). Each day is a seventh of the weekly rate, and the total is
-rounded down to the penny, so the rounding never counts against the family.
+rounded to the penny in the family's favour (an overpayment down, arrears up), so the rounding
+never counts against them.
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ class Settlement(NamedTuple):
 def settle(weekly_pence: int, paid_to: date, entitled_to: date) -> Settlement:
     """Overpayment (paid past entitlement) or arrears (entitled past payment) in pence."""
     days = (paid_to - entitled_to).days
-    amount = weekly_pence * abs(days) // 7
     if days > 0:
-        return Settlement(amount, 0, days)
-    return Settlement(0, amount, -days)
+        return Settlement(weekly_pence * days // 7, 0, days)
+    return Settlement(0, -(weekly_pence * days // 7), -days)  # -(-x // 7): x / 7 rounded up
 
 
 def pounds(pence: int) -> str:

@@ -35,6 +35,11 @@ class TestMoney:
         """Paid to 3 days before death: arrears due to the estate."""
         assert settle(7_000, date(2026, 3, 8), date(2026, 3, 11)) == (0, 3_000, 3)
 
+    def test_arrears_are_rounded_up(self) -> None:
+        """£221.65/week unpaid for 3 days: 22165 * 3 / 7 = 9499.29 pence, owed as 9500 (the
+        rounding is in the family's favour either way)."""
+        assert settle(22_165, date(2026, 3, 8), date(2026, 3, 11)) == (0, 9_500, 3)
+
     def test_paid_to_the_day_of_death_settles_nothing(self) -> None:
         """Paid exactly to the date of death: nothing either way."""
         assert settle(7_000, date(2026, 3, 11), date(2026, 3, 11)) == (0, 0, 0)
