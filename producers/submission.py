@@ -33,7 +33,7 @@ from tellusonce.headers import event_headers
 from tellusonce.identity import event_id, person_ref, reference
 from tellusonce.kafka import Outgoing, Publisher
 from tellusonce.metrics import EVENTS_PUBLISHED
-from tellusonce.settings import Settings
+from tellusonce.settings import DEVELOPMENT_SECRET, Settings
 from tellusonce.topics import Topics
 
 log = structlog.get_logger("tellusonce.producer")
@@ -221,6 +221,14 @@ class Registrar:
         self.topics = Topics(settings.topic_prefix)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger(settings.store_url_for("registrar"), codec)
+        if settings.pseudonym_secret.get_secret_value() == DEVELOPMENT_SECRET and not _local(
+            settings.bootstrap_servers
+        ):
+            log.warning(
+                "pseudonym_secret_is_the_development_placeholder",
+                detail="Kafka keys (person_ref) made with a published key can be reversed to "
+                "the NINOs they stand for: set TELLUSONCE_PSEUDONYM_SECRET",
+            )
 
     def submit(self, event_type: EventType, document: object) -> Receipt:
         """Validate, build and publish; return only after Kafka acknowledged the event. A
@@ -327,6 +335,12 @@ class Registrar:
                 late_registration=env.late_registration,
             )
         return [receipt(e) for e in events]
+
+
+def _local(bootstrap_servers: str) -> bool:
+    """Whether every broker is on this machine (local use, where the placeholder secret is)."""
+    hosts = [s.strip().rsplit(":", 1)[0].strip("[]") for s in bootstrap_servers.split(",")]
+    return all(host in {"127.0.0.1", "localhost", "::1"} for host in hosts)
 
 
 def _conflict(reason: str, field: str = "registration") -> SubmissionConflict:

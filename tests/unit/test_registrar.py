@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from producers.submission import Registrar
 from tellusonce.codec import Codec
@@ -106,3 +107,23 @@ def test_an_event_the_ledger_could_not_record_is_recorded_when_sent_again(
     receipt = registrar.submit(EventType.DEATH, death())
     assert sent(registrar) == 2  # the same event again: services take it as a repeat
     assert registrar.ledger.latest(receipt.reference) is not None
+
+
+@pytest.mark.parametrize(
+    ("servers", "secret", "warned"),
+    [
+        ("kafka1.example:9093,kafka2.example:9093", None, True),
+        ("127.0.0.1:9092,localhost:9093,[::1]:9094", None, False),
+        ("kafka1.example:9093", "a real secret", False),
+    ],
+)
+def test_the_placeholder_secret_is_flagged_away_from_this_machine(
+    tmp_path: Path, servers: str, secret: str | None, warned: bool
+) -> None:
+    """Kafka keys made with the published placeholder are NINOs anyone can recover."""
+    given = {"pseudonym_secret": secret} if secret else {}
+    settings = Settings(data_dir=tmp_path, bootstrap_servers=servers, **given)
+    with structlog.testing.capture_logs() as logged:
+        Registrar(settings, Kept(), Codec())  # type: ignore[arg-type]
+    events = [line["event"] for line in logged]
+    assert ("pseudonym_secret_is_the_development_placeholder" in events) == warned
