@@ -90,7 +90,8 @@ class ServiceHandler:
 
     def _commit(self, tx: Transaction, envelope: Envelope, decision: Decision, digest: int) -> None:
         event_id = envelope.event_id_text
-        tx.claim(event_id, decision.outcome.value, digest)
+        supersedes = str(envelope.supersedes) if envelope.supersedes else None
+        tx.claim(event_id, decision.outcome.value, digest, supersedes)
         for record in decision.changed:
             tx.put(record, event_id)
         self._confirm(tx, envelope, decision)
@@ -166,11 +167,12 @@ def amend(tx: Transaction, event: LifeEvent[Any], rule: Rule) -> Decision:
     event, so a correction replaces the original's effect (an overpayment is recomputed, not added
     to) and a cancellation leaves the records as if the registration had never been made. If a
     record changed again since, nothing is undone automatically: REJECTED, for manual review.
+    An amendment refused so changed nothing: one superseding it acts on what it superseded.
     """
-    superseded = event.envelope.supersedes
-    if superseded is None:
+    if event.envelope.supersedes is None:
         raise RuleRejected(f"a {event.envelope.action.value} event must name what it supersedes")
-    images = tx.changes_of(str(superseded))
+    superseded = tx.in_effect(str(event.envelope.supersedes))  # past amendments refused here
+    images = tx.changes_of(superseded)
     for record_id, _before, after in images:
         if tx.raw(record_id) != after:
             return Decision(
@@ -199,7 +201,7 @@ def amend(tx: Transaction, event: LifeEvent[Any], rule: Rule) -> Decision:
             Outcome.APPLIED, ("Registration cancelled", *undone), service_reference=images[0][0]
         )
     corrected = _decide(rule, event, _matches(tx, event))
-    if not undone and not tx.processed(str(superseded)):
+    if not undone and not tx.processed(superseded):
         note = "Correction of a registration not seen here: applied as a new registration"
     else:
         note = "Correction: the previous decision was replaced"

@@ -79,6 +79,10 @@ processed = Table(
     # the message's digest (tellusonce.identity.message_digest): a redelivery of the same bytes
     # is known as a repeat without decoding it. None for rows of stores older than the column.
     Column("digest", BigInteger),
+    # what a correction or cancellation superseded: where an amendment of one refused here
+    # (REJECTED, nothing changed) finds the effects in place. None for registrations, and for
+    # rows of stores older than the column.
+    Column("supersedes", String),
 )
 changes = Table(
     "changes",
@@ -161,6 +165,9 @@ _CHANGES_OF = (
     .order_by(changes.c.id)
 )
 _CLAIM = BulkInsert(processed)
+_PROCESSED_ROW = select(processed.c.outcome, processed.c.supersedes).where(
+    processed.c.event_id == bindparam("event_id")
+)
 _QUEUE = BulkInsert(outbox)
 _PENDING = Query(
     select(
@@ -338,6 +345,26 @@ class Transaction:
         self._people.replace(record_id, keys)
         self._keys[record_id] = keys
 
+    def in_effect(self, event_id: str) -> str:
+        """The event whose effects here an amendment of `event_id` acts on: that event, or,
+        where it was an amendment refused here (REJECTED: referred for manual review, nothing
+        changed), what it superseded, and so on back."""
+        seen = set()
+        while event_id not in seen:
+            seen.add(event_id)
+            claimed = self._claims.get(event_id)
+            if claimed is not None:
+                outcome, supersedes = claimed["outcome"], claimed["supersedes"]
+            else:
+                row = self.conn.execute(_PROCESSED_ROW, {"event_id": event_id}).first()
+                if row is None:
+                    break
+                outcome, supersedes = row
+            if outcome != "REJECTED" or supersedes is None:
+                break
+            event_id = supersedes
+        return event_id
+
     def changes_of(self, event_id: str) -> list[tuple[str, str | None, str]]:
         """(record_id, before, after) JSON images of what an event changed, one per record."""
         rows = [tuple(r) for r in self.conn.execute(_CHANGES_OF, {"event_id": event_id})]
@@ -352,9 +379,15 @@ class Transaction:
             merged[record_id] = (first_before, after)
         return [(record_id, before, after) for record_id, (before, after) in merged.items()]
 
-    def claim(self, event_id: str, outcome: str, digest: int | None = None) -> None:
-        """Record the event as processed (with the digest of the message that carried it),
-        first; raise AlreadyProcessed if it already was."""
+    def claim(
+        self,
+        event_id: str,
+        outcome: str,
+        digest: int | None = None,
+        supersedes: str | None = None,
+    ) -> None:
+        """Record the event as processed (with the digest of the message that carried it, and
+        what it superseded), first; raise AlreadyProcessed if it already was."""
         if self.processed(event_id):
             raise AlreadyProcessed(event_id)
         self._claims[event_id] = {
@@ -362,6 +395,7 @@ class Transaction:
             "outcome": outcome,
             "processed_at": datetime.now(UTC),
             "digest": digest,
+            "supersedes": supersedes,
         }
         self._undo.append(lambda: self._claims.pop(event_id))
 

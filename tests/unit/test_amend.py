@@ -130,6 +130,55 @@ class TestCancellation:
         assert [h.handle(cancel, NOWHERE), h.handle(cancel, NOWHERE)] == ["applied", "duplicate"]
 
 
+class TestAfterARefusedCorrection:
+    """A correction refused here (the record changed since: manual review) changed nothing, so
+    the next amendment acts on what is in place: the registration's effects. A cancellation of
+    the refused correction said "it had changed nothing here" and left the pension stopped."""
+
+    def refused(self, h: ServiceHandler, death: LifeEvent[Any]) -> LifeEvent[Any]:
+        h.handle(death, NOWHERE)
+        stopped = pension(h)
+        with h.store.transaction() as tx:
+            tx.put(stopped.model_copy(update={"weekly_amount_pence": 1}))
+        fix = corrected_death(death, "2026-03-04")
+        assert h.handle(fix, NOWHERE) == "rejected"
+        with h.store.transaction() as tx:  # the change is put right by hand
+            tx.put(stopped)
+        return fix
+
+    def test_a_cancellation_then_undoes_the_registration(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        h = handler(tmp_path, "pensions")
+        before = pension(h)
+        fix = self.refused(h, death)
+        assert h.handle(cancellation(fix, SETTINGS, "registered in error"), NOWHERE) == "applied"
+        assert pension(h) == before
+
+    def test_a_cancellation_while_the_record_differs_is_refused_too(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        h = handler(tmp_path, "pensions")
+        h.handle(death, NOWHERE)
+        with h.store.transaction() as tx:
+            tx.put(pension(h).model_copy(update={"weekly_amount_pence": 1}))
+        fix = corrected_death(death, "2026-03-04")
+        h.handle(fix, NOWHERE)
+        cancel = cancellation(fix, SETTINGS, "registered in error")
+        assert h.handle(cancel, NOWHERE) == "rejected"
+        assert "manual review" in last_confirmation(h).actions[0]
+
+    def test_a_second_correction_replaces_the_registration(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        h = handler(tmp_path, "pensions")
+        fix = self.refused(h, death)
+        fixed_again = document(EventType.DEATH, date_of_death="2026-03-04")
+        again = correction(fix, fixed_again, SETTINGS, None)
+        assert h.handle(again, NOWHERE) == "applied"
+        assert pension(h).overpayment_pence == 23_000 * 11 // 7  # not 15 days: 4 were undone
+
+
 class TestAmendmentEvents:
     """What the producer builds for corrections and cancellations."""
 
