@@ -53,6 +53,18 @@ def corrected_death(original: LifeEvent[Any], died: str) -> LifeEvent[Any]:
     return correction(original, document(EventType.DEATH, date_of_death=died), SETTINGS, None)
 
 
+def refuse_a_correction(h: ServiceHandler, death: LifeEvent[Any]) -> tuple[LifeEvent[Any], Any]:
+    """The death applied, the pension changed by hand since, then a correction: refused for
+    manual review. The correction, and the pension as the death left it."""
+    h.handle(death, NOWHERE)
+    stopped = pension(h)
+    with h.store.transaction() as tx:
+        tx.put(stopped.model_copy(update={"weekly_amount_pence": 1}))
+    fix = corrected_death(death, "2026-03-04")
+    assert h.handle(fix, NOWHERE) == "rejected"
+    return fix, stopped
+
+
 class TestCorrection:
     """A correction replaces the original's effect instead of adding to it."""
 
@@ -84,10 +96,7 @@ class TestCorrection:
     ) -> None:
         """Someone changed the pension after the death: nothing is undone automatically."""
         h = handler(tmp_path, "pensions")
-        h.handle(death, NOWHERE)
-        with h.store.transaction() as tx:
-            tx.put(pension(h).model_copy(update={"weekly_amount_pence": 1}))
-        assert h.handle(corrected_death(death, "2026-03-04"), NOWHERE) == "rejected"
+        refuse_a_correction(h, death)
         assert pension(h).weekly_amount_pence == 1
         assert "manual review" in last_confirmation(h).actions[0]
 
@@ -136,12 +145,7 @@ class TestAfterARefusedCorrection:
     the refused correction said "it had changed nothing here" and left the pension stopped."""
 
     def refused(self, h: ServiceHandler, death: LifeEvent[Any]) -> LifeEvent[Any]:
-        h.handle(death, NOWHERE)
-        stopped = pension(h)
-        with h.store.transaction() as tx:
-            tx.put(stopped.model_copy(update={"weekly_amount_pence": 1}))
-        fix = corrected_death(death, "2026-03-04")
-        assert h.handle(fix, NOWHERE) == "rejected"
+        fix, stopped = refuse_a_correction(h, death)
         with h.store.transaction() as tx:  # the change is put right by hand
             tx.put(stopped)
         return fix
@@ -159,11 +163,7 @@ class TestAfterARefusedCorrection:
         self, tmp_path: Path, death: LifeEvent[Any]
     ) -> None:
         h = handler(tmp_path, "pensions")
-        h.handle(death, NOWHERE)
-        with h.store.transaction() as tx:
-            tx.put(pension(h).model_copy(update={"weekly_amount_pence": 1}))
-        fix = corrected_death(death, "2026-03-04")
-        h.handle(fix, NOWHERE)
+        fix, _ = refuse_a_correction(h, death)
         cancel = cancellation(fix, SETTINGS, "registered in error")
         assert h.handle(cancel, NOWHERE) == "rejected"
         assert "manual review" in last_confirmation(h).actions[0]
