@@ -13,7 +13,7 @@ still shown under its reference, awaiting them.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -273,15 +273,15 @@ class TrackerStore:
         except OperationalError as exc:
             raise StoreBusy(f"tracker store busy: {type(exc.orig).__name__}") from exc
 
-    def status(self, reference: str) -> list[EventStatus]:
-        """Every event under a reference, oldest first, with each expected service's answer."""
+    def status(self, reference: str, event_ids: Collection[str] | None = None) -> list[EventStatus]:
+        """Every event under a reference (of these, if given: one registration's, as two can
+        share a reference), oldest first, with each expected service's answer."""
         titles = {name: s.title for name, s in subscriptions().items()}
+        query = select(events).where(events.c.reference == reference.upper())
+        if event_ids is not None:
+            query = query.where(events.c.event_id.in_(list(event_ids)))
         with self.engine.connect() as conn:
-            found = conn.execute(
-                select(events)
-                .where(events.c.reference == reference.upper())
-                .order_by(events.c.revision, events.c.published_ms)
-            ).all()
+            found = conn.execute(query.order_by(events.c.revision, events.c.published_ms)).all()
             out = []
             for row in found:
                 answers = {

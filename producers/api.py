@@ -253,7 +253,8 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
     async def read(reference: str, request: Request) -> Response:
         """What each service did with the events of a reference (your office's only)."""
         event = latest(reference, office_of(request))
-        statuses = await run_in_threadpool(tracker.status, event.envelope.reference)
+        chain = await run_in_threadpool(registrar.ledger.chain, event)
+        statuses = await run_in_threadpool(tracker.status, event.envelope.reference, chain)
         return JSONResponse(
             {"reference": event.envelope.reference, "events": [_status(s) for s in statuses]}
         )

@@ -125,7 +125,8 @@ def router(ledger: Ledger, tracker: TrackerStore, attempts_per_minute: int = 5) 
         event = await run_in_threadpool(ledger.latest, reference) if reference else None
         if event is None or event.facts.subject().date_of_birth != born:
             return page("Check what has been done", form(NOT_FOUND, reference), status=404)
-        statuses = await run_in_threadpool(tracker.status, reference)
+        chain = await run_in_threadpool(ledger.chain, event)
+        statuses = await run_in_threadpool(tracker.status, reference, chain)
         if not statuses:
             body = "<p>The registration has been sent. No service has confirmed yet.</p>"
         else:

@@ -11,15 +11,17 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from consumers.tracker import TrackerHandler, TrackerStore
+from producers import submission
 from producers.api import create_app
 from producers.idempotency import IdempotencyKeys
 from producers.offices import Offices
 from producers.submission import Registrar
 from tellusonce.codec import Codec
 from tellusonce.events import EventType
-from tellusonce.kafka import Publisher
+from tellusonce.kafka import Publisher, Received
 from tellusonce.settings import Settings
-from tellusonce.topics import Topics
+from tellusonce.topics import TRACKER, Topics
 from tests.factories import document, event
 from tests.integration.conftest import read_topic
 
@@ -271,6 +273,31 @@ class TestAmendAndRead:
             statuses = sorted(r.status_code for r in pool.map(amend, ("correct", "cancel")))
         assert statuses == [201, 409]
         assert published(settings, topics) == 2  # the registration and one amendment
+
+    def test_an_office_reads_only_its_registration_under_a_shared_reference(
+        self, api: Api, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A reference is 50 bits of an event id, so two registrations can share one: each
+        office's status shows its own registration's events, not the other family's."""
+        monkeypatch.setattr(submission, "reference", lambda _event_id: "7QK2M-93XDA")
+        york = {"district": "York", "entry_number": 7, "office": "YORK-1"}
+        ids = [
+            api.post("/v1/events/death", document(EventType.DEATH), key="leeds").json(),
+            api.post(
+                "/v1/events/death", document(EventType.DEATH, registration=york), "york", "YORK-1"
+            ).json(),
+        ]
+        tracker = TrackerHandler(
+            TrackerStore(settings.store_url_for(TRACKER)), Topics(), Codec()
+        )  # as the tracker would record them from the bus
+        envelopes = [api.registrar.ledger.find(body["event_id"]) for body in ids]
+        with tracker.batch([e.envelope for e in envelopes if e]):
+            for e in envelopes:
+                assert e is not None
+                tracker.handle(e.envelope, Received("t", 0, 0, None, b"", [], 1))
+        for office, body in zip((OFFICE, "YORK-1"), ids, strict=True):
+            shown = api.get("/v1/events/7QK2M-93XDA", office=office).json()["events"]
+            assert [e["event_id"] for e in shown] == [body["event_id"]]
 
     def test_a_reason_that_is_not_text_is_422_naming_it(self, api: Api) -> None:
         reference = api.post("/v1/events/death", document(EventType.DEATH)).json()["reference"]
