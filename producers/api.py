@@ -6,6 +6,7 @@ it; 503 with Retry-After, and nothing recorded, when it did not. Idempotency-Key
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -128,13 +129,16 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         except RecursionError:  # thousands of nested brackets, within the size limit
             raise Rejected(problem(400, "The body's JSON is nested too deeply")) from None
 
-    one_at_a_time = threading.Lock()
+    by_key, by_reference = Stripes(), Stripes()
 
     def publish_once(office: str, key: str, digest: str, event: LifeEvent[Any]) -> Stored:
         """Publish an event unless it was already, and keep the response under its key: one
-        request at a time, so two at once cannot both pass the checks (the same key, the same
-        register entry, or the same reference's next revision) and both publish."""
-        with one_at_a_time:
+        request at a time per Idempotency-Key and per reference (a registration's, which its
+        corrections and cancellations keep), so two at once cannot both pass the checks (the
+        same key, the same register entry, or the same reference's next revision) and both
+        publish. Other requests go on meanwhile (one waiting on an unreachable broker holds up
+        only those that share its locks)."""
+        with by_key.lock(f"{office}\n{key}"), by_reference.lock(event.envelope.reference):
             stored = keys.get(office, key)
             if stored is not None:  # a twin of this request got here first
                 return stored
@@ -271,6 +275,20 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         )
 
     return app
+
+
+class Stripes:
+    """Locks by name, striped (a fixed number, so names met without end keep no more): two
+    names may share a lock, which only makes one wait for the other. A request takes a key's
+    lock, then a reference's, from two sets of stripes: never the other way, so none waits
+    for a lock held by one waiting for its own."""
+
+    def __init__(self, count: int = 64) -> None:
+        self._locks = [threading.Lock() for _ in range(count)]
+
+    def lock(self, name: str) -> threading.Lock:
+        digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+        return self._locks[int.from_bytes(digest) % len(self._locks)]
 
 
 def _endpoint(

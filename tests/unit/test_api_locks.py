@@ -1,0 +1,76 @@
+"""The registrar API publishes one request at a time per Idempotency-Key and per reference, not
+one at a time in all: a request waiting on Kafka holds up only those that share its locks."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from producers.api import create_app
+from producers.offices import Offices
+from producers.submission import Registrar
+from tellusonce.codec import Codec
+from tellusonce.events import EventType
+from tellusonce.kafka import Outgoing
+from tellusonce.settings import Settings
+from tests.factories import document
+
+OFFICE = "LEEDS-RO-1"
+
+
+class Stalling:
+    """A publisher whose first publish waits until released (Kafka slow to answer)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.sent: list[Outgoing] = []
+        self._first = True
+
+    def publish(self, messages: Sequence[Outgoing]) -> None:
+        if self._first:
+            self._first = False
+            self.release.wait(60)
+        self.sent.extend(messages)
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def test_a_request_waiting_on_kafka_holds_up_no_other_registration(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, bootstrap_servers="127.0.0.1:1")
+    publisher = Stalling()
+    registrar = Registrar(settings, publisher, Codec())  # type: ignore[arg-type]
+    client = TestClient(create_app(settings, registrar))
+    key = Offices(settings.store_url_for("registrar")).create_key(OFFICE)
+
+    def submit(entry: int) -> Any:
+        registration = {"district": "Leeds", "entry_number": entry, "office": OFFICE}
+        return client.post(
+            "/v1/events/death",
+            content=json.dumps(document(EventType.DEATH, registration=registration)),
+            headers={
+                "Authorization": f"Bearer {key}",
+                "Idempotency-Key": f"entry-{entry}",
+                "Content-Type": "application/json",
+            },
+        )
+
+    stalled: list[Any] = []
+    first = threading.Thread(target=lambda: stalled.append(submit(1)))
+    first.start()
+    deadline = time.monotonic() + 10
+    while publisher._first and time.monotonic() < deadline:  # the first is waiting on Kafka
+        time.sleep(0.01)
+    try:
+        assert submit(2).status_code == 201  # not held up behind it
+        assert not stalled
+    finally:
+        publisher.release.set()
+        first.join(30)
+    assert stalled[0].status_code == 201
