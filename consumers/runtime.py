@@ -11,6 +11,7 @@ and at shutdown.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
@@ -131,7 +132,7 @@ class Runtime(Generic[M]):
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set, then drain: relay the outbox, commit, close."""
-        self.subscriber.subscribe(self.handler.topics, on_revoke=self._revoked)
+        self.subscriber.subscribe(self.handler.topics, on_revoke=self._revoked, on_lost=self._lost)
         self.log.info("consumer_started", topics=self.handler.topics)
         try:
             while not stop.is_set():
@@ -339,11 +340,24 @@ class Runtime(Generic[M]):
             return False
 
     def _revoked(self, partitions: list[tuple[str, int]]) -> None:
-        for where in partitions:
-            self._resume_at.pop(where, None)
-            self._attempts.pop(where, None)
+        self._forget(partitions)
         self.subscriber.commit()
         self.log.info("partitions_revoked", partitions=len(partitions))
+
+    def _lost(self, partitions: list[tuple[str, int]]) -> None:
+        """Taken away without a chance to commit (the session expired): the new owner has them
+        from the last commit, and skips what was applied here as duplicates."""
+        self._forget(partitions)
+        self.log.warning("partitions_lost", partitions=len(partitions))
+
+    def _forget(self, partitions: list[tuple[str, int]]) -> None:
+        """Partitions no longer this instance's: no retry waits for them, and their lag is the
+        new owner's to report (a series left here would count it twice, for ever)."""
+        for topic, partition in partitions:
+            self._resume_at.pop((topic, partition), None)
+            self._attempts.pop((topic, partition), None)
+            with contextlib.suppress(KeyError):  # never reported here
+                CONSUMER_LAG.remove(self.handler.name, topic, str(partition))
 
     def _gauges(self) -> None:
         now = time.monotonic()

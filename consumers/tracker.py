@@ -339,7 +339,7 @@ class TrackerHandler:
         self.topics = [*(topics.events(t) for t in EventType), topics.confirmations]
         # series from 0, so rate() sees the first confirmation; children made once
         self._latency = {
-            service: CONFIRMATION_SECONDS.labels(service) for service in subscriptions()
+            service: CONFIRMATION_SECONDS.labels(service) for service in (*subscriptions(), "other")
         }
         # confirmations seen before their event: event id -> service -> when confirmed (ms);
         # at most EARLY_KEPT events, the oldest forgotten (their event may come to another
@@ -385,7 +385,9 @@ class TrackerHandler:
         """Observe the batch's latencies, once it committed (a batch tried again would observe
         them again), and forget the early confirmations of its events."""
         for service, milliseconds in self._observed:
-            child = self._latency.get(service) or CONFIRMATION_SECONDS.labels(service)
+            # a service the matrix does not name (whoever can write to the topic may name any)
+            # is one series, not one each
+            child = self._latency.get(service) or self._latency["other"]
             child.observe(max(milliseconds, 0) / 1000)
         for event_id in events:
             self._early.pop(event_id, None)

@@ -42,6 +42,7 @@ from tellusonce.settings import Settings
 from tellusonce.topics import TRACKER
 
 MAX_BODY = 16 * 1024
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # as labels
 RETRY_SECONDS = 5
 log = structlog.get_logger("tellusonce.api")
 Builder = Callable[[str, object], LifeEvent[Any]]
@@ -89,10 +90,11 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
-        HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+        method = request.method if request.method in METHODS else "OTHER"  # any token is one
+        HTTP_REQUESTS.labels(method, path, str(response.status_code)).inc()
         log.info(
             "http_request",
-            method=request.method,
+            method=method,
             route=path,
             status=response.status_code,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),

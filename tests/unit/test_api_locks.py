@@ -1,5 +1,6 @@
-"""The registrar API publishes one request at a time per Idempotency-Key and per reference, not
-one at a time in all: a request waiting on Kafka holds up only those that share its locks."""
+"""The registrar API without a broker: one request at a time per Idempotency-Key and per
+reference, not one at a time in all (a request waiting on Kafka holds up only those that share
+its locks); requests counted under bounded labels."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from producers.api import create_app
 from producers.offices import Offices
@@ -74,3 +76,20 @@ def test_a_request_waiting_on_kafka_holds_up_no_other_registration(tmp_path: Pat
         publisher.release.set()
         first.join(30)
     assert stalled[0].status_code == 201
+
+
+def test_a_method_no_route_has_is_counted_as_other(tmp_path: Path) -> None:
+    """Any token is a method to the HTTP server, and requests are counted before they are
+    authenticated: one series each would let anyone grow the metrics without end."""
+    settings = Settings(data_dir=tmp_path, bootstrap_servers="127.0.0.1:1")
+    registrar = Registrar(settings, Stalling(), Codec())  # type: ignore[arg-type]
+    client = TestClient(create_app(settings, registrar))
+
+    def counted(method: str) -> float:
+        labels = {"method": method, "route": "/healthz", "status": "405"}
+        return REGISTRY.get_sample_value("tellusonce_http_requests_total", labels) or 0.0
+
+    before = counted("OTHER")
+    for method in ("FOO1", "FOO2"):
+        assert client.request(method, "/healthz").status_code == 405
+    assert (counted("OTHER"), counted("FOO1")) == (before + 2, 0.0)

@@ -100,3 +100,16 @@ def test_confirmations_waiting_for_their_events_are_bounded(
         for env in envelopes:
             handler.handle(confirmed(env), at(5_000))
     assert list(handler._early) == [e.event_id_text for e in envelopes[-3:]]
+
+
+def test_a_service_the_matrix_does_not_name_is_observed_as_other(
+    handler: TrackerHandler,
+) -> None:
+    """Whoever can write to the confirmations topic may name any service: one series, not one
+    each."""
+    env = envelope(20)
+    before = observed("other")
+    with handler.batch([env, confirmed(env, "intruder_one")]):
+        handler.handle(env, at(1_000))
+        handler.handle(confirmed(env, "intruder_one"), at(2_000))
+    assert (observed("other"), observed("intruder_one")) == (before + 1, 0.0)
