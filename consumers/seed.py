@@ -189,3 +189,11 @@ def seed(settings: Settings, others: int = 20) -> dict[str, int]:
                 tx.put(record)
         counts[name] = len(recs)
     return counts
+
+
+def seeded(settings: Settings) -> bool:
+    """Whether the stores hold records already (seeded, or changed by events since: seeding
+    again would put back what events changed)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = ServiceStore(settings.store_url_for("pensions"), SERVICES["pensions"].record_type)
+    return bool(store.records())

@@ -88,9 +88,12 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if statuses else 1
 
 
-def _seed(_args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.seed import seed
+def _seed(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.seed import seed, seeded
 
+    if args.if_empty and seeded(settings):
+        print("the stores hold records already: not seeded (events may have changed them)")
+        return 0
     for name, count in seed(settings).items():
         print(f"{name}: {count} records")
     return 0
@@ -206,9 +209,13 @@ def parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="what each service did with a reference")
     status.add_argument("reference")
     status.set_defaults(run=_status)
-    sub.add_parser("seed", help="write synthetic demo records into every store").set_defaults(
-        run=_seed
+    seeding = sub.add_parser("seed", help="write synthetic demo records into every store")
+    seeding.add_argument(
+        "--if-empty",
+        action="store_true",
+        help="only if the stores hold no records (a restart keeps what events changed)",
     )
+    seeding.set_defaults(run=_seed)
     dlq = sub.add_parser("dlq", help="list or replay a service's dead letters")
     dlq.add_argument("action", choices=["list", "replay"])
     dlq.add_argument("service", choices=[n for n in NAMES if n != "tracker"])

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumers.services import SERVICES
-from consumers.store import ServiceStore
+from consumers.seed import seeded
 from tellusonce import shutdown
 from tellusonce.kafka import Admin
 from tellusonce.settings import Settings
@@ -81,11 +80,7 @@ def run(settings: Settings, base_port: int) -> int:
     started_broker = start_broker_if_needed(settings)
     try:
         ensure_topics(settings)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        pensions = ServiceStore(
-            settings.store_url_for("pensions"), SERVICES["pensions"].record_type
-        )
-        if not pensions.records():
+        if not seeded(settings):
             seed_stores(settings, fresh=False)
         children = start_processes(settings, base_port, api_port=settings.api_port)
         try:

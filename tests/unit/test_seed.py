@@ -1,0 +1,35 @@
+"""`tellusonce seed --if-empty` (what the Compose stack runs at each start): seeds new stores,
+and leaves stores that hold records as events left them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from consumers.pensions import PensionRecord
+from consumers.store import ServiceStore
+from tellusonce import cli
+from tellusonce.settings import Settings
+
+
+def pension(store: ServiceStore) -> PensionRecord:
+    found = [r for r in store.records() if r.record_id == "SP-100001"]
+    assert isinstance(found[0], PensionRecord)
+    return found[0]
+
+
+def test_seeding_if_empty_keeps_what_events_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    assert cli.main(["seed", "--if-empty"]) == 0
+    store = ServiceStore(Settings().store_url_for("pensions"), PensionRecord)
+    stopped = pension(store).model_copy(update={"status": "STOPPED"})
+    with store.transaction() as tx:  # as a death would
+        tx.put(stopped)
+
+    assert cli.main(["seed", "--if-empty"]) == 0
+    assert pension(store) == stopped
+    assert cli.main(["seed"]) == 0  # without it, the demo's records are put back
+    assert pension(store).status == "IN_PAYMENT"
