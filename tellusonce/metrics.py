@@ -1,7 +1,7 @@
 """Every Prometheus metric of tellusonce, and the /metrics, /healthz, /readyz endpoint.
 
-Labels are service, topic, partition, event_type, outcome, status, error: never ids or
-personal data.
+Labels are service, topic, partition, event_type, outcome, status, error, and the API's method
+and route: never ids or personal data, and never a value without bound.
 """
 
 from __future__ import annotations
