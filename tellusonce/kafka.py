@@ -213,7 +213,12 @@ class Subscriber:
     ) -> None:
         """Join the group; on_revoke runs before partitions are taken away, on_lost after."""
 
-        def assigned(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        def assigned(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            # A partition paused for a retry and taken away keeps librdkafka's pause: given back,
+            # it would stay paused, unread, with nothing here to resume it. Each assignment
+            # starts unpaused (the retry's wait belonged to the assignment it was made in).
+            if partitions:
+                consumer.resume(partitions)
             self.assigned.update((p.topic, p.partition) for p in partitions)
 
         def revoked(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
