@@ -132,6 +132,14 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     if not chosen:
         print(f"error: no dead letter at offset {args.offset}", file=sys.stderr)
         return EXIT_INVALID
+    if args.offset is not None and len(chosen) > 1:  # an offset is a partition's
+        where = ", ".join(str(d.partition) for d in chosen)
+        print(
+            f"error: dead letters at offset {args.offset} in partitions {where}: "
+            "say which with --partition (nothing was replayed)",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
     count = dead_letters.replay(settings, chosen, Publisher(settings, "dlq-replay"))
     print(f"replayed {count} dead letters of {args.service} to their origin topics")
     return 0

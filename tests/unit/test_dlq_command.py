@@ -1,0 +1,43 @@
+"""`tellusonce dlq replay --offset N`: an offset is a partition's, and a dead-letter topic has
+several: replaying every letter at N (unrelated people's, some held back on purpose) is refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from consumers import dead_letters
+from consumers.dead_letters import DeadLetter
+from tellusonce import cli
+from tellusonce.kafka import Received
+
+
+def letter(partition: int, offset: int) -> DeadLetter:
+    message = Received("pensions.dead-letters", partition, offset, b"k", b"v", [], 0)
+    return DeadLetter(offset, partition, "life-events.death", 0, 9, "RuleRejected", "x", message)
+
+
+@pytest.fixture
+def replayed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    letters = [letter(0, 0), letter(1, 0), letter(2, 0), letter(1, 1)]
+    sent: list[tuple[int, int]] = []
+
+    def replay(_settings: Any, chosen: list[DeadLetter], _publisher: Any) -> int:
+        sent.extend((d.partition, d.offset) for d in chosen)
+        return len(chosen)
+
+    monkeypatch.setattr(dead_letters, "read", lambda _settings, _service: letters)
+    monkeypatch.setattr(dead_letters, "replay", replay)
+    return sent
+
+
+def test_an_offset_in_several_partitions_needs_the_partition(
+    replayed: list[tuple[int, int]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["dlq", "replay", "pensions", "--offset", "0"]) == cli.EXIT_INVALID
+    assert replayed == []
+    assert "partitions 0, 1, 2: say which with --partition" in capsys.readouterr().err
+    assert cli.main(["dlq", "replay", "pensions", "--offset", "0", "--partition", "1"]) == 0
+    assert cli.main(["dlq", "replay", "pensions", "--offset", "1"]) == 0  # only one there
+    assert replayed == [(1, 0), (1, 1)]
