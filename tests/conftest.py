@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tellusonce.settings import Settings
 
@@ -21,3 +23,13 @@ def settings(tmp_path: Path) -> Settings:
         partitions=3,
         publish_timeout_seconds=10,
     )
+
+
+@pytest.fixture
+def run_cli() -> Iterator[Callable[[list[str]], int]]:
+    """tellusonce's command line, run in this process. It configures logging for the process,
+    to this test's captured stderr (closed after it): undone after the test."""
+    from tellusonce import cli
+
+    yield cli.main
+    structlog.reset_defaults()

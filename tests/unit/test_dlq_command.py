@@ -3,6 +3,7 @@ several: replaying every letter at N (unrelated people's, some held back on purp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -33,11 +34,13 @@ def replayed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
 
 
 def test_an_offset_in_several_partitions_needs_the_partition(
-    replayed: list[tuple[int, int]], capsys: pytest.CaptureFixture[str]
+    replayed: list[tuple[int, int]],
+    capsys: pytest.CaptureFixture[str],
+    run_cli: Callable[[list[str]], int],
 ) -> None:
-    assert cli.main(["dlq", "replay", "pensions", "--offset", "0"]) == cli.EXIT_INVALID
+    assert run_cli(["dlq", "replay", "pensions", "--offset", "0"]) == cli.EXIT_INVALID
     assert replayed == []
     assert "partitions 0, 1, 2: say which with --partition" in capsys.readouterr().err
-    assert cli.main(["dlq", "replay", "pensions", "--offset", "0", "--partition", "1"]) == 0
-    assert cli.main(["dlq", "replay", "pensions", "--offset", "1"]) == 0  # only one there
+    assert run_cli(["dlq", "replay", "pensions", "--offset", "0", "--partition", "1"]) == 0
+    assert run_cli(["dlq", "replay", "pensions", "--offset", "1"]) == 0  # only one there
     assert replayed == [(1, 0), (1, 1)]

@@ -3,13 +3,13 @@ and leaves stores that hold records as events left them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from consumers.pensions import PensionRecord
 from consumers.store import ServiceStore
-from tellusonce import cli
 from tellusonce.settings import Settings
 
 
@@ -20,16 +20,16 @@ def pension(store: ServiceStore) -> PensionRecord:
 
 
 def test_seeding_if_empty_keeps_what_events_changed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: Callable[[list[str]], int]
 ) -> None:
     monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
-    assert cli.main(["seed", "--if-empty"]) == 0
+    assert run_cli(["seed", "--if-empty"]) == 0
     store = ServiceStore(Settings().store_url_for("pensions"), PensionRecord)
     stopped = pension(store).model_copy(update={"status": "STOPPED"})
     with store.transaction() as tx:  # as a death would
         tx.put(stopped)
 
-    assert cli.main(["seed", "--if-empty"]) == 0
+    assert run_cli(["seed", "--if-empty"]) == 0
     assert pension(store) == stopped
-    assert cli.main(["seed"]) == 0  # without it, the demo's records are put back
+    assert run_cli(["seed"]) == 0  # without it, the demo's records are put back
     assert pension(store).status == "IN_PAYMENT"
