@@ -31,6 +31,7 @@ from sqlalchemy import (
     delete,
     func,
     select,
+    text,
     tuple_,
     update,
 )
@@ -83,6 +84,13 @@ processed = Table(
     # (REJECTED, nothing changed) finds the effects in place. None for registrations, and for
     # rows of stores older than the column.
     Column("supersedes", String),
+    # amendments are few: only their rows are indexed
+    Index(
+        "ix_processed_supersedes",
+        "supersedes",
+        sqlite_where=text("supersedes IS NOT NULL"),
+        postgresql_where=text("supersedes IS NOT NULL"),
+    ),
 )
 changes = Table(
     "changes",
@@ -165,6 +173,11 @@ _CHANGES_OF = (
     .order_by(changes.c.id)
 )
 _CLAIM = BulkInsert(processed)
+_SUPERSEDED_AMONG = Query(
+    select(processed.c.supersedes).where(
+        processed.c.supersedes.in_(bindparam("event_ids", expanding=True))
+    )
+)
 _PROCESSED_ROW = select(processed.c.outcome, processed.c.supersedes).where(
     processed.c.event_id == bindparam("event_id")
 )
@@ -217,6 +230,7 @@ class Transaction:
         self._people = KnownPeople()
         self._looked_up: set[str] = set()  # events whose processed rows were read up front
         self._seen: set[str] = set()  # ... those of them processed
+        self._superseded: set[str] = set()  # ... those of them an amendment processed names
         # kept until flush(): changed records, with whether their row exists in the database
         self._stored: dict[str, bool] = {}
         self._changed_at: dict[str, datetime] = {}
@@ -244,6 +258,19 @@ class Transaction:
         if wanted:
             self._seen.update(self.processed_among(wanted))
             self._looked_up.update(wanted)
+        asked = list(set(event_ids))
+        if asked:
+            found = _SUPERSEDED_AMONG.rows(self.conn, {"event_ids": asked})
+            self._superseded.update(event_id for (event_id,) in found)
+
+    def superseded(self, event_id: str) -> bool:
+        """Whether a correction or cancellation of this event was processed here already (it
+        came first: the registration was dead-lettered, and replayed after it)."""
+        if event_id in self._superseded:
+            return True
+        if event_id in self._looked_up:
+            return False
+        return bool(_SUPERSEDED_AMONG.rows(self.conn, {"event_ids": [event_id]}))
 
     def processed_among(self, event_ids: Sequence[str]) -> dict[str, int | None]:
         """Which of these events were processed, with the digest of the message each came in
@@ -398,6 +425,9 @@ class Transaction:
             "supersedes": supersedes,
         }
         self._undo.append(lambda: self._claims.pop(event_id))
+        if supersedes is not None and supersedes not in self._superseded:
+            self._superseded.add(supersedes)
+            self._undo.append(lambda: self._superseded.discard(supersedes))
 
     def queue(self, confirmation: Pending) -> None:
         """Put a confirmation in the outbox, to be published after this transaction commits."""

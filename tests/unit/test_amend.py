@@ -179,6 +179,44 @@ class TestAfterARefusedCorrection:
         assert pension(h).overpayment_pence == 23_000 * 11 // 7  # not 15 days: 4 were undone
 
 
+class TestRegistrationAfterItsAmendment:
+    """A registration that comes after its correction or cancellation was processed here (it
+    was dead-lettered, and replayed once its rule was fixed) is not applied: replayed after a
+    cancellation, it stopped a living person's pension."""
+
+    def test_after_its_cancellation_it_is_not_applicable(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        h = handler(tmp_path, "pensions")
+        before = pension(h)
+        cancel = cancellation(death, SETTINGS, "registered in error")
+        assert h.handle(cancel, NOWHERE) == "not_applicable"
+        assert h.handle(death, NOWHERE) == "not_applicable"
+        assert pension(h) == before
+        assert "not applied" in last_confirmation(h).actions[0]
+
+    def test_after_its_correction_only_the_correction_counts(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        h = handler(tmp_path, "pensions")
+        assert h.handle(corrected_death(death, "2026-03-04"), NOWHERE) == "applied"
+        assert h.handle(death, NOWHERE) == "not_applicable"
+        assert pension(h).overpayment_pence == 23_000 * 11 // 7  # the correction's alone
+
+    def test_in_one_batch_after_its_cancellation_it_is_not_applicable(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        h = handler(tmp_path, "pensions")
+        before = pension(h)
+        cancel = cancellation(death, SETTINGS, "registered in error")
+        with h.batch([cancel, death]):
+            assert [h.handle(cancel, NOWHERE), h.handle(death, NOWHERE)] == [
+                "not_applicable",
+                "not_applicable",
+            ]
+        assert pension(h) == before
+
+
 class TestAmendmentEvents:
     """What the producer builds for corrections and cancellations."""
 
