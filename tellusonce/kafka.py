@@ -259,6 +259,10 @@ class Subscriber:
         after: dict[tuple[str, int], int] = {}
         for m in messages:
             after[(m.topic, m.partition)] = max(after.get((m.topic, m.partition), 0), m.offset + 1)
+        # A partition revoked while its messages were handled (its revocation served inside
+        # poll) is not ours to store: librdkafka refuses (_STATE), and its new owner takes its
+        # messages again from the last commit, skipping what was applied here as duplicates.
+        after = {where: offset for where, offset in after.items() if where in self.assigned}
         if after:
             self._consumer.store_offsets(
                 offsets=[TopicPartition(t, p, offset) for (t, p), offset in after.items()]

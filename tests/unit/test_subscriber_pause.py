@@ -1,12 +1,13 @@
-"""A partition paused for a retry, taken away and given back, is read again (librdkafka keeps
-an application's pause across assignments: it stayed paused, unread, and its lag read 0).
-On librdkafka's in-process mock cluster: the adapter's own behaviour, not the bus's."""
+"""The subscriber across assignments, on librdkafka's in-process mock cluster (the adapter's
+own behaviour, not the bus's): a partition paused for a retry, taken away and given back, is
+read again (librdkafka keeps an application's pause: it stayed paused, unread, its lag read 0);
+offsets of a partition taken away while its messages were handled are not stored."""
 
 from __future__ import annotations
 
 import time
 
-from confluent_kafka import Producer
+from confluent_kafka import Producer, TopicPartition
 
 from tellusonce.kafka import Received, Subscriber
 from tellusonce.settings import Settings
@@ -43,4 +44,22 @@ def test_a_partition_paused_for_a_retry_is_read_when_given_back() -> None:
     subscriber.subscribe(["events"])
 
     assert [m.offset for m in read(subscriber, 3)] == [0, 1, 2]  # nothing committed: from 0
+    subscriber.close()
+
+
+def test_offsets_of_a_partition_taken_away_are_not_stored() -> None:
+    """Its revocation served inside poll: the batch still held its messages, and storing their
+    offsets raised librdkafka's _STATE out of the consumer's loop, ending the process."""
+    _cluster, servers = mock_cluster()
+    producer = Producer({"bootstrap.servers": servers})
+    producer.produce("events", value=b"v", partition=0)
+    assert producer.flush(10) == 0
+    settings = Settings(bootstrap_servers=servers, fetch_wait_ms=10, fetch_min_bytes=1)
+    subscriber = Subscriber(settings, "group", "test")
+    subscriber.subscribe(["events"])
+    (message,) = read(subscriber, 1)
+    subscriber.assigned.discard(("events", 0))  # as the revocation callback leaves it
+    subscriber._consumer.incremental_unassign([TopicPartition("events", 0)])
+
+    subscriber.store([message])  # raised KafkaException(_STATE)
     subscriber.close()
