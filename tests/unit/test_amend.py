@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -184,14 +185,17 @@ class TestRegistrationAfterItsAmendment:
     was dead-lettered, and replayed once its rule was fixed) is not applied: replayed after a
     cancellation, it stopped a living person's pension."""
 
+    @pytest.mark.parametrize("one_batch", [False, True])
     def test_after_its_cancellation_it_is_not_applicable(
-        self, tmp_path: Path, death: LifeEvent[Any]
+        self, tmp_path: Path, death: LifeEvent[Any], one_batch: bool
     ) -> None:
+        """Processed in batches of their own, or the cancellation first in the same batch."""
         h = handler(tmp_path, "pensions")
         before = pension(h)
         cancel = cancellation(death, SETTINGS, "registered in error")
-        assert h.handle(cancel, NOWHERE) == "not_applicable"
-        assert h.handle(death, NOWHERE) == "not_applicable"
+        with h.batch([cancel, death]) if one_batch else contextlib.nullcontext():
+            outcomes = [h.handle(cancel, NOWHERE), h.handle(death, NOWHERE)]
+        assert outcomes == ["not_applicable", "not_applicable"]
         assert pension(h) == before
         assert "not applied" in last_confirmation(h).actions[0]
 
@@ -202,19 +206,6 @@ class TestRegistrationAfterItsAmendment:
         assert h.handle(corrected_death(death, "2026-03-04"), NOWHERE) == "applied"
         assert h.handle(death, NOWHERE) == "not_applicable"
         assert pension(h).overpayment_pence == 23_000 * 11 // 7  # the correction's alone
-
-    def test_in_one_batch_after_its_cancellation_it_is_not_applicable(
-        self, tmp_path: Path, death: LifeEvent[Any]
-    ) -> None:
-        h = handler(tmp_path, "pensions")
-        before = pension(h)
-        cancel = cancellation(death, SETTINGS, "registered in error")
-        with h.batch([cancel, death]):
-            assert [h.handle(cancel, NOWHERE), h.handle(death, NOWHERE)] == [
-                "not_applicable",
-                "not_applicable",
-            ]
-        assert pension(h) == before
 
 
 class TestAmendmentEvents:
