@@ -46,15 +46,15 @@ class ServiceHandler:
             with self.store.event_transaction() as tx:
                 if tx.processed(event_id):
                     return "duplicate"
-                if event.envelope.action == Action.REGISTERED and tx.superseded(event_id):
+                if event.envelope.action != Action.REGISTERED:
+                    decision = amend(tx, event, rule)
+                elif tx.superseded(event_id):
                     decision = Decision(
                         Outcome.NOT_APPLICABLE,
                         ("Corrected or cancelled here already: the registration is not applied",),
                     )
-                elif event.envelope.action == Action.REGISTERED:
-                    decision = _decide(rule, event, _matches(tx, event))
                 else:
-                    decision = amend(tx, event, rule)
+                    decision = _decide(rule, event, _matches(tx, event))
                 self._commit(tx, event.envelope, decision, message_digest(received.value))
         except AlreadyProcessed:
             return "duplicate"
