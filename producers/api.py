@@ -6,7 +6,6 @@ it; 503 with Retry-After, and nothing recorded, when it did not. Idempotency-Key
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
@@ -289,8 +288,7 @@ class Stripes:
         self._locks = [threading.Lock() for _ in range(count)]
 
     def lock(self, name: str) -> threading.Lock:
-        digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
-        return self._locks[int.from_bytes(digest) % len(self._locks)]
+        return self._locks[hash(name) % len(self._locks)]
 
 
 def _endpoint(
