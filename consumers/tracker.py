@@ -381,7 +381,7 @@ class TrackerHandler:
             self._observed.append((service, confirmed_ms - received.timestamp_ms))
         return "recorded"
 
-    def _observe(self, events: Sequence[str]) -> None:
+    def _observe(self, event_ids: Sequence[str]) -> None:
         """Observe the batch's latencies, once it committed (a batch tried again would observe
         them again), and forget the early confirmations of its events."""
         for service, milliseconds in self._observed:
@@ -389,7 +389,7 @@ class TrackerHandler:
             # is one series, not one each
             child = self._latency.get(service) or self._latency["other"]
             child.observe(max(milliseconds, 0) / 1000)
-        for event_id in events:
+        for event_id in event_ids:
             self._early.pop(event_id, None)
 
     def reject(self, message: Tracked, error: Exception) -> None:
