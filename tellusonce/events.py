@@ -134,14 +134,15 @@ class Registration(Frozen):
     entry_number: Annotated[int, Field(ge=1, le=10_000_000)]
     office: Code
 
+    @property
+    def entry(self) -> tuple[str, int]:
+        """The register entry: its district (the name without regard to case) and number, of
+        which event ids are made."""
+        return self.district.casefold(), self.entry_number
+
     def same_entry(self, other: Registration) -> bool:
-        """Whether both name one register entry, by one office: the district's name compared
-        without regard to case, as the event id is made."""
-        return (self.district.casefold(), self.entry_number, self.office) == (
-            other.district.casefold(),
-            other.entry_number,
-            other.office,
-        )
+        """Whether both name one register entry, by one office."""
+        return (self.entry, self.office) == (other.entry, other.office)
 
 
 class Envelope(Frozen):

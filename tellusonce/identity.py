@@ -18,15 +18,8 @@ def event_id(
     event_type: EventType, registration: Registration, action: Action, revision: int
 ) -> UUID:
     """UUIDv5 of the register entry and its action: a resubmission has the same id."""
-    name = "|".join(
-        (
-            event_type.value,
-            registration.district.casefold(),
-            str(registration.entry_number),
-            action.value,
-            str(revision),
-        )
-    )
+    district, number = registration.entry
+    name = "|".join((event_type.value, district, str(number), action.value, str(revision)))
     return uuid5(NAMESPACE, name)
 
 
