@@ -4,8 +4,8 @@ never comes (or comes to another instance) is bounded."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -14,32 +14,19 @@ from consumers import tracker
 from consumers.tracker import TrackerBatch, TrackerHandler, TrackerStore
 from tellusonce.codec import Codec
 from tellusonce.errors import StoreBusy
-from tellusonce.events import Confirmation, Envelope, EventType, Outcome
-from tellusonce.identity import confirmation_id
-from tellusonce.kafka import Received
+from tellusonce.events import Confirmation, EventType, LifeEvent, Outcome
 from tellusonce.topics import Topics
 from tests.factories import event
+from tests.unit.test_batches import answer, at
 
 
-def envelope(entry: int) -> Envelope:
+def death(entry: int) -> LifeEvent[Any]:
     registration = {"district": "Leeds", "entry_number": entry, "office": "LEEDS-RO-1"}
-    return event(EventType.DEATH, registration=registration).envelope
+    return event(EventType.DEATH, registration=registration)
 
 
-def confirmed(env: Envelope, service: str = "disability") -> Confirmation:
-    return Confirmation(
-        confirmation_id=confirmation_id(env.event_id, service),
-        event_id=env.event_id,
-        event_type=env.event_type,
-        service=service,
-        outcome=Outcome.APPLIED,
-        actions=("done",),
-        processed_at=datetime.now(UTC),
-    )
-
-
-def at(timestamp_ms: int) -> Received:
-    return Received("t", 0, 0, None, b"", [], timestamp_ms)
+def confirmed(death: LifeEvent[Any], service: str = "disability") -> Confirmation:
+    return answer(death, service, Outcome.APPLIED)
 
 
 def observed(service: str = "disability") -> float:
@@ -55,10 +42,11 @@ def handler(tmp_path: Path) -> TrackerHandler:
 def test_a_confirmation_before_its_event_is_observed_once_the_event_comes(
     handler: TrackerHandler,
 ) -> None:
-    env = envelope(1)
+    dead = death(1)
+    env = dead.envelope
     before = observed()
-    with handler.batch([confirmed(env)]):
-        handler.handle(confirmed(env), at(5_000))
+    with handler.batch([confirmed(dead)]):
+        handler.handle(confirmed(dead), at(5_000))
     assert observed() == before
     with handler.batch([env]):
         handler.handle(env, at(1_000))
@@ -70,7 +58,8 @@ def test_a_batch_tried_again_observes_its_confirmations_once(
     handler: TrackerHandler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The store refused the first try (busy): nothing was recorded, nor observed."""
-    env = envelope(2)
+    dead = death(2)
+    env = dead.envelope
     with handler.batch([env]):
         handler.handle(env, at(1_000))
     write, failures = TrackerBatch.write, [StoreBusy("locked")]
@@ -84,8 +73,8 @@ def test_a_batch_tried_again_observes_its_confirmations_once(
     before = observed()
     for _ in range(2):
         try:
-            with handler.batch([confirmed(env)]):
-                handler.handle(confirmed(env), at(5_000))
+            with handler.batch([confirmed(dead)]):
+                handler.handle(confirmed(dead), at(5_000))
         except StoreBusy:
             assert observed() == before
     assert observed() == before + 1
@@ -95,11 +84,11 @@ def test_confirmations_waiting_for_their_events_are_bounded(
     handler: TrackerHandler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(tracker, "EARLY_KEPT", 3)
-    envelopes = [envelope(entry) for entry in range(10, 15)]
-    with handler.batch([confirmed(e) for e in envelopes]):
-        for env in envelopes:
-            handler.handle(confirmed(env), at(5_000))
-    assert list(handler._early) == [e.event_id_text for e in envelopes[-3:]]
+    deaths = [death(entry) for entry in range(10, 15)]
+    with handler.batch([confirmed(d) for d in deaths]):
+        for dead in deaths:
+            handler.handle(confirmed(dead), at(5_000))
+    assert list(handler._early) == [d.envelope.event_id_text for d in deaths[-3:]]
 
 
 def test_a_service_the_matrix_does_not_name_is_observed_as_other(
@@ -107,9 +96,10 @@ def test_a_service_the_matrix_does_not_name_is_observed_as_other(
 ) -> None:
     """Whoever can write to the confirmations topic may name any service: one series, not one
     each."""
-    env = envelope(20)
+    dead = death(20)
+    env = dead.envelope
     before = observed("other")
-    with handler.batch([env, confirmed(env, "intruder_one")]):
+    with handler.batch([env, confirmed(dead, "intruder_one")]):
         handler.handle(env, at(1_000))
-        handler.handle(confirmed(env, "intruder_one"), at(2_000))
+        handler.handle(confirmed(dead, "intruder_one"), at(2_000))
     assert (observed("other"), observed("intruder_one")) == (before + 1, 0.0)
