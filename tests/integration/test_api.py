@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from consumers.tracker import TrackerHandler, TrackerStore
+from consumers.tracker import TrackerStore
 from producers import submission
 from producers.api import create_app
 from producers.idempotency import IdempotencyKeys
@@ -19,11 +19,12 @@ from producers.offices import Offices
 from producers.submission import Registrar
 from tellusonce.codec import Codec
 from tellusonce.events import EventType
-from tellusonce.kafka import Publisher, Received
+from tellusonce.kafka import Publisher
 from tellusonce.settings import Settings
 from tellusonce.topics import TRACKER, Topics
 from tests.factories import document, event
 from tests.integration.conftest import read_topic
+from tests.unit.test_shared_references import tracked
 
 OFFICE = "LEEDS-RO-1"  # the office of examples/death.json
 
@@ -287,14 +288,8 @@ class TestAmendAndRead:
                 "/v1/events/death", document(EventType.DEATH, registration=york), "york", "YORK-1"
             ).json(),
         ]
-        tracker = TrackerHandler(
-            TrackerStore(settings.store_url_for(TRACKER)), Topics(), Codec()
-        )  # as the tracker would record them from the bus
-        envelopes = [api.registrar.ledger.find(body["event_id"]) for body in ids]
-        with tracker.batch([e.envelope for e in envelopes if e]):
-            for e in envelopes:
-                assert e is not None
-                tracker.handle(e.envelope, Received("t", 0, 0, None, b"", [], 1))
+        store = TrackerStore(settings.store_url_for(TRACKER))
+        tracked(store, api.registrar.ledger, [body["event_id"] for body in ids])
         for office, body in zip((OFFICE, "YORK-1"), ids, strict=True):
             shown = api.get("/v1/events/7QK2M-93XDA", office=office).json()["events"]
             assert [e["event_id"] for e in shown] == [body["event_id"]]
