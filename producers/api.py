@@ -7,7 +7,6 @@ it; 503 with Retry-After, and nothing recorded, when it did not. Idempotency-Key
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,6 +22,7 @@ from consumers.tracker import EventStatus, TrackerStore
 from producers import openapi, status_page
 from producers.idempotency import IdempotencyKeys, Stored, body_hash
 from producers.limits import RateLimit
+from producers.locks import NamedLocks
 from producers.offices import Offices
 from producers.problems import problem
 from producers.submission import Header, Registrar, cancellation, correction, parse
@@ -130,7 +130,7 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         except RecursionError:  # thousands of nested brackets, within the size limit
             raise Rejected(problem(400, "The body's JSON is nested too deeply")) from None
 
-    by_key, by_reference = Stripes(), Stripes()
+    by_key, by_reference = NamedLocks(), NamedLocks()
 
     def publish_once(office: str, key: str, digest: str, event: LifeEvent[Any]) -> Stored:
         """Publish an event unless it was already, and keep the response under its key: one
@@ -139,7 +139,7 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         same key, the same register entry, or the same reference's next revision) and both
         publish. Other requests go on meanwhile (one waiting on an unreachable broker holds up
         only those that share its locks)."""
-        with by_key.lock(f"{office}\n{key}"), by_reference.lock(event.envelope.reference):
+        with by_key.hold(f"{office}\n{key}"), by_reference.hold(event.envelope.reference):
             stored = keys.get(office, key)
             if stored is not None:  # a twin of this request got here first
                 return stored
@@ -276,19 +276,6 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         )
 
     return app
-
-
-class Stripes:
-    """Locks by name, striped (a fixed number, so names met without end keep no more): two
-    names may share a lock, which only makes one wait for the other. A request takes a key's
-    lock, then a reference's, from two sets of stripes: never the other way, so none waits
-    for a lock held by one waiting for its own."""
-
-    def __init__(self, count: int = 64) -> None:
-        self._locks = [threading.Lock() for _ in range(count)]
-
-    def lock(self, name: str) -> threading.Lock:
-        return self._locks[hash(name) % len(self._locks)]
 
 
 def _endpoint(

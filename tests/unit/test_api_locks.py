@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
 from producers.api import create_app
+from producers.locks import NamedLocks
 from producers.offices import Offices
 from producers.submission import Registrar
 from tellusonce.codec import Codec
@@ -76,6 +77,40 @@ def test_a_request_waiting_on_kafka_holds_up_no_other_registration(tmp_path: Pat
         publisher.release.set()
         first.join(30)
     assert stalled[0].status_code == 201
+
+
+def test_a_name_waits_only_for_its_own_holder_and_is_kept_only_while_in_use() -> None:
+    locks = NamedLocks()
+    release = threading.Event()
+    inside: list[str] = []
+
+    def hold(name: str, until: threading.Event | None = None) -> None:
+        with locks.hold(name):
+            inside.append(name)
+            if until is not None:
+                until.wait(10)
+
+    def poll(condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 10
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    holder = threading.Thread(target=hold, args=("a", release))
+    holder.start()
+    poll(lambda: inside == ["a"])
+    other = threading.Thread(target=hold, args=("b",))
+    other.start()
+    other.join(10)
+    assert inside == ["a", "b"]  # another name did not wait
+    waiter = threading.Thread(target=hold, args=("a",))
+    waiter.start()
+    poll(lambda: locks._in_use["a"][1] == 2)
+    assert inside == ["a", "b"]  # the same name waits for its holder
+    release.set()
+    holder.join(10)
+    waiter.join(10)
+    assert inside == ["a", "b", "a"]
+    assert len(locks) == 0  # nothing kept for names no longer in use
 
 
 def test_a_method_no_route_has_is_counted_as_other(tmp_path: Path) -> None:
