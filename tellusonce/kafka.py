@@ -204,6 +204,9 @@ class Subscriber:
     def __init__(self, settings: Settings, group: str, client_id: str) -> None:
         self._consumer = Consumer(consumer_config(settings, group, client_id))
         self.assigned: set[tuple[str, int]] = set()
+        # Where a rewound partition reads from next: librdkafka knows no position for it until it
+        # fetches again, and its lag is counted from here meanwhile.
+        self._rewound: dict[tuple[str, int], int] = {}
 
     def subscribe(
         self,
@@ -225,16 +228,21 @@ class Subscriber:
             gone = [(p.topic, p.partition) for p in partitions]
             if on_revoke:
                 on_revoke(gone)
-            self.assigned.difference_update(gone)
+            self._gone(gone)
 
         def lost(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
             # Taken away without a chance to commit (session expired): the new owner redelivers.
             gone = [(p.topic, p.partition) for p in partitions]
-            self.assigned.difference_update(gone)
+            self._gone(gone)
             if on_lost:
                 on_lost(gone)
 
         self._consumer.subscribe(list(topics), on_assign=assigned, on_revoke=revoked, on_lost=lost)
+
+    def _gone(self, partitions: list[tuple[str, int]]) -> None:
+        self.assigned.difference_update(partitions)
+        for where in partitions:
+            self._rewound.pop(where, None)
 
     def poll(self, max_messages: int, timeout: float) -> list[Received]:
         """Up to max_messages messages: waits up to `timeout` for the first, then takes what is
@@ -289,19 +297,24 @@ class Subscriber:
         tp = TopicPartition(topic, partition, offset)
         self._consumer.pause([tp])
         self._consumer.seek(tp)
+        self._rewound[(topic, partition)] = offset
 
     def resume(self, topic: str, partition: int) -> None:
         """Resume a paused partition."""
         self._consumer.resume([TopicPartition(topic, partition)])
 
     def lag(self) -> dict[tuple[str, int], int]:
-        """Messages not yet consumed per assigned partition (high watermark - position)."""
+        """Messages not yet consumed per assigned partition (high watermark - position; a
+        rewound partition's from the offset it was rewound to)."""
         partitions = [TopicPartition(t, p) for t, p in sorted(self.assigned)]
         lags = {}
         for tp in self._consumer.position(partitions):
+            where = (tp.topic, tp.partition)
             _low, high = self._consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
-            position = tp.offset if tp.offset >= 0 else high
-            lags[(tp.topic, tp.partition)] = max(high - position, 0)
+            if tp.offset >= 0:
+                self._rewound.pop(where, None)  # fetched again since
+            position = tp.offset if tp.offset >= 0 else self._rewound.get(where, high)
+            lags[where] = max(high - position, 0)
         return lags
 
     def close(self) -> None:

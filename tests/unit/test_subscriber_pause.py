@@ -1,6 +1,7 @@
 """The subscriber across assignments, on librdkafka's in-process mock cluster (the adapter's
 own behaviour, not the bus's): a partition paused for a retry, taken away and given back, is
-read again (librdkafka keeps an application's pause: it stayed paused, unread, its lag read 0);
+read again (librdkafka keeps an application's pause: it stayed paused, unread); a partition
+paused for a retry counts its lag from the message to retry (its position unknown, it read 0);
 offsets of a partition taken away while its messages were handled are not stored."""
 
 from __future__ import annotations
@@ -44,6 +45,28 @@ def test_a_partition_paused_for_a_retry_is_read_when_given_back() -> None:
     subscriber.subscribe(["events"])
 
     assert [m.offset for m in read(subscriber, 3)] == [0, 1, 2]  # nothing committed: from 0
+    subscriber.close()
+
+
+def test_a_partition_paused_for_a_retry_counts_its_lag_from_the_message_to_retry() -> None:
+    _cluster, servers = mock_cluster()
+    producer = Producer({"bootstrap.servers": servers})
+    for i in range(10):
+        producer.produce("events", value=f"v{i}".encode(), partition=0)
+    assert producer.flush(10) == 0
+    settings = Settings(bootstrap_servers=servers, fetch_wait_ms=10, fetch_min_bytes=1)
+    subscriber = Subscriber(settings, "group", "test")
+    subscriber.subscribe(["events"])
+    assert len(read(subscriber, 10)) == 10
+    assert subscriber.lag()[("events", 0)] == 0
+
+    subscriber.rewind("events", 0, 1)  # a transient failure at offset 1: paused, to retry
+    assert subscriber.poll(500, 0.2) == []
+    assert subscriber.lag()[("events", 0)] == 9
+
+    subscriber.resume("events", 0)
+    assert [m.offset for m in read(subscriber, 9)] == list(range(1, 10))
+    assert subscriber.lag()[("events", 0)] == 0
     subscriber.close()
 
 
