@@ -27,7 +27,7 @@ EVENTS_PUBLISHED = Counter(
 EVENTS_CONSUMED = Counter(
     "tellusonce_events_consumed_total",
     "Life events handled by a service, by outcome (applied, no_record, not_applicable, "
-    "rejected, duplicate, retried, dead_lettered)",
+    "rejected, duplicate, retried, dead_lettered; the tracker's: recorded)",
     ["service", "event_type", "outcome"],
 )
 PROCESSING_SECONDS = Histogram(
