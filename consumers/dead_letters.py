@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tellusonce.headers import header
+from tellusonce.headers import DEAD_LETTER_BODY_DROPPED, header
 from tellusonce.kafka import Outgoing, Publisher, Reader, Received
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics
@@ -29,6 +29,10 @@ class DeadLetter:
     error_class: str
     error: str
     message: Received
+    body_dropped: str | None = None  # kept without the message: its size in bytes
+
+    def where(self) -> str:
+        return f"{self.origin_topic} [{self.origin_partition}]@{self.origin_offset}"
 
 
 def read(settings: Settings, service: str) -> list[DeadLetter]:
@@ -45,6 +49,7 @@ def read(settings: Settings, service: str) -> list[DeadLetter]:
             error_class=header(m.headers, "dlq_error_class") or "?",
             error=header(m.headers, "dlq_error_message") or "",
             message=m,
+            body_dropped=header(m.headers, DEAD_LETTER_BODY_DROPPED),
         ))  # fmt: skip
     return letters
 

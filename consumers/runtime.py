@@ -23,9 +23,9 @@ import structlog
 
 from consumers.store import Pending
 from tellusonce.codec import Message
-from tellusonce.errors import PermanentError, TransientError
+from tellusonce.errors import MessageTooLarge, PermanentError, TransientError
 from tellusonce.events import Confirmation, Envelope
-from tellusonce.headers import dead_letter_headers
+from tellusonce.headers import DEAD_LETTER_BODY_DROPPED, dead_letter_headers
 from tellusonce.kafka import Outgoing, Publisher, Received, Subscriber
 from tellusonce.metrics import (
     CONSUMER_LAG,
@@ -282,14 +282,24 @@ class Runtime(Generic[M]):
         topic = self.handler.dead_letter_topic
         if topic is None:
             return
-        headers = received.headers + dead_letter_headers(
+        why = dead_letter_headers(
             received.topic, received.partition, received.offset, received.timestamp_ms, error
         )
-        self.publisher.publish([Outgoing(topic, received.key or b"", received.value, headers)])
+        key, value = received.key or b"", received.value
+        try:
+            self.publisher.publish([Outgoing(topic, key, value, received.headers + why)])
+        except MessageTooLarge:  # with our headers, more than Kafka takes: kept without its
+            # body, key and headers, which stay on the origin topic (for its retention)
+            dropped = (DEAD_LETTER_BODY_DROPPED, str(len(key) + len(value)).encode())
+            self.publisher.publish([Outgoing(topic, b"", b"", [*why, dropped])])
         DEAD_LETTERS.labels(self.handler.name, received.topic, type(error).__name__).inc()
 
     def _retry_later(self, received: Received, error: TransientError) -> None:
         where = (received.topic, received.partition)
+        if where not in self.subscriber.assigned:
+            # taken away while its batch was handled (its revocation served inside poll): its
+            # new owner reads it again from the last commit, and librdkafka refuses a seek here
+            return
         attempt = self._attempts.get(where, 0) + 1
         self._attempts[where] = attempt
         delay = min(BACKOFF_FIRST_SECONDS * 2 ** (attempt - 1), BACKOFF_MAX_SECONDS)
@@ -366,8 +376,11 @@ class Runtime(Generic[M]):
         self._next_gauges = now + GAUGE_INTERVAL_SECONDS
         for (topic, partition), lag in self.subscriber.lag().items():
             CONSUMER_LAG.labels(self.handler.name, topic, str(partition)).set(lag)
-        OUTBOX_PENDING.labels(self.handler.name).set(self.handler.outbox_size())
-        self.handler.observe()
+        try:
+            OUTBOX_PENDING.labels(self.handler.name).set(self.handler.outbox_size())
+            self.handler.observe()
+        except TransientError as exc:  # the store busy or unreachable: the gauges wait for it
+            self.log.warning("gauges_not_updated", error_class=type(exc).__name__, error=str(exc))
 
     def shutdown(self) -> None:
         """Relay what the outbox holds, mark it sent, commit stored offsets and leave the group."""

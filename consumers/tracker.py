@@ -317,10 +317,15 @@ class TrackerStore:
 
     def awaiting(self) -> tuple[int, float]:
         """Events some expected service has not confirmed, and the oldest one's age in seconds."""
-        with self.engine.connect() as conn:
-            count, oldest = conn.execute(
-                select(func.count(), func.min(events.c.published_ms)).where(events.c.awaiting > 0)
-            ).one()
+        try:
+            with self.engine.connect() as conn:
+                count, oldest = conn.execute(
+                    select(func.count(), func.min(events.c.published_ms)).where(
+                        events.c.awaiting > 0
+                    )
+                ).one()
+        except OperationalError as exc:
+            raise StoreBusy(f"tracker store busy: {type(exc.orig).__name__}") from exc
         return count, (time.time() * 1000 - oldest) / 1000 if oldest is not None else 0.0
 
 

@@ -118,9 +118,10 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "list":
         print(f"{len(letters)} dead letters for {args.service}")
         for d in letters:
+            dropped = f" (kept without its {d.body_dropped} bytes)" if d.body_dropped else ""
             print(
-                f"  partition {d.partition} offset {d.offset}: from {d.origin_topic} "
-                f"[{d.origin_partition}]@{d.origin_offset}: {d.error_class}: {d.error}"
+                f"  partition {d.partition} offset {d.offset}: from {d.where()}: "
+                f"{d.error_class}: {d.error}{dropped}"
             )
         return 0
     chosen = [
@@ -139,6 +140,16 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
             "say which with --partition (nothing was replayed)",
             file=sys.stderr,
         )
+        return EXIT_INVALID
+    bodiless = [d for d in chosen if d.body_dropped]
+    if bodiless:  # too large for Kafka: nothing to publish again
+        for d in bodiless:
+            print(
+                f"error: the dead letter at partition {d.partition} offset {d.offset} was kept "
+                f"without its {d.body_dropped} bytes, more than Kafka takes: read it from "
+                f"{d.where()} while that topic retains it (nothing was replayed)",
+                file=sys.stderr,
+            )
         return EXIT_INVALID
     count = dead_letters.replay(settings, chosen, Publisher(settings, "dlq-replay"))
     print(f"replayed {count} dead letters of {args.service} to their origin topics")

@@ -8,7 +8,8 @@
     └── PermanentError           will fail the same way every time: dead-letter
         ├── UndecodableMessage   not single-object Avro, truncated, or invalid for the model
         ├── UnknownSchema        a writer schema fingerprint this code does not ship
-        └── RuleRejected         a service rule refused the event
+        ├── RuleRejected         a service rule refused the event
+        └── MessageTooLarge      more bytes than Kafka takes in one message (to publish)
 
 Messages never contain personal data: they name fields and reasons, not values.
 """
@@ -66,3 +67,7 @@ class UnknownSchema(PermanentError):
 
 class RuleRejected(PermanentError):
     """A service's business rule refused the event."""
+
+
+class MessageTooLarge(PermanentError):
+    """A message to publish is larger than Kafka takes (the producer's or the topic's limit)."""

@@ -42,6 +42,11 @@ def confirmation_headers(
     )
 
 
+DEAD_LETTER_BODY_DROPPED = "dlq_body_dropped"
+"""On a dead letter kept without the message (too large for Kafka with the headers added): the
+size of its key and value, which are still on the origin topic (for that topic's retention)."""
+
+
 def dead_letter_headers(
     topic: str, partition: int, offset: int, timestamp_ms: int, error: Exception
 ) -> list[tuple[str, bytes]]:

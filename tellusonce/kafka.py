@@ -20,7 +20,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from tellusonce.errors import BrokerUnavailable
+from tellusonce.errors import BrokerUnavailable, MessageTooLarge
 from tellusonce.settings import Settings
 
 Headers = list[tuple[str, bytes]]
@@ -148,7 +148,7 @@ class Publisher:
         try:
             for message in messages:
                 self._produce(message, deliveries.report)
-        except BrokerUnavailable:
+        except (BrokerUnavailable, MessageTooLarge):
             self._drop_queued()
             raise
         deadline = time.monotonic() + self.timeout
@@ -161,6 +161,8 @@ class Publisher:
             if fatal:  # an idempotent producer that hit a fatal error cannot be used again
                 self._producer = Producer(self._config)
             reason = failures[0].str() if failures else "no acknowledgement in time"
+            if failures and all(err.code() == KafkaError.MSG_SIZE_TOO_LARGE for err in failures):
+                raise MessageTooLarge(f"the topic refused the message as too large: {reason}")
             raise BrokerUnavailable(
                 f"{unacknowledged or len(failures)} of {len(messages)} messages not acknowledged "
                 f"by Kafka: {reason}"
@@ -188,6 +190,14 @@ class Publisher:
                 if time.monotonic() > deadline:
                     raise BrokerUnavailable("the producer queue stayed full") from exc
                 self._producer.poll(0.1)
+            except KafkaException as exc:  # refused before it was queued
+                error: KafkaError = exc.args[0]
+                if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    size = len(message.value or b"") + len(message.key or b"")
+                    raise MessageTooLarge(f"{size} bytes: more than Kafka takes") from exc
+                if error.fatal() or error.code() == KafkaError._FATAL:  # this producer is done
+                    self._producer = Producer(self._config)
+                raise BrokerUnavailable(f"Kafka refused the message: {error.str()}") from exc
 
     def close(self) -> None:
         """Deliver what is queued (bounded by the publish timeout)."""

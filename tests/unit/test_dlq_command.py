@@ -1,5 +1,6 @@
 """`tellusonce dlq replay --offset N`: an offset is a partition's, and a dead-letter topic has
-several: replaying every letter at N (unrelated people's, some held back on purpose) is refused."""
+several: replaying every letter at N (unrelated people's, some held back on purpose) is refused.
+A letter kept without its message (too large for Kafka) is listed as such, and not replayed."""
 
 from __future__ import annotations
 
@@ -14,14 +15,16 @@ from tellusonce import cli
 from tellusonce.kafka import Received
 
 
-def letter(partition: int, offset: int) -> DeadLetter:
+def letter(partition: int, offset: int, body_dropped: str | None = None) -> DeadLetter:
     message = Received("pensions.dead-letters", partition, offset, b"k", b"v", [], 0)
-    return DeadLetter(offset, partition, "life-events.death", 0, 9, "RuleRejected", "x", message)
+    return DeadLetter(
+        offset, partition, "life-events.death", 0, 9, "RuleRejected", "x", message, body_dropped
+    )
 
 
 @pytest.fixture
 def replayed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
-    letters = [letter(0, 0), letter(1, 0), letter(2, 0), letter(1, 1)]
+    letters = [letter(0, 0), letter(1, 0), letter(2, 0), letter(1, 1), letter(0, 2, "1048600")]
     sent: list[tuple[int, int]] = []
 
     def replay(_settings: Any, chosen: list[DeadLetter], _publisher: Any) -> int:
@@ -44,3 +47,20 @@ def test_an_offset_in_several_partitions_needs_the_partition(
     assert run_cli(["dlq", "replay", "pensions", "--offset", "0", "--partition", "1"]) == 0
     assert run_cli(["dlq", "replay", "pensions", "--offset", "1"]) == 0  # only one there
     assert replayed == [(1, 0), (1, 1)]
+
+
+def test_a_letter_kept_without_its_message_is_not_replayed(
+    replayed: list[tuple[int, int]],
+    capsys: pytest.CaptureFixture[str],
+    run_cli: Callable[[list[str]], int],
+) -> None:
+    assert run_cli(["dlq", "list", "pensions"]) == 0
+    assert (
+        "partition 0 offset 2: from life-events.death [0]@9: RuleRejected: x (kept without "
+        "its 1048600 bytes)" in capsys.readouterr().out
+    )
+    assert run_cli(["dlq", "replay", "pensions", "--partition", "0"]) == cli.EXIT_INVALID
+    assert replayed == []  # not even the other letter of partition 0
+    assert "read it from life-events.death [0]@9 while that topic retains it" in (
+        capsys.readouterr().err
+    )

@@ -1,0 +1,136 @@
+"""Transient trouble a consumer lives through rather than ends on (nothing restarts it under
+`tellusonce up`): a retry of a partition taken away meanwhile, a busy store when the gauges are
+refreshed, and a poison message too large to dead-letter whole."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer, TopicPartition
+from structlog.testing import capture_logs
+
+from consumers.runtime import Runtime
+from consumers.tracker import TrackerStore
+from tellusonce.errors import MessageTooLarge, StoreBusy
+from tellusonce.headers import DEAD_LETTER_BODY_DROPPED, header
+from tellusonce.kafka import Outgoing, Publisher, Received, Subscriber
+from tellusonce.settings import Settings
+from tellusonce.topics import Topics
+from tests.bench.instructions import Kept
+from tests.unit.test_amend import handler
+from tests.unit.test_subscriber_pause import mock_cluster, read
+
+LIMIT = 1000  # bytes the publisher below takes in one message
+
+
+class Busy:
+    """A service handler whose store is locked by another instance."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    @contextmanager
+    def batch(self, _messages: Sequence[Any]) -> Iterator[None]:
+        raise StoreBusy("written meanwhile by another instance")
+        yield
+
+    def outbox_size(self) -> int:
+        raise StoreBusy("store busy: OperationalError")
+
+
+class Limited(Kept):
+    """Keeps what it publishes, refusing messages larger than LIMIT as Kafka would."""
+
+    def publish(self, messages: Sequence[Outgoing]) -> None:
+        for m in messages:
+            headers = sum(len(k) + len(v) for k, v in m.headers)
+            if len(m.value) + len(m.key or b"") + headers > LIMIT:
+                raise MessageTooLarge(f"{len(m.value)} bytes: more than Kafka takes")
+        super().publish(messages)
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        return {}
+
+
+def test_a_retry_of_a_partition_taken_away_meanwhile_leaves_it_to_its_new_owner(
+    tmp_path: Path,
+) -> None:
+    """Its revocation served inside poll, then the batch's unit failed (the new owner writing
+    the same events): the rewind's seek raised librdkafka's _STATE and ended the process."""
+    _cluster, servers = mock_cluster()
+    producer = Producer({"bootstrap.servers": servers})
+    producer.produce("events", value=b"v", partition=0)
+    assert producer.flush(10) == 0
+    subscriber = Subscriber(
+        Settings(bootstrap_servers=servers, fetch_wait_ms=10, fetch_min_bytes=1), "group", "test"
+    )
+    subscriber.subscribe(["events"])
+    batch = read(subscriber, 1)
+    subscriber.assigned.discard(("events", 0))  # as the revocation callback leaves it
+    subscriber._consumer.incremental_unassign([TopicPartition("events", 0)])
+    runtime = Runtime(Busy(handler(tmp_path, "pensions")), subscriber, Kept(), Topics())  # type: ignore[arg-type]
+
+    runtime.process(batch)  # raised KafkaException(_STATE)
+
+    assert runtime._resume_at == {}  # no retry waits here for a partition not ours
+    subscriber.close()
+
+
+def test_a_busy_store_leaves_the_gauges_as_they_were(tmp_path: Path) -> None:
+    kept = Limited()
+    runtime = Runtime(Busy(handler(tmp_path, "pensions")), kept, kept, Topics())  # type: ignore[arg-type]
+    with capture_logs() as logs:
+        runtime._gauges()  # raised StoreBusy out of the consumer's loop
+    assert [e["event"] for e in logs] == ["gauges_not_updated"]
+
+
+def test_a_locked_tracker_store_is_busy_when_asked_what_awaits(tmp_path: Path) -> None:
+    store = TrackerStore(f"sqlite:///{tmp_path / 'tracker.db'}")
+    store.engine.dispose()  # its connections closed, as in another process's store
+    locker = sqlite3.connect(tmp_path / "tracker.db", isolation_level=None)
+    locker.execute("PRAGMA locking_mode=EXCLUSIVE")  # held by one connection, readers
+    locker.execute("BEGIN EXCLUSIVE")  # kept out too, past the busy timeout
+    try:
+        with pytest.raises(StoreBusy):  # was SQLAlchemy's OperationalError: not transient
+            store.awaiting()
+    finally:
+        locker.close()
+    assert store.awaiting() == (0, 0.0)
+
+
+def test_a_poison_message_too_large_to_dead_letter_whole_is_dead_lettered_without_it(
+    tmp_path: Path,
+) -> None:
+    """Kafka refused the dead letter (the message and our headers over its limit) and the
+    consumer ended, and again on the same message after every restart."""
+    service = handler(tmp_path, "pensions")
+    kept = Limited()
+    runtime = Runtime(service, kept, kept, Topics())
+    topic = service.topics[0]
+    kept.assigned.add((topic, 0))
+    poison = Received(topic, 0, 7, b"key", b"x" * LIMIT, [("origin", b"h")], 0)
+
+    runtime.process([poison])
+
+    (letter,) = [m for m in kept.sent if m.topic == service.dead_letter_topic]
+    assert (letter.key, letter.value) == (b"", b"")
+    assert header(letter.headers, DEAD_LETTER_BODY_DROPPED) == str(LIMIT + 3)
+    assert header(letter.headers, "dlq_origin_offset") == "7"
+    assert header(letter.headers, "origin") is None  # the original's headers stay with it
+
+
+def test_kafka_refusing_a_message_as_too_large_is_a_permanent_error() -> None:
+    _cluster, servers = mock_cluster()
+    publisher = Publisher(Settings(bootstrap_servers=servers), "test")
+    with pytest.raises(MessageTooLarge):  # was KafkaException(MSG_SIZE_TOO_LARGE)
+        publisher.publish([Outgoing("events", b"k", b"x" * 1_100_000, [])])
+    publisher.publish([Outgoing("events", b"k", b"small", [])])  # the producer still works
+    publisher.close()
