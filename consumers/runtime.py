@@ -23,7 +23,7 @@ import structlog
 
 from consumers.store import Pending
 from tellusonce.codec import Message
-from tellusonce.errors import MessageTooLarge, PermanentError, TransientError
+from tellusonce.errors import BrokerUnavailable, MessageTooLarge, PermanentError, TransientError
 from tellusonce.events import Confirmation, Envelope
 from tellusonce.headers import DEAD_LETTER_BODY_DROPPED, dead_letter_headers
 from tellusonce.kafka import Outgoing, Publisher, Received, Subscriber
@@ -123,6 +123,7 @@ class Runtime(Generic[M]):
         self._attempts: dict[tuple[str, int], int] = {}
         self._resume_at: dict[tuple[str, int], float] = {}
         self._outbox_dirty = True
+        self._dead_letters_down = False  # within one batch
         self._next_gauges = 0.0
         self.joined = threading.Event()
         self._event_types = {t: self._label(t) for t in handler.topics}  # per topic, once
@@ -172,6 +173,7 @@ class Runtime(Generic[M]):
         one increment per event type and outcome) and logged in one line.
         """
         started = time.perf_counter()
+        self._dead_letters_down = False
         held: set[tuple[str, int]] = set()
         done: list[Received] = []
         counts: Counter[tuple[str, str]] = Counter()  # (event type, outcome): counted per batch
@@ -282,12 +284,17 @@ class Runtime(Generic[M]):
         topic = self.handler.dead_letter_topic
         if topic is None:
             return
+        if self._dead_letters_down:  # a publish of this batch's timed out: hold this one at once
+            raise BrokerUnavailable("the dead-letter topic did not acknowledge this batch's last")
         why = dead_letter_headers(
             received.topic, received.partition, received.offset, received.timestamp_ms, error
         )
         key, value = received.key or b"", received.value
         try:
             self.publisher.publish([Outgoing(topic, key, value, received.headers + why)])
+        except BrokerUnavailable:  # each publish waits up to its timeout (30 s): one a batch
+            self._dead_letters_down = True
+            raise
         except MessageTooLarge:  # with our headers, more than Kafka takes: kept without its
             # body, key and headers, which stay on the origin topic (for its retention)
             dropped = (DEAD_LETTER_BODY_DROPPED, str(len(key) + len(value)).encode())

@@ -1,6 +1,7 @@
 """Transient trouble a consumer lives through rather than ends on (nothing restarts it under
 `tellusonce up`): a retry of a partition taken away meanwhile, a busy store when the gauges are
-refreshed, and a poison message too large to dead-letter whole."""
+refreshed, and a poison message too large to dead-letter whole; and a dead-letter topic that
+does not answer costs a batch one publish's timeout, not one per partition."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from structlog.testing import capture_logs
 
 from consumers.runtime import Runtime
 from consumers.tracker import TrackerStore
-from tellusonce.errors import MessageTooLarge, StoreBusy
+from tellusonce.errors import BrokerUnavailable, MessageTooLarge, StoreBusy
 from tellusonce.headers import DEAD_LETTER_BODY_DROPPED, header
 from tellusonce.kafka import Outgoing, Publisher, Received, Subscriber
 from tellusonce.settings import Settings
@@ -134,3 +135,34 @@ def test_kafka_refusing_a_message_as_too_large_is_a_permanent_error() -> None:
         publisher.publish([Outgoing("events", b"k", b"x" * 1_100_000, [])])
     publisher.publish([Outgoing("events", b"k", b"small", [])])  # the producer still works
     publisher.close()
+
+
+class Unanswered(Kept):
+    """A dead-letter topic that does not acknowledge (each try would wait out its timeout)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tries = 0
+
+    def publish(self, messages: Sequence[Outgoing]) -> None:
+        self.tries += 1
+        raise BrokerUnavailable("1 of 1 messages not acknowledged by Kafka")
+
+    def rewind(self, topic: str, partition: int, offset: int) -> None:
+        """Paused to read `offset` again (a real subscriber's seek)."""
+
+
+def test_a_dead_letter_topic_that_does_not_answer_is_tried_once_a_batch(tmp_path: Path) -> None:
+    service = handler(tmp_path, "pensions")
+    kept = Unanswered()
+    runtime = Runtime(service, kept, kept, Topics())
+    topic = service.topics[0]
+    kept.assigned.update((topic, partition) for partition in range(3))
+    poison = [Received(topic, p, 5, b"k", b"not avro", [], 0) for p in range(3)]
+
+    runtime.process(poison)
+
+    assert kept.tries == 1  # was 3: 30 s each, SIGTERM waiting on the batch meanwhile
+    assert sorted(runtime._resume_at) == [(topic, p) for p in range(3)]  # each held, to retry
+    runtime.process(poison)  # tried again the next batch
+    assert kept.tries == 2
