@@ -216,6 +216,10 @@ class TrackerBatch:
             self._replaced.append(row | {"key_event_id": key[0], "key_service": key[1]})
         return True
 
+    def answered(self, event_id: str, service: str) -> bool:
+        """Whether a service's answer about an event is recorded (before or in this batch)."""
+        return (event_id, service) in self._answers
+
     def published_ms(self, event_id: str) -> int | None:
         """When an event was published, if the tracker has seen it (before or in this batch)."""
         return self._published.get(event_id)
@@ -359,7 +363,8 @@ class TrackerHandler:
         return self.codec.decode_envelope(data)
 
     def handle(self, message: Tracked, received: Received) -> str:
-        """Record an event or a confirmation; observe confirmation latency once both are known.
+        """Record an event or a confirmation; observe confirmation latency once both are known,
+        for a service's first answer (not one replacing a REJECTED answer after a replay).
 
         A confirmation that arrives before its event (another topic, another partition) is
         observed when the event arrives.
@@ -369,8 +374,11 @@ class TrackerHandler:
             raise RuntimeError("the tracker handles messages inside batch()")
         if isinstance(message, Confirmation):
             event_id = message.event_id_text
+            replacing = batch.answered(event_id, message.service)
             if not batch.add_confirmation(message, received.timestamp_ms):
                 return "duplicate"
+            if replacing:  # an answer after a REJECTED one (a replay): its latency was observed
+                return "recorded"
             published = batch.published_ms(event_id)
             if published is None:
                 self._early.setdefault(event_id, {})[message.service] = received.timestamp_ms

@@ -54,6 +54,26 @@ def test_a_confirmation_before_its_event_is_observed_once_the_event_comes(
     assert handler._early == {}
 
 
+def test_an_answer_replacing_a_rejected_one_is_not_observed_again(
+    handler: TrackerHandler,
+) -> None:
+    """Applied after a replay from the dead-letter topic, an hour on: a second observation of
+    one (event, service), far out in the SLO histogram's tail."""
+    dead = death(3)
+    env = dead.envelope
+    before = observed()
+    for message, ms in [
+        (env, 1_000),
+        (answer(dead, "disability", Outcome.REJECTED), 2_000),
+        (answer(dead, "disability", Outcome.APPLIED), 3_600_000),
+    ]:
+        with handler.batch([message]):
+            assert handler.handle(message, at(ms)) == "recorded"
+    assert observed() == before + 1
+    (status,) = handler.store.status(env.reference)
+    assert {s.service: s.outcome for s in status.services}["disability"] == "APPLIED"
+
+
 def test_a_batch_tried_again_observes_its_confirmations_once(
     handler: TrackerHandler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
