@@ -122,7 +122,7 @@ class Codec:
             envelope = _avro(
                 data, writer.envelope, None if reader is writer else reader.envelope, whole=False
             )
-        return _checked(Envelope, writer.kind, envelope, "envelope.")
+        return _of_its_kind(writer.kind, _checked(Envelope, writer.kind, envelope, "envelope."))
 
     def read_record(self, data: bytes) -> tuple[str, dict[str, Any]]:
         """The kind and the Avro record of a message, resolved to this codec's reader schema."""
@@ -205,7 +205,19 @@ _MODELS_BY_KIND: dict[str, type[LifeEvent[Any]]] = {t.value: m for t, m in EVENT
 def _validate(kind: str, record: dict[str, Any]) -> Message:
     if kind == CONFIRMATION:
         return _checked(Confirmation, kind, record)
-    return _checked(_MODELS_BY_KIND[kind], kind, record)
+    event = _checked(_MODELS_BY_KIND[kind], kind, record)
+    _of_its_kind(kind, event.envelope)
+    return event
+
+
+def _of_its_kind(kind: str, envelope: Envelope) -> Envelope:
+    """An envelope whose event type is its schema's: a death's facts labelled a birth would be
+    expected from birth's services and judged by birth's rules."""
+    if envelope.event_type.value != kind:
+        raise UndecodableMessage(
+            f"a {kind} message whose envelope.event_type is {envelope.event_type.value}"
+        )
+    return envelope
 
 
 def _checked(model: type[T], kind: str, record: dict[str, Any], within: str = "") -> T:

@@ -100,6 +100,18 @@ class TestEnvelopes:
         ):
             CODEC.decode_envelope(data)
 
+    def test_an_envelope_of_another_event_type_than_its_schema_is_undecodable(self) -> None:
+        """Another producer's death facts labelled a birth: expected from birth's services and
+        judged by birth's rules."""
+        record = event(EventType.DEATH).model_dump()
+        record["envelope"]["event_type"] = EventType.BIRTH
+        data = CODEC.encode_record("death", record)
+        expected = "a death message whose envelope.event_type is birth"
+        with pytest.raises(UndecodableMessage, match=expected):
+            CODEC.decode(data)
+        with pytest.raises(UndecodableMessage, match=expected):
+            CODEC.decode_envelope(data)
+
 
 class TestWireFormat:
     """Single-object encoding as the Avro specification defines it."""
