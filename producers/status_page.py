@@ -56,7 +56,7 @@ birth of the person the registration was about.</p>
 <label for="reference">Reference</label>
 <input id="reference" name="reference" value="{escape(reference)}" autocomplete="off"
  spellcheck="false" aria-describedby="reference-hint">
-<div id="reference-hint">For example, 1Y4AE-1CP5S</div>
+<div id="reference-hint">For example, 1Y4AE-1CP5R</div>
 <fieldset class="date"><legend>Date of birth</legend>
 <label for="dob-day">Day</label><input id="dob-day" name="day" inputmode="numeric">
 <label for="dob-month">Month</label><input id="dob-month" name="month" inputmode="numeric">

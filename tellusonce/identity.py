@@ -24,8 +24,11 @@ def event_id(
 
 
 def reference(original_event_id: UUID) -> str:
-    """A short reference for the family, e.g. 7QK2M-93XDA (Crockford base32 of 50 bits)."""
-    bits = int.from_bytes(original_event_id.bytes[:7]) >> 6
+    """A short reference for the family, e.g. 7QK2M-93XDA (Crockford base32 of 50 bits of the
+    id's hash: its first 6 bytes and the top 2 bits of its eighth; the seventh's top half is
+    the UUID's version, the same in every id)."""
+    digest = original_event_id.bytes
+    bits = int.from_bytes(digest[:6]) << 2 | digest[7] >> 6
     chars = "".join(_CROCKFORD[(bits >> shift) & 31] for shift in range(45, -1, -5))
     return f"{chars[:5]}-{chars[5:]}"
 
