@@ -133,20 +133,18 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
     by_key, by_reference = NamedLocks(), NamedLocks()
 
     def publish_once(office: str, key: str, digest: str, event: LifeEvent[Any]) -> Stored:
-        """Publish an event unless it was already, and keep the response under its key: one
-        request at a time per Idempotency-Key and per reference (a registration's, which its
-        corrections and cancellations keep), so two at once cannot both pass the checks (the
-        same key, the same register entry, or the same reference's next revision) and both
-        publish. Other requests go on meanwhile (one waiting on an unreachable broker holds up
-        only those that share its locks)."""
+        """Publish an event unless it was already (the registrar checks and records it under
+        its ledger's write lock, against every process), and keep the response under its key:
+        one request at a time per Idempotency-Key (twins answered once) and per reference (its
+        registration's, which its corrections and cancellations keep: a twin waits rather than
+        publishes the same event again). Other requests go on meanwhile (one waiting on an
+        unreachable broker holds up only those that share its locks)."""
         with by_key.hold(f"{office}\n{key}"), by_reference.hold(event.envelope.reference):
             stored = keys.get(office, key)
             if stored is not None:  # a twin of this request got here first
                 return stored
-            existing = registrar.earlier(event)
-            if existing is None:
-                registrar.publish(event)
-            stored = Stored(digest, 200 if existing else 201, _receipt(existing or event))
+            answered, published = registrar.publish_once(event)
+            stored = Stored(digest, 201 if published else 200, _receipt(answered))
             keys.put(office, key, stored)
             return stored
 
@@ -176,12 +174,15 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
                 return problem(
                     422, "The submission is not valid; nothing was published", exc.problems
                 )
-            except NotRecorded:
+            except NotRecorded as exc:
                 return problem(
                     503,
                     "Kafka acknowledged the event, but this registrar could not record it. "
                     "Try again with the same Idempotency-Key to record it (services apply it "
-                    "once).",
+                    "once)."
+                    if exc.published
+                    else "This registrar could not record the event, so it was not published. "
+                    "Try again with the same Idempotency-Key.",
                     retry_after=RETRY_SECONDS,
                 )
             except BrokerUnavailable:

@@ -1,14 +1,21 @@
-"""The registrar's own record of what it published, so a reference can be corrected or cancelled."""
+"""The registrar's own record of what it published, so a reference can be corrected or cancelled.
+
+A submission is recorded before it is published (write-ahead), unacknowledged until Kafka
+acknowledges it: so one whose acknowledgement never came (it may have reached services) is known
+to the next submission of its register entry, and two amendments of one reference made at once,
+in any processes, cannot both pass the checks (they run under the ledger's write lock).
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Integer,
@@ -22,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tellusonce.codec import Codec
-from tellusonce.database import BulkInsert, connect, writing
+from tellusonce.database import BulkInsert, connect, create_or_upgrade, writing
 from tellusonce.errors import NotRecorded
 from tellusonce.events import LifeEvent
 
@@ -37,10 +44,16 @@ submissions = Table(
     Column("revision", Integer, nullable=False),
     Column("office", String, nullable=False),
     Column("payload", LargeBinary, nullable=False),
-    Column("published_at", DateTime(timezone=True), nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=False),  # or recorded, to publish
+    Column("unacknowledged", Boolean, nullable=True),  # true until Kafka acknowledged it
 )  # fmt: skip
 _KNOWN = select(submissions.c.event_id).where(
     submissions.c.event_id.in_(bindparam("event_ids", expanding=True))
+)
+_ACKNOWLEDGED = (
+    submissions.update()
+    .where(submissions.c.event_id.in_(bindparam("event_ids", expanding=True)))
+    .values(unacknowledged=None)
 )
 _INSERT = BulkInsert(submissions)
 
@@ -56,29 +69,49 @@ class Ledger:
         self._writer = writing(self.engine)
         self._one_writer = threading.Lock()
         self.codec = codec
-        metadata.create_all(self.engine)
+        create_or_upgrade(self.engine, metadata)
 
-    def record(self, published: Sequence[tuple[LifeEvent[Any], bytes]]) -> None:
-        """Remember published events, in one transaction (a resubmitted event is there already)."""
-        now = datetime.now(UTC)
-        rows = {
-            e.envelope.event_id_text: {
-                "event_id": e.envelope.event_id_text, "reference": e.envelope.reference,
-                "event_type": e.envelope.event_type.value, "action": e.envelope.action.value,
-                "revision": e.envelope.revision, "office": e.envelope.registration.office,
-                "payload": payload, "published_at": now,
-            }
-            for e, payload in published
-        }  # fmt: skip
+    def reserve(
+        self, event: LifeEvent[Any], payload: bytes, earlier: Callable[[], LifeEvent[Any] | None]
+    ) -> tuple[LifeEvent[Any] | None, bool]:
+        """Before publishing an event: under the ledger's write lock (no other process records
+        meanwhile), ask `earlier` what was recorded under its id already (it raises
+        SubmissionConflict if the event contradicts the ledger) and, if nothing, record it
+        unacknowledged. Returns what was there and whether it is still unacknowledged (None,
+        True: this one, recorded now)."""
         try:
             with self._one_writer, self._writer.begin() as conn:
-                for known in conn.execute(_KNOWN, {"event_ids": list(rows)}).scalars():
-                    del rows[known]
+                found = earlier()  # its reads see every commit: none can come until this ends
+                if found is not None:
+                    unacknowledged = conn.execute(
+                        select(submissions.c.unacknowledged).where(
+                            submissions.c.event_id == found.envelope.event_id_text
+                        )
+                    ).scalar()
+                    return found, bool(unacknowledged)
+                _INSERT.execute(conn, [_row(event, payload, unacknowledged=True)])
+                return None, True
+        except OperationalError as exc:
+            log.error("ledger_write_failed", events=1, error=str(exc.orig))
+            raise NotRecorded(
+                f"the registrar's ledger could not record it: {exc.orig}", published=False
+            ) from exc
+
+    def record(self, published: Sequence[tuple[LifeEvent[Any], bytes]]) -> None:
+        """Remember events Kafka acknowledged, in one transaction: recorded, or marked
+        acknowledged if they were reserved (or resubmitted) already."""
+        rows = {e.envelope.event_id_text: _row(e, payload) for e, payload in published}
+        try:
+            with self._one_writer, self._writer.begin() as conn:
+                known = list(conn.execute(_KNOWN, {"event_ids": list(rows)}).scalars())
+                if known:
+                    conn.execute(_ACKNOWLEDGED, {"event_ids": known})
+                for event_id in known:
+                    del rows[event_id]
                 if rows:
                     _INSERT.execute(conn, list(rows.values()))
-        except IntegrityError:  # recorded meanwhile by a concurrent request: record the others
-            if len(rows) > 1:
-                self.record(published)
+        except IntegrityError:  # recorded meanwhile by a concurrent request: mark it, record
+            self.record(published)  # the others
         except OperationalError as exc:  # published, not recorded: the caller must say so
             log.error("ledger_write_failed", events=len(rows), error=str(exc.orig))
             raise NotRecorded(f"the registrar's ledger could not record it: {exc.orig}") from exc
@@ -124,3 +157,14 @@ class Ledger:
         if not isinstance(event, LifeEvent):
             raise TypeError("the ledger holds only life events")
         return event
+
+
+def _row(event: LifeEvent[Any], payload: bytes, unacknowledged: bool = False) -> dict[str, Any]:
+    env = event.envelope
+    return {
+        "event_id": env.event_id_text, "reference": env.reference,
+        "event_type": env.event_type.value, "action": env.action.value,
+        "revision": env.revision, "office": env.registration.office,
+        "payload": payload, "published_at": datetime.now(UTC),
+        "unacknowledged": unacknowledged or None,
+    }  # fmt: skip

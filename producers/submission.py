@@ -241,8 +241,7 @@ class Registrar:
         action and revision), or None; SubmissionConflict if this one contradicts what was
         published: another office's entry (whose reference is not given away), other facts, a
         registration cancelled since, or (a correction or cancellation) a reference amended
-        since this was made from it. Ask it and publish as one step (the API holds a lock around
-        both; the CLI makes one submission a process)."""
+        since this was made from it. publish_once asks it under the ledger's write lock."""
         env = event.envelope
         found = self.ledger.find(env.event_id_text)
         if found is None:
@@ -285,8 +284,22 @@ class Registrar:
         return self._publish_new(cancellation(self._latest(reference), self.settings, reason))
 
     def _publish_new(self, event: LifeEvent[Any]) -> Receipt:
-        earlier = self.earlier(event)
-        return receipt(earlier) if earlier else self.publish(event)
+        return receipt(self.publish_once(event)[0])
+
+    def publish_once(self, event: LifeEvent[Any]) -> tuple[LifeEvent[Any], bool]:
+        """Publish an event unless this registrar has: the event answered (this one, or the one
+        recorded under its id) and whether it was published now. It is recorded first, checked
+        against the ledger under its write lock (SubmissionConflict, nothing recorded), and
+        acknowledged once Kafka did. One recorded but never acknowledged (the broker timed out,
+        or the ledger failed after) is published again: it may not have reached services."""
+        found, unacknowledged = self.ledger.reserve(
+            event, self.codec.encode(event), lambda: self.earlier(event)
+        )
+        if found is not None and not unacknowledged:
+            return found, False
+        answered = found or event
+        self.publish(answered)
+        return answered, True
 
     def _latest(self, reference: str) -> LifeEvent[Any]:
         latest = self.ledger.latest(reference)

@@ -56,9 +56,10 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: not published, Kafka did not acknowledge: {exc}", file=sys.stderr)
         return EXIT_BROKER
     except NotRecorded as exc:
+        done = "published, but not recorded here" if exc.published else "not recorded nor published"
         print(
-            f"error: published, but not recorded here ({exc}); run the same command again to "
-            "record it (services apply it once)",
+            f"error: {done} ({exc}); run the same command again to record it (services apply "
+            "it once)",
             file=sys.stderr,
         )
         return EXIT_NOT_RECORDED

@@ -45,8 +45,13 @@ class BrokerUnavailable(TransientError):
 
 
 class NotRecorded(TransientError):
-    """Kafka acknowledged an event but the registrar's ledger could not record it (locked, say):
-    submitting it again records it, and services take the second publication as a repeat."""
+    """The registrar's ledger could not record a submission (locked, say): before it was
+    published (`published` False: nothing was), or after Kafka acknowledged it (submitting it
+    again records it, and services take the second publication as a repeat)."""
+
+    def __init__(self, message: str, published: bool = True) -> None:
+        super().__init__(message)
+        self.published = published
 
 
 class StoreBusy(TransientError):

@@ -4,6 +4,7 @@ or a conflict naming what to do, and nothing published (no broker: a publisher t
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,9 @@ import structlog
 
 from producers.submission import Registrar
 from tellusonce.codec import Codec
-from tellusonce.errors import NotRecorded, SubmissionConflict
+from tellusonce.errors import BrokerUnavailable, NotRecorded, SubmissionConflict
 from tellusonce.events import EventType
+from tellusonce.kafka import Outgoing
 from tellusonce.settings import Settings
 from tests.bench.instructions import Kept
 from tests.factories import document
@@ -92,21 +94,108 @@ def test_an_amendment_made_from_an_older_revision_is_a_conflict(
     )
 
 
-def test_an_event_the_ledger_could_not_record_is_recorded_when_sent_again(
+class Failing(Kept):
+    """A publisher that runs `meanwhile` (another process's work, say) as it publishes, then
+    raises `error` if one is given, after the broker got the messages or not (`delivered`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.meanwhile: Callable[[], None] = lambda: None
+        self.error: Exception | None = None
+        self.delivered = False
+
+    def publish(self, messages: Sequence[Outgoing]) -> None:
+        self.meanwhile()
+        if self.delivered or self.error is None:
+            super().publish(messages)
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def failing(tmp_path: Path) -> Registrar:
+    return Registrar(Settings(data_dir=tmp_path), Failing(), Codec())  # type: ignore[arg-type]
+
+
+def test_a_submission_the_ledger_cannot_record_is_not_published(
     registrar: Registrar, tmp_path: Path
 ) -> None:
-    """Kafka acknowledged it, but another process held the ledger's lock: the submitter is told
-    (it used to be logged only, the reference then unknown here: not correctable, and a
-    resubmission published again), and the same submission again records it."""
+    """Another process holds the ledger's lock: the event is recorded before it is published."""
     holder = sqlite3.connect(tmp_path / "registrar.db", timeout=0)
     holder.execute("BEGIN IMMEDIATE")
-    with pytest.raises(NotRecorded):
+    with pytest.raises(NotRecorded) as caught:
         registrar.submit(EventType.DEATH, death())
     holder.rollback()
-    assert sent(registrar) == 1
+    assert (caught.value.published, sent(registrar)) == (False, 0)
     receipt = registrar.submit(EventType.DEATH, death())
-    assert sent(registrar) == 2  # the same event again: services take it as a repeat
+    assert sent(registrar) == 1
     assert registrar.ledger.latest(receipt.reference) is not None
+
+
+def test_an_event_the_ledger_could_not_record_is_recorded_when_sent_again(
+    failing: Registrar, tmp_path: Path
+) -> None:
+    """Kafka acknowledged it, but another process took the ledger's lock meanwhile: the
+    submitter is told (it used to be logged only, the reference then unknown here: not
+    correctable), and the same submission again records it."""
+    holder = sqlite3.connect(tmp_path / "registrar.db", timeout=0, isolation_level=None)
+    failing.publisher.meanwhile = lambda: holder.execute("BEGIN IMMEDIATE")  # type: ignore[attr-defined]
+    with pytest.raises(NotRecorded) as caught:
+        failing.submit(EventType.DEATH, death())
+    holder.rollback()
+    assert (caught.value.published, sent(failing)) == (True, 1)
+    failing.publisher.meanwhile = lambda: None  # type: ignore[attr-defined]
+    receipt = failing.submit(EventType.DEATH, death())
+    assert sent(failing) == 2  # the same event again: services take it as a repeat
+    assert failing.submit(EventType.DEATH, death()) == receipt  # now answered from the ledger
+    assert sent(failing) == 2
+
+
+@pytest.mark.parametrize("delivered", [True, False])
+def test_other_facts_after_an_unacknowledged_submission_are_a_conflict(
+    failing: Registrar, delivered: bool
+) -> None:
+    """Kafka did not acknowledge the first (it may have reached services all the same): other
+    facts under the same event id were published and skipped as a repeat by every service that
+    had the first, while the registrar showed them as applied. They are a correction's."""
+    publisher = failing.publisher
+    publisher.error, publisher.delivered = BrokerUnavailable("no acknowledgement"), delivered  # type: ignore[attr-defined]
+    with pytest.raises(BrokerUnavailable):
+        failing.submit(EventType.DEATH, death())
+    publisher.error = None  # type: ignore[attr-defined]
+    first = sent(failing)
+    other = death(date_of_death="2026-03-10")
+    reason = conflict(failing, lambda: failing.submit(EventType.DEATH, other))
+    receipt = failing.submit(EventType.DEATH, death())  # the same facts: published again
+    assert sent(failing) == first + 1
+    assert reason == (
+        f"this register entry was submitted already (reference {receipt.reference}) with other "
+        f"facts: correct {receipt.reference} instead"
+    )
+    corrected = failing.correct(receipt.reference, death(date_of_death="2026-03-10"))
+    assert corrected.action.value == "CORRECTED"
+
+
+def test_two_processes_amending_one_reference_at_once_cannot_both_publish(
+    failing: Registrar, tmp_path: Path
+) -> None:
+    """Each checked the ledger before the other recorded: a correction and a cancellation of
+    revision 0 both published, each undoing the registration at every service."""
+    first = failing.submit(EventType.DEATH, death())
+    stale = failing.ledger.latest(first.reference)
+    other = Registrar(Settings(data_dir=tmp_path), Kept(), Codec())  # type: ignore[arg-type]
+    other._latest = lambda _reference: stale  # type: ignore[method-assign]
+    refused: list[str] = []
+
+    def cancel_meanwhile() -> None:  # the other process, while this one's correction publishes
+        refused.append(conflict(other, lambda: other.cancel(first.reference, "in error")))
+
+    failing.publisher.meanwhile = cancel_meanwhile  # type: ignore[attr-defined]
+    failing.correct(first.reference, death(date_of_death="2026-03-10"))
+    assert refused == [
+        f"{first.reference} was corrected meanwhile (revision 1): send this again if it is still "
+        "wanted"
+    ]
 
 
 @pytest.mark.parametrize(
