@@ -127,6 +127,37 @@ class Ledger:
             payload = conn.execute(query.order_by(submissions.c.revision.desc()).limit(1)).scalar()
         return None if payload is None else self._event(payload)
 
+    def newest(self, event: LifeEvent[Any]) -> LifeEvent[Any] | None:
+        """The newest revision recorded of an event's registration (see chain), or None."""
+        env = event.envelope
+        query = (
+            select(submissions.c.payload)
+            .where(
+                submissions.c.reference == env.reference,
+                submissions.c.office == env.registration.office,
+                submissions.c.event_type == env.event_type.value,
+            )
+            .order_by(submissions.c.revision.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            payload = conn.execute(query).scalar()
+        return None if payload is None else self._event(payload)
+
+    def registrations(self, reference: str) -> list[LifeEvent[Any]]:
+        """The newest revision of each registration under a reference (its office's entries of
+        one event type): two registrations can share a reference (see chain)."""
+        query = (
+            select(submissions.c.office, submissions.c.event_type, submissions.c.payload)
+            .where(submissions.c.reference == reference.strip().upper())
+            .order_by(submissions.c.revision.desc())
+        )
+        newest: dict[tuple[str, str], bytes] = {}
+        with self.engine.connect() as conn:
+            for office, event_type, payload in conn.execute(query):
+                newest.setdefault((office, event_type), payload)
+        return [self._event(payload) for payload in newest.values()]
+
     def chain(self, event: LifeEvent[Any]) -> list[str]:
         """The ids of the events of this one's registration (it, and the registration it amends
         or is amended by): under its reference, from its office, of its type. A reference is 50

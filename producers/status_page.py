@@ -64,12 +64,12 @@ birth of the person the registration was about.</p>
 </fieldset><button type="submit">Show what has been done</button></form>"""
 
 
-def answers(statuses: list[EventStatus]) -> str:
+WORDS = {"REGISTERED": "registration", "CORRECTED": "correction", "CANCELLED": "cancellation"}
+
+
+def answers(latest: EventStatus) -> str:
     """Each service notified and what it did, in plain English, for the newest event."""
-    latest = statuses[-1]
-    word = {"REGISTERED": "registration", "CORRECTED": "correction", "CANCELLED": "cancellation"}[
-        latest.action
-    ]
+    word = WORDS[latest.action]
     parts = [
         f"<p>The {escape(latest.event_type.replace('-', ' '))} {word} was shared with "
         f"{len(latest.services)} services. {latest.confirmed} have confirmed what they "
@@ -122,15 +122,19 @@ def router(ledger: Ledger, tracker: TrackerStore, attempts_per_minute: int = 5) 
             born = date(int(year), int(month), int(day))
         except (ValueError, OverflowError):  # not a date, or a year no C long holds
             return page("Check what has been done", form(NOT_FOUND, reference), status=404)
-        event = await run_in_threadpool(ledger.latest, reference) if reference else None
-        if event is None or event.facts.subject().date_of_birth != born:
+        found = await run_in_threadpool(ledger.registrations, reference) if reference else []
+        event = next((e for e in found if e.facts.subject().date_of_birth == born), None)
+        if event is None:
             return page("Check what has been done", form(NOT_FOUND, reference), status=404)
         chain = await run_in_threadpool(ledger.chain, event)
         statuses = await run_in_threadpool(tracker.status, reference, chain)
-        if not statuses:
-            body = "<p>The registration has been sent. No service has confirmed yet.</p>"
+        env = event.envelope
+        newest = next((s for s in statuses if s.event_id == env.event_id_text), None)
+        if newest is None:  # the tracker has not seen it yet: what it replaces is not the news
+            kind = f"{env.event_type.value.replace('-', ' ')} {WORDS[env.action.value]}"
+            body = f"<p>The {escape(kind)} has been sent. No service has confirmed it yet.</p>"
         else:
-            body = answers(statuses)
+            body = answers(newest)
         return page(f"Reference {reference}", body)
 
     return routes

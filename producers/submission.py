@@ -258,14 +258,14 @@ class Registrar:
                     f"facts: correct {ref} instead"
                 )
             raise _conflict(f"{ref} was corrected meanwhile with other facts", "reference")
-        newest = self.ledger.latest(ref)
+        newest = self.ledger.newest(found)
         if newest is not None and newest.envelope.action == Action.CANCELLED:
             raise _conflict(f"the registration {ref} of this register entry was cancelled")
         return found
 
     def _still_newest(self, amendment: LifeEvent[Any]) -> None:
         env = amendment.envelope
-        newest = self.ledger.latest(env.reference)
+        newest = self.ledger.newest(amendment)
         if newest is not None and newest.envelope.event_id != env.supersedes:
             now = newest.envelope
             raise _conflict(

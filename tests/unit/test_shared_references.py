@@ -4,6 +4,7 @@ ten million registrations): each family's status shows its own registration's ev
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,3 +57,31 @@ def test_a_status_shows_only_its_own_registrations_events(
     assert mine is not None
     shown = store.status(SHARED, registrar.ledger.chain(mine))
     assert [s.event_id for s in shown] == [str(leeds.event_id)]
+
+
+def test_registrations_sharing_a_reference_are_amended_each_on_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A correction of one was refused as made from an old revision when the other had a newer
+    one, and a cancellation of one made the other's resubmission a conflict: the newest under
+    the reference was taken for each registration's own."""
+    monkeypatch.setattr(submission, "reference", lambda _event_id: SHARED)
+    registrar = Registrar(Settings(data_dir=tmp_path), Kept(), Codec())  # type: ignore[arg-type]
+    leeds = document(EventType.DEATH)
+    york = document(
+        EventType.DEATH, registration={"district": "York", "entry_number": 7, "office": "YORK-1"}
+    )
+    registrar.submit(EventType.DEATH, leeds)
+    first_york = registrar.submit(EventType.DEATH, york)
+
+    def newest(office: str) -> Any:
+        found = registrar.ledger.latest(SHARED, office)
+        assert found is not None
+        return found
+
+    settings = registrar.settings
+    registrar.publish_once(submission.correction(newest("LEEDS-RO-1"), leeds, settings, "typo"))
+    registrar.publish_once(submission.cancellation(newest("YORK-1"), settings, "in error"))
+    assert registrar.submit(EventType.DEATH, leeds).action.value == "REGISTERED"  # not refused
+    assert newest("YORK-1").envelope.action.value == "CANCELLED"
+    assert newest("YORK-1").envelope.supersedes == first_york.event_id

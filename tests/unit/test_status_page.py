@@ -1,0 +1,84 @@
+"""The family status page's answers, without a broker (a ledger and a tracker store, as the
+registrar's API holds them): the registration the family asks about, as it now stands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from consumers.tracker import TrackerStore
+from producers import status_page, submission
+from producers.submission import Registrar
+from tellusonce.codec import Codec
+from tellusonce.events import EventType
+from tellusonce.settings import Settings
+from tests.bench.instructions import Kept
+from tests.factories import document
+from tests.unit.test_shared_references import SHARED, tracked
+
+
+@pytest.fixture
+def registrar(tmp_path: Path) -> Registrar:
+    return Registrar(Settings(data_dir=tmp_path), Kept(), Codec())  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> TrackerStore:
+    return TrackerStore(f"sqlite:///{tmp_path / 'tracker.db'}")
+
+
+def ask(registrar: Registrar, store: TrackerStore, reference: str, born: str) -> Any:
+    app = FastAPI()
+    app.include_router(status_page.router(registrar.ledger, store, attempts_per_minute=100))
+    year, month, day = born.split("-")
+    form = {"reference": reference, "day": day, "month": month, "year": year}
+    return TestClient(app).post("/status", data=form)
+
+
+def death(**deceased: str) -> dict[str, Any]:
+    doc = document(EventType.DEATH)
+    doc["deceased"] |= deceased
+    return doc
+
+
+def test_a_correction_no_service_has_seen_yet_is_what_the_page_says(
+    registrar: Registrar, store: TrackerStore
+) -> None:
+    """It showed the registration as current ("shared with 4 services"), as the tracker knew
+    nothing newer."""
+    first = registrar.submit(EventType.DEATH, death())
+    tracked(store, registrar.ledger, [str(first.event_id)])
+    registrar.correct(first.reference, death(), "date of death mistyped")
+
+    shown = ask(registrar, store, first.reference, "1946-05-14")
+
+    assert shown.status_code == 200
+    assert "The death correction has been sent. No service has confirmed it yet." in shown.text
+    assert "registration was shared" not in shown.text
+
+
+def test_a_family_finds_its_registration_under_a_shared_reference(
+    registrar: Registrar, store: TrackerStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other registration's newest revision was the only one looked at: its date of birth
+    is not the family's, so the family was told there was no such registration."""
+    monkeypatch.setattr(submission, "reference", lambda _event_id: SHARED)
+    leeds = registrar.submit(EventType.DEATH, death())
+    york = death(date_of_birth="1950-01-02")
+    york["registration"] = {"district": "York", "entry_number": 7, "office": "YORK-1"}
+    registrar.submit(EventType.DEATH, york)
+    theirs = registrar.ledger.latest(SHARED, "YORK-1")  # corrected, as the API corrects it
+    assert theirs is not None
+    registrar.publish_once(submission.correction(theirs, york, registrar.settings, "typo"))
+    tracked(store, registrar.ledger, [str(leeds.event_id)])
+
+    shown = ask(registrar, store, SHARED, "1946-05-14")
+
+    assert shown.status_code == 200
+    assert "The death registration was shared with 4 services." in shown.text
+    assert ask(registrar, store, SHARED, "1950-01-02").status_code == 200  # theirs too
+    assert ask(registrar, store, SHARED, "1950-01-03").status_code == 404
