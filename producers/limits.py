@@ -6,15 +6,23 @@ import math
 import threading
 import time
 
+KEPT = 10_000  # buckets kept before the full ones (as good as none) are dropped
+
 
 class RateLimit:
-    """`rate` requests a second on average, bursts up to `burst`, per client key."""
+    """`rate` requests a second on average, bursts up to `burst`, per client key. Only clients
+    whose bucket is not full again are remembered: keys met without end (addresses, references
+    typed) keep no more than those seen lately."""
 
     def __init__(self, rate: float, burst: int) -> None:
         self.rate = rate
         self.burst = burst
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
+        self._prune_above = KEPT
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
     def take(self, client: str) -> int | None:
         """None if the request may go ahead, else the seconds to wait (for Retry-After)."""
@@ -22,8 +30,19 @@ class RateLimit:
         with self._lock:
             tokens, last = self._buckets.get(client, (float(self.burst), now))
             tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if len(self._buckets) >= self._prune_above:
+                self._prune(now)
             if tokens >= 1:
                 self._buckets[client] = (tokens - 1, now)
                 return None
             self._buckets[client] = (tokens, now)
             return max(1, math.ceil((1 - tokens) / self.rate))
+
+    def _prune(self, now: float) -> None:
+        """Forget the buckets full again; look again once as many more are kept."""
+        self._buckets = {
+            client: (tokens, last)
+            for client, (tokens, last) in self._buckets.items()
+            if tokens + (now - last) * self.rate < self.burst
+        }
+        self._prune_above = max(KEPT, 2 * len(self._buckets))

@@ -64,6 +64,8 @@ birth of the person the registration was about.</p>
 </fieldset><button type="submit">Show what has been done</button></form>"""
 
 
+REFERENCE_ATTEMPTS_PER_HOUR = 10  # a family checks a few times; a guesser needs thousands
+
 WORDS = {"REGISTERED": "registration", "CORRECTED": "correction", "CANCELLED": "cancellation"}
 
 
@@ -96,6 +98,9 @@ def router(ledger: Ledger, tracker: TrackerStore, attempts_per_minute: int = 5) 
     """GET /status shows the form; POST /status shows the answers or the same refusal."""
     routes = APIRouter(include_in_schema=False)
     limit = RateLimit(rate=attempts_per_minute / 60, burst=attempts_per_minute)
+    # and per reference, whatever the address: dates of birth guessed from many addresses
+    hourly = REFERENCE_ATTEMPTS_PER_HOUR
+    per_reference = RateLimit(rate=hourly / 3600, burst=hourly)
 
     @routes.get("/status", response_class=HTMLResponse)
     async def ask() -> HTMLResponse:
@@ -110,14 +115,16 @@ def router(ledger: Ledger, tracker: TrackerStore, attempts_per_minute: int = 5) 
         year: Annotated[str, Form()] = "",
     ) -> HTMLResponse:
         client = request.client.host if request.client else "unknown"
+        reference = reference.strip().upper()
         wait = limit.take(client)
+        if wait is None and reference:
+            wait = per_reference.take(reference)
         if wait is not None:
             response = page(
                 "Too many attempts", f"<p>Please wait {wait} seconds and try again.</p>", status=429
             )
             response.headers["Retry-After"] = str(wait)
             return response
-        reference = reference.strip().upper()
         try:
             born = date(int(year), int(month), int(day))
         except (ValueError, OverflowError):  # not a date, or a year no C long holds

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from consumers.tracker import TrackerStore
-from producers import status_page, submission
+from producers import limits, status_page, submission
 from producers.submission import Registrar
 from tellusonce.codec import Codec
 from tellusonce.events import EventType
@@ -82,3 +82,36 @@ def test_a_family_finds_its_registration_under_a_shared_reference(
     assert "The death registration was shared with 4 services." in shown.text
     assert ask(registrar, store, SHARED, "1950-01-02").status_code == 200  # theirs too
     assert ask(registrar, store, SHARED, "1950-01-03").status_code == 404
+
+
+def test_a_reference_is_asked_about_a_few_times_an_hour_from_any_addresses(
+    registrar: Registrar, store: TrackerStore
+) -> None:
+    """Dates of birth guessed from addresses without end (IPv6 gives each client plenty): the
+    limit per address alone let them try every date of the last century."""
+    receipt = registrar.submit(EventType.DEATH, death())
+    app = FastAPI()
+    app.include_router(status_page.router(registrar.ledger, store, attempts_per_minute=100))
+
+    def ask_from(address: str, reference: str) -> int:
+        client = TestClient(app, client=(address, 50000))
+        form = {"reference": reference, "day": "1", "month": "1", "year": "1950"}
+        return client.post("/status", data=form).status_code
+
+    hourly = status_page.REFERENCE_ATTEMPTS_PER_HOUR
+    answered = [ask_from(f"2001:db8::{n}", receipt.reference) for n in range(hourly + 1)]
+    assert answered == [404] * hourly + [429]
+    assert ask_from("2001:db8::ff", "ZZZZZ-ZZZZZ") == 404  # another reference: not held up
+
+
+def test_only_buckets_not_full_again_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(limits.time, "monotonic", lambda: clock[0])
+    limit = limits.RateLimit(rate=1.0, burst=2)
+    for n in range(limits.KEPT * 3):
+        assert limit.take(f"client-{n}") is None
+        clock[0] += 0.001  # one a millisecond: each bucket full again a second later
+    assert len(limit) <= limits.KEPT  # not 30,000
+    last = f"client-{limits.KEPT * 3 - 1}"
+    assert limit.take(last) is None  # its second of two
+    assert limit.take(last) is not None  # a recent client is still limited
