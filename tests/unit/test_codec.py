@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import fastavro
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tellusonce.codec import HEADER_LENGTH, MAGIC, Codec, schema_dir
+from tellusonce.codec import HEADER_LENGTH, MAGIC, MODEL_VERSIONS, Codec, schema_dir
 from tellusonce.errors import UndecodableMessage, UnknownSchema
 from tellusonce.events import Confirmation, EventType, LifeEvent
 from tests.factories import event, with_deceased_nino
@@ -111,6 +112,25 @@ class TestEnvelopes:
             CODEC.decode(data)
         with pytest.raises(UndecodableMessage, match=expected):
             CODEC.decode_envelope(data)
+
+    def test_an_action_this_code_does_not_know_is_undecodable(self, tmp_path: Path) -> None:
+        """A newer schema's action (WITHDRAWN, say) was read as the enum's default, REGISTERED:
+        applied as a new registration where the newer meant something else."""
+        schema = json.loads((schema_dir() / "death" / "v1.avsc").read_text())
+        envelope = schema["fields"][0]["type"]["fields"]
+        action = next(f["type"] for f in envelope if f["name"] == "action")
+        action["symbols"].append("WITHDRAWN")
+        (tmp_path / "death").mkdir()
+        (tmp_path / "death" / "v2.avsc").write_text(json.dumps(schema))
+        newer = Codec([tmp_path], MODEL_VERSIONS | {"death": 2})
+        record = event(EventType.DEATH).model_dump()
+        record["envelope"]["action"] = "WITHDRAWN"
+        data = newer.encode_record("death", record)
+        released = Codec([tmp_path])
+        with pytest.raises(UndecodableMessage, match="corrupt or truncated"):
+            released.decode(data)
+        with pytest.raises(UndecodableMessage):
+            released.decode_envelope(data)
 
 
 class TestWireFormat:
