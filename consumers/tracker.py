@@ -284,6 +284,12 @@ class TrackerStore:
         query = select(events).where(events.c.reference == reference.upper())
         if event_ids is not None:
             query = query.where(events.c.event_id.in_(list(event_ids)))
+        try:
+            return self._status(query, titles)
+        except OperationalError as exc:
+            raise StoreBusy(f"tracker store busy: {type(exc.orig).__name__}") from exc
+
+    def _status(self, query: Any, titles: dict[str, str]) -> list[EventStatus]:
         with self.engine.connect() as conn:
             found = conn.execute(query.order_by(events.c.revision, events.c.published_ms)).all()
             out = []

@@ -32,6 +32,7 @@ from tellusonce.errors import (
     BrokerUnavailable,
     InvalidSubmission,
     NotRecorded,
+    StoreBusy,
     SubmissionConflict,
 )
 from tellusonce.events import EventType, LifeEvent, Problem
@@ -72,6 +73,10 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
     @app.exception_handler(Rejected)
     async def rejected(_request: Request, exc: Rejected) -> Response:
         return exc.response
+
+    @app.exception_handler(StoreBusy)
+    async def busy(_request: Request, _exc: StoreBusy) -> Response:
+        return problem(503, "The status store is busy; try again", retry_after=RETRY_SECONDS)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> Response:

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse
 from consumers.tracker import EventStatus, TrackerStore
 from producers.ledger import Ledger
 from producers.limits import RateLimit
+from tellusonce.errors import StoreBusy
 
 NOT_FOUND = (
     "We could not find a notification with that reference and date of birth. "
@@ -64,6 +65,7 @@ birth of the person the registration was about.</p>
 </fieldset><button type="submit">Show what has been done</button></form>"""
 
 
+BUSY = "We cannot show this right now"
 REFERENCE_ATTEMPTS_PER_HOUR = 10  # a family checks a few times; a guesser needs thousands
 
 WORDS = {"REGISTERED": "registration", "CORRECTED": "correction", "CANCELLED": "cancellation"}
@@ -134,7 +136,10 @@ def router(ledger: Ledger, tracker: TrackerStore, attempts_per_minute: int = 5) 
         if event is None:
             return page("Check what has been done", form(NOT_FOUND, reference), status=404)
         chain = await run_in_threadpool(ledger.chain, event)
-        statuses = await run_in_threadpool(tracker.status, reference, chain)
+        try:
+            statuses = await run_in_threadpool(tracker.status, reference, chain)
+        except StoreBusy:
+            return page(BUSY, "<p>Please try again in a minute.</p>", status=503)
         env = event.envelope
         newest = next((s for s in statuses if s.event_id == env.event_id_text), None)
         if newest is None:  # the tracker has not seen it yet: what it replaces is not the news

@@ -3,6 +3,7 @@ registrar's API holds them): the registration the family asks about, as it now s
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,21 @@ def test_only_buckets_not_full_again_are_kept(monkeypatch: pytest.MonkeyPatch) -
     last = f"client-{limits.KEPT * 3 - 1}"
     assert limit.take(last) is None  # its second of two
     assert limit.take(last) is not None  # a recent client is still limited
+
+
+def test_a_busy_tracker_store_is_a_page_saying_so(
+    registrar: Registrar, store: TrackerStore, tmp_path: Path
+) -> None:
+    """It was a bare 500 (SQLAlchemy's OperationalError, raised out of the request)."""
+    receipt = registrar.submit(EventType.DEATH, death())
+    store.engine.dispose()
+    locker = sqlite3.connect(tmp_path / "tracker.db", isolation_level=None)
+    locker.execute("PRAGMA locking_mode=EXCLUSIVE")  # another process holds it, past the
+    locker.execute("BEGIN EXCLUSIVE")  # busy timeout
+    try:
+        shown = ask(registrar, store, receipt.reference, "1946-05-14")
+    finally:
+        locker.close()
+    assert shown.status_code == 503
+    assert status_page.BUSY in shown.text
+    assert ask(registrar, store, receipt.reference, "1946-05-14").status_code == 200
