@@ -24,7 +24,8 @@ NAME_MAX = 100
 _NINO = re.compile(r"^[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z][0-9]{6}[A-D]$")
 NINO_NEVER_ISSUED = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
 _POSTCODE = re.compile(r"^(GIR ?0AA|[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2})$")
-_NAME_PUNCTUATION = frozenset(" '’-.‐")
+_NAME_PUNCTUATION = frozenset(" '’-.‐\u05f3\u05f4")  # and Hebrew's geresh and gershayim
+_JOINERS = frozenset("\u200c\u200d")  # ZWNJ, ZWJ: spelling in Persian, Sinhala, Malayalam ...
 _PLAIN_NAME = re.compile(r"[ '’.‐-]*[A-Za-z][A-Za-z '’.‐-]*")  # ASCII letters + the punctuation
 
 
@@ -91,8 +92,10 @@ def _single_spaced(value: object) -> object:
 def _check_name(value: str) -> str:
     if _PLAIN_NAME.fullmatch(value):  # the common case, without a look at each character
         return value
-    for char in value:
+    for i, char in enumerate(value):
         category = unicodedata.category(char)
+        if char in _JOINERS and _between_letters(value, i):
+            continue
         if category in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}:
             raise PydanticCustomError(
                 "name_characters", "contains a control or invisible formatting character"
@@ -106,6 +109,13 @@ def _check_name(value: str) -> str:
     if not any(unicodedata.category(char)[0] == "L" for char in value):
         raise PydanticCustomError("name_letters", "must contain at least one letter")
     return value
+
+
+def _between_letters(value: str, i: int) -> bool:
+    """Whether value[i] has a letter (or a letter's mark) on each side."""
+    return 0 < i < len(value) - 1 and all(
+        unicodedata.category(value[j])[0] in "LM" for j in (i - 1, i + 1)
+    )
 
 
 def _not_in_future(value: date) -> date:

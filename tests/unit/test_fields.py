@@ -102,10 +102,15 @@ class TestNames:
 
     @pytest.mark.parametrize(
         "given",
-        ["O'Brien", "Smith-Jones", "Siân", "Nguyễn", "王秀英", "Mary Jane", "St. John", "Zoë"],
-    )
+        [
+            "O'Brien", "Smith-Jones", "Siân", "Nguyễn", "王秀英", "Mary Jane", "St. John", "Zoë",
+            "علی\u200cرضا",  # Persian: a zero-width non-joiner between letters, as spelt
+            "ශ්\u200dරී",  # Sinhala: a zero-width joiner after a sign, before a letter
+            "ג\u05f3ורג\u05f3",  # Hebrew: George, with gereshes
+        ],
+    )  # fmt: skip
     def test_real_names_are_accepted(self, given: str) -> None:
-        """Apostrophes, hyphens, accents, CJK and spaces are all valid."""
+        """Apostrophes, hyphens, accents, CJK, spaces and the joiners scripts spell with."""
         assert given == NAME.validate_python(given)
 
     @pytest.mark.parametrize(
@@ -113,6 +118,8 @@ class TestNames:
         [
             ("Ann\u200bSmith", "invisible"),  # zero-width space
             ("Ann\u202eSmith", "invisible"),  # right-to-left override
+            ("\u200cAnn", "invisible"),  # a joiner with nothing to join
+            ("Ann \u200dSmith", "invisible"),
             ("Ann\x00", "invisible"),
             ("Ann\nSmith", "invisible"),
             ("R2D2", "letters of any script"),
