@@ -83,12 +83,7 @@ class Ledger:
             with self._one_writer, self._writer.begin() as conn:
                 found = earlier()  # its reads see every commit: none can come until this ends
                 if found is not None:
-                    unacknowledged = conn.execute(
-                        select(submissions.c.unacknowledged).where(
-                            submissions.c.event_id == found.envelope.event_id_text
-                        )
-                    ).scalar()
-                    return found, bool(unacknowledged)
+                    return found, self.unacknowledged(found.envelope.event_id_text)
                 _INSERT.execute(conn, [_row(event, payload, unacknowledged=True)])
                 return None, True
         except OperationalError as exc:
@@ -96,6 +91,15 @@ class Ledger:
             raise NotRecorded(
                 f"the registrar's ledger could not record it: {exc.orig}", published=False
             ) from exc
+
+    def unacknowledged(self, event_id: str) -> bool:
+        """Whether an event is recorded but Kafka has not acknowledged it (yet)."""
+        with self.engine.connect() as conn:
+            return bool(
+                conn.execute(
+                    select(submissions.c.unacknowledged).where(submissions.c.event_id == event_id)
+                ).scalar()
+            )
 
     def record(self, published: Sequence[tuple[LifeEvent[Any], bytes]]) -> None:
         """Remember events Kafka acknowledged, in one transaction: recorded, or marked
