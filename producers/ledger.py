@@ -44,7 +44,7 @@ submissions = Table(
     Column("revision", Integer, nullable=False),
     Column("office", String, nullable=False),
     Column("payload", LargeBinary, nullable=False),
-    Column("published_at", DateTime(timezone=True), nullable=False),  # or recorded, to publish
+    Column("published_at", DateTime(timezone=True), nullable=False),  # or recorded to publish
     Column("unacknowledged", Boolean, nullable=True),  # true until Kafka acknowledged it
 )  # fmt: skip
 _KNOWN = select(submissions.c.event_id).where(
@@ -53,7 +53,7 @@ _KNOWN = select(submissions.c.event_id).where(
 _ACKNOWLEDGED = (
     submissions.update()
     .where(submissions.c.event_id.in_(bindparam("event_ids", expanding=True)))
-    .values(unacknowledged=None)
+    .values(unacknowledged=None, published_at=bindparam("now"))
 )
 _INSERT = BulkInsert(submissions)
 
@@ -101,7 +101,7 @@ class Ledger:
                 ).scalar()
             )
 
-    def record(self, published: Sequence[tuple[LifeEvent[Any], bytes]]) -> None:
+    def record(self, published: Sequence[tuple[LifeEvent[Any], bytes]], again: bool = True) -> None:
         """Remember events Kafka acknowledged, in one transaction: recorded, or marked
         acknowledged if they were reserved (or resubmitted) already."""
         rows = {e.envelope.event_id_text: _row(e, payload) for e, payload in published}
@@ -109,13 +109,15 @@ class Ledger:
             with self._one_writer, self._writer.begin() as conn:
                 known = list(conn.execute(_KNOWN, {"event_ids": list(rows)}).scalars())
                 if known:
-                    conn.execute(_ACKNOWLEDGED, {"event_ids": known})
+                    conn.execute(_ACKNOWLEDGED, {"event_ids": known, "now": datetime.now(UTC)})
                 for event_id in known:
                     del rows[event_id]
                 if rows:
                     _INSERT.execute(conn, list(rows.values()))
         except IntegrityError:  # recorded meanwhile by a concurrent request: mark it, record
-            self.record(published)  # the others
+            if not again:  # the others
+                raise
+            self.record(published, again=False)
         except OperationalError as exc:  # published, not recorded: the caller must say so
             log.error("ledger_write_failed", events=len(rows), error=str(exc.orig))
             raise NotRecorded(f"the registrar's ledger could not record it: {exc.orig}") from exc
