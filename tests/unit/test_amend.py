@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from consumers.applier import ServiceHandler
-from consumers.seed import demo_records
+from consumers.seed import MARGARET, demo_records
 from consumers.services import SERVICES
 from consumers.store import ServiceStore
 from producers.submission import cancellation, correction
@@ -119,11 +119,16 @@ class TestCancellation:
         self, tmp_path: Path, death: LifeEvent[Any]
     ) -> None:
         h = handler(tmp_path, "council_tax")
-        (before,) = [r for r in h.store.records() if r.record_id == "CT-300001"]
-        h.handle(death, NOWHERE)
-        h.handle(cancellation(death, SETTINGS, "registered in error"), NOWHERE)
-        (after,) = [r for r in h.store.records() if r.record_id == "CT-300001"]
-        assert (after.residents, after.discount) == (before.residents, "NONE")
+
+        def household() -> Any:
+            (account,) = [r for r in h.store.records() if r.record_id == "CT-300001"]
+            return account.residents, account.discount
+
+        before = household()
+        assert h.handle(death, NOWHERE) == "applied"
+        assert household() == ((MARGARET,), "SINGLE_PERSON")
+        assert h.handle(cancellation(death, SETTINGS, "registered in error"), NOWHERE) == "applied"
+        assert household() == (before[0], "NONE")
 
     def test_cancelling_what_changed_nothing_is_not_applicable(
         self, tmp_path: Path, death: LifeEvent[Any]

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import event as sql_event
 
 from consumers.applier import ServiceHandler
+from consumers.seed import MARGARET
 from consumers.store import Pending
 from consumers.tracker import TrackerHandler, TrackerStore
 from tellusonce.codec import CONFIRMATION, Codec
@@ -23,6 +24,7 @@ from tellusonce.kafka import Received
 from tellusonce.topics import Topics, subscribers
 from tests.factories import event, with_deceased_nino
 from tests.unit.test_amend import CODEC, NOWHERE, corrected_death, handler, pension
+from tests.unit.test_matrix_rules import NEW_HOME, move
 
 
 class FailingCodec(Codec):
@@ -183,14 +185,16 @@ class TestServiceBatch:
         """The failing event leaves no trace; the events around it in the batch are applied."""
         h = handler(tmp_path, "pensions")
         before = pension(h)
-        moved = event(EventType.ADDRESS_CHANGE)
+        moved = move(MARGARET)  # her pension's address changes
         failing = ServiceHandler(h.service, h.store, FailingCodec(death), Topics())
         with failing.batch([moved, death]):
-            assert failing.handle(moved, NOWHERE) != "duplicate"
+            assert failing.handle(moved, NOWHERE) == "applied"
             with pytest.raises(StoreBusy, match="simulated"):
                 failing.handle(death, NOWHERE)
         assert before.stopped_from is None
         assert pension(h) == before
+        (hers,) = [r for r in h.store.records() if r.record_id == "SP-100002"]
+        assert hers.address == NEW_HOME
         assert set(h.store.outcomes()) == {str(moved.envelope.event_id)}
         assert [p.event_id for p in h.store.pending()] == [str(moved.envelope.event_id)]
         with h.batch([death]):  # once the fault is gone, the event is applied as if new

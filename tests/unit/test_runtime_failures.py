@@ -12,19 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer, TopicPartition
 from structlog.testing import capture_logs
 
 from consumers.runtime import Runtime
 from consumers.tracker import TrackerStore
 from tellusonce.errors import BrokerUnavailable, MessageTooLarge, StoreBusy
 from tellusonce.headers import DEAD_LETTER_BODY_DROPPED, header
-from tellusonce.kafka import Outgoing, Publisher, Received, Subscriber
+from tellusonce.kafka import Outgoing, Publisher, Received
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics
 from tests.bench.instructions import Kept
 from tests.unit.test_amend import handler
-from tests.unit.test_subscriber_pause import mock_cluster, read
+from tests.unit.test_subscriber_pause import mock_cluster, taken_away
 
 LIMIT = 1000  # bytes the publisher below takes in one message
 
@@ -66,17 +65,7 @@ def test_a_retry_of_a_partition_taken_away_meanwhile_leaves_it_to_its_new_owner(
 ) -> None:
     """Its revocation served inside poll, then the batch's unit failed (the new owner writing
     the same events): the rewind's seek raised librdkafka's _STATE and ended the process."""
-    _cluster, servers = mock_cluster()
-    producer = Producer({"bootstrap.servers": servers})
-    producer.produce("events", value=b"v", partition=0)
-    assert producer.flush(10) == 0
-    subscriber = Subscriber(
-        Settings(bootstrap_servers=servers, fetch_wait_ms=10, fetch_min_bytes=1), "group", "test"
-    )
-    subscriber.subscribe(["events"])
-    batch = read(subscriber, 1)
-    subscriber.assigned.discard(("events", 0))  # as the revocation callback leaves it
-    subscriber._consumer.incremental_unassign([TopicPartition("events", 0)])
+    subscriber, batch, _cluster = taken_away()
     runtime = Runtime(Busy(handler(tmp_path, "pensions")), subscriber, Kept(), Topics())  # type: ignore[arg-type]
 
     runtime.process(batch)  # raised KafkaException(_STATE)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -140,8 +142,12 @@ class TestEvents:
     def test_person_ref_is_a_keyed_pseudonym_not_the_nino(self) -> None:
         """person_ref is 64 hex characters, differs by secret, and contains no NINO."""
         built = event(EventType.DEATH)
-        assert "JT123456A" not in built.envelope.person_ref
-        assert person_ref(built.facts.deceased, b"another secret") != built.envelope.person_ref
+        ref = built.envelope.person_ref
+        assert re.fullmatch(r"[0-9a-f]{64}", ref)
+        nino = built.facts.deceased.nino
+        assert nino is not None
+        assert ref not in {hashlib.sha256(n.encode()).hexdigest() for n in (nino, f"nino:{nino}")}
+        assert person_ref(built.facts.deceased, b"another secret") != ref
 
     def test_death_registered_after_five_days_is_flagged_late(self) -> None:
         """Registered 2 days after death: on time; 30 days after: late."""

@@ -70,19 +70,31 @@ def test_a_partition_paused_for_a_retry_counts_its_lag_from_the_message_to_retry
     subscriber.close()
 
 
-def test_offsets_of_a_partition_taken_away_are_not_stored() -> None:
-    """Its revocation served inside poll: the batch still held its messages, and storing their
-    offsets raised librdkafka's _STATE out of the consumer's loop, ending the process."""
-    _cluster, servers = mock_cluster()
+def taken_away() -> tuple[Subscriber, list[Received], Producer]:
+    """A subscriber holding a message of a partition revoked meanwhile (its revocation served
+    inside poll), and the mock cluster's producer that keeps the cluster up."""
+    cluster, servers = mock_cluster()
     producer = Producer({"bootstrap.servers": servers})
     producer.produce("events", value=b"v", partition=0)
     assert producer.flush(10) == 0
     settings = Settings(bootstrap_servers=servers, fetch_wait_ms=10, fetch_min_bytes=1)
     subscriber = Subscriber(settings, "group", "test")
     subscriber.subscribe(["events"])
-    (message,) = read(subscriber, 1)
+    batch = read(subscriber, 1)
+    assert len(batch) == 1
     subscriber.assigned.discard(("events", 0))  # as the revocation callback leaves it
     subscriber._consumer.incremental_unassign([TopicPartition("events", 0)])
+    return subscriber, batch, cluster
 
-    subscriber.store([message])  # raised KafkaException(_STATE)
+
+def test_offsets_of_a_partition_taken_away_are_not_stored() -> None:
+    """The batch still held its messages, and storing their offsets raised librdkafka's _STATE
+    out of the consumer's loop, ending the process."""
+    subscriber, batch, _cluster = taken_away()
+
+    subscriber.store(batch)  # raised KafkaException(_STATE)
+
+    assert subscriber.commit() is None  # nothing stored to commit
+    (committed,) = subscriber._consumer.committed([TopicPartition("events", 0)], timeout=10)
+    assert committed.offset < 0  # its new owner reads it from the start
     subscriber.close()
