@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -70,11 +71,15 @@ def _received(message: Any) -> Received:
     )
 
 
+LIBRDKAFKA = logging.getLogger("librdkafka")
+
+
 def client_config(settings: Settings, client_id: str) -> dict[str, Any]:
     """Connection settings shared by every client."""
     return {
         "bootstrap.servers": settings.bootstrap_servers,
         "client.id": f"tellusonce-{client_id}@{socket.gethostname()}",
+        "logger": LIBRDKAFKA,  # its lines as JSON (served by poll), not plain text on stderr
         **settings.kafka_security,
     }
 

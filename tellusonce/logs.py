@@ -40,6 +40,24 @@ def configure(level: str = "info") -> None:
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
+    # what libraries log through the standard library (uvicorn's errors, librdkafka's lines:
+    # see kafka.client_config) is written as the same JSON lines, not as plain text
+    root = logging.getLogger()
+    root.handlers[:] = [ToStructlog()]
+    root.setLevel(level.upper())
+
+
+class ToStructlog(logging.Handler):
+    """A standard library log record as a structlog line: the message as its event, the
+    logger's name, and the traceback if it carries one."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        structlog.get_logger().log(
+            record.levelno,
+            record.getMessage(),
+            logger=record.name,
+            exc_info=record.exc_info or False,
+        )
 
 
 class Timestamp:

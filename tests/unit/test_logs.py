@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pytest
 import structlog
 
 from tellusonce import logs
+from tellusonce.kafka import Publisher
+from tellusonce.settings import Settings
 
 
 def stamp(at: float, stamper: logs.Timestamp, monkeypatch: pytest.MonkeyPatch) -> str:
@@ -63,3 +67,36 @@ def test_a_line_is_json_with_level_and_timestamp(capfd: pytest.CaptureFixture[st
         "event": "message_handled",
         "level": "info",
     }
+
+
+def lines_written(capfd: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    """Every line written to stderr, each of which must be a JSON object."""
+    return [orjson.loads(line) for line in capfd.readouterr().err.splitlines() if line]
+
+
+def test_what_libraries_log_is_json_too(capfd: pytest.CaptureFixture[str]) -> None:
+    """uvicorn's errors (its tracebacks) and librdkafka's lines were plain text on stderr."""
+    logs.configure("info")
+    try:
+        try:
+            raise ValueError("a bug")
+        except ValueError:
+            logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+        publisher = Publisher(Settings(bootstrap_servers="127.0.0.1:1"), "test")
+        deadline = time.monotonic() + 10
+        seen: list[dict[str, Any]] = []
+        while not [s for s in seen if s.get("logger") == "librdkafka"]:
+            assert time.monotonic() < deadline, "no line from librdkafka"
+            publisher._producer.poll(0.1)  # librdkafka's lines are served by poll
+            seen += lines_written(capfd)
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+    uvicorn, *rest = seen
+    assert (uvicorn["event"], uvicorn["logger"], uvicorn["level"]) == (
+        "Exception in ASGI application",
+        "uvicorn.error",
+        "error",
+    )
+    assert uvicorn["exception"][0]["exc_type"] == "ValueError"
+    assert any(s["logger"] == "librdkafka" and "127.0.0.1:1" in s["event"] for s in rest)
