@@ -13,6 +13,7 @@ import httpx
 from consumers.report import render
 from consumers.tracker import TrackerStore
 from producers.offices import Offices
+from tellusonce import shutdown
 from tellusonce.settings import Settings
 from tellusonce.stack import (
     WAIT_SECONDS,
@@ -69,7 +70,9 @@ def run(settings: Settings) -> int:
             done = bool(statuses) and statuses[-1].confirmed == len(statuses[-1].services)
             if done or time.monotonic() > deadline:
                 break
-            time.sleep(0.05)
+            if shutdown.requested.wait(0.05):
+                say("stopped before every service confirmed")
+                return 130
         elapsed = time.monotonic() - acknowledged
         say("")
         say(render(receipt["reference"], statuses))

@@ -1,4 +1,7 @@
-"""The process-wide stop request: SIGTERM or SIGINT sets it, from the very start of main()."""
+"""The process-wide stop request: SIGTERM or SIGINT sets it, from the very start of main(); the
+same signal again ends the process at once (Ctrl-C twice: a drain stuck on an unreachable
+broker, say). A SIGTERM after a SIGINT still drains: `tellusonce up` stops its processes with
+SIGTERM after the terminal's Ctrl-C reached them too."""
 
 from __future__ import annotations
 
@@ -7,9 +10,14 @@ import threading
 from types import FrameType
 
 requested = threading.Event()
+_received: set[int] = set()
 
 
-def _request(_signum: int, _frame: FrameType | None) -> None:
+def _request(signum: int, _frame: FrameType | None) -> None:
+    if signum in _received:  # asked twice: not waiting for the drain
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+    _received.add(signum)
     requested.set()
 
 

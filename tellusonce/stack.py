@@ -14,6 +14,7 @@ import urllib.request
 
 from consumers.launch import NAMES
 from consumers.seed import seed
+from tellusonce import shutdown
 from tellusonce.kafka import Admin
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics
@@ -99,7 +100,8 @@ def wait_ready(children: Children) -> None:
                 pass
         if time.monotonic() > deadline:
             raise SystemExit(f"not ready after {WAIT_SECONDS:.0f} s: {', '.join(sorted(waiting))}")
-        time.sleep(0.2)
+        if shutdown.requested.wait(0.2):
+            raise SystemExit("stopped before every process was ready")
     say(f"all {len(children)} processes ready")
 
 

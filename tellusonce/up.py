@@ -66,19 +66,21 @@ def summary(children: Children) -> str:
     )
 
 
-def start_broker_if_needed(settings: Settings) -> bool:
-    """Start the local broker when the settings point at it and nothing answers; True if started."""
-    if settings.bootstrap_servers != LOCAL_BROKER or Admin(settings).reachable(3):
-        return False
-    subprocess.run([str(BROKER_SCRIPT), "start"], check=True)
-    return True
+def needs_local_broker(settings: Settings) -> bool:
+    """Whether the settings point at the local broker and nothing answers there."""
+    return settings.bootstrap_servers == LOCAL_BROKER and not Admin(settings).reachable(3)
 
 
 def run(settings: Settings, base_port: int) -> int:
-    """Run until SIGINT or SIGTERM, then stop every child (and a broker this call started)."""
+    """Run until SIGINT or SIGTERM, then stop every child (and a broker this call started, or
+    was starting when it was stopped)."""
     stop = shutdown.requested
-    started_broker = start_broker_if_needed(settings)
+    started_broker = needs_local_broker(settings)
     try:
+        if started_broker:
+            broker = subprocess.run([str(BROKER_SCRIPT), "start"], check=False)
+            if broker.returncode:
+                raise SystemExit("the local broker did not start (see the lines above)")
         ensure_topics(settings)
         if not seeded(settings):
             seed_stores(settings, fresh=False)

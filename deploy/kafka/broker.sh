@@ -19,6 +19,7 @@ controller_port=${TELLUSONCE_KAFKA_CONTROLLER_PORT:-9093}
 state=${TELLUSONCE_KAFKA_STATE:-$repo/.run/kafka}
 heap=${TELLUSONCE_KAFKA_HEAP:-512m}
 pidfile="$state/broker.pid"
+started=0  # whether this call started the broker
 logfile="$state/broker.log"
 say() { printf 'broker: %s\n' "$*" >&2; }
 
@@ -35,14 +36,15 @@ fetch() {
 
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 
-our_pid() {
+our_pid() {  # the broker this script started, if it runs (a reused pid is not it)
   [ -f "$pidfile" ] || return 1
   local pid; pid=$(cat "$pidfile")
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
+  kill -0 "$pid" 2>/dev/null && grep -qa 'kafka.Kafka' "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
 }
 
 start() {
   if answers; then say "already running on 127.0.0.1:$port"; return 0; fi
+  if our_pid >/dev/null; then say "already starting (pid $(cat "$pidfile"))"; ready; return; fi
   fetch
   mkdir -p "$state"
   local data="$state/data" config="$state/server.properties"
@@ -60,11 +62,16 @@ start() {
     -Dlog4j2.configurationFile="$here/log4j2.properties" -Dtellusonce.broker.log="$logfile" \
     -cp "$cp" kafka.Kafka "$config" >"$state/broker.out" 2>&1 &
   echo $! >"$pidfile"
+  started=1
   say "starting on 127.0.0.1:$port (pid $!, log $logfile) ..."
+  ready
+}
+
+ready() {  # wait for the broker this script started to answer; stop it if it never does
   local deadline=$((SECONDS + 120))
   until grep -q 'Kafka Server started' "$logfile" 2>/dev/null && answers; do
     if ! our_pid >/dev/null; then say "the broker exited; last lines of its log:"; tail -n 30 "$logfile" "$state/broker.out" >&2; exit 1; fi
-    if [ $SECONDS -ge $deadline ]; then say "not ready after 120 s; see $logfile"; exit 1; fi
+    if [ $SECONDS -ge $deadline ]; then say "not ready after 120 s; see $logfile"; stop; exit 1; fi
     sleep 0.5
   done
   say "ready on 127.0.0.1:$port"
@@ -85,10 +92,21 @@ stop() {
 
 with() {
   if answers; then "$@"; return; fi
+  trap 'if [ "$started" = 1 ]; then stop; fi' EXIT  # set before start: an interrupted start too
   start
-  local rc=0
-  trap stop EXIT
-  "$@" || rc=$?
+  # CMD in a process group of its own, in the background: a SIGTERM or SIGINT here is passed
+  # to all of it (make and what it runs) once, and waited for; the broker is stopped after it
+  local child rc=0
+  set -m
+  "$@" &
+  child=$!
+  set +m
+  trap 'kill -TERM -- "-$child" 2>/dev/null || true' TERM INT
+  wait "$child" || rc=$?
+  while kill -0 "$child" 2>/dev/null; do  # wait was interrupted by a signal: wait on
+    rc=0
+    wait "$child" || rc=$?
+  done
   return $rc
 }
 

@@ -1,0 +1,57 @@
+"""Stopping: a first SIGTERM or SIGINT asks for a clean stop, the same signal again ends the
+process at once; what waits for processes to come up gives up when a stop is asked for."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from tellusonce import shutdown
+from tellusonce.stack import wait_ready
+
+TWICE = """
+import os, signal, time
+from tellusonce import shutdown
+shutdown.install()
+os.kill(os.getpid(), signal.SIGINT)  # the terminal's Ctrl-C, then a supervisor's SIGTERM
+os.kill(os.getpid(), signal.SIGTERM)
+print("asked once:", shutdown.requested.is_set(), flush=True)
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(5)
+print("still running", flush=True)
+"""
+
+
+def test_the_same_signal_again_ends_the_process_at_once() -> None:
+    """It only set the flag again: a drain stuck on an unreachable broker could be ended by
+    SIGKILL alone. Another signal (SIGTERM after Ctrl-C) still lets it drain."""
+    ended = subprocess.run(
+        [sys.executable, "-c", TWICE], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert ended.stdout == "asked once: True\n"
+    assert ended.returncode == -signal.SIGTERM
+
+
+@pytest.fixture
+def requested() -> Iterator[None]:
+    shutdown.requested.set()
+    try:
+        yield
+    finally:
+        shutdown.requested.clear()
+
+
+@pytest.mark.usefixtures("requested")
+def test_waiting_for_processes_to_be_ready_stops_when_asked() -> None:
+    """It polled on for its 60 s, then `make run` crashed on the processes it had stopped."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with pytest.raises(SystemExit, match="stopped before every process was ready"):
+            wait_ready({"pensions": (child, 1)})  # port 1: nothing answers
+    finally:
+        child.kill()
+        child.wait()
