@@ -53,6 +53,8 @@ def run_until_signalled(
 ) -> None:
     """Run until SIGTERM or SIGINT (shutdown.install()ed by main), then drain, commit, close."""
     server = serve(metrics_port, runtime.ready, host) if metrics_port is not None else None
+    if server is not None:
+        runtime.log.info("metrics_served", url=f"http://{host}:{server.server_port}/metrics")
     tune_garbage_collector()
     try:
         runtime.run(shutdown.requested)

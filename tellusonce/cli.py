@@ -73,8 +73,10 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
 
 def _consume(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.launch import build, run_until_signalled
+    from tellusonce.stack import metrics_port
 
-    port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
+    given = (args.metrics_port, settings.metrics_port, metrics_port(args.name))
+    port = next(p for p in given if p is not None)  # 0: any free port (logged)
     run_until_signalled(build(args.name, settings), port, settings.metrics_host)
     return 0
 

@@ -59,7 +59,9 @@ class Settings(BaseSettings):
     status_attempts_per_minute: int = Field(5, ge=1, description="family status page tries/IP")
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
     metrics_host: str = Field("127.0.0.1", description="address /metrics listens on")
-    metrics_port: int | None = Field(None, description="serve /metrics here; None: do not serve")
+    metrics_port: int | None = Field(
+        None, description="a consumer's /metrics port; None: 9401-9405 by service"
+    )
 
     def store_url_for(self, service: str) -> str:
         """The SQLAlchemy URL of one service's (or the tracker's) own store."""

@@ -57,6 +57,12 @@ def seed_stores(settings: Settings, fresh: bool) -> None:
     say("seeded synthetic records: " + ", ".join(f"{n} {c}" for n, c in counts.items()))
 
 
+def metrics_port(name: str, base_port: int = METRICS_BASE_PORT) -> int:
+    """Where a consumer serves /metrics unless told otherwise: pensions 9401, disability 9402,
+    council tax 9403, housing benefit 9404, the tracker 9405 (as Prometheus's config says)."""
+    return base_port + NAMES.index(name)
+
+
 def start_processes(
     settings: Settings, base_port: int = METRICS_BASE_PORT, api_port: int | None = None
 ) -> Children:
@@ -65,8 +71,8 @@ def start_processes(
     logs = settings.data_dir / "logs"
     logs.mkdir(exist_ok=True)
     commands = {
-        name: (["consume", name, "--metrics-port", str(base_port + i)], base_port + i)
-        for i, name in enumerate(NAMES)
+        name: (["consume", name, "--metrics-port", str(port)], port)
+        for name, port in ((n, metrics_port(n, base_port)) for n in NAMES)
     }
     if api_port is not None:
         commands[REGISTRAR] = (["serve", "--port", str(api_port)], api_port)

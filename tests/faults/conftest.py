@@ -38,7 +38,8 @@ class Processes:
         env = cli_env(self.settings) | {"TELLUSONCE_INSTANCE_ID": key}
         with (self.logs / f"{key}.log").open("ab") as log:
             self.running[key] = subprocess.Popen(
-                [sys.executable, "-m", "tellusonce", "consume", name],
+                # several instances of a service at once: each /metrics on a port of its own
+                [sys.executable, "-m", "tellusonce", "consume", name, "--metrics-port", "0"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

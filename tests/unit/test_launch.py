@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
+from consumers import launch
 from consumers.launch import TRACKER_BATCH, build
 from consumers.runtime import BATCH, Runtime
 from consumers.tracker import TrackerHandler, TrackerStore, events
@@ -41,3 +44,28 @@ def test_a_whole_tracker_batch_is_one_unit_of_work(tmp_path: Path) -> None:
 
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(events)).scalar_one() == TRACKER_BATCH
+
+
+@pytest.mark.parametrize(
+    ("args", "port"),
+    [
+        (["consume", "pensions"], 9401),
+        (["consume", "tracker"], 9405),
+        (["consume", "disability", "--metrics-port", "9500"], 9500),
+        (["consume", "pensions", "--metrics-port", "0"], 0),  # any free port
+    ],
+)
+def test_a_consumer_serves_its_metrics_unless_told_where(
+    args: list[str],
+    port: int,
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[[list[str]], int],
+) -> None:
+    """Started as the README shows (`tellusonce consume pensions`) it served no /metrics: the
+    scrape config's port for it answered nothing."""
+    served: list[int | None] = []
+    monkeypatch.setattr(launch, "build", lambda name, settings: name)
+    monkeypatch.setattr(launch, "run_until_signalled", lambda _r, p, _host: served.append(p))
+    monkeypatch.delenv("TELLUSONCE_METRICS_PORT", raising=False)
+    assert run_cli(args) == 0
+    assert served == [port]
