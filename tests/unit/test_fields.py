@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import unicodedata
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -141,8 +142,8 @@ class TestNames:
 
     @given(name=names)
     def test_letters_of_any_script_are_names(self, name: str) -> None:
-        """Any run of letters is a valid name."""
-        NAME.validate_python(name)
+        """Any run of letters is a valid name (normalised to NFC, nothing else changed)."""
+        assert NAME.validate_python(name) == unicodedata.normalize("NFC", name.strip())
 
     def test_matching_key_folds_case_accents_and_punctuation(self) -> None:
         """O'Brien and OBRIEN match; Siân and Sian match."""

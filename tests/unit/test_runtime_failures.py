@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from consumers.runtime import Runtime
@@ -19,6 +20,7 @@ from consumers.tracker import TrackerStore
 from tellusonce.errors import BrokerUnavailable, MessageTooLarge, StoreBusy
 from tellusonce.headers import DEAD_LETTER_BODY_DROPPED, header
 from tellusonce.kafka import Outgoing, Publisher, Received
+from tellusonce.metrics import OUTBOX_PENDING
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics
 from tests.bench.instructions import Kept
@@ -77,9 +79,11 @@ def test_a_retry_of_a_partition_taken_away_meanwhile_leaves_it_to_its_new_owner(
 def test_a_busy_store_leaves_the_gauges_as_they_were(tmp_path: Path) -> None:
     kept = Limited()
     runtime = Runtime(Busy(handler(tmp_path, "pensions")), kept, kept, Topics())  # type: ignore[arg-type]
+    OUTBOX_PENDING.labels("pensions").set(7)
     with capture_logs() as logs:
         runtime._gauges()  # raised StoreBusy out of the consumer's loop
     assert [e["event"] for e in logs] == ["gauges_not_updated"]
+    assert REGISTRY.get_sample_value("tellusonce_outbox_pending", {"service": "pensions"}) == 7
 
 
 def test_a_locked_tracker_store_is_busy_when_asked_what_awaits(tmp_path: Path) -> None:
