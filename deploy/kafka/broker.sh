@@ -24,13 +24,17 @@ logfile="$state/broker.log"
 say() { printf 'broker: %s\n' "$*" >&2; }
 
 fetch() {
-  if [ -f "$lib/.complete" ]; then return 0; fi
+  local wanted; wanted=$(sha256sum "$here/pom.xml" | cut -d' ' -f1)  # refetched if the pom changes
+  if [ "$(cat "$lib/.complete" 2>/dev/null)" = "$wanted" ]; then return 0; fi
   command -v mvn >/dev/null || { say "Maven (mvn) is needed to fetch the broker; install it (e.g. apt-get install maven)"; exit 1; }
   command -v java >/dev/null || { say "Java 17+ is needed to run the broker; install it (e.g. apt-get install openjdk-17-jre-headless)"; exit 1; }
   say "fetching Apache Kafka jars from Maven Central into deploy/kafka/lib (first run only) ..."
   rm -rf "$lib"
-  mvn -B -q -Dstyle.color=never -f "$here/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$lib"
-  touch "$lib/.complete"
+  # progress: a line every 50 files Maven downloads (none when its cache has them); its errors
+  mvn -B -Dstyle.color=never -f "$here/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$lib" 2>&1 \
+    | awk '/Downloaded from/ { if (++n % 50 == 0) printf "broker: %d files downloaded ...\n", n > "/dev/stderr" }
+           /ERROR/ { print > "/dev/stderr" }'
+  echo "$wanted" >"$lib/.complete"
   say "fetched $(ls "$lib"/*.jar | wc -l) jars"
 }
 
