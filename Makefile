@@ -26,6 +26,9 @@ endef
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 	  || { echo "Python 3.11+ is needed (found $$($(PYTHON) --version)); set PYTHON=python3.11"; exit 1; }
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { echo "==> installing python3-venv (Debian)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    --no-install-recommends python3-venv >/dev/null; }
 	@echo "==> creating $(VENV) and installing tellusonce with its dev tools"
 	$(call venv,$(PYTHON),$(VENV),dev)
 	@echo "==> installed into $(VENV)"

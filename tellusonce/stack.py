@@ -6,6 +6,7 @@ Used by `tellusonce demo` (make run) and `tellusonce up`.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -70,6 +71,13 @@ def start_processes(
     child processes, each logging to data_dir/logs/NAME.log."""
     logs = settings.data_dir / "logs"
     logs.mkdir(exist_ok=True)
+    ports = [metrics_port(name, base_port) for name in NAMES] + ([api_port] if api_port else [])
+    for port in ports:  # a process already there would answer for the one started now
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                raise SystemExit(
+                    f"port {port} is in use (another `tellusonce up` or demo?): stop it first"
+                )
     commands = {
         name: (["consume", name, "--metrics-port", str(port)], port)
         for name, port in ((n, metrics_port(n, base_port)) for n in NAMES)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from consumers.tracker import TrackerHandler, TrackerStore, events
 from tellusonce.codec import Codec
 from tellusonce.events import EventType
 from tellusonce.settings import Settings
+from tellusonce.stack import start_processes
 from tellusonce.topics import TRACKER, Topics
 from tests.bench.instructions import Kept
 from tests.unit.test_bench_harness import death_messages
@@ -69,3 +71,15 @@ def test_a_consumer_serves_its_metrics_unless_told_where(
     monkeypatch.delenv("TELLUSONCE_METRICS_PORT", raising=False)
     assert run_cli(args) == 0
     assert served == [port]
+
+
+def test_processes_are_not_started_on_a_port_in_use(tmp_path: Path) -> None:
+    """Another stack's process answered the readiness check for the one started now (which
+    then died, its port taken): the demo submitted to the other registrar and crashed."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit, match=f"port {port} is in use"):
+            start_processes(Settings(data_dir=tmp_path), base_port=port)
+    assert not (tmp_path / "logs" / "pensions.log").exists()  # nothing started
