@@ -29,15 +29,22 @@ def read(subscriber: Subscriber, count: int, seconds: float = 30) -> list[Receiv
     return got
 
 
-def test_a_partition_paused_for_a_retry_is_read_when_given_back() -> None:
-    _cluster, servers = mock_cluster()
+def subscribed(count: int) -> tuple[Subscriber, Producer]:
+    """A subscriber to "events" on a mock cluster holding `count` messages in partition 0, and
+    the producer that keeps the cluster up."""
+    cluster, servers = mock_cluster()
     producer = Producer({"bootstrap.servers": servers})
-    for i in range(3):
+    for i in range(count):
         producer.produce("events", value=f"v{i}".encode(), partition=0)
     assert producer.flush(10) == 0
     settings = Settings(bootstrap_servers=servers, fetch_wait_ms=10, fetch_min_bytes=1)
     subscriber = Subscriber(settings, "group", "test")
     subscriber.subscribe(["events"])
+    return subscriber, cluster
+
+
+def test_a_partition_paused_for_a_retry_is_read_when_given_back() -> None:
+    subscriber, _cluster = subscribed(3)
     assert len(read(subscriber, 3)) == 3
     subscriber.rewind("events", 0, 1)  # a transient failure at offset 1: paused, to retry
 
@@ -49,14 +56,7 @@ def test_a_partition_paused_for_a_retry_is_read_when_given_back() -> None:
 
 
 def test_a_partition_paused_for_a_retry_counts_its_lag_from_the_message_to_retry() -> None:
-    _cluster, servers = mock_cluster()
-    producer = Producer({"bootstrap.servers": servers})
-    for i in range(10):
-        producer.produce("events", value=f"v{i}".encode(), partition=0)
-    assert producer.flush(10) == 0
-    settings = Settings(bootstrap_servers=servers, fetch_wait_ms=10, fetch_min_bytes=1)
-    subscriber = Subscriber(settings, "group", "test")
-    subscriber.subscribe(["events"])
+    subscriber, _cluster = subscribed(10)
     assert len(read(subscriber, 10)) == 10
     assert subscriber.lag()[("events", 0)] == 0
 
@@ -73,13 +73,7 @@ def test_a_partition_paused_for_a_retry_counts_its_lag_from_the_message_to_retry
 def taken_away() -> tuple[Subscriber, list[Received], Producer]:
     """A subscriber holding a message of a partition revoked meanwhile (its revocation served
     inside poll), and the mock cluster's producer that keeps the cluster up."""
-    cluster, servers = mock_cluster()
-    producer = Producer({"bootstrap.servers": servers})
-    producer.produce("events", value=b"v", partition=0)
-    assert producer.flush(10) == 0
-    settings = Settings(bootstrap_servers=servers, fetch_wait_ms=10, fetch_min_bytes=1)
-    subscriber = Subscriber(settings, "group", "test")
-    subscriber.subscribe(["events"])
+    subscriber, cluster = subscribed(1)
     batch = read(subscriber, 1)
     assert len(batch) == 1
     subscriber.assigned.discard(("events", 0))  # as the revocation callback leaves it
