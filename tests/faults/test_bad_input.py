@@ -22,6 +22,7 @@ from tests.factories import document, with_deceased_nino
 from tests.faults.conftest import publish_in_chunks, report, settle
 from tests.faults.stream import events
 from tests.integration.conftest import Fleet, wait_for
+from tests.metrics import consumed
 
 CODEC = Codec()
 
@@ -147,7 +148,7 @@ def test_same_registration_500_times_in_a_row_and_50_at_once(
     A registrar answers a registration it published from its ledger; those submitted at once
     by separate registrars may each publish it, and the bus's own redeliveries are the same
     event again: each service skips every repeat."""
-    duplicates = {s: _duplicates(s) for s in SERVICES}
+    duplicates = {s: consumed(s, "duplicate") for s in SERVICES}
     published = _published()
     receipts = [registrar.submit(EventType.DEATH, document(EventType.DEATH)) for _ in range(500)]
 
@@ -171,7 +172,7 @@ def test_same_registration_500_times_in_a_row_and_50_at_once(
     repeats = int(_published() - published) - 1
     assert 500 <= repeats <= 550
     wait_for(
-        lambda: all(_duplicates(s) - duplicates[s] == repeats for s in SERVICES),
+        lambda: all(consumed(s, "duplicate") - duplicates[s] == repeats for s in SERVICES),
         f"{repeats} duplicates skipped by every service",
     )
     ledger = settle(settings, [death])
@@ -183,8 +184,3 @@ def test_same_registration_500_times_in_a_row_and_50_at_once(
 def _published() -> float:
     labels = {"event_type": "death", "status": "acknowledged"}
     return REGISTRY.get_sample_value("tellusonce_events_published_total", labels) or 0.0
-
-
-def _duplicates(service: str) -> float:
-    labels = {"service": service, "event_type": "death", "outcome": "duplicate"}
-    return REGISTRY.get_sample_value("tellusonce_events_consumed_total", labels) or 0.0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import date
 
-from prometheus_client import REGISTRY
-
 from consumers.services import SERVICES
 from consumers.store import ServiceStore
 from consumers.tracker import TrackerStore
@@ -16,6 +14,7 @@ from tellusonce.settings import Settings
 from tellusonce.topics import TRACKER, Topics
 from tests.factories import document, event
 from tests.integration.conftest import Fleet, read_topic, wait_for
+from tests.metrics import consumed
 
 CODEC = Codec()
 
@@ -36,11 +35,6 @@ def confirmed(settings: Settings, reference: str) -> int:
 def confirmations_on_topic(settings: Settings, topics: Topics) -> list[Confirmation]:
     decoded = [CODEC.decode(m.value) for m in read_topic(settings, topics.confirmations)]
     return [c for c in decoded if isinstance(c, Confirmation)]
-
-
-def duplicates_seen(service: str) -> float:
-    labels = {"service": service, "event_type": "death", "outcome": "duplicate"}
-    return REGISTRY.get_sample_value("tellusonce_events_consumed_total", labels) or 0.0
 
 
 class TestHeroDeath:
@@ -87,7 +81,7 @@ class TestHeroDeath:
         """The same registration twice: one event_id, answered from the registrar's ledger the
         second time; the same event on the bus again (a producer's retry after a lost
         acknowledgement): applied and confirmed once per service."""
-        before = {s: duplicates_seen(s) for s in SERVICES}
+        before = {s: consumed(s, "duplicate") for s in SERVICES}
         first = registrar.submit(EventType.DEATH, document(EventType.DEATH))
         second = registrar.submit(EventType.DEATH, document(EventType.DEATH))
         assert second == first
@@ -95,7 +89,7 @@ class TestHeroDeath:
         registrar.publish(event(EventType.DEATH, settings))
 
         wait_for(
-            lambda: all(duplicates_seen(s) > before[s] for s in SERVICES),
+            lambda: all(consumed(s, "duplicate") > before[s] for s in SERVICES),
             "every service to see the second copy",
         )
         for service in SERVICES:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prometheus_client import REGISTRY
-
 from consumers.runtime import Runtime
 from tellusonce.codec import Codec, Message
 from tellusonce.events import EventType
 from tellusonce.topics import Topics
 from tests.bench.instructions import Kept
 from tests.factories import event
+from tests.metrics import consumed
 from tests.unit.test_amend import handler
 from tests.unit.test_batches import as_received
 
@@ -28,11 +27,6 @@ class CountingCodec(Codec):
         return super().decode(data)
 
 
-def duplicates(service: str) -> float:
-    labels = {"service": service, "event_type": "death", "outcome": "duplicate"}
-    return REGISTRY.get_sample_value("tellusonce_events_consumed_total", labels) or 0.0
-
-
 def test_a_redelivered_message_is_a_duplicate_without_being_decoded(tmp_path: Path) -> None:
     """The second delivery of a processed death is counted as a duplicate, queues nothing and
     is not decoded; a changed body under the same id is decoded (and dead-lettered)."""
@@ -43,7 +37,7 @@ def test_a_redelivered_message_is_a_duplicate_without_being_decoded(tmp_path: Pa
     kept = Kept()
     runtime = Runtime(service, kept, kept, Topics())  # type: ignore[arg-type]
     message = as_received(death, codec.encode(death))._replace(topic=service.topics[0])
-    before = duplicates("pensions")
+    before = consumed("pensions", "duplicate")
 
     runtime.process([message])
     runtime.relay()
@@ -51,7 +45,7 @@ def test_a_redelivered_message_is_a_duplicate_without_being_decoded(tmp_path: Pa
     runtime.relay()
 
     assert codec.decoded == 1
-    assert duplicates("pensions") == before + 1
+    assert consumed("pensions", "duplicate") == before + 1
     assert len(kept.sent) == 1  # the one confirmation, not a second
     broken = message._replace(offset=3, value=message.value[:-2])
     runtime.process([broken])
