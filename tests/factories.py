@@ -1,4 +1,5 @@
-"""Valid submissions and events for tests, built from examples/ and small overrides."""
+"""Valid submissions and events for tests, built from examples/ and small overrides; and the
+demo's records (consumers.seed) by id."""
 
 from __future__ import annotations
 
@@ -7,11 +8,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+from consumers.seed import demo_records
 from producers.submission import build_event, parse
 from tellusonce.events import EventType, LifeEvent, Person
 from tellusonce.settings import Settings
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+RECORDS = demo_records(others=0)
+
+
+def record(service: str, record_id: str) -> Any:
+    """One of the demo's records (the hero's family and their neighbours) of a service."""
+    return next(r for r in RECORDS[service] if r.record_id == record_id)
 
 
 def document(event_type: EventType, **changes: Any) -> dict[str, Any]:

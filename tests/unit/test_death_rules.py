@@ -8,16 +8,11 @@ from typing import Any
 from consumers import council_tax, disability, housing_benefit, pensions
 from consumers.money import pounds, settle
 from consumers.rules import Record
-from consumers.seed import ARTHUR, HOME, MARGARET, demo_records
+from consumers.seed import ARTHUR, HOME, MARGARET
 from tellusonce.events import EventType, LifeEvent, MaritalStatus, Outcome
-from tests.factories import event
+from tests.factories import event, record
 
 HERO_DEATH = event(EventType.DEATH)  # Arthur, died 2026-03-11, Margaret survives him
-RECORDS = demo_records(others=0)
-
-
-def record(service: str, record_id: str) -> Any:
-    return next(r for r in RECORDS[service] if r.record_id == record_id)
 
 
 def matches(deceased: Record | None, partner: Record | None = None) -> dict[str, Record | None]:

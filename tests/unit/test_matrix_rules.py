@@ -12,20 +12,15 @@ import pytest
 
 from consumers import council_tax, disability, housing_benefit, pensions
 from consumers.rules import Record
-from consumers.seed import ARTHUR, HOME, MARGARET, demo_records
+from consumers.seed import ARTHUR, HOME, MARGARET
 from consumers.services import SERVICES
 from tellusonce.events import SERVICE_PATTERN, Address, EventType, MaritalStatus, Outcome
 from tellusonce.topics import subscriptions
-from tests.factories import event
+from tests.factories import event, record
 from tests.unit.test_amend import NOWHERE, handler
 
-RECORDS = demo_records(others=0)
 NEW_HOME = Address(lines=("5 New Road", "Leeds"), postcode="LS7 3BB")
 AWAY = Address(lines=("1 Far Street", "Cardiff"), postcode="CF10 1AA")
-
-
-def record(service: str, record_id: str) -> Any:
-    return next(r for r in RECORDS[service] if r.record_id == record_id)
 
 
 def move(*people: Any, new: Address = NEW_HOME) -> Any:
