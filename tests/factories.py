@@ -38,6 +38,14 @@ def event(
     return build_event(event_type, header, facts, settings or Settings())
 
 
+def deaths(count: int, first: int = 1) -> list[LifeEvent[Any]]:
+    """Distinct deaths: the example under register entries first .. first + count - 1."""
+    return [
+        event(EventType.DEATH, registration={"district": "Leeds", "entry_number": n, "office": "L"})
+        for n in range(first, first + count)
+    ]
+
+
 def with_deceased_nino(death: LifeEvent[Any], nino: str) -> LifeEvent[Any]:
     """A death with the deceased's NINO replaced, not validated (a NINO no one can have makes an
     event that encodes as valid Avro and that consumers must refuse)."""

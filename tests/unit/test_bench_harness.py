@@ -6,7 +6,6 @@ import threading
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -14,30 +13,22 @@ from sqlalchemy import func, select
 from consumers.tracker import TrackerHandler, confirmations
 from tellusonce.codec import Codec, Tracked
 from tellusonce.errors import BrokerUnavailable
-from tellusonce.events import EventType, LifeEvent, Outcome
+from tellusonce.events import EventType, Outcome
 from tellusonce.kafka import Received
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics, subscribers
 from tests.bench import harness, run
 from tests.bench.harness import Bus, paced, with_duplicates
-from tests.factories import event
+from tests.factories import deaths
 from tests.unit.test_batches import answer, as_received, at
 
 
-def distinct_deaths(count: int) -> list[LifeEvent[Any]]:
-    """The example death under `count` register entries: as many distinct events."""
-    return [
-        event(EventType.DEATH, registration={"district": "Leeds", "entry_number": n, "office": "L"})
-        for n in range(1, count + 1)
-    ]
-
-
 def death_messages(count: int, topic: str) -> list[Received]:
-    """distinct_deaths(count) as a consumer receives them from `topic`, at offsets 0, 1, ..."""
+    """deaths(count) as a consumer receives them from `topic`, at offsets 0, 1, ..."""
     codec = Codec()
     return [
         as_received(d, codec.encode(d))._replace(topic=topic, offset=i)
-        for i, d in enumerate(distinct_deaths(count))
+        for i, d in enumerate(deaths(count))
     ]
 
 
@@ -46,7 +37,7 @@ def test_confirmed_counts_what_the_tracker_stored_batch_after_batch(tmp_path: Pa
     however the rows arrive: several per batch, none, or an answer replacing a REJECTED one."""
     bus = Bus(Settings(data_dir=tmp_path))
     tracker = TrackerHandler(bus.tracker, Topics(), Codec())
-    deaths = distinct_deaths(2)
+    dead = deaths(2)
     first, *others = subscribers(EventType.DEATH)
 
     def stored(*messages: Tracked) -> int:
@@ -59,18 +50,18 @@ def test_confirmed_counts_what_the_tracker_stored_batch_after_batch(tmp_path: Pa
         return in_table
 
     assert bus.confirmed() == 0
-    assert stored(deaths[0].envelope, answer(deaths[0], first, Outcome.REJECTED)) == 1
-    assert stored(*(answer(deaths[0], s, Outcome.APPLIED) for s in others)) == len(others) + 1
+    assert stored(dead[0].envelope, answer(dead[0], first, Outcome.REJECTED)) == 1
+    assert stored(*(answer(dead[0], s, Outcome.APPLIED) for s in others)) == len(others) + 1
     assert stored() == len(others) + 1
-    assert stored(answer(deaths[0], first, Outcome.APPLIED)) == len(others) + 1  # replaced
-    assert stored(deaths[1].envelope, *(answer(deaths[1], s, Outcome.APPLIED) for s in others)) == (
+    assert stored(answer(dead[0], first, Outcome.APPLIED)) == len(others) + 1  # replaced
+    assert stored(dead[1].envelope, *(answer(dead[1], s, Outcome.APPLIED) for s in others)) == (
         2 * len(others) + 1
     )
 
 
 def test_with_duplicates_repeats_a_share_of_events_each_after_its_first_delivery() -> None:
     """10% of the events come a second time, each later than the first; nothing else changes."""
-    stream = distinct_deaths(200)
+    stream = deaths(200)
     doubled = with_duplicates(stream, 0.10)
     ids = [e.envelope.event_id for e in doubled]
     assert len(doubled) == 220

@@ -11,18 +11,10 @@ from structlog.testing import capture_logs
 
 from producers.ledger import Ledger, submissions
 from tellusonce.codec import Codec
-from tellusonce.events import EventType, LifeEvent
-from tests.factories import event
+from tellusonce.events import LifeEvent
+from tests.factories import deaths
 
 THREADS, BATCHES, PER_BATCH = 8, 15, 10
-
-
-def deaths(first: int, count: int) -> list[LifeEvent[Any]]:
-    """Distinct deaths: the example under register entries first .. first + count - 1."""
-    return [
-        event(EventType.DEATH, registration={"district": "Leeds", "entry_number": n, "office": "L"})
-        for n in range(first, first + count)
-    ]
 
 
 def test_batches_recorded_at_once_by_several_threads_are_all_kept(tmp_path: Path) -> None:
@@ -33,7 +25,7 @@ def test_batches_recorded_at_once_by_several_threads_are_all_kept(tmp_path: Path
     codec = Codec()
     ledger = Ledger(f"sqlite:///{tmp_path / 'registrar.db'}", codec)
     batches = [
-        [(e, codec.encode(e)) for e in deaths(1 + b * PER_BATCH, PER_BATCH)]
+        [(e, codec.encode(e)) for e in deaths(PER_BATCH, first=1 + b * PER_BATCH)]
         for b in range(THREADS * BATCHES)
     ]
     start = threading.Barrier(THREADS)
