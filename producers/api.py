@@ -1,7 +1,8 @@
 """The registrar HTTP API: submit, correct, cancel and read life events (FastAPI, OpenAPI at /docs).
 
 Every error is RFC 9457 problem+json. A submission is answered 201 only after Kafka acknowledged
-it; 503 with Retry-After, and nothing recorded, when it did not. Idempotency-Key is required.
+it; 503 with Retry-After when it did not (the same request again publishes it; the ledger keeps
+it meanwhile, as it may have reached services). Idempotency-Key is required.
 """
 
 from __future__ import annotations
@@ -193,8 +194,8 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
             except BrokerUnavailable:
                 return problem(
                     503,
-                    "Kafka did not acknowledge the event; nothing was recorded. "
-                    "Try again with the same Idempotency-Key.",
+                    "Kafka did not acknowledge the event (it may have reached services all the "
+                    "same). Try again with the same Idempotency-Key to publish it.",
                     retry_after=RETRY_SECONDS,
                 )
         if stored.body_hash != digest:

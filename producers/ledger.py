@@ -123,9 +123,12 @@ class Ledger:
             raise NotRecorded(f"the registrar's ledger could not record it: {exc.orig}") from exc
 
     def latest(self, reference: str, office: str | None = None) -> LifeEvent[Any] | None:
-        """The newest revision published under a reference (by this office, if named), or None."""
+        """The newest revision Kafka acknowledged under a reference (by this office, if named),
+        or None: what a correction or cancellation is made from (one made again after Kafka did
+        not acknowledge it is then the same event, published again) and what a status shows."""
         query = select(submissions.c.payload).where(
-            submissions.c.reference == reference.strip().upper()
+            submissions.c.reference == reference.strip().upper(),
+            submissions.c.unacknowledged.is_(None),
         )
         if office is not None:
             query = query.where(submissions.c.office == office)
@@ -134,7 +137,8 @@ class Ledger:
         return None if payload is None else self._event(payload)
 
     def newest(self, event: LifeEvent[Any]) -> LifeEvent[Any] | None:
-        """The newest revision recorded of an event's registration (see chain), or None."""
+        """The newest revision recorded of an event's registration (see chain), acknowledged by
+        Kafka or not, or None: what a new revision must follow."""
         env = event.envelope
         query = (
             select(submissions.c.payload)
@@ -151,11 +155,15 @@ class Ledger:
         return None if payload is None else self._event(payload)
 
     def registrations(self, reference: str) -> list[LifeEvent[Any]]:
-        """The newest revision of each registration under a reference (its office's entries of
-        one event type): two registrations can share a reference (see chain)."""
+        """The newest revision Kafka acknowledged of each registration under a reference (its
+        office's entries of one event type): two registrations can share a reference (see
+        chain)."""
         query = (
             select(submissions.c.office, submissions.c.event_type, submissions.c.payload)
-            .where(submissions.c.reference == reference.strip().upper())
+            .where(
+                submissions.c.reference == reference.strip().upper(),
+                submissions.c.unacknowledged.is_(None),
+            )
             .order_by(submissions.c.revision.desc())
         )
         newest: dict[tuple[str, str], bytes] = {}

@@ -259,7 +259,11 @@ class Registrar:
                 )
             raise _conflict(f"{ref} was corrected meanwhile with other facts", "reference")
         newest = self.ledger.newest(found)
-        if newest is not None and newest.envelope.action == Action.CANCELLED:
+        if (
+            newest is not None
+            and newest.envelope.action == Action.CANCELLED
+            and newest.envelope.event_id != env.event_id  # not this cancellation, sent again
+        ):
             raise _conflict(f"the registration {ref} of this register entry was cancelled")
         return found
 
@@ -268,6 +272,13 @@ class Registrar:
         newest = self.ledger.newest(amendment)
         if newest is not None and newest.envelope.event_id != env.supersedes:
             now = newest.envelope
+            if self.ledger.unacknowledged(now.event_id_text):
+                raise _conflict(
+                    f"{env.reference} was {now.action.value.lower()} (revision {now.revision}), "
+                    "which Kafka has not acknowledged yet: once it has (sent again, if it failed), "
+                    "send this again if it is still wanted",
+                    "reference",
+                )
             raise _conflict(
                 f"{env.reference} was {now.action.value.lower()} meanwhile (revision "
                 f"{now.revision}): send this again if it is still wanted",

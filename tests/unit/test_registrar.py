@@ -176,6 +176,51 @@ def test_other_facts_after_an_unacknowledged_submission_are_a_conflict(
     assert corrected.action.value == "CORRECTED"
 
 
+@pytest.mark.parametrize("delivered", [True, False])
+@pytest.mark.parametrize("amend", ["correct", "cancel"])
+def test_an_amendment_kafka_did_not_acknowledge_is_the_same_event_when_sent_again(
+    failing: Registrar, amend: str, delivered: bool
+) -> None:
+    """Made again from the newest revision recorded, the unacknowledged one: a cancellation was
+    refused as "already cancelled" for good, and a correction became revision 2, superseding a
+    revision 1 that services never had."""
+    first = failing.submit(EventType.DEATH, death())
+
+    def again() -> Any:
+        if amend == "correct":
+            return failing.correct(first.reference, death(date_of_death="2026-03-10"), "typo")
+        return failing.cancel(first.reference, "registered in error")
+
+    publisher = failing.publisher
+    publisher.error, publisher.delivered = BrokerUnavailable("no acknowledgement"), delivered  # type: ignore[attr-defined]
+    with pytest.raises(BrokerUnavailable):
+        again()
+    publisher.error = None  # type: ignore[attr-defined]
+    receipt = again()
+    assert failing.ledger.newest(event_of(failing, receipt)).envelope.revision == 1  # type: ignore[union-attr]
+    assert not failing.ledger.unacknowledged(str(receipt.event_id))
+    assert failing.ledger.latest(first.reference).envelope.event_id == receipt.event_id  # type: ignore[union-attr]
+
+
+def test_another_amendment_waits_for_one_kafka_did_not_acknowledge(failing: Registrar) -> None:
+    first = failing.submit(EventType.DEATH, death())
+    failing.publisher.error = BrokerUnavailable("no acknowledgement")  # type: ignore[attr-defined]
+    with pytest.raises(BrokerUnavailable):
+        failing.correct(first.reference, death(date_of_death="2026-03-10"), "typo")
+    failing.publisher.error = None  # type: ignore[attr-defined]
+    reason = conflict(failing, lambda: failing.cancel(first.reference, "registered in error"))
+    assert reason == (
+        f"{first.reference} was corrected (revision 1), which Kafka has not acknowledged yet: "
+        "once it has (sent again, if it failed), send this again if it is still wanted"
+    )
+
+
+def event_of(registrar: Registrar, receipt: Any) -> Any:
+    found = registrar.ledger.find(str(receipt.event_id))
+    assert found is not None
+    return found
+
+
 def test_two_processes_amending_one_reference_at_once_cannot_both_publish(
     failing: Registrar, tmp_path: Path
 ) -> None:
@@ -192,9 +237,9 @@ def test_two_processes_amending_one_reference_at_once_cannot_both_publish(
 
     failing.publisher.meanwhile = cancel_meanwhile  # type: ignore[attr-defined]
     failing.correct(first.reference, death(date_of_death="2026-03-10"))
-    assert refused == [
-        f"{first.reference} was corrected meanwhile (revision 1): send this again if it is still "
-        "wanted"
+    assert refused == [  # the correction not acknowledged yet: being published
+        f"{first.reference} was corrected (revision 1), which Kafka has not acknowledged yet: "
+        "once it has (sent again, if it failed), send this again if it is still wanted"
     ]
 
 

@@ -15,10 +15,12 @@ from consumers.tracker import TrackerStore
 from producers import limits, status_page, submission
 from producers.submission import Registrar
 from tellusonce.codec import Codec
+from tellusonce.errors import BrokerUnavailable
 from tellusonce.events import EventType
 from tellusonce.settings import Settings
 from tests.bench.instructions import Kept
 from tests.factories import document
+from tests.unit.test_registrar import Failing
 from tests.unit.test_shared_references import SHARED, tracked
 
 
@@ -134,3 +136,21 @@ def test_a_busy_tracker_store_is_a_page_saying_so(
     assert shown.status_code == 503
     assert status_page.BUSY in shown.text
     assert ask(registrar, store, receipt.reference, "1946-05-14").status_code == 200
+
+
+def test_an_amendment_kafka_did_not_acknowledge_is_not_shown_as_sent(
+    tmp_path: Path, store: TrackerStore
+) -> None:
+    """The page said the cancellation had been sent, hiding the services' answers to the
+    registration, when it had not been published."""
+    failing = Registrar(Settings(data_dir=tmp_path), Failing(), Codec())  # type: ignore[arg-type]
+    first = failing.submit(EventType.DEATH, death())
+    tracked(store, failing.ledger, [str(first.event_id)])
+    failing.publisher.error = BrokerUnavailable("no acknowledgement")  # type: ignore[attr-defined]
+    with pytest.raises(BrokerUnavailable):
+        failing.cancel(first.reference, "registered in error")
+
+    shown = ask(failing, store, first.reference, "1946-05-14")
+
+    assert "The death registration was shared with 4 services." in shown.text
+    assert "cancellation" not in shown.text
