@@ -74,7 +74,8 @@ start() {
 ready() {  # wait for the broker this script started to answer; stop it if it never does
   local deadline=$((SECONDS + 120))
   until grep -q 'Kafka Server started' "$logfile" 2>/dev/null && answers; do
-    if ! our_pid >/dev/null; then say "the broker exited; last lines of its log:"; tail -n 30 "$logfile" "$state/broker.out" >&2; exit 1; fi
+    # alive, by its pid alone: just started, it may not be java yet (our_pid checks it is)
+    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then say "the broker exited; last lines of its log:"; tail -n 30 "$logfile" "$state/broker.out" >&2; exit 1; fi
     if [ $SECONDS -ge $deadline ]; then say "not ready after 120 s; see $logfile"; stop; exit 1; fi
     sleep 0.5
   done
