@@ -4,7 +4,6 @@ is applied once the schema is deployed and the letter replayed."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 from consumers.seed import seed
@@ -17,18 +16,7 @@ from tellusonce.settings import Settings
 from tellusonce.topics import Topics
 from tests.factories import event
 from tests.faults.test_schema_evolution import OPTIONAL, evolve, v2_bytes
-from tests.integration.conftest import Fleet, cli_env, wait_for
-
-
-def dlq(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tellusonce", "dlq", *args],
-        env=cli_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from tests.integration.conftest import Fleet, tellusonce, wait_for
 
 
 def test_dead_letter_is_listed_then_replayed_once_the_schema_is_deployed(
@@ -54,12 +42,12 @@ def test_dead_letter_is_listed_then_replayed_once_the_schema_is_deployed(
     old = Fleet(settings)
     old.start("pensions")
     try:
-        listed = wait_for(
-            lambda: (
-                (r := dlq(settings, "list", "pensions")).stdout.startswith("1 dead letters") and r
-            ),
-            "the dead letter to be listed",
-        )
+
+        def listing() -> subprocess.CompletedProcess[str] | bool:
+            listed = tellusonce(settings, "dlq", "list", "pensions")
+            return listed.stdout.startswith("1 dead letters") and listed
+
+        listed = wait_for(listing, "the dead letter to be listed")
     finally:
         old.stop()
     assert "UnknownSchema" in listed.stdout
@@ -70,7 +58,7 @@ def test_dead_letter_is_listed_then_replayed_once_the_schema_is_deployed(
     upgraded = Fleet(settings.model_copy(update={"schema_dirs": [v2_dir]}))
     upgraded.start("pensions")
     try:
-        replayed = dlq(settings, "replay", "pensions")
+        replayed = tellusonce(settings, "dlq", "replay", "pensions")
         assert (
             replayed.stdout.strip() == "replayed 1 dead letters of pensions to their origin topics"
         )

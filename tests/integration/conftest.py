@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -98,3 +100,16 @@ def read_topic(settings: Settings, topic: str) -> list[Any]:
 def cli_env(settings: Settings) -> dict[str, str]:
     """The environment that points the CLI at this test's broker, topics and stores."""
     return os.environ | settings.as_environment()
+
+
+def tellusonce(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The tellusonce command, run as a process against this test's broker, topics and stores
+    (and `env` besides)."""
+    return subprocess.run(
+        [sys.executable, "-m", "tellusonce", *args],
+        env=cli_env(settings) | env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )

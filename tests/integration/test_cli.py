@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ from tellusonce.events import EventType
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics
 from tests.factories import document
-from tests.integration.conftest import cli_env, read_topic
+from tests.integration.conftest import read_topic, tellusonce
 from tests.integration.test_operations import free_ports
 
 # The hero's personal data as it could appear in any form in a log, key or header.
@@ -23,17 +21,6 @@ PERSONAL = re.compile(
     r"|LS6\s?2AB|Elm Road",
     re.IGNORECASE,
 )
-
-
-def tellusonce(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tellusonce", *args],
-        env=cli_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 class TestSubmitCommand:
@@ -86,13 +73,12 @@ class TestSubmitCommand:
     def test_unreachable_broker_exits_3_without_claiming_success(self, settings: Settings) -> None:
         """No broker: exit 3 and no event_id printed."""
         unreachable = settings.model_copy(update={"bootstrap_servers": "127.0.0.1:1"})
-        result = subprocess.run(
-            [sys.executable, "-m", "tellusonce", "submit", "death", "examples/death.json"],
-            env=cli_env(unreachable) | {"TELLUSONCE_PUBLISH_TIMEOUT_SECONDS": "2"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        result = tellusonce(
+            unreachable,
+            "submit",
+            "death",
+            "examples/death.json",
+            TELLUSONCE_PUBLISH_TIMEOUT_SECONDS="2",
         )
         assert result.returncode == 3
         assert "event_id" not in result.stdout
