@@ -18,6 +18,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import make_asgi_app
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from consumers.tracker import EventStatus, TrackerStore
 from producers import openapi, status_page
@@ -75,6 +77,11 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
     async def rejected(_request: Request, exc: Rejected) -> Response:
         return exc.response
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        """No such route, or not this method (the Allow header kept): a problem, as every error."""
+        return problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+
     @app.exception_handler(StoreBusy)
     async def busy(_request: Request, _exc: StoreBusy) -> Response:
         return problem(503, "The status store is busy; try again", retry_after=RETRY_SECONDS)
@@ -112,7 +119,9 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         if office is None:
             raise Rejected(
                 problem(
-                    401, "Send a registration office's API key as 'Authorization: Bearer <key>'"
+                    401,
+                    "Send a registration office's API key as 'Authorization: Bearer <key>'",
+                    headers={"WWW-Authenticate": "Bearer"},
                 )
             )
         wait = limit.take(office)
@@ -121,14 +130,18 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         return office
 
     async def read_json(request: Request) -> tuple[bytes, object]:
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
             raise Rejected(problem(415, "Send the submission as application/json"))
+        too_large = Rejected(problem(413, f"The body may be at most {MAX_BODY} bytes"))
         declared = request.headers.get("content-length", "0")
         if declared.isdigit() and int(declared) > MAX_BODY:
-            raise Rejected(problem(413, f"The body may be at most {MAX_BODY} bytes"))
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            raise Rejected(problem(413, f"The body may be at most {MAX_BODY} bytes"))
+            raise too_large
+        body = b""
+        async for chunk in request.stream():  # chunked, with no length declared: read no more
+            body += chunk
+            if len(body) > MAX_BODY:
+                raise too_large
         try:
             return body, json.loads(body)
         except ValueError:
@@ -176,10 +189,14 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
                 return problem(
                     409, "The submission contradicts what was published; nothing was", exc.problems
                 )
-            except InvalidSubmission as exc:
-                return problem(
-                    422, "The submission is not valid; nothing was published", exc.problems
+            except (InvalidSubmission, ValidationError) as exc:  # a model's own check past
+                # parsing's is a 422 as well, never a 500 (its messages name, never echo)
+                problems = (
+                    exc.problems
+                    if isinstance(exc, InvalidSubmission)
+                    else [(".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
                 )
+                return problem(422, "The submission is not valid; nothing was published", problems)
             except NotRecorded as exc:
                 return problem(
                     503,

@@ -12,6 +12,7 @@ TITLES = {
     400: "Bad request",
     401: "Not authenticated",
     404: "Not found",
+    405: "Method not allowed",
     409: "Conflict",
     413: "Request too large",
     415: "Unsupported media type",
@@ -33,6 +34,7 @@ def problem(
     detail: str,
     errors: Sequence[tuple[str, str]] = (),
     retry_after: int | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """A problem+json response; errors are (dotted field path, reason) pairs."""
     body: dict[str, object] = {
@@ -43,5 +45,7 @@ def problem(
     }
     if errors:
         body["errors"] = [{"detail": reason, "pointer": pointer(field)} for field, reason in errors]
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    headers = dict(headers or {})
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)

@@ -157,6 +157,10 @@ def _reason(value: object, field: str, *, required: bool) -> str | None:
     text = value.strip()
     if not text:
         raise InvalidSubmission([Problem(field, "must not be blank")])
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): valid JSON, not text Avro carries
+        raise InvalidSubmission([Problem(field, "holds a character that is not text")]) from None
     if len(text) > REASON_MAX:
         raise InvalidSubmission([Problem(field, f"must be at most {REASON_MAX} characters")])
     return text
@@ -172,7 +176,7 @@ def correction(
     """A correction of the newest event of a reference with a whole corrected submission."""
     env = latest.envelope
     if env.action == Action.CANCELLED:
-        raise InvalidSubmission([Problem("reference", "was cancelled; it cannot be corrected")])
+        raise SubmissionConflict([Problem("reference", "was cancelled; it cannot be corrected")])
     why = _reason(reason, reason_field, required=False)
     header, facts = parse(env.event_type, document)
     if not header.registration.same_entry(env.registration):
@@ -198,7 +202,7 @@ def cancellation(latest: LifeEvent[Any], settings: Settings, reason: object) -> 
     """A cancellation of a registration made in error; it carries the facts it cancels."""
     env = latest.envelope
     if env.action == Action.CANCELLED:
-        raise InvalidSubmission([Problem("reference", "is already cancelled")])
+        raise SubmissionConflict([Problem("reference", "is already cancelled")])
     why = _reason(reason, "reason", required=True)
     return build_event(
         env.event_type,
@@ -246,6 +250,9 @@ class Registrar:
         found = self.ledger.find(env.event_id_text)
         if found is None:
             if env.supersedes is not None:
+                superseded = self.ledger.find(str(env.supersedes))
+                if _same_correction(event, superseded):  # sent again (another key): answered
+                    return superseded  # with the correction published, not made a revision more
                 self._still_newest(event)
             return None
         if found.envelope.registration.office != env.registration.office:
@@ -365,6 +372,16 @@ def _local(bootstrap_servers: str) -> bool:
     """Whether every broker is on this machine (local use, where the placeholder secret is)."""
     hosts = [s.strip().rsplit(":", 1)[0].strip("[]") for s in bootstrap_servers.split(",")]
     return all(host in {"127.0.0.1", "localhost", "::1"} for host in hosts)
+
+
+def _same_correction(event: LifeEvent[Any], superseded: LifeEvent[Any] | None) -> bool:
+    """Whether a correction corrects a correction to the same facts: the same correction."""
+    return (
+        superseded is not None
+        and event.envelope.action == Action.CORRECTED
+        and superseded.envelope.action == Action.CORRECTED
+        and superseded.facts == event.facts
+    )
 
 
 def _conflict(reason: str, field: str = "registration") -> SubmissionConflict:

@@ -251,7 +251,7 @@ class TestAmendAndRead:
         )
         assert (cancelled.status_code, cancelled.json()["action"]) == (201, "CANCELLED")
         again = api.post(f"/v1/events/{reference}/cancellation", {"reason": "again"}, key="k4")
-        assert again.status_code == 422
+        assert again.status_code == 409  # cancelled already: a conflict
 
     def test_two_amendments_at_once_publish_one(
         self, api: Api, settings: Settings, topics: Topics

@@ -1,0 +1,140 @@
+"""The registrar API's answers to requests it refuses, without a broker (a publisher that
+keeps): each a problem+json naming what is wrong, with the headers HTTP asks for; and the same
+correction sent again is the correction published."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from fastapi.testclient import TestClient
+
+from producers.api import MAX_BODY, create_app
+from producers.offices import Offices
+from producers.problems import MEDIA_TYPE
+from producers.submission import Registrar
+from tellusonce.codec import Codec
+from tellusonce.events import EventType
+from tellusonce.settings import Settings
+from tests.bench.instructions import Kept
+from tests.factories import document
+
+OFFICE = "LEEDS-RO-1"
+
+
+class Api:
+    def __init__(self, tmp_path: Path) -> None:
+        settings = Settings(data_dir=tmp_path, bootstrap_servers="127.0.0.1:1")
+        self.publisher = Kept()
+        self.client = TestClient(create_app(settings, Registrar(settings, self.publisher, Codec())))  # type: ignore[arg-type]
+        self.key = Offices(settings.store_url_for("registrar")).create_key(OFFICE)
+
+    def post(self, path: str, body: Any, key: str = "k1", **headers: str) -> Any:
+        sent = {
+            "Authorization": f"Bearer {self.key}",
+            "Idempotency-Key": key,
+            "Content-Type": "application/json",
+            **headers,
+        }
+        content = body if isinstance(body, bytes) else json.dumps(body)
+        return self.client.post(path, content=content, headers=sent)
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Api:
+    return Api(tmp_path)
+
+
+def is_problem(response: Any, status: int) -> bool:
+    body = response.json()
+    return (
+        response.status_code == status
+        and response.headers["content-type"] == MEDIA_TYPE
+        and body["status"] == status
+        and {"type", "title", "detail"} <= body.keys()
+    )
+
+
+def test_a_reason_holding_a_lone_surrogate_is_422_not_500(api: Api) -> None:
+    """Valid JSON ("\\ud800") but not text: the envelope's model refused it past the checks,
+    a 500 whose traceback held the reason."""
+    reference = api.post("/v1/events/death", document(EventType.DEATH)).json()["reference"]
+    raw = b'{"reason": "\\ud800 oops"}'
+    refused = api.post(f"/v1/events/{reference}/cancellation", raw, key="k2")
+    assert is_problem(refused, 422)
+    assert [e["pointer"] for e in refused.json()["errors"]] == ["/reason"]
+    assert "oops" not in refused.text
+
+
+def test_amending_a_cancelled_registration_is_a_conflict(api: Api) -> None:
+    """A registration cancelled since is a 409, as the README says (it was 422)."""
+    reference = api.post("/v1/events/death", document(EventType.DEATH)).json()["reference"]
+    cancel = {"reason": "registered in error"}
+    assert api.post(f"/v1/events/{reference}/cancellation", cancel, key="k2").status_code == 201
+    assert is_problem(api.post(f"/v1/events/{reference}/cancellation", cancel, key="k3"), 409)
+    fixed = document(EventType.DEATH, date_of_death="2026-03-10")
+    assert is_problem(api.post(f"/v1/events/{reference}/corrections", fixed, key="k4"), 409)
+
+
+def test_the_same_correction_under_another_key_is_the_correction_published(api: Api) -> None:
+    """It was published again, as a revision 2 correcting revision 1 to the same facts."""
+    reference = api.post("/v1/events/death", document(EventType.DEATH)).json()["reference"]
+    fixed = document(EventType.DEATH, date_of_death="2026-03-10")
+    first = api.post(f"/v1/events/{reference}/corrections", fixed, key="c1")
+    again = api.post(f"/v1/events/{reference}/corrections", fixed, key="c2")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["event_id"] == first.json()["event_id"]
+    assert len(api.publisher.sent) == 2  # the registration and one correction
+
+
+def test_no_route_and_no_method_are_problems(api: Api) -> None:
+    """They were FastAPI's own {"detail": ...}."""
+    assert is_problem(api.client.get("/v1/nothing"), 404)
+    wrong_method = api.client.put("/v1/events/death")
+    assert is_problem(wrong_method, 405)
+    assert wrong_method.headers["allow"] == "POST"
+
+
+def test_a_missing_key_is_401_saying_how_to_authenticate(api: Api) -> None:
+    refused = api.client.get("/v1/events/ABCDE-FGHJK")
+    assert is_problem(refused, 401)
+    assert refused.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_media_type_in_capitals_is_json(api: Api) -> None:
+    """Media types are case-insensitive (RFC 9110): it was 415."""
+    headers = {"Content-Type": "Application/JSON"}
+    accepted = api.post("/v1/events/death", document(EventType.DEATH), **headers)
+    assert accepted.status_code == 201
+
+
+def test_a_body_with_no_length_is_read_only_up_to_the_limit(api: Api) -> None:
+    """Sent in chunks without Content-Length, it was read whole (any size) before the 413."""
+    asked = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal asked
+        asked += 1
+        return {"type": "http.request", "body": b" " * 1024, "more_body": asked < 1000}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    headers = {"authorization": f"Bearer {api.key}", "idempotency-key": "big"}
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/events/death", "raw_path": b"/v1/events/death",
+        "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items()]
+        + [(b"content-type", b"application/json")],
+    }  # fmt: skip
+    anyio.run(api.client.app, scope, receive, send)
+
+    assert sent[0]["status"] == 413
+    assert asked * 1024 <= MAX_BODY + 2 * 1024  # not the 1,000 chunks sent
