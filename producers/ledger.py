@@ -154,18 +154,17 @@ class Ledger:
             payload = conn.execute(query).scalar()
         return None if payload is None else self._event(payload)
 
-    def registrations(self, reference: str) -> list[LifeEvent[Any]]:
-        """The newest revision Kafka acknowledged of each registration under a reference (its
-        office's entries of one event type): two registrations can share a reference (see
-        chain)."""
+    def registrations(self, reference: str, acknowledged: bool = True) -> list[LifeEvent[Any]]:
+        """The newest revision Kafka acknowledged (or recorded, acknowledged or not) of each
+        registration under a reference (its office's entries of one event type): two
+        registrations can share a reference (see chain)."""
         query = (
             select(submissions.c.office, submissions.c.event_type, submissions.c.payload)
-            .where(
-                submissions.c.reference == reference.strip().upper(),
-                submissions.c.unacknowledged.is_(None),
-            )
+            .where(submissions.c.reference == reference.strip().upper())
             .order_by(submissions.c.revision.desc())
         )
+        if acknowledged:
+            query = query.where(submissions.c.unacknowledged.is_(None))
         newest: dict[tuple[str, str], bytes] = {}
         with self.engine.connect() as conn:
             for office, event_type, payload in conn.execute(query):

@@ -259,6 +259,12 @@ class Registrar:
             raise _conflict("this register entry was submitted by another office")
         ref = found.envelope.reference
         if found.facts != event.facts:
+            if self.ledger.unacknowledged(found.envelope.event_id_text):
+                raise _conflict(
+                    f"this register entry was submitted (reference {ref}) with other facts, which "
+                    "Kafka has not acknowledged (they may have reached services): send that "
+                    f"submission again once Kafka answers, then correct {ref}"
+                )
             if env.action == Action.REGISTERED:
                 raise _conflict(
                     f"this register entry was submitted already (reference {ref}) with other "
@@ -321,6 +327,12 @@ class Registrar:
 
     def _latest(self, reference: str) -> LifeEvent[Any]:
         latest = self.ledger.latest(reference)
+        if latest is None and self.ledger.registrations(reference, acknowledged=False):
+            raise _conflict(
+                "Kafka has not acknowledged this registration: submit it again once Kafka "
+                "answers, then correct or cancel it",
+                "reference",
+            )
         if latest is None:
             raise InvalidSubmission(
                 [

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,7 +55,11 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  {field}: {reason}", file=sys.stderr)
         return EXIT_INVALID
     except BrokerUnavailable as exc:
-        print(f"error: not published, Kafka did not acknowledge: {exc}", file=sys.stderr)
+        print(
+            f"error: Kafka did not acknowledge the event ({exc}); it may have reached the "
+            "services all the same: run the same command again once Kafka answers",
+            file=sys.stderr,
+        )
         return EXIT_BROKER
     except NotRecorded as exc:
         done = "published, but not recorded here" if exc.published else "not recorded nor published"
@@ -134,7 +140,13 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
         and (args.partition is None or d.partition == args.partition)
     ]
     if not chosen:
-        print(f"error: no dead letter at offset {args.offset}", file=sys.stderr)
+        where = " ".join(
+            f"{name} {value}"
+            for name, value in (("partition", args.partition), ("offset", args.offset))
+            if value is not None
+        )
+        at = f" at {where}" if where else ""
+        print(f"error: no dead letters of {args.service}{at}", file=sys.stderr)
         return EXIT_INVALID
     if args.offset is not None and len(chosen) > 1:  # an offset is a partition's
         where = ", ".join(str(d.partition) for d in chosen)
@@ -167,9 +179,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from tellusonce.codec import Codec
     from tellusonce.kafka import Publisher
 
+    port = settings.api_port if args.port is None else args.port
+    with socket.socket() as probe:  # uvicorn's own failure to bind is exit 3, Kafka's code here
+        probe.bind((args.host, port))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     registrar = Registrar(settings, Publisher(settings, "api"), Codec(settings.schema_dirs))
-    port = args.port or settings.api_port
     print(
         f"registrar API on http://{args.host}:{port} (docs /docs, family page /status)", flush=True
     )
@@ -202,6 +216,8 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(_args: argparse.Namespace, settings: Settings) -> int:
     from tellusonce.demo import run
 
+    if "data_dir" not in settings.model_fields_set:  # its fresh stores are not the services'
+        settings = settings.model_copy(update={"data_dir": Path(".run/demo")})
     return run(settings)
 
 
@@ -269,9 +285,29 @@ def main(argv: list[str] | None = None) -> int:
     shutdown.install()
     args = parser().parse_args(argv)
     from tellusonce import logs
+    from tellusonce.errors import BrokerUnavailable, StoreBusy
     from tellusonce.settings import Settings
 
     settings = Settings()
     # The demo speaks to a person on stdout; its own log lines would only interleave.
     logs.configure("warning" if args.command in {"demo", "up"} else settings.log_level)
-    return int(args.run(args, settings))
+    try:
+        return int(args.run(args, settings))
+    except BrokerUnavailable as exc:  # topics, dlq: what submit says in its own words
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BROKER
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise _unusable(exc, settings) from exc
+        print(f"error: {exc}: another process listens there (choose another port)", file=sys.stderr)
+        return 1
+    except StoreBusy as exc:
+        raise _unusable(exc, settings) from exc
+
+
+def _unusable(exc: Exception, settings: Settings) -> SystemExit:
+    """A store or directory this command cannot use, said in one line (exit 1)."""
+    return SystemExit(
+        f"error: {exc} (data directory {settings.data_dir}: TELLUSONCE_DATA_DIR sets another;"
+        " `make run` uses .run/demo)"
+    )

@@ -82,7 +82,7 @@ def run(settings: Settings) -> int:
         shown = "shows every service's answer" if "have confirmed" in page else "did not answer"
         say(
             f"family status page {base}/status {shown} for reference {receipt['reference']} "
-            f"and date of birth {born} (try it with `tellusonce up` running)"
+            f"and date of birth {born}"
         )
         confirmed = statuses[-1].confirmed if statuses else 0
         expected = len(statuses[-1].services) if statuses else 4

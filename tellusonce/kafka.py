@@ -354,7 +354,7 @@ class Admin:
 
     def ensure_topics(self, names: Sequence[str], config: dict[str, str]) -> list[str]:
         """Create the topics that do not exist; return the names created."""
-        existing = set(self._admin.list_topics(timeout=10).topics)
+        existing = set(_metadata(self._admin, self.settings).topics)
         wanted = [
             NewTopic(
                 name,
@@ -429,7 +429,7 @@ class Reader:
             client_config(settings, "reader")
             | {"group.id": "tellusonce-reader", "enable.auto.commit": False}
         )
-        metadata = self._consumer.list_topics(topic, timeout=10).topics[topic]
+        metadata = _metadata(self._consumer, settings, topic).topics[topic]
         self._ends = {}
         partitions = []
         for partition in metadata.partitions:
@@ -468,3 +468,14 @@ class Reader:
         finally:
             self._consumer.close()
         return sorted(out, key=lambda r: (r.partition, r.offset))
+
+
+def _metadata(client: Any, settings: Settings, topic: str | None = None) -> Any:
+    """The cluster's metadata (of one topic, if named); BrokerUnavailable if no broker answers
+    in 10 s."""
+    try:
+        return client.list_topics(topic, timeout=10)
+    except KafkaException as exc:
+        raise BrokerUnavailable(
+            f"no Kafka broker answers at {settings.bootstrap_servers} ({exc.args[0].str()})"
+        ) from exc

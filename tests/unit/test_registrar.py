@@ -18,7 +18,7 @@ from tellusonce.events import EventType
 from tellusonce.kafka import Outgoing
 from tellusonce.settings import Settings
 from tests.bench.instructions import Kept
-from tests.factories import document
+from tests.factories import document, event
 
 
 @pytest.fixture
@@ -166,13 +166,14 @@ def test_other_facts_after_an_unacknowledged_submission_are_a_conflict(
     first = sent(failing)
     other = death(date_of_death="2026-03-10")
     reason = conflict(failing, lambda: failing.submit(EventType.DEATH, other))
-    receipt = failing.submit(EventType.DEATH, death())  # the same facts: published again
+    ref = failing.submit(EventType.DEATH, death()).reference  # the same facts: published again
     assert sent(failing) == first + 1
     assert reason == (
-        f"this register entry was submitted already (reference {receipt.reference}) with other "
-        f"facts: correct {receipt.reference} instead"
+        f"this register entry was submitted (reference {ref}) with other facts, which Kafka has "
+        "not acknowledged (they may have reached services): send that submission again once "
+        f"Kafka answers, then correct {ref}"
     )
-    corrected = failing.correct(receipt.reference, death(date_of_death="2026-03-10"))
+    corrected = failing.correct(ref, death(date_of_death="2026-03-10"))
     assert corrected.action.value == "CORRECTED"
 
 
@@ -219,6 +220,22 @@ def event_of(registrar: Registrar, receipt: Any) -> Any:
     found = registrar.ledger.find(str(receipt.event_id))
     assert found is not None
     return found
+
+
+def test_a_registration_kafka_did_not_acknowledge_is_sent_again_before_it_is_amended(
+    failing: Registrar,
+) -> None:
+    """`correct` said no registration had that reference: a dead end after exit 3."""
+    failing.publisher.error = BrokerUnavailable("no acknowledgement")  # type: ignore[attr-defined]
+    with pytest.raises(BrokerUnavailable):
+        failing.submit(EventType.DEATH, death())
+    failing.publisher.error = None  # type: ignore[attr-defined]
+    reference = event(EventType.DEATH).envelope.reference
+    reason = conflict(failing, lambda: failing.correct(reference, death(), "typo"))
+    assert reason == (
+        "Kafka has not acknowledged this registration: submit it again once Kafka answers, then "
+        "correct or cancel it"
+    )
 
 
 def test_two_processes_amending_one_reference_at_once_cannot_both_publish(

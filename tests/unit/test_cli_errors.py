@@ -1,0 +1,64 @@
+"""What the command line says when it cannot do what it is asked: one line, the documented
+exit code, no traceback."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumers import dead_letters
+from tellusonce import demo
+
+
+def test_a_status_from_a_data_directory_without_stores_says_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: Callable[[list[str]], int]
+) -> None:
+    """`make run` keeps its stores in .run/demo; `tellusonce status` looked in .run/data and
+    printed 60 lines of SQLAlchemy's traceback."""
+    nowhere = tmp_path / "no" / "such" / "dir"
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(nowhere))
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(["status", "1Y4AE-1CP5R"])
+    message = str(stopped.value.code)
+    assert message.startswith("error: ")
+    assert f"data directory {nowhere}" in message
+    assert "\n" not in message
+
+
+def test_serving_on_a_port_in_use_says_so(
+    capsys: pytest.CaptureFixture[str], run_cli: Callable[[list[str]], int]
+) -> None:
+    """uvicorn's failure to bind exited 3, the code for Kafka not acknowledging."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert run_cli(["serve", "--port", str(port)]) == 1
+    assert "another process listens there" in capsys.readouterr().err
+
+
+def test_replaying_dead_letters_there_are_none_of_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    run_cli: Callable[[list[str]], int],
+) -> None:
+    monkeypatch.setattr(dead_letters, "read", lambda _settings, _service: [])
+    assert run_cli(["dlq", "replay", "pensions"]) == 2
+    assert capsys.readouterr().err == "error: no dead letters of pensions\n"  # not "offset None"
+
+
+def test_the_demo_keeps_its_fresh_stores_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: Callable[[list[str]], int]
+) -> None:
+    """Run as `tellusonce demo`, it wiped the stores `up`, `consume` and `submit` use."""
+    used: list[Any] = []
+    monkeypatch.setattr(demo, "run", lambda settings: used.append(settings.data_dir) or 0)
+    monkeypatch.delenv("TELLUSONCE_DATA_DIR", raising=False)
+    assert run_cli(["demo"]) == 0
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    assert run_cli(["demo"]) == 0
+    assert used == [Path(".run/demo"), tmp_path]
