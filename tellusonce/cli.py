@@ -100,9 +100,12 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 def _seed(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.seed import seed, seeded
 
-    if args.if_empty and seeded(settings):
+    if seeded(settings) and not args.force:
         print("the stores hold records already: not seeded (events may have changed them)")
-        return 0
+        if args.if_empty:
+            return 0
+        print("error: --force puts the demo's records back over them", file=sys.stderr)
+        return EXIT_INVALID
     for name, count in seed(settings).items():
         print(f"{name}: {count} records")
     return 0
@@ -252,6 +255,11 @@ def parser() -> argparse.ArgumentParser:
         "--if-empty",
         action="store_true",
         help="only if the stores hold no records (a restart keeps what events changed)",
+    )
+    seeding.add_argument(
+        "--force",
+        action="store_true",
+        help="even over records the stores hold (what events changed is put back)",
     )
     seeding.set_defaults(run=_seed)
     dlq = sub.add_parser("dlq", help="list or replay a service's dead letters")

@@ -1,5 +1,6 @@
 """`tellusonce seed --if-empty` (what the Compose stack runs at each start): seeds new stores,
-and leaves stores that hold records as events left them."""
+and leaves stores that hold records as events left them; `seed` refuses to overwrite them but
+with `--force`."""
 
 from __future__ import annotations
 
@@ -31,5 +32,7 @@ def test_seeding_if_empty_keeps_what_events_changed(
 
     assert run_cli(["seed", "--if-empty"]) == 0
     assert pension(store) == stopped
-    assert run_cli(["seed"]) == 0  # without it, the demo's records are put back
+    assert run_cli(["seed"]) == 2  # it put the demo's records back, undoing the death
+    assert pension(store) == stopped
+    assert run_cli(["seed", "--force"]) == 0
     assert pension(store).status == "IN_PAYMENT"
