@@ -106,6 +106,23 @@ class EventStatus:
         """How many services have confirmed."""
         return sum(s.outcome is not None for s in self.services)
 
+    @classmethod
+    def unseen(cls, env: Envelope) -> EventStatus:
+        """An event published but not read by the tracker yet: every entitled service pending."""
+        titles = {name: s.title for name, s in subscriptions().items()}
+        pending = tuple(
+            ServiceStatus(service, titles.get(service, service), None, (), None, None)
+            for service in subscribers(env.event_type)
+        )
+        return cls(
+            env.event_id_text,
+            env.event_type.value,
+            env.action.value,
+            env.revision,
+            env.registered_at,
+            pending,
+        )
+
 
 _KNOWN_EVENTS = Query(
     select(events.c.event_id, events.c.published_ms, events.c.expected).where(

@@ -284,8 +284,16 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         event = latest(reference, office_of(request))
         chain = await run_in_threadpool(registrar.ledger.chain, event)
         statuses = await run_in_threadpool(tracker.status, event.envelope.reference, chain)
+        seen = {s.event_id for s in statuses}
+        published = await run_in_threadpool(registrar.ledger.acknowledged, chain)
+        unseen = [  # just published: the tracker has not read them yet
+            EventStatus.unseen(e.envelope)
+            for e in published
+            if e.envelope.event_id_text not in seen
+        ]
+        events = sorted([*statuses, *unseen], key=lambda s: s.revision)
         return JSONResponse(
-            {"reference": event.envelope.reference, "events": [_status(s) for s in statuses]}
+            {"reference": event.envelope.reference, "events": [_status(s) for s in events]}
         )
 
     @app.get("/healthz", response_class=PlainTextResponse)

@@ -188,6 +188,14 @@ class Ledger:
                 ).scalars()
             )
 
+    def acknowledged(self, event_ids: Sequence[str]) -> list[LifeEvent[Any]]:
+        """Those of these events Kafka acknowledged."""
+        query = select(submissions.c.payload).where(
+            submissions.c.event_id.in_(list(event_ids)), submissions.c.unacknowledged.is_(None)
+        )
+        with self.engine.connect() as conn:
+            return [self._event(payload) for payload in conn.execute(query).scalars()]
+
     def find(self, event_id: str) -> LifeEvent[Any] | None:
         """A published event by id, or None."""
         with self.engine.connect() as conn:

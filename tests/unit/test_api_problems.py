@@ -1,6 +1,6 @@
-"""The registrar API's answers to requests it refuses, without a broker (a publisher that
-keeps): each a problem+json naming what is wrong, with the headers HTTP asks for; and the same
-correction sent again is the correction published."""
+"""The registrar API without a broker (a publisher that keeps): requests it refuses, each a
+problem+json naming what is wrong, with the headers HTTP asks for; the same correction sent
+again is the correction published; a read before the tracker has the event."""
 
 from __future__ import annotations
 
@@ -138,3 +138,16 @@ def test_a_body_with_no_length_is_read_only_up_to_the_limit(api: Api) -> None:
 
     assert sent[0]["status"] == 413
     assert asked * 1024 <= MAX_BODY + 2 * 1024  # not the 1,000 chunks sent
+
+
+def test_a_registration_read_before_the_tracker_has_it_shows_its_services_pending(
+    api: Api,
+) -> None:
+    """Read right after its 201, it showed no events at all."""
+    submitted = api.post("/v1/events/death", document(EventType.DEATH)).json()
+    read = api.client.get(
+        f"/v1/events/{submitted['reference']}", headers={"Authorization": f"Bearer {api.key}"}
+    ).json()
+    (shown,) = read["events"]
+    assert (shown["event_id"], shown["action"]) == (submitted["event_id"], "REGISTERED")
+    assert [s["outcome"] for s in shown["services"]] == [None] * 4
