@@ -288,8 +288,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one subcommand; exit 2 for bad input, 3 when Kafka did not acknowledge, 4 when it
-    did but the registrar's ledger could not record the event."""
+    """Run one subcommand; exit 2 for bad input, 3 when Kafka did not acknowledge (or no broker
+    answers), 4 when the registrar's ledger could not record the event, 1 when a store,
+    directory or port cannot be used."""
     shutdown.install()
     args = parser().parse_args(argv)
     from tellusonce import logs
