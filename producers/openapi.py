@@ -23,25 +23,34 @@ PROBLEM = {"application/problem+json": {"schema": {"type": "object", "properties
     "detail": {"type": "string"},
     "errors": {"type": "array", "items": {"type": "object", "properties": {
         "detail": {"type": "string"}, "pointer": {"type": "string"}}}}}}}}  # fmt: skip
+PROBLEMS = {str(code): {"description": text, "content": PROBLEM} for code, text in [
+    (400, "Missing Idempotency-Key or not JSON"), (401, "Missing or unknown API key"),
+    (404, "No such reference for your office"),
+    (409, "Contradicts what was published for the register entry or reference (see errors)"),
+    (413, "Body over 16 KiB"),
+    (415, "Not application/json"), (422, "Invalid submission (see errors)"),
+    (429, "Rate limited (see Retry-After)"),
+    (503, "Kafka did not acknowledge, or a store is busy (see Retry-After)")]}  # fmt: skip
 RESPONSES = {
-    "200": {"description": "The same registration was already published: the existing event"},
+    "200": {"description": "The same registration (or correction) was already published: the "
+                           "existing event"},
     "201": {"description": "Published and acknowledged by Kafka"},
-    **{str(code): {"description": text, "content": PROBLEM} for code, text in [
-        (400, "Missing Idempotency-Key or not JSON"), (401, "Missing or unknown API key"),
-        (404, "No such reference for your office"),
-        (409, "Contradicts what was published for the register entry or reference (see errors)"),
-        (413, "Body over 16 KiB"),
-        (415, "Not application/json"), (422, "Invalid submission (see errors)"),
-        (429, "Rate limited (see Retry-After)"), (503, "Kafka unavailable (see Retry-After)")]},
+    **{code: PROBLEMS[code] for code in
+       ("400", "401", "409", "413", "415", "422", "429", "503")},
 }  # fmt: skip
+AMENDMENT_RESPONSES = {**RESPONSES, "404": PROBLEMS["404"]}
+READ_RESPONSES = {
+    "200": {"description": "Each event of the registration, with each service's answer"},
+    **{code: PROBLEMS[code] for code in ("401", "404", "429", "503")},
+}
 
 
-def _body(schema: dict[str, Any]) -> dict[str, Any]:
+def _body(schema: dict[str, Any], responses: dict[str, Any] = RESPONSES) -> dict[str, Any]:
     _DEFINITIONS.update(schema.pop("$defs", {}))
     return {
         "parameters": [IDEMPOTENCY_KEY],
         "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
-        "responses": RESPONSES,
+        "responses": responses,
     }
 
 
@@ -63,7 +72,8 @@ def any_submission_body() -> dict[str, Any]:
             "type": "object",
             "description": "The whole corrected submission (same "
             "registration), plus an optional correction_reason",
-        }
+        },
+        AMENDMENT_RESPONSES,
     )
 
 
@@ -73,8 +83,14 @@ def cancellation_body() -> dict[str, Any]:
         {
             "type": "object",
             "required": ["reason"],
-            "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 200}},
-        }
+            "properties": {
+                "reason": {
+                    "type": "string",
+                    "description": "1 to 200 characters once the spaces around it are trimmed",
+                }
+            },
+        },
+        AMENDMENT_RESPONSES,
     )
 
 
@@ -90,6 +106,10 @@ def document(app: FastAPI) -> None:
             components.setdefault("schemas", {}).update(_DEFINITIONS)
             components["securitySchemes"] = {"apiKey": {"type": "http", "scheme": "bearer"}}
             schema["security"] = [{"apiKey": []}]
+            paths = schema["paths"]
+            for open_route in ("/healthz", "/readyz"):  # probes: no key
+                paths[open_route]["get"]["security"] = []
+            paths["/v1/events/{reference}"]["get"]["responses"] = READ_RESPONSES
             app.openapi_schema = schema
         return app.openapi_schema
 

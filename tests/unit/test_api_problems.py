@@ -151,3 +151,18 @@ def test_a_registration_read_before_the_tracker_has_it_shows_its_services_pendin
     (shown,) = read["events"]
     assert (shown["event_id"], shown["action"]) == (submitted["event_id"], "REGISTERED")
     assert [s["outcome"] for s in shown["services"]] == [None] * 4
+
+
+def test_the_openapi_document_lists_what_each_route_answers(api: Api) -> None:
+    """The read listed only a 422 it never gives; submissions a 404 they never give; the
+    probes asked for a key they do not need."""
+    paths = api.client.get("/openapi.json").json()["paths"]
+    codes = {
+        (path, method): set(operation["responses"])
+        for path, methods in paths.items()
+        for method, operation in methods.items()
+    }
+    assert codes[("/v1/events/{reference}", "get")] == {"200", "401", "404", "429", "503"}
+    assert "404" not in codes[("/v1/events/death", "post")]
+    assert "404" in codes[("/v1/events/{reference}/corrections", "post")]
+    assert paths["/healthz"]["get"]["security"] == []
