@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tellusonce.database import connect
 
+log = structlog.get_logger("tellusonce.api")
 metadata = MetaData()
 responses = Table(
     "idempotency", metadata,
@@ -54,7 +56,9 @@ class IdempotencyKeys:
         return None if row is None else Stored(row.body_hash, row.status, json.loads(row.response))
 
     def put(self, office: str, key: str, stored: Stored) -> None:
-        """Keep a response; a concurrent twin that stored first wins (its response is the same)."""
+        """Keep a response; a concurrent twin that stored first wins (its response is the same).
+        A store that cannot keep it (locked) is logged, not raised: the event is published and
+        recorded in the ledger, so the same request again is answered from there (200)."""
         try:
             with self.engine.begin() as conn:
                 conn.execute(
@@ -69,3 +73,5 @@ class IdempotencyKeys:
                 )
         except IntegrityError:
             return
+        except OperationalError as exc:
+            log.warning("idempotency_key_not_kept", error=str(exc.orig))

@@ -5,13 +5,16 @@ again is the correction published; a read before the tracker has the event."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
 
+from producers import idempotency
 from producers.api import MAX_BODY, create_app
 from producers.offices import Offices
 from producers.problems import MEDIA_TYPE
@@ -166,3 +169,21 @@ def test_the_openapi_document_lists_what_each_route_answers(api: Api) -> None:
     assert "404" not in codes[("/v1/events/death", "post")]
     assert "404" in codes[("/v1/events/{reference}/corrections", "post")]
     assert paths["/healthz"]["get"]["security"] == []
+
+
+def test_a_response_the_key_store_cannot_keep_is_still_given(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Published and recorded, then a 500 because the key's store was locked: the client
+    retried what had succeeded."""
+
+    def locked(*_args: Any, **_kwargs: Any) -> Any:
+        raise OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+
+    monkeypatch.setattr(idempotency, "insert", locked)
+    first = api.post("/v1/events/death", document(EventType.DEATH))
+    assert first.status_code == 201
+    monkeypatch.undo()
+    again = api.post("/v1/events/death", document(EventType.DEATH))  # the key was not kept
+    assert (again.status_code, again.json()["event_id"]) == (200, first.json()["event_id"])
+    assert len(api.publisher.sent) == 1
