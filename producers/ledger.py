@@ -26,6 +26,7 @@ from sqlalchemy import (
     bindparam,
     select,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tellusonce.codec import Codec
@@ -83,7 +84,7 @@ class Ledger:
             with self._one_writer, self._writer.begin() as conn:
                 found = earlier()  # its reads see every commit: none can come until this ends
                 if found is not None:
-                    return found, self.unacknowledged(found.envelope.event_id_text)
+                    return found, _unacknowledged(conn, found.envelope.event_id_text)
                 _INSERT.execute(conn, [_row(event, payload, unacknowledged=True)])
                 return None, True
         except OperationalError as exc:
@@ -95,11 +96,7 @@ class Ledger:
     def unacknowledged(self, event_id: str) -> bool:
         """Whether an event is recorded but Kafka has not acknowledged it (yet)."""
         with self.engine.connect() as conn:
-            return bool(
-                conn.execute(
-                    select(submissions.c.unacknowledged).where(submissions.c.event_id == event_id)
-                ).scalar()
-            )
+            return _unacknowledged(conn, event_id)
 
     def record(self, published: Sequence[tuple[LifeEvent[Any], bytes]], again: bool = True) -> None:
         """Remember events Kafka acknowledged, in one transaction: recorded, or marked
@@ -139,14 +136,9 @@ class Ledger:
     def newest(self, event: LifeEvent[Any]) -> LifeEvent[Any] | None:
         """The newest revision recorded of an event's registration (see chain), acknowledged by
         Kafka or not, or None: what a new revision must follow."""
-        env = event.envelope
         query = (
             select(submissions.c.payload)
-            .where(
-                submissions.c.reference == env.reference,
-                submissions.c.office == env.registration.office,
-                submissions.c.event_type == env.event_type.value,
-            )
+            .where(*_registration(event))
             .order_by(submissions.c.revision.desc())
             .limit(1)
         )
@@ -176,16 +168,9 @@ class Ledger:
         or is amended by): under its reference, from its office, of its type. A reference is 50
         bits of an event id, so two registrations' can be the same (about 4% over ten million);
         their events are not each other's."""
-        env = event.envelope
         with self.engine.connect() as conn:
             return list(
-                conn.execute(
-                    select(submissions.c.event_id).where(
-                        submissions.c.reference == env.reference,
-                        submissions.c.office == env.registration.office,
-                        submissions.c.event_type == env.event_type.value,
-                    )
-                ).scalars()
+                conn.execute(select(submissions.c.event_id).where(*_registration(event))).scalars()
             )
 
     def acknowledged(self, event_ids: Sequence[str]) -> list[LifeEvent[Any]]:
@@ -209,6 +194,21 @@ class Ledger:
         if not isinstance(event, LifeEvent):
             raise TypeError("the ledger holds only life events")
         return event
+
+
+def _registration(event: LifeEvent[Any]) -> tuple[Any, ...]:
+    """The conditions that pick an event's registration's rows: its reference, office, type."""
+    env = event.envelope
+    return (
+        submissions.c.reference == env.reference,
+        submissions.c.office == env.registration.office,
+        submissions.c.event_type == env.event_type.value,
+    )
+
+
+def _unacknowledged(conn: Connection, event_id: str) -> bool:
+    query = select(submissions.c.unacknowledged).where(submissions.c.event_id == event_id)
+    return bool(conn.execute(query).scalar())
 
 
 def _row(event: LifeEvent[Any], payload: bytes, unacknowledged: bool = False) -> dict[str, Any]:
