@@ -316,14 +316,14 @@ class Registrar:
         against the ledger under its write lock (SubmissionConflict, nothing recorded), and
         acknowledged once Kafka did. One recorded but never acknowledged (the broker timed out,
         or the ledger failed after) is published again: it may not have reached services."""
-        found, unacknowledged = self.ledger.reserve(
-            event, self.codec.encode(event), lambda: self.earlier(event)
-        )
-        if found is not None and not unacknowledged:
-            return found, False
-        answered = found or event
-        self.publish(answered)
-        return answered, True
+        payload = self.codec.encode(event)
+        found, unacknowledged = self.ledger.reserve(event, payload, lambda: self.earlier(event))
+        if found is None:
+            self._send([(event, payload)])  # encoded once, for the ledger and for Kafka
+            return event, True
+        if unacknowledged:
+            self.publish(found)
+        return found, unacknowledged
 
     def _latest(self, reference: str) -> LifeEvent[Any]:
         latest = self.ledger.latest(reference)
@@ -349,14 +349,19 @@ class Registrar:
 
     def publish_many(self, events: list[LifeEvent[Any]]) -> list[Receipt]:
         """Publish built events together; return once Kafka acknowledged every one."""
+        return self._send([(e, self.codec.encode(e)) for e in events])
+
+    def _send(self, encoded: list[tuple[LifeEvent[Any], bytes]]) -> list[Receipt]:
+        """Publish events as encoded, and record them acknowledged once Kafka did."""
+        events = [e for e, _ in encoded]
         messages = [
             Outgoing(
                 topic=self.topics.events(e.envelope.event_type),
                 key=e.envelope.person_ref.encode(),
-                value=self.codec.encode(e),
+                value=payload,
                 headers=event_headers(e.envelope),
             )
-            for e in events
+            for e, payload in encoded
         ]
         try:
             self.publisher.publish(messages)
@@ -365,7 +370,7 @@ class Registrar:
                 EVENTS_PUBLISHED.labels(e.envelope.event_type.value, "failed").inc()
             log.warning("events_not_acknowledged", events=len(events))
             raise
-        self.ledger.record([(e, m.value) for e, m in zip(events, messages, strict=True)])
+        self.ledger.record(encoded)
         for event_type, n in Counter(e.envelope.event_type.value for e in events).items():
             EVENTS_PUBLISHED.labels(event_type, "acknowledged").inc(n)
         for event in events:
