@@ -109,7 +109,7 @@ class EventStatus:
     @classmethod
     def unseen(cls, env: Envelope) -> EventStatus:
         """An event published but not read by the tracker yet: every entitled service pending."""
-        titles = {name: s.title for name, s in subscriptions().items()}
+        titles = _titles()
         pending = tuple(
             ServiceStatus(service, titles.get(service, service), None, (), None, None)
             for service in subscribers(env.event_type)
@@ -122,6 +122,11 @@ class EventStatus:
             env.registered_at,
             pending,
         )
+
+
+def _titles() -> dict[str, str]:
+    """Each subscribed service's title, by name."""
+    return {name: s.title for name, s in subscriptions().items()}
 
 
 _KNOWN_EVENTS = Query(
@@ -297,7 +302,7 @@ class TrackerStore:
     def status(self, reference: str, event_ids: Collection[str] | None = None) -> list[EventStatus]:
         """Every event under a reference (of these, if given: one registration's, as two can
         share a reference), oldest first, with each expected service's answer."""
-        titles = {name: s.title for name, s in subscriptions().items()}
+        titles = _titles()
         query = select(events).where(events.c.reference == reference.upper())
         if event_ids is not None:
             query = query.where(events.c.event_id.in_(list(event_ids)))

@@ -71,11 +71,15 @@ REFERENCE_ATTEMPTS_PER_HOUR = 10  # a family checks a few times; a guesser needs
 WORDS = {"REGISTERED": "registration", "CORRECTED": "correction", "CANCELLED": "cancellation"}
 
 
+def what(event_type: str, action: str) -> str:
+    """An event in plain words: "death correction"."""
+    return escape(f"{event_type.replace('-', ' ')} {WORDS[action]}")
+
+
 def answers(latest: EventStatus) -> str:
     """Each service notified and what it did, in plain English, for the newest event."""
-    word = WORDS[latest.action]
     parts = [
-        f"<p>The {escape(latest.event_type.replace('-', ' '))} {word} was shared with "
+        f"<p>The {what(latest.event_type, latest.action)} was shared with "
         f"{len(latest.services)} services. {latest.confirmed} have confirmed what they "
         "did.</p>"
     ]
@@ -143,8 +147,8 @@ def router(ledger: Ledger, tracker: TrackerStore, attempts_per_minute: int = 5) 
         env = event.envelope
         newest = next((s for s in statuses if s.event_id == env.event_id_text), None)
         if newest is None:  # the tracker has not seen it yet: what it replaces is not the news
-            kind = f"{env.event_type.value.replace('-', ' ')} {WORDS[env.action.value]}"
-            body = f"<p>The {escape(kind)} has been sent. No service has confirmed it yet.</p>"
+            kind = what(env.event_type.value, env.action.value)
+            body = f"<p>The {kind} has been sent. No service has confirmed it yet.</p>"
         else:
             body = answers(newest)
         return page(f"Reference {reference}", body)
