@@ -21,6 +21,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from tellusonce import logs
 from tellusonce.errors import BrokerUnavailable, MessageTooLarge
 from tellusonce.settings import Settings
 
@@ -72,6 +73,7 @@ def _received(message: Any) -> Received:
 
 
 LIBRDKAFKA = logging.getLogger("librdkafka")
+LIBRDKAFKA.addFilter(logs.QuietRepeats())  # a line per failed connection, 4 a second, otherwise
 
 
 def client_config(settings: Settings, client_id: str) -> dict[str, Any]:

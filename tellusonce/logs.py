@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -52,12 +54,48 @@ class ToStructlog(logging.Handler):
     logger's name, and the traceback if it carries one."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        repeated = getattr(record, "repeated", None)
         structlog.get_logger().log(
             record.levelno,
             record.getMessage(),
             logger=record.name,
             exc_info=record.exc_info or False,
+            **({"repeated": repeated} if repeated else {}),
         )
+
+
+class QuietRepeats(logging.Filter):
+    """Lets a line through once per `window` seconds, the next one saying how many like it
+    were held back (`repeated`). librdkafka logs each failed connection attempt, about four a
+    second per client while a broker is down: a `tellusonce submit` printed 160 identical lines
+    before its one-line error, and each consumer as many a minute. Lines differing only in a
+    duration ("after 3ms") are alike; the newest `kept` kinds of line are remembered."""
+
+    _DURATION = re.compile(r"\d+ms\b")
+
+    def __init__(
+        self, window: float = 60.0, kept: int = 256, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self.window = window
+        self.kept = kept
+        self.clock = clock
+        self._seen: dict[str, tuple[float, int]] = {}  # kind -> (last shown at, held back since)
+        self._lock = threading.Lock()  # librdkafka's lines are served by any polling thread
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = self._DURATION.sub("#ms", record.getMessage())
+        now = self.clock()
+        with self._lock:
+            shown, held = self._seen.pop(kind, (None, 0))
+            if shown is not None and now - shown < self.window:
+                self._seen[kind] = (shown, held + 1)
+                return False
+            self._seen[kind] = (now, 0)
+            while len(self._seen) > self.kept:
+                del self._seen[next(iter(self._seen))]
+        record.repeated = held
+        return True
 
 
 class Timestamp:

@@ -78,10 +78,14 @@ class TestSubmitCommand:
             "submit",
             "death",
             "examples/death.json",
-            TELLUSONCE_PUBLISH_TIMEOUT_SECONDS="2",
+            TELLUSONCE_PUBLISH_TIMEOUT_SECONDS="3",
         )
         assert result.returncode == 3
         assert "event_id" not in result.stdout
+        assert result.stderr.splitlines()[-1].startswith("error: Kafka did not acknowledge")
+        # librdkafka logs each failed attempt to connect, about 4 a second: said once
+        failures = [line for line in result.stderr.splitlines() if "Connect to" in line]
+        assert len(failures) == 1, result.stderr
 
 
 class TestDemo:

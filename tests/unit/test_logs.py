@@ -100,3 +100,56 @@ def test_what_libraries_log_is_json_too(capfd: pytest.CaptureFixture[str]) -> No
     )
     assert uvicorn["exception"][0]["exc_type"] == "ValueError"
     assert any(s["logger"] == "librdkafka" and "127.0.0.1:1" in s["event"] for s in rest)
+
+
+def test_a_line_repeated_is_let_through_once_a_window_saying_how_often() -> None:
+    """librdkafka logs each failed connection, about four a second per client: a `tellusonce
+    submit` to a broker that was down printed 160 identical lines before its one-line error."""
+    now = [0.0]
+    quiet = logs.QuietRepeats(window=60, clock=lambda: now[0])
+    kept: list[logging.LogRecord] = []
+
+    def log(message: str) -> None:
+        record = logging.LogRecord("librdkafka", logging.ERROR, __file__, 1, message, None, None)
+        if quiet.filter(record):
+            kept.append(record)
+
+    failed = "127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed (after {}ms in CONNECT)"
+    for second in range(120):
+        now[0] = second + 0.5
+        for attempt in range(4):
+            log(failed.format(attempt))  # alike: they differ only in how long the attempt took
+        log("another line")
+    log("the last")
+    shown = [(r.getMessage(), r.repeated) for r in kept]  # type: ignore[attr-defined]
+    assert shown == [
+        (failed.format(0), 0),
+        ("another line", 0),
+        (failed.format(0), 239),  # 60 s later: held back since, 4 a second but the one shown
+        ("another line", 59),
+        ("the last", 0),
+    ]
+
+
+def test_a_repeat_count_is_part_of_the_line(capfd: pytest.CaptureFixture[str]) -> None:
+    logs.configure("info")
+    try:
+        record = logging.LogRecord("librdkafka", logging.ERROR, __file__, 1, "down", None, None)
+        record.repeated = 12  # as QuietRepeats says
+        logs.ToStructlog().handle(record)
+        (line,) = lines_written(capfd)
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+    assert (line["event"], line["logger"], line["repeated"]) == ("down", "librdkafka", 12)
+
+
+def test_the_kinds_of_line_remembered_are_bounded() -> None:
+    quiet = logs.QuietRepeats(kept=3, clock=lambda: 0.0)
+
+    def let_through(message: str) -> bool:
+        return quiet.filter(logging.LogRecord("x", logging.ERROR, __file__, 1, message, None, None))
+
+    assert [let_through(m) for m in ("a", "b", "c", "a", "d")] == [True, True, True, False, True]
+    assert let_through("b")  # forgotten when "d" came: "a" had been seen since
+    assert not let_through("a")
