@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from consumers.seed import demo_records
-from producers.submission import build_event, parse
-from tellusonce.events import EventType, LifeEvent, Person
+from consumers.seed import HOME, demo_records
+from producers.submission import build_event, correction, parse
+from tellusonce.events import Address, EventType, LifeEvent, Person
 from tellusonce.settings import Settings
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -52,3 +52,21 @@ def with_deceased_nino(death: LifeEvent[Any], nino: str) -> LifeEvent[Any]:
     deceased = Person.model_construct(**{**death.facts.deceased.__dict__, "nino": nino})
     facts = death.facts.model_construct(**{**death.facts.__dict__, "deceased": deceased})
     return death.model_construct(envelope=death.envelope, facts=facts)
+
+
+def corrected_death(original: LifeEvent[Any], died: str) -> LifeEvent[Any]:
+    """A correction of a death: the example with another date of death."""
+    return correction(original, document(EventType.DEATH, date_of_death=died), Settings(), None)
+
+
+NEW_HOME = Address(lines=("5 New Road", "Leeds"), postcode="LS7 3BB")
+
+
+def move(*people: Any, new: Address = NEW_HOME) -> Any:
+    """People of the demo's home moving together to `new`."""
+    return event(
+        EventType.ADDRESS_CHANGE,
+        people_moving=[p.model_dump(mode="json") for p in people],
+        old_address=HOME.model_dump(mode="json"),
+        new_address=new.model_dump(mode="json"),
+    )

@@ -38,30 +38,11 @@ from tellusonce.settings import Settings
 from tellusonce.topics import TRACKER, Topics
 from tests.bench.harness import CODEC, encoded, with_duplicates, workload
 from tests.faults.stream import CROWD_SIZE
+from tests.stand_ins import Kept
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "300"))
 REPEATS = float(os.environ.get("BENCH_REPEATS", "0"))  # share of events delivered twice
 BATCH = int(os.environ.get("BENCH_BATCH", "500"))  # messages per consumer batch
-
-
-class Kept:
-    """The runtime's subscriber and publisher, keeping what they are given."""
-
-    def __init__(self) -> None:
-        self.assigned: set[tuple[str, int]] = set()
-        self.sent: list[Outgoing] = []
-
-    def store(self, _messages: Sequence[Received]) -> None:
-        """Offsets: nothing to store without Kafka."""
-
-    def publish(self, messages: Sequence[Outgoing]) -> None:
-        self.sent.extend(messages)
-
-    def commit(self) -> None:
-        """Offsets: nothing to commit without Kafka."""
-
-    def close(self) -> None:
-        """Nothing to close."""
 
 
 def received(messages: Sequence[Outgoing]) -> list[Received]:

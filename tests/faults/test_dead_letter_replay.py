@@ -15,7 +15,7 @@ from tellusonce.kafka import Outgoing, Publisher
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics
 from tests.factories import event
-from tests.faults.test_schema_evolution import OPTIONAL, evolve, v2_bytes
+from tests.faults.evolution import OPTIONAL, evolve, v2_bytes
 from tests.integration.conftest import Fleet, tellusonce, wait_for
 
 

@@ -19,41 +19,20 @@ from consumers.seed import seed
 from consumers.services import SERVICES
 from consumers.store import ServiceStore
 from tellusonce.codec import MAGIC, MODEL_VERSIONS, Codec, WriterSchema, schema_dir
-from tellusonce.events import EventType, LifeEvent
+from tellusonce.events import EventType
 from tellusonce.kafka import Outgoing, Publisher
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics
 from tests.factories import event
+from tests.faults.evolution import NEW_FIELD, OPTIONAL, REQUIRED, evolve, v2_bytes, write
 from tests.integration.conftest import Fleet, wait_for
 from tests.strategies import life_events
-
-NEW_FIELD = "cause_of_death_code"
-
-
-def evolve(tmp_path: Path, field: dict[str, Any]) -> Path:
-    """A schema directory holding death/v2.avsc: v1 with one more field in the facts."""
-    schema = json.loads((schema_dir() / "death" / "v1.avsc").read_text())
-    facts = next(f for f in schema["fields"] if f["name"] == "facts")["type"]
-    facts["fields"].append(field)
-    (tmp_path / "death").mkdir(parents=True)
-    (tmp_path / "death" / "v2.avsc").write_text(json.dumps(schema))
-    return tmp_path
-
-
-OPTIONAL = {"name": NEW_FIELD, "type": ["null", "string"], "default": None}
-REQUIRED = {"name": NEW_FIELD, "type": "string"}  # no default: old data cannot be read
 
 
 @pytest.fixture(scope="module")
 def v2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A schema directory with death v2 = v1 plus an optional field."""
     return evolve(tmp_path_factory.mktemp("v2"), OPTIONAL)
-
-
-def write(schema: Any, record: dict[str, Any]) -> bytes:
-    out = io.BytesIO()
-    fastavro.schemaless_writer(out, schema, record)
-    return out.getvalue()
 
 
 def full_compatible(old: Any, new: Any, records: list[dict[str, Any]]) -> bool:
@@ -74,12 +53,6 @@ def released_with_v2(root: Path, schema: Any) -> tuple[Codec, WriterSchema]:
     (root / "death" / "v2.avsc").write_text(json.dumps(schema))
     released = Codec([root])
     return released, next(s for s in released.writers.values() if s.version == 2)
-
-
-def v2_bytes(schema: WriterSchema, death: LifeEvent[Any]) -> bytes:
-    record = death.model_dump()
-    record["facts"][NEW_FIELD] = "R99"
-    return MAGIC + schema.fingerprint + write(schema.parsed, record)
 
 
 class TestCompatibility:

@@ -16,8 +16,8 @@ from tellusonce.settings import Settings
 from tellusonce.topics import Topics
 from tests.faults.conftest import Processes
 from tests.integration.conftest import read_topic, wait_for
-from tests.unit.test_bench_harness import death_messages
-from tests.unit.test_relay import Outage
+from tests.messages import death_messages
+from tests.stand_ins import Outage
 
 SERVICE = "pensions"
 WAITING = store.PENDING_LIMIT + 200  # a full page of the outbox and part of the next

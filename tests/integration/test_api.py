@@ -23,8 +23,8 @@ from tellusonce.kafka import Publisher
 from tellusonce.settings import Settings
 from tellusonce.topics import TRACKER, Topics
 from tests.factories import document, event
+from tests.handlers import tracked
 from tests.integration.conftest import read_topic
-from tests.unit.test_shared_references import tracked
 
 OFFICE = "LEEDS-RO-1"  # the office of examples/death.json
 

@@ -12,8 +12,7 @@ from tellusonce.events import EventType
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics
 from tests.factories import document
-from tests.integration.conftest import read_topic, tellusonce
-from tests.integration.test_operations import free_ports
+from tests.integration.conftest import free_ports, read_topic, tellusonce
 
 # The hero's personal data as it could appear in any form in a log, key or header.
 PERSONAL = re.compile(

@@ -7,7 +7,6 @@ import json
 import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,30 +29,12 @@ from tellusonce.settings import Settings
 from tellusonce.stack import start_processes, stop_processes, wait_ready
 from tellusonce.topics import TRACKER, Topics
 from tests.factories import document
-from tests.integration.conftest import cli_env, wait_for
+from tests.integration.conftest import cli_env, free_ports, wait_for
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 NINO = re.compile(r"\b[A-CEGHJ-PR-TW-Z]{2}\s?\d{2}\s?\d{2}\s?\d{2}\s?[A-D]\b")
 DATE = re.compile(r"\b(19|20)\d{2}-\d{2}-\d{2}\b")
 POSTCODE = re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}\b")
-
-
-def free_ports(count: int) -> int:
-    """The first of `count` consecutive free ports on 127.0.0.1."""
-    for base in range(23_000, 60_000, 97):
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-        return base
-    raise RuntimeError("no free ports")
 
 
 class Prometheus:

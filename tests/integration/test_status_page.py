@@ -22,8 +22,7 @@ from tellusonce.kafka import Publisher
 from tellusonce.settings import Settings
 from tellusonce.topics import TRACKER, Topics
 from tests.factories import document
-from tests.integration.conftest import Fleet, wait_for
-from tests.integration.test_operations import free_ports
+from tests.integration.conftest import Fleet, free_ports, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 

@@ -10,33 +10,16 @@ from typing import Any
 import pytest
 
 from consumers.applier import ServiceHandler
-from consumers.seed import MARGARET, demo_records
-from consumers.services import SERVICES
-from consumers.store import ServiceStore
+from consumers.seed import MARGARET
 from producers.submission import cancellation, correction
-from tellusonce.codec import Codec
 from tellusonce.errors import InvalidSubmission
 from tellusonce.events import Confirmation, EventType, LifeEvent
-from tellusonce.kafka import Received
 from tellusonce.settings import Settings
-from tellusonce.topics import Topics
-from tests.factories import document, event
+from tests.factories import corrected_death, document, event
+from tests.handlers import CODEC, handler, pension
+from tests.messages import NOWHERE
 
-CODEC = Codec()
 SETTINGS = Settings()
-NOWHERE = Received("t", 0, 0, None, b"", [], 0)
-
-
-def handler(tmp_path: Path, service: str) -> ServiceHandler:
-    store = ServiceStore(f"sqlite:///{tmp_path / service}.db", SERVICES[service].record_type)
-    with store.transaction() as tx:
-        for record in demo_records(others=0)[service]:
-            tx.put(record)
-    return ServiceHandler(SERVICES[service], store, CODEC, Topics())
-
-
-def pension(h: ServiceHandler) -> Any:
-    return next(r for r in h.store.records() if r.record_id == "SP-100001")
 
 
 def last_confirmation(h: ServiceHandler) -> Confirmation:
@@ -48,10 +31,6 @@ def last_confirmation(h: ServiceHandler) -> Confirmation:
 @pytest.fixture
 def death() -> LifeEvent[Any]:
     return event(EventType.DEATH)
-
-
-def corrected_death(original: LifeEvent[Any], died: str) -> LifeEvent[Any]:
-    return correction(original, document(EventType.DEATH, date_of_death=died), SETTINGS, None)
 
 
 def refuse_a_correction(h: ServiceHandler, death: LifeEvent[Any]) -> tuple[LifeEvent[Any], Any]:

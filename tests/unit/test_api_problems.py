@@ -22,8 +22,8 @@ from producers.submission import Registrar
 from tellusonce.codec import Codec
 from tellusonce.events import EventType
 from tellusonce.settings import Settings
-from tests.bench.instructions import Kept
 from tests.factories import document
+from tests.stand_ins import Kept
 
 OFFICE = "LEEDS-RO-1"
 

@@ -18,13 +18,12 @@ from consumers.tracker import TrackerHandler, TrackerStore
 from tellusonce.codec import CONFIRMATION, Codec
 from tellusonce.errors import RuleRejected, StoreBusy
 from tellusonce.events import Confirmation, EventType, LifeEvent, Outcome
-from tellusonce.headers import event_headers
 from tellusonce.identity import confirmation_id
 from tellusonce.kafka import Received
 from tellusonce.topics import Topics, subscribers
-from tests.factories import event, with_deceased_nino
-from tests.unit.test_amend import CODEC, NOWHERE, corrected_death, handler, pension
-from tests.unit.test_matrix_rules import NEW_HOME, move
+from tests.factories import NEW_HOME, corrected_death, event, move, with_deceased_nino
+from tests.handlers import CODEC, handler, pension
+from tests.messages import NOWHERE, answer, as_received, at
 
 
 class FailingCodec(Codec):
@@ -38,11 +37,6 @@ class FailingCodec(Codec):
         if kind == CONFIRMATION and record["event_id"] == self.failing:
             raise StoreBusy("simulated failure after the records were changed")
         return super().encode_record(kind, record)
-
-
-def as_received(event: LifeEvent[Any], value: bytes) -> Received:
-    """A message as a service's consumer receives it: bytes and CloudEvents headers."""
-    return Received("events", 0, 1, b"key", value, event_headers(event.envelope), 0)
 
 
 def handled(h: ServiceHandler, event: LifeEvent[Any], outcome: str) -> Received:
@@ -212,22 +206,6 @@ class TestServiceBatch:
                 h.handle(birth, NOWHERE)
             assert h.handle(death, NOWHERE) == "applied"
         assert list(h.store.outcomes().values()) == ["APPLIED"]
-
-
-def answer(event: LifeEvent[Any], service: str, outcome: Outcome) -> Confirmation:
-    return Confirmation(
-        confirmation_id=confirmation_id(event.envelope.event_id, service),
-        event_id=event.envelope.event_id,
-        event_type=event.envelope.event_type,
-        service=service,
-        outcome=outcome,
-        actions=("test",),
-        processed_at=datetime.now(UTC),
-    )
-
-
-def at(ms: int) -> Received:
-    return Received("t", 0, 0, None, b"", [], ms)
 
 
 @pytest.fixture

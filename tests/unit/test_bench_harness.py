@@ -14,22 +14,12 @@ from consumers.tracker import TrackerHandler, confirmations
 from tellusonce.codec import Codec, Tracked
 from tellusonce.errors import BrokerUnavailable
 from tellusonce.events import EventType, Outcome
-from tellusonce.kafka import Received
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics, subscribers
 from tests.bench import harness, run
 from tests.bench.harness import Bus, paced, with_duplicates
 from tests.factories import deaths
-from tests.unit.test_batches import answer, as_received, at
-
-
-def death_messages(count: int, topic: str) -> list[Received]:
-    """deaths(count) as a consumer receives them from `topic`, at offsets 0, 1, ..."""
-    codec = Codec()
-    return [
-        as_received(d, codec.encode(d))._replace(topic=topic, offset=i)
-        for i, d in enumerate(deaths(count))
-    ]
+from tests.messages import answer, at
 
 
 def test_confirmed_counts_what_the_tracker_stored_batch_after_batch(tmp_path: Path) -> None:

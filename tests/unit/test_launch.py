@@ -18,8 +18,8 @@ from tellusonce.events import EventType
 from tellusonce.settings import Settings
 from tellusonce.stack import start_processes
 from tellusonce.topics import TRACKER, Topics
-from tests.bench.instructions import Kept
-from tests.unit.test_bench_harness import death_messages
+from tests.messages import death_messages
+from tests.stand_ins import Kept
 
 
 def test_the_tracker_polls_four_messages_for_each_a_service_polls(tmp_path: Path) -> None:

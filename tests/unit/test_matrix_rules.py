@@ -16,20 +16,11 @@ from consumers.seed import ARTHUR, HOME, MARGARET
 from consumers.services import SERVICES
 from tellusonce.events import SERVICE_PATTERN, Address, EventType, MaritalStatus, Outcome
 from tellusonce.topics import subscriptions
-from tests.factories import event, record
-from tests.unit.test_amend import NOWHERE, handler
+from tests.factories import NEW_HOME, event, move, record
+from tests.handlers import handler
+from tests.messages import NOWHERE
 
-NEW_HOME = Address(lines=("5 New Road", "Leeds"), postcode="LS7 3BB")
 AWAY = Address(lines=("1 Far Street", "Cardiff"), postcode="CF10 1AA")
-
-
-def move(*people: Any, new: Address = NEW_HOME) -> Any:
-    return event(
-        EventType.ADDRESS_CHANGE,
-        people_moving=[p.model_dump(mode="json") for p in people],
-        old_address=HOME.model_dump(mode="json"),
-        new_address=new.model_dump(mode="json"),
-    )
 
 
 def wedding(home: Address = HOME) -> Any:

@@ -4,7 +4,6 @@ or a conflict naming what to do, and nothing published (no broker: a publisher t
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +14,9 @@ from producers.submission import Registrar
 from tellusonce.codec import Codec
 from tellusonce.errors import BrokerUnavailable, NotRecorded, SubmissionConflict
 from tellusonce.events import EventType
-from tellusonce.kafka import Outgoing
 from tellusonce.settings import Settings
-from tests.bench.instructions import Kept
 from tests.factories import document, event
+from tests.stand_ins import Failing, Kept
 
 
 @pytest.fixture
@@ -92,24 +90,6 @@ def test_an_amendment_made_from_an_older_revision_is_a_conflict(
         f"{first.reference} was cancelled meanwhile (revision 1): send this again if it is still "
         "wanted"
     )
-
-
-class Failing(Kept):
-    """A publisher that runs `meanwhile` (another process's work, say) as it publishes, then
-    raises `error` if one is given, after the broker got the messages or not (`delivered`)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.meanwhile: Callable[[], None] = lambda: None
-        self.error: Exception | None = None
-        self.delivered = False
-
-    def publish(self, messages: Sequence[Outgoing]) -> None:
-        self.meanwhile()
-        if self.delivered or self.error is None:
-            super().publish(messages)
-        if self.error is not None:
-            raise self.error
 
 
 @pytest.fixture

@@ -3,33 +3,19 @@ needed to move it on (a service restarted with, or whose publishing failed for, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from consumers import store
 from consumers.runtime import Runtime
-from tellusonce.errors import BrokerUnavailable
-from tellusonce.kafka import Outgoing
 from tellusonce.topics import Topics
-from tests.bench.instructions import Kept
-from tests.unit.test_amend import handler
-from tests.unit.test_bench_harness import death_messages
+from tests.handlers import handler
+from tests.messages import death_messages
+from tests.stand_ins import Outage
 
 PAGE = 3
 EVENTS = 2 * PAGE + 1  # two full pages and one row
-
-
-class Outage(Kept):
-    """A publisher whose broker is down until `up` is set."""
-
-    up = False
-
-    def publish(self, messages: Sequence[Outgoing]) -> None:
-        if not self.up:
-            raise BrokerUnavailable("0 of 1 messages acknowledged by Kafka: broker down")
-        super().publish(messages)
 
 
 @pytest.fixture

@@ -23,9 +23,9 @@ from tellusonce.kafka import Outgoing, Publisher, Received
 from tellusonce.metrics import OUTBOX_PENDING
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics
-from tests.bench.instructions import Kept
-from tests.unit.test_amend import handler
-from tests.unit.test_subscriber_pause import mock_cluster, taken_away
+from tests.handlers import handler
+from tests.mock_kafka import mock_cluster, taken_away
+from tests.stand_ins import Kept
 
 LIMIT = 1000  # bytes the publisher below takes in one message
 

@@ -11,8 +11,8 @@ from prometheus_client import REGISTRY
 from consumers.runtime import Runtime
 from tellusonce.metrics import CONSUMER_LAG
 from tellusonce.topics import Topics
-from tests.bench.instructions import Kept
-from tests.unit.test_amend import handler
+from tests.handlers import handler
+from tests.stand_ins import Kept
 
 
 def lag(topic: str, partition: int) -> float | None:

@@ -8,11 +8,11 @@ from consumers.runtime import Runtime
 from tellusonce.codec import Codec, Message
 from tellusonce.events import EventType
 from tellusonce.topics import Topics
-from tests.bench.instructions import Kept
 from tests.factories import event
+from tests.handlers import handler
+from tests.messages import as_received
 from tests.metrics import consumed
-from tests.unit.test_amend import handler
-from tests.unit.test_batches import as_received
+from tests.stand_ins import Kept
 
 
 class CountingCodec(Codec):

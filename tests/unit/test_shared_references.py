@@ -8,31 +8,15 @@ from typing import Any
 
 import pytest
 
-from consumers.tracker import TrackerHandler, TrackerStore
+from consumers.tracker import TrackerStore
 from producers import submission
-from producers.ledger import Ledger
 from producers.submission import Registrar
 from tellusonce.codec import Codec
 from tellusonce.events import EventType
 from tellusonce.settings import Settings
-from tellusonce.topics import Topics
-from tests.bench.instructions import Kept
 from tests.factories import document
-from tests.unit.test_batches import at
-
-SHARED = "7QK2M-93XDA"
-
-
-def tracked(store: TrackerStore, ledger: Ledger, event_ids: list[str]) -> None:
-    """Record in a tracker's store the events a ledger published, as the tracker would from
-    the bus."""
-    published = [ledger.find(event_id) for event_id in event_ids]
-    envelopes = [e.envelope for e in published if e is not None]
-    assert len(envelopes) == len(event_ids)
-    tracker = TrackerHandler(store, Topics(), Codec())
-    with tracker.batch(envelopes):
-        for envelope in envelopes:
-            tracker.handle(envelope, at(1))
+from tests.handlers import SHARED, tracked
+from tests.stand_ins import Kept
 
 
 def test_a_status_shows_only_its_own_registrations_events(

@@ -18,10 +18,9 @@ from tellusonce.codec import Codec
 from tellusonce.errors import BrokerUnavailable
 from tellusonce.events import EventType
 from tellusonce.settings import Settings
-from tests.bench.instructions import Kept
 from tests.factories import document
-from tests.unit.test_registrar import Failing
-from tests.unit.test_shared_references import SHARED, tracked
+from tests.handlers import SHARED, tracked
+from tests.stand_ins import Failing, Kept
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from tellusonce.errors import StoreBusy
 from tellusonce.events import Confirmation, EventType, LifeEvent, Outcome
 from tellusonce.topics import Topics
 from tests.factories import event
-from tests.unit.test_batches import answer, at
+from tests.messages import answer, at
 
 
 def death(entry: int) -> LifeEvent[Any]:

@@ -1,0 +1,45 @@
+"""Messages as a consumer receives them, and the answers services give."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from tellusonce.codec import Codec
+from tellusonce.events import Confirmation, LifeEvent, Outcome
+from tellusonce.headers import event_headers
+from tellusonce.identity import confirmation_id
+from tellusonce.kafka import Received
+from tests.factories import deaths
+
+NOWHERE = Received("t", 0, 0, None, b"", [], 0)
+
+
+def as_received(event: LifeEvent[Any], value: bytes) -> Received:
+    """A message as a service's consumer receives it: bytes and CloudEvents headers."""
+    return Received("events", 0, 1, b"key", value, event_headers(event.envelope), 0)
+
+
+def answer(event: LifeEvent[Any], service: str, outcome: Outcome) -> Confirmation:
+    return Confirmation(
+        confirmation_id=confirmation_id(event.envelope.event_id, service),
+        event_id=event.envelope.event_id,
+        event_type=event.envelope.event_type,
+        service=service,
+        outcome=outcome,
+        actions=("test",),
+        processed_at=datetime.now(UTC),
+    )
+
+
+def at(ms: int) -> Received:
+    return Received("t", 0, 0, None, b"", [], ms)
+
+
+def death_messages(count: int, topic: str) -> list[Received]:
+    """deaths(count) as a consumer receives them from `topic`, at offsets 0, 1, ..."""
+    codec = Codec()
+    return [
+        as_received(d, codec.encode(d))._replace(topic=topic, offset=i)
+        for i, d in enumerate(deaths(count))
+    ]
