@@ -48,6 +48,7 @@ from tellusonce.database import (
     connect,
     create_or_upgrade,
     ping,
+    reason,
 )
 from tellusonce.errors import StoreBusy
 from tellusonce.events import PersonKey
@@ -546,7 +547,7 @@ class ServiceStore:
         try:
             create_or_upgrade(self.engine, metadata)
         except OperationalError as exc:
-            raise StoreBusy(f"store not usable: {exc.orig}") from exc
+            raise StoreBusy(f"store not usable: {reason(exc)}") from exc
 
     def look_up(self, event_ids: Iterable[str]) -> Lookup:
         """Which of these events were processed, with the digest of the message each came in."""
@@ -615,7 +616,7 @@ class ServiceStore:
         except OperationalError as exc:
             raise StoreBusy(f"store busy: {type(exc.orig).__name__}") from exc
         except IntegrityError as exc:  # another instance processed one of the events meanwhile
-            raise StoreBusy(f"written meanwhile by another instance: {exc.orig}") from exc
+            raise StoreBusy(f"written meanwhile by another instance: {reason(exc)}") from exc
 
     def usable(self) -> bool:
         """Whether the store answers a trivial query."""

@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from consumers.store import Pending
 from tellusonce.codec import Codec, Tracked
-from tellusonce.database import Bulk, BulkInsert, Connections, Query, connect, ping
+from tellusonce.database import Bulk, BulkInsert, Connections, Query, connect, ping, reason
 from tellusonce.errors import StoreBusy
 from tellusonce.events import Confirmation, Envelope, EventType, Outcome
 from tellusonce.kafka import Received
@@ -279,7 +279,7 @@ class TrackerStore:
         try:
             metadata.create_all(self.engine)
         except OperationalError as exc:
-            raise StoreBusy(f"tracker store not usable: {exc.orig}") from exc
+            raise StoreBusy(f"tracker store not usable: {reason(exc)}") from exc
 
     def usable(self) -> bool:
         """Whether the store answers a trivial query."""

@@ -12,7 +12,7 @@ import structlog
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from tellusonce.database import connect
+from tellusonce.database import connect, reason
 
 log = structlog.get_logger("tellusonce.api")
 metadata = MetaData()
@@ -74,4 +74,4 @@ class IdempotencyKeys:
         except IntegrityError:
             return
         except OperationalError as exc:
-            log.warning("idempotency_key_not_kept", error=str(exc.orig))
+            log.warning("idempotency_key_not_kept", error=reason(exc))

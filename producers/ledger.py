@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tellusonce.codec import Codec
-from tellusonce.database import BulkInsert, connect, create_or_upgrade, writing
+from tellusonce.database import BulkInsert, connect, create_or_upgrade, reason, writing
 from tellusonce.errors import NotRecorded
 from tellusonce.events import LifeEvent
 
@@ -88,9 +88,9 @@ class Ledger:
                 _INSERT.execute(conn, [_row(event, payload, unacknowledged=True)])
                 return None, True
         except OperationalError as exc:
-            log.error("ledger_write_failed", events=1, error=str(exc.orig))
+            log.error("ledger_write_failed", events=1, error=reason(exc))
             raise NotRecorded(
-                f"the registrar's ledger could not record it: {exc.orig}", published=False
+                f"the registrar's ledger could not record it: {reason(exc)}", published=False
             ) from exc
 
     def unacknowledged(self, event_id: str) -> bool:
@@ -116,8 +116,8 @@ class Ledger:
                 raise
             self.record(published, again=False)
         except OperationalError as exc:  # published, not recorded: the caller must say so
-            log.error("ledger_write_failed", events=len(rows), error=str(exc.orig))
-            raise NotRecorded(f"the registrar's ledger could not record it: {exc.orig}") from exc
+            log.error("ledger_write_failed", events=len(rows), error=reason(exc))
+            raise NotRecorded(f"the registrar's ledger could not record it: {reason(exc)}") from exc
 
     def latest(self, reference: str, office: str | None = None) -> LifeEvent[Any] | None:
         """The newest revision Kafka acknowledged under a reference (by this office, if named),

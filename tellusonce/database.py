@@ -31,9 +31,11 @@ from sqlalchemy.types import TupleType
 
 def connect(url: str) -> Engine:
     """An engine for a store URL; SQLite gets WAL and a short busy timeout (locked = transient)."""
+    # hide_parameters: a statement's error does not show the values bound to it (NINOs,
+    # surnames and dates of birth: the stores' look-ups are by them)
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"timeout": 1.0})
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    engine = create_engine(url, connect_args={"timeout": 1.0}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: object) -> None:
@@ -68,7 +70,18 @@ def _as_sqlalchemys(
     """A driver's error in a statement run on the driver, as SQLAlchemy raises it when it runs
     the statement (a locked SQLite store: OperationalError, which the stores treat as transient)."""
     error_class = dialect.loaded_dbapi.Error
-    return DBAPIError.instance(statement, params, error, error_class, dialect=dialect)
+    return DBAPIError.instance(
+        statement, params, error, error_class, hide_parameters=True, dialect=dialect
+    )
+
+
+def reason(error: DBAPIError) -> str:
+    """Why a statement failed, in words that carry no personal data: SQLite's own message
+    ("database is locked", "UNIQUE constraint failed: processed.event_id", never a value), or
+    only the kind of error of other databases (PostgreSQL's detail names the values of a key)."""
+    if type(error.orig).__module__ == "sqlite3":
+        return str(error.orig)
+    return type(error.orig).__name__
 
 
 def writing(engine: Engine) -> Engine:

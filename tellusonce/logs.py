@@ -9,11 +9,14 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from types import TracebackType
+from typing import Any, TextIO
 
 import orjson
 import structlog
-from structlog.typing import EventDict
+from structlog.processors import ExceptionRenderer
+from structlog.tracebacks import ExceptionDictTransformer
+from structlog.typing import EventDict, ExcInfo
 
 
 def configure(level: str = "info") -> None:
@@ -24,7 +27,7 @@ def configure(level: str = "info") -> None:
     renderer: structlog.typing.Processor
     factory: Callable[..., Any]
     if sys.stderr.isatty():
-        renderer = structlog.dev.ConsoleRenderer()
+        renderer = structlog.dev.ConsoleRenderer(exception_formatter=_as_text)
         factory = structlog.PrintLoggerFactory(sys.stderr)
     else:
         renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
@@ -33,7 +36,7 @@ def configure(level: str = "info") -> None:
         processors=[
             structlog.processors.add_log_level,
             Timestamp(),
-            structlog.processors.dict_tracebacks,
+            _TRACEBACKS,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
@@ -47,6 +50,74 @@ def configure(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [ToStructlog()]
     root.setLevel(level.upper())
+    # an exception nothing caught is a line too (Python's own hook printed its message and the
+    # pydantic error it came from, with the input: a record's date of birth, say)
+    sys.excepthook = _uncaught
+    threading.excepthook = lambda hook: _uncaught(
+        hook.exc_type, hook.exc_value or hook.exc_type(), hook.exc_traceback
+    )
+
+
+WITHHELD = "(withheld: may hold personal data)"
+_SAFE_BUILTINS = frozenset({
+    "AttributeError", "TypeError", "NameError", "ImportError", "ModuleNotFoundError",
+    "NotImplementedError", "RecursionError", "MemoryError", "KeyboardInterrupt", "SystemExit",
+    "RuntimeError", "TimeoutError", "OSError", "FileNotFoundError", "PermissionError",
+    "ConnectionError", "ConnectionRefusedError", "ConnectionResetError", "BrokenPipeError",
+    "KafkaException",
+})  # fmt: skip
+
+
+def _ours() -> set[str]:
+    """Our exceptions' names: their messages are written to carry no personal data (dead
+    letters' headers and API problems carry them too)."""
+    from tellusonce.errors import TellUsOnceError
+
+    names, todo = set(), [TellUsOnceError]
+    while todo:
+        kind = todo.pop()
+        names.add(kind.__name__)
+        todo += kind.__subclasses__()
+    return names
+
+
+class SafeTracebacks(ExceptionDictTransformer):
+    """Tracebacks without local variables (structlog shows them by default: a request's whole
+    submission was in the line of an API error), and with the message of an exception withheld
+    unless its kind is known to say no personal data: a pydantic error shows the input it
+    refused, a database error the values bound to its statement, a KeyError its key."""
+
+    def __init__(self) -> None:
+        super().__init__(show_locals=False)
+
+    def __call__(self, exc_info: ExcInfo) -> list[dict[str, Any]]:
+        stacks = super().__call__(exc_info)
+        _withhold(stacks, _SAFE_BUILTINS | _ours())
+        return stacks
+
+
+def _withhold(stacks: list[dict[str, Any]], safe: frozenset[str] | set[str]) -> None:
+    for stack in stacks:
+        if stack["exc_type"] not in safe:
+            stack["exc_value"] = WITHHELD
+            stack["exc_notes"] = []
+        for group in stack.get("exceptions", ()):  # an exception group's members
+            _withhold(group, safe)
+
+
+_TRACEBACKS = ExceptionRenderer(SafeTracebacks())
+
+
+def _as_text(sio: TextIO, exc_info: ExcInfo) -> None:
+    """A traceback on a terminal, as safe as a JSON line's."""
+    for stack in reversed(SafeTracebacks()(exc_info)):
+        for frame in stack["frames"]:
+            sio.write(f'\n  File "{frame["filename"]}", line {frame["lineno"]}, in {frame["name"]}')
+        sio.write(f"\n{stack['exc_type']}: {stack['exc_value']}")
+
+
+def _uncaught(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    structlog.get_logger().critical("uncaught_exception", exc_info=(kind, value, tb))
 
 
 class ToStructlog(logging.Handler):

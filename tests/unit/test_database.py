@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError, PendingRollbackError
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, PendingRollbackError
 
 from tellusonce.database import (
     SQL_KEPT,
@@ -39,6 +41,7 @@ from tellusonce.database import (
     Query,
     connect,
     create_or_upgrade,
+    reason,
     writing,
 )
 
@@ -414,3 +417,34 @@ def test_connections_keeps_one_per_thread_and_nests_as_engine_begin_does(tmp_pat
     with connections.begin() as conn:
         assert conn.connection.driver_connection is not kept
         assert conn.exec_driver_sql("SELECT name FROM things").all() == [("kept",)]
+
+
+def test_a_failed_statement_does_not_show_the_values_bound_to_it(tmp_path: Path) -> None:
+    """The stores look people up by NINO, surname and date of birth; SQLAlchemy's error text
+    showed them ([parameters: ['JT123456A', ...]]), and it reached logs and stderr."""
+    engine = connect(f"sqlite:///{tmp_path / 'things.db'}")
+    metadata.create_all(engine)
+    person = {**ROWS[0], "name": "QQ123456C", "note": "Zoë Personal"}
+    with engine.begin() as conn:
+        BULK.execute(conn, [person])
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse BEFORE UPDATE ON things BEGIN SELECT RAISE(ABORT, 'no'); END"
+        )
+    on_the_cursor = Query(
+        update(things)
+        .where(things.c.name.in_(bindparam("names", expanding=True)))
+        .values(note=bindparam("note"))
+    )
+    statements: list[Callable[[Connection], object]] = [
+        lambda conn: on_the_cursor.rows(conn, {"names": [person["name"]], "note": "Zoë"}),
+        lambda conn: conn.execute(
+            update(things).where(things.c.name == person["name"]).values(note=person["note"])
+        ),
+        lambda conn: BULK.execute(conn, [person]),  # the name again: not unique
+    ]
+    for statement in statements:
+        with pytest.raises(DBAPIError) as failed, engine.begin() as conn:
+            statement(conn)
+        assert "QQ123456C" not in str(failed.value), failed.value
+        assert "Zoë" not in str(failed.value)
+        assert reason(failed.value) in {"no", "UNIQUE constraint failed: things.name"}

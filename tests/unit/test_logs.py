@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -153,3 +156,79 @@ def test_the_kinds_of_line_remembered_are_bounded() -> None:
     assert [let_through(m) for m in ("a", "b", "c", "a", "d")] == [True, True, True, False, True]
     assert let_through("b")  # forgotten when "d" came: "a" had been seen since
     assert not let_through("a")
+
+
+NINO = "QQ123456C"  # what must not be written
+
+
+def test_an_exceptions_line_shows_no_locals_and_withholds_messages_that_may_hold_data(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """structlog's tracebacks showed every frame's local variables (an API error's line held
+    the whole submission) and each chained exception's message (pydantic's shows its input)."""
+    from pydantic import BaseModel
+
+    from tellusonce.errors import UndecodableMessage
+
+    class Person(BaseModel):
+        nino: int
+
+    logs.configure("info")
+    try:
+        submission = {"nino": NINO}
+        try:
+            try:
+                Person.model_validate(submission)
+            except ValueError as exc:
+                raise UndecodableMessage("decoded death message is invalid: nino") from exc
+        except UndecodableMessage:
+            structlog.get_logger().exception("request_failed")
+        (line,) = lines_written(capfd)
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+    assert NINO not in orjson.dumps(line).decode()
+    ours, cause = line["exception"]
+    assert (ours["exc_type"], ours["exc_value"]) == (
+        "UndecodableMessage",
+        "decoded death message is invalid: nino",  # ours: written to say no personal data
+    )
+    assert (cause["exc_type"], cause["exc_value"]) == ("ValidationError", logs.WITHHELD)
+    assert all("locals" not in frame for stack in line["exception"] for frame in stack["frames"])
+    assert ours["frames"][-1]["name"].startswith("test_an_exceptions_line")  # where it was
+
+
+@pytest.mark.parametrize("where", ["main thread", "another thread"])
+def test_an_uncaught_exception_is_a_line_without_its_message(where: str) -> None:
+    """Python's own hook printed the exception's message: a stored record's date of birth,
+    say, as a consumer process ended."""
+    raising = f"raise KeyError({NINO!r})"
+    if where == "another thread":
+        raising = (
+            "import threading; "
+            f"t = threading.Thread(target=lambda: {{}}[{NINO!r}]); t.start(); t.join()"
+        )
+    done = subprocess.run(
+        [sys.executable, "-c", f"from tellusonce import logs; logs.configure(); {raising}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert NINO not in done.stderr
+    (line,) = [orjson.loads(text) for text in done.stderr.splitlines()]
+    assert (line["event"], line["level"]) == ("uncaught_exception", "critical")
+    assert (line["exception"][0]["exc_type"], line["exception"][0]["exc_value"]) == (
+        "KeyError",
+        logs.WITHHELD,
+    )
+
+
+def test_a_traceback_on_a_terminal_withholds_the_message_too() -> None:
+    try:
+        {}[NINO]
+    except KeyError:
+        written = io.StringIO()
+        logs._as_text(written, sys.exc_info())  # type: ignore[arg-type]
+    assert NINO not in written.getvalue()
+    assert written.getvalue().endswith(f"KeyError: {logs.WITHHELD}")
