@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import structlog
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from producers.ledger import Ledger
 from tellusonce.codec import Codec
@@ -28,7 +29,7 @@ from tellusonce.events import (
     Registration,
     life_event,
 )
-from tellusonce.fields import LONDON, Instant, today_in_london
+from tellusonce.fields import LONDON, SUBMITTED, Instant, today_in_london
 from tellusonce.headers import event_headers
 from tellusonce.identity import event_id, person_ref, reference
 from tellusonce.kafka import Outgoing, Publisher
@@ -37,6 +38,9 @@ from tellusonce.settings import DEVELOPMENT_SECRET, Settings
 from tellusonce.topics import Topics
 
 log = structlog.get_logger("tellusonce.producer")
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class Header(Frozen):
@@ -64,6 +68,12 @@ def _problems(error: ValidationError) -> list[Problem]:
     ]
 
 
+def _strictly(model: type[ModelT], part: Mapping[str, Any]) -> ModelT:
+    """A part of a JSON document validated as JSON and strictly: true is not 1, "1042" is not
+    1042 (pydantic's lax reading of Python objects takes both); dates checked against today."""
+    return model.model_validate_json(json.dumps(part), strict=True, context=SUBMITTED)
+
+
 def parse(event_type: EventType, document: object) -> tuple[Header, Facts]:
     """Validate a submission document; raise InvalidSubmission listing every problem found."""
     if not isinstance(document, Mapping):
@@ -73,11 +83,11 @@ def parse(event_type: EventType, document: object) -> tuple[Header, Facts]:
     problems: list[Problem] = []
     header = facts = None
     try:
-        header = Header.model_validate(head)
+        header = _strictly(Header, head)
     except ValidationError as exc:
         problems += _problems(exc)
     try:
-        facts = FACTS[event_type].model_validate(body)
+        facts = _strictly(FACTS[event_type], body)
     except ValidationError as exc:
         problems += _problems(exc)
     if facts is not None:

@@ -1,6 +1,10 @@
 """Validated field types for personal data: NINO, UK postcode, names, and Europe/London dates.
 
-Errors say which rule failed, never echo the value (it is personal data).
+Errors say which rule failed, never echo the value (it is personal data). Checks against today's
+date (not in the future, not more than 130 years ago) are made of what a registrar submits
+(validated with the SUBMITTED context), not of events decoded from the bus or records read from
+a store: an event true when registered stays valid when replayed a year later, and on a
+consumer whose clock is a minute behind the registrar's.
 """
 
 from __future__ import annotations
@@ -13,7 +17,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    StringConstraints,
+    ValidationInfo,
+)
 from pydantic_core import PydanticCustomError
 
 LONDON = ZoneInfo("Europe/London")
@@ -26,6 +36,10 @@ NINO_NEVER_ISSUED = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
 _POSTCODE = re.compile(r"^(GIR ?0AA|[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2})$")
 _NAME_PUNCTUATION = frozenset(" '’-.‐\u05f3\u05f4")  # and Hebrew's geresh and gershayim
 _JOINERS = frozenset("\u200c\u200d")  # ZWNJ, ZWJ: spelling in Persian, Sinhala, Malayalam ...
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_ISO_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}.*")
+SUBMITTED = {"submitted": True}
+"""The validation context of a registrar's submission: its dates are checked against today."""
 _PLAIN_NAME = re.compile(r"[ '’.‐-]*[A-Za-z][A-Za-z '’.‐-]*")  # ASCII letters + the punctuation
 
 
@@ -118,14 +132,50 @@ def _between_letters(value: str, i: int) -> bool:
     )
 
 
-def _not_in_future(value: date) -> date:
-    if value > today_in_london():
+def _date_text(value: object) -> object:
+    """A date given as text is written YYYY-MM-DD: pydantic also reads "0" and 0 as seconds
+    since 1970 (a death on 1970-01-01), and "1946" as a timestamp. Read here, so that a strict
+    validation (a submission's) takes it."""
+    if isinstance(value, date) and not isinstance(value, datetime):  # decoded from Avro
+        return value
+    if isinstance(value, str) and _ISO_DATE.fullmatch(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise PydanticCustomError("date_calendar", "is not a day of the calendar") from None
+    raise PydanticCustomError("date_format", "must be a date written YYYY-MM-DD, like 2026-03-11")
+
+
+def _instant_text(value: object) -> object:
+    """A time given as text is an ISO 8601 date and time (not seconds since 1970)."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _ISO_INSTANT.fullmatch(value):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise PydanticCustomError(
+        "datetime_format",
+        "must be a date and time with its offset from UTC, like 2026-03-13T10:30:00Z",
+    )
+
+
+def _submitted(info: ValidationInfo) -> bool:
+    context = info.context
+    return isinstance(context, dict) and bool(context.get("submitted"))
+
+
+def _not_in_future(value: date, info: ValidationInfo) -> date:
+    if _submitted(info) and value > today_in_london():
         raise PydanticCustomError("date_future", "is in the future")
     return value
 
 
-def _plausible_birth_date(value: date) -> date:
+def _plausible_birth_date(value: date, info: ValidationInfo) -> date:
     """Not in the future and within the age limit (one validator: one call from pydantic-core)."""
+    if not _submitted(info):
+        return value
     today = today_in_london()
     if value > today:
         raise PydanticCustomError("date_future", "is in the future")
@@ -157,13 +207,13 @@ Name = Annotated[
 ]
 """A personal name part in any script, 1 to 100 characters, never truncated."""
 
-PastDate = Annotated[date, AfterValidator(_not_in_future)]
-"""A date that is not after today in Europe/London."""
+PastDate = Annotated[date, BeforeValidator(_date_text), AfterValidator(_not_in_future)]
+"""A date (YYYY-MM-DD) that, when submitted, is not after today in Europe/London."""
 
-BirthDate = Annotated[date, AfterValidator(_plausible_birth_date)]
-"""A date of birth: not in the future and at most 130 years ago."""
+BirthDate = Annotated[date, BeforeValidator(_date_text), AfterValidator(_plausible_birth_date)]
+"""A date of birth (YYYY-MM-DD): when submitted, not in the future and at most 130 years ago."""
 
-Instant = Annotated[AwareDatetime, AfterValidator(_within_calendar)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_instant_text), AfterValidator(_within_calendar)]
 """A time with its UTC offset that has a date in UTC and in Europe/London (year 1 to 9999)."""
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]

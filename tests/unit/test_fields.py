@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import json
 import time
 import unicodedata
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from pydantic import TypeAdapter, ValidationError
 
 from tellusonce import fields
-from tellusonce.fields import LONDON, BirthDate, Name, Nino, Postcode, name_key, today_in_london
+from tellusonce.fields import (
+    LONDON,
+    SUBMITTED,
+    BirthDate,
+    Instant,
+    Name,
+    Nino,
+    PastDate,
+    Postcode,
+    name_key,
+    today_in_london,
+)
 from tests.strategies import names, ninos, postcodes
 
 NINO = TypeAdapter(Nino)
 POSTCODE = TypeAdapter(Postcode)
 NAME = TypeAdapter(Name)
 BIRTH_DATE = TypeAdapter(BirthDate)
+PAST_DATE = TypeAdapter(PastDate)
+INSTANT = TypeAdapter(Instant)
 
 
 class TestNino:
@@ -155,14 +169,48 @@ class TestDates:
     """Dates of birth against today in Europe/London."""
 
     def test_a_birth_date_today_is_accepted(self) -> None:
-        assert BIRTH_DATE.validate_python(today_in_london()) == today_in_london()
+        today = today_in_london()
+        assert BIRTH_DATE.validate_python(today, context=SUBMITTED) == today
 
     @pytest.mark.parametrize(
         ("days_ago", "why"), [(-1, "is in the future"), (131 * 366, "is more than 130 years ago")]
     )
     def test_implausible_birth_dates_are_rejected(self, days_ago: int, why: str) -> None:
         with pytest.raises(ValidationError, match=why):
-            BIRTH_DATE.validate_python(today_in_london() - timedelta(days=days_ago))
+            BIRTH_DATE.validate_python(
+                today_in_london() - timedelta(days=days_ago), context=SUBMITTED
+            )
+
+    @pytest.mark.parametrize("days_ago", [-1, 131 * 366])
+    def test_dates_decoded_or_read_from_a_store_are_not_checked_against_today(
+        self, days_ago: int
+    ) -> None:
+        """A death registered today, decoded on a consumer whose clock is behind, is not in the
+        future; nor is a person registered at 130 too old when the event is replayed, or their
+        record read, a year later (a consumer exited, printing the record's date of birth)."""
+        day = today_in_london() - timedelta(days=days_ago)
+        assert BIRTH_DATE.validate_python(day) == day
+        assert PAST_DATE.validate_python(day) == day
+
+    @pytest.mark.parametrize("given", [0, "0", -0.0, 1773397800, "1946", "11/03/2026", True])
+    def test_a_date_is_written_yyyy_mm_dd(self, given: object) -> None:
+        """0 and "0" were read as seconds since 1970: a death on 1970-01-01, published."""
+        with pytest.raises(ValidationError, match="must be a date written YYYY-MM-DD"):
+            PAST_DATE.validate_python(given, context=SUBMITTED)
+        with pytest.raises(ValidationError, match="must be a date written YYYY-MM-DD"):
+            PAST_DATE.validate_json(json.dumps(given), strict=True, context=SUBMITTED)
+
+    def test_a_date_written_yyyy_mm_dd_is_a_day_of_the_calendar(self) -> None:
+        assert PAST_DATE.validate_json('"2024-02-29"', strict=True) == date(2024, 2, 29)
+        with pytest.raises(ValidationError, match="is not a day of the calendar"):
+            PAST_DATE.validate_json('"2026-02-29"', strict=True)
+
+    @pytest.mark.parametrize("given", [1773397800, "1773397800", "2026-03-13", True])
+    def test_a_time_is_an_iso_date_and_time(self, given: object) -> None:
+        with pytest.raises(ValidationError, match="must be a date and time with its offset"):
+            INSTANT.validate_json(json.dumps(given), strict=True)
+        expected = datetime(2026, 3, 13, 10, 30, tzinfo=UTC)
+        assert INSTANT.validate_json('"2026-03-13T10:30:00Z"', strict=True) == expected
 
     @pytest.mark.parametrize("day", [date(2026, 3, 28), date(2026, 10, 24), date(2026, 7, 1)])
     def test_today_turns_at_london_midnight(

@@ -40,6 +40,34 @@ class TestDeathValidation:
         _header, facts = parse(event_type, document(event_type))
         assert facts.occurred_on() <= today_in_london()
 
+    @pytest.mark.parametrize(
+        ("changes", "field", "why"),
+        [
+            ({"date_of_death": 0}, "date_of_death", "must be a date written YYYY-MM-DD"),
+            ({"date_of_death": "0"}, "date_of_death", "must be a date written YYYY-MM-DD"),
+            ({"registered_at": 1773397800}, "registered_at", "must be a date and time"),
+            (
+                {"registration": {"district": "Leeds", "entry_number": True, "office": "LDS"}},
+                "registration.entry_number",
+                "Input should be a valid integer",
+            ),
+            (
+                {"registration": {"district": "Leeds", "entry_number": "1042", "office": "LDS"}},
+                "registration.entry_number",
+                "Input should be a valid integer",
+            ),
+            ({"marital_status": 1}, "marital_status", "Input should be"),
+        ],
+    )
+    def test_values_of_another_type_are_not_read_as_the_fields(
+        self, changes: dict[str, Any], field: str, why: str
+    ) -> None:
+        """A death dated 0 was published as a death on 1970-01-01, and entry number true as
+        register entry 1 (a later submission of entry 1 was then refused as its twin)."""
+        found = problems(EventType.DEATH, document(EventType.DEATH, **changes))
+        assert found.keys() == {field}
+        assert found[field].startswith(why)
+
     def test_malformed_nino_names_the_field(self) -> None:
         """A bad NINO is reported at deceased.nino."""
         assert "deceased.nino" in problems(EventType.DEATH, with_deceased(nino="QQ123456Z"))
