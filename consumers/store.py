@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import orjson
+from pydantic import ValidationError
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -50,7 +51,7 @@ from tellusonce.database import (
     ping,
     reason,
 )
-from tellusonce.errors import StoreBusy
+from tellusonce.errors import StoreBusy, UnreadableRecord, invalid_fields
 from tellusonce.events import PersonKey
 
 metadata = MetaData()
@@ -315,11 +316,18 @@ class Transaction:
                 data = self._unread.pop(record_id)
             else:
                 data = self.conn.execute(_RAW, {"id": record_id}).scalar()
-            self._images[record_id] = (
-                data,
-                None if data is None else self.record_type.model_validate_json(data),
-            )
+            self._images[record_id] = (data, None if data is None else self._read(record_id, data))
         return self._images[record_id][1]
+
+    def _read(self, record_id: str, data: str) -> Record:
+        """A stored JSON image as its record; UnreadableRecord naming the fields it lacks or
+        that are not valid (never their values: personal data) if it is not one."""
+        try:
+            return self.record_type.model_validate_json(data)
+        except ValidationError as exc:
+            raise UnreadableRecord(
+                f"stored record {record_id} cannot be read: {invalid_fields(exc)}"
+            ) from None
 
     def raw(self, record_id: str) -> str | None:
         """A record's stored JSON image, or None."""
@@ -349,7 +357,7 @@ class Transaction:
             self._index(record_id, [])
             self._change(record_id, (None, None), existed)
         else:
-            self.put(self.record_type.model_validate_json(image))
+            self.put(self._read(record_id, image))
 
     def _change(self, record_id: str, image: Image, existed: bool) -> None:
         """Keep a record's new image (None: removed) to be written when the batch ends."""

@@ -21,7 +21,7 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 from pydantic import BaseModel, ValidationError
 
-from tellusonce.errors import UndecodableMessage, UnknownSchema
+from tellusonce.errors import UndecodableMessage, UnknownSchema, invalid_fields
 from tellusonce.events import EVENT_MODELS, Confirmation, Envelope, LifeEvent
 
 MAGIC = b"\xc3\x01"
@@ -226,8 +226,5 @@ def _checked(model: type[T], kind: str, record: dict[str, Any], within: str = ""
     try:
         return model.model_validate(record)
     except ValidationError as exc:
-        where = ", ".join(
-            within + ".".join(str(p) for p in error["loc"]) + f" ({error['type']})"
-            for error in exc.errors()
-        )
+        where = invalid_fields(exc, within)
         raise UndecodableMessage(f"decoded {kind} message is invalid: {where}") from exc

@@ -9,6 +9,7 @@
         ├── UndecodableMessage   not single-object Avro, truncated, or invalid for the model
         ├── UnknownSchema        a writer schema fingerprint this code does not ship
         ├── RuleRejected         a service rule refused the event
+        ├── UnreadableRecord     a service's own record its model cannot read
         └── MessageTooLarge      more bytes than Kafka takes in one message (to publish)
 
 Messages never contain personal data: they name fields and reasons, not values.
@@ -17,6 +18,18 @@ Messages never contain personal data: they name fields and reasons, not values.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+
+def invalid_fields(error: ValidationError, within: str = "") -> str:
+    """Each invalid field of a pydantic error by its path and the kind of error, never its
+    value (pydantic's own message shows the input)."""
+    return ", ".join(
+        within + ".".join(str(p) for p in e["loc"]) + f" ({e['type']})" for e in error.errors()
+    )
 
 
 class TellUsOnceError(Exception):
@@ -72,6 +85,11 @@ class UnknownSchema(PermanentError):
 
 class RuleRejected(PermanentError):
     """A service's business rule refused the event."""
+
+
+class UnreadableRecord(PermanentError):
+    """A service's own record (one the event is about) is not what its model reads: the event
+    waits in the dead-letter topic until the record is mended, then is replayed."""
 
 
 class MessageTooLarge(PermanentError):

@@ -11,19 +11,25 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import select, update
 from structlog.testing import capture_logs
 
 from consumers.runtime import Runtime
+from consumers.store import records
 from consumers.tracker import TrackerStore
 from tellusonce.errors import BrokerUnavailable, MessageTooLarge, StoreBusy
+from tellusonce.events import Outcome
 from tellusonce.headers import DEAD_LETTER_BODY_DROPPED, header
 from tellusonce.kafka import Outgoing, Publisher, Received
 from tellusonce.metrics import OUTBOX_PENDING
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics
-from tests.handlers import handler
+from tests.factories import deaths
+from tests.handlers import CODEC, handler
+from tests.messages import as_received
 from tests.mock_kafka import mock_cluster, taken_away
 from tests.stand_ins import Kept
 
@@ -159,3 +165,39 @@ def test_a_dead_letter_topic_that_does_not_answer_is_tried_once_a_batch(tmp_path
     assert sorted(runtime._resume_at) == [(topic, p) for p in range(3)]  # each held, to retry
     runtime.process(poison)  # tried again the next batch
     assert kept.tries == 2
+
+
+def test_an_event_about_a_record_the_service_cannot_read_is_dead_lettered_and_rejected(
+    tmp_path: Path,
+) -> None:
+    """A stored record its model could not read ended the consumer, printing pydantic's error
+    with the record's date of birth, and again after every restart, holding up every event."""
+    service = handler(tmp_path, "pensions")
+    with service.store.engine.begin() as conn:
+        data = conn.execute(select(records.c.data).where(records.c.record_id == "SP-100001"))
+        image = orjson.loads(data.scalar_one())
+        del image["weekly_amount_pence"]  # written by hand, or by an older version
+        conn.execute(
+            update(records)
+            .where(records.c.record_id == "SP-100001")
+            .values(data=orjson.dumps(image).decode())
+        )
+    kept = Kept()
+    runtime = Runtime(service, kept, kept, Topics())
+    death, later = deaths(2)  # Arthur's (SP-100001's) death, twice under two entries
+    topic = service.topics[0]
+    kept.assigned.add((topic, 0))
+    with capture_logs() as lines:
+        runtime.process([
+            as_received(d, CODEC.encode(d))._replace(topic=topic, offset=i)
+            for i, d in enumerate((death, later))
+        ])  # fmt: skip
+        runtime.relay()
+
+    letters = [m for m in kept.sent if m.topic == service.dead_letter_topic]
+    assert [header(m.headers, "dlq_error_class") for m in letters] == ["UnreadableRecord"] * 2
+    why = header(letters[0].headers, "dlq_error_message")
+    assert why == "stored record SP-100001 cannot be read: weekly_amount_pence (missing)"
+    answers = [CODEC.decode(m.value) for m in kept.sent if m.topic == Topics().confirmations]
+    assert [a.outcome for a in answers] == [Outcome.REJECTED] * 2  # type: ignore[union-attr]
+    assert "1946-05-14" not in repr(lines) + repr(kept.sent)  # his date of birth
