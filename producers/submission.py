@@ -15,7 +15,12 @@ from pydantic import BaseModel, ValidationError
 
 from producers.ledger import Ledger
 from tellusonce.codec import Codec
-from tellusonce.errors import BrokerUnavailable, InvalidSubmission, SubmissionConflict
+from tellusonce.errors import (
+    BrokerUnavailable,
+    InvalidSubmission,
+    SubmissionConflict,
+    UnsafeSettings,
+)
 from tellusonce.events import (
     FACTS,
     REGISTRATION_PERIOD,
@@ -237,11 +242,11 @@ class Registrar:
         self.ledger = Ledger(settings.store_url_for("registrar"), codec)
         if settings.pseudonym_secret.get_secret_value() == DEVELOPMENT_SECRET and not _local(
             settings.bootstrap_servers
-        ):
-            log.warning(
-                "pseudonym_secret_is_the_development_placeholder",
-                detail="Kafka keys (person_ref) made with a published key can be reversed to "
-                "the NINOs they stand for: set TELLUSONCE_PSEUDONYM_SECRET",
+        ):  # a NINO's key, made with a published secret, is found again in an hour on one core
+            raise UnsafeSettings(
+                "the pseudonym secret is the published placeholder and Kafka is not on this "
+                "machine: Kafka keys (person_ref) made with it can be reversed to the NINOs they "
+                "stand for; set TELLUSONCE_PSEUDONYM_SECRET to a secret of your own"
             )
 
     def submit(self, event_type: EventType, document: object) -> Receipt:

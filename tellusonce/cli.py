@@ -290,11 +290,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; exit 2 for bad input, 3 when Kafka did not acknowledge (or no broker
     answers), 4 when the registrar's ledger could not record the event, 1 when a store,
-    directory or port cannot be used."""
+    directory or port cannot be used, or the settings would expose people's data."""
     shutdown.install()
     args = parser().parse_args(argv)
     from tellusonce import logs
-    from tellusonce.errors import BrokerUnavailable, StoreBusy
+    from tellusonce.errors import BrokerUnavailable, StoreBusy, UnsafeSettings
     from tellusonce.settings import Settings
 
     settings = Settings()
@@ -312,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except StoreBusy as exc:
         raise _unusable(exc, settings) from exc
+    except UnsafeSettings as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _unusable(exc: Exception, settings: Settings) -> SystemExit:

@@ -2,6 +2,7 @@
 
     TellUsOnceError
     ├── InvalidSubmission        bad input from a registrar: nothing was published (exit 2)
+    ├── UnsafeSettings           settings that would expose people's data: refused (exit 1)
     ├── TransientError           may succeed if tried again: retry with backoff
     │   ├── BrokerUnavailable    Kafka did not acknowledge in time
     │   └── StoreBusy            a service's store is locked or unreachable
@@ -47,6 +48,10 @@ class InvalidSubmission(TellUsOnceError):
 class SubmissionConflict(InvalidSubmission):
     """A submission that contradicts what was published for its register entry already (other
     facts, another office, or a registration cancelled since)."""
+
+
+class UnsafeSettings(TellUsOnceError):
+    """Settings a process refuses to start with, as they would expose people's data."""
 
 
 class TransientError(TellUsOnceError):

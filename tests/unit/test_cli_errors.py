@@ -62,3 +62,18 @@ def test_the_demo_keeps_its_fresh_stores_apart(
     monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
     assert run_cli(["demo"]) == 0
     assert used == [Path(".run/demo"), tmp_path]
+
+
+def test_submitting_with_the_placeholder_secret_to_a_remote_broker_is_refused(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    run_cli: Callable[[list[str]], int],
+) -> None:
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TELLUSONCE_BOOTSTRAP_SERVERS", "kafka.example:9092")
+    monkeypatch.delenv("TELLUSONCE_PSEUDONYM_SECRET", raising=False)
+    assert run_cli(["submit", "death", "examples/death.json"]) == 1
+    said = capsys.readouterr()
+    assert said.err.startswith("error: the pseudonym secret is the published placeholder")
+    assert "event_id" not in said.out
