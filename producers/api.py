@@ -7,7 +7,7 @@ it meanwhile, as it may have reached services). Idempotency-Key is required.
 
 from __future__ import annotations
 
-import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from consumers.tracker import EventStatus, TrackerStore
-from producers import openapi, status_page
+from producers import documents, openapi, status_page
 from producers.idempotency import IdempotencyKeys, Stored, body_hash
 from producers.limits import RateLimit
 from producers.locks import NamedLocks
@@ -48,6 +48,8 @@ MAX_BODY = 16 * 1024
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # as labels
 RETRY_SECONDS = 5
 log = structlog.get_logger("tellusonce.api")
+_NOT_A_TYPE = re.compile(r"^/v1/events/[^/]+$")  # POSTed to, it is not one of the types' paths
+_SUBMISSION_PATHS = ", ".join(f"/v1/events/{t.value}" for t in EventType)
 Builder = Callable[[str, object], LifeEvent[Any]]
 
 
@@ -78,9 +80,19 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         return exc.response
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
-        """No such route, or not this method (the Allow header kept): a problem, as every error."""
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """No such route, or not this method (the Allow header kept): a problem, as every error.
+        A submission to an event type there is none of (/v1/events/deaths) is no such route,
+        not the read of a reference by the wrong method."""
+        wrong_type = request.method == "POST" and _NOT_A_TYPE.match(request.url.path)
+        if exc.status_code == 405 and wrong_type:
+            return problem(404, f"There is no such event type: submit to {_SUBMISSION_PATHS}")
         return problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def failed(_request: Request, _exc: Exception) -> Response:
+        """A fault of ours: a problem too (uvicorn logs it, its message withheld: logs.py)."""
+        return problem(500, "Something failed on our side; send the same request again later")
 
     @app.exception_handler(StoreBusy)
     async def busy(_request: Request, _exc: StoreBusy) -> Response:
@@ -143,11 +155,9 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
             if len(body) > MAX_BODY:
                 raise too_large
         try:
-            return body, json.loads(body)
-        except ValueError:
-            raise Rejected(problem(400, "The body is not valid JSON")) from None
-        except RecursionError:  # thousands of nested brackets, within the size limit
-            raise Rejected(problem(400, "The body's JSON is nested too deeply")) from None
+            return body, documents.load(body)
+        except documents.NotJson as exc:
+            raise Rejected(problem(400, f"The body {exc}")) from None
 
     by_key, by_reference = NamedLocks(), NamedLocks()
 

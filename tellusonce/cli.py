@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import socket
 import sys
 from pathlib import Path
@@ -23,11 +22,12 @@ EXIT_NOT_RECORDED = 4
 
 
 def _read_json(path: str) -> object:
+    from producers import documents
     from tellusonce.errors import InvalidSubmission
 
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        return documents.load(Path(path).read_bytes())
+    except (OSError, documents.NotJson) as exc:
         raise InvalidSubmission([("(file)", f"cannot read {path} as JSON: {exc}")]) from exc
 
 

@@ -226,7 +226,7 @@ class TestSubmit:
         )
         assert (response.status_code, response.json()["detail"]) == (
             400,
-            "The body's JSON is nested too deeply",
+            "The body is nested too deeply",
         )
 
     def test_over_the_rate_is_429_with_retry_after(

@@ -187,3 +187,42 @@ def test_a_response_the_key_store_cannot_keep_is_still_given(
     again = api.post("/v1/events/death", document(EventType.DEATH))  # the key was not kept
     assert (again.status_code, again.json()["event_id"]) == (200, first.json()["event_id"])
     assert len(api.publisher.sent) == 1
+
+
+def test_a_submission_to_an_event_type_there_is_none_of_is_404_naming_the_types(
+    api: Api,
+) -> None:
+    """It was 405 Method Not Allowed, Allow: GET (the path of a reference's read)."""
+    for path in ("/v1/events/deaths", "/v1/events/Death", "/v1/events/address_change"):
+        refused = api.post(path, document(EventType.DEATH))
+        assert is_problem(refused, 404), path
+        assert refused.json()["detail"] == (
+            "There is no such event type: submit to /v1/events/death, /v1/events/birth, "
+            "/v1/events/marriage, /v1/events/address-change"
+        )
+    assert api.publisher.sent == []
+
+
+def test_a_key_given_twice_is_400_and_nothing_is_published(api: Api) -> None:
+    """The last of two date_of_death keys was published."""
+    body = json.dumps(document(EventType.DEATH))[:-1] + ', "date_of_death": "2026-03-05"}'
+    refused = api.post("/v1/events/death", body.encode())
+    assert is_problem(refused, 400)
+    assert refused.json()["detail"] == 'The body gives the key "date_of_death" twice in one object'
+    assert api.publisher.sent == []
+
+
+def test_a_fault_of_ours_is_a_problem_too(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args: object) -> None:
+        raise KeyError("QQ123456C")
+
+    monkeypatch.setattr(Registrar, "publish_once", broken)
+    client = TestClient(api.client.app, raise_server_exceptions=False)
+    failed = client.post(
+        "/v1/events/death",
+        content=json.dumps(document(EventType.DEATH)),
+        headers={"Authorization": f"Bearer {api.key}", "Idempotency-Key": "k",
+                 "Content-Type": "application/json"},
+    )  # fmt: skip
+    assert is_problem(failed, 500)
+    assert "QQ123456C" not in failed.text

@@ -1,0 +1,47 @@
+"""A submission's JSON, read strictly: what a registrar sends is what is published, or it is
+refused saying why."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+class NotJson(ValueError):
+    """A document that is not one JSON object's worth of UTF-8 JSON; the message says why
+    and where (never the content: it may be personal data)."""
+
+
+def load(raw: bytes) -> object:
+    """A JSON document from UTF-8 (a byte-order mark allowed, as editors on Windows write one).
+    Refused: a key given twice in one object (json takes the last silently: a second
+    date_of_death was published), NaN and Infinity (not JSON), numbers of more digits than
+    Python reads, and nesting deeper than the interpreter recurses."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise NotJson(f"is not UTF-8 (byte {exc.start + 1} is not a character)") from None
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_not_json)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise NotJson(f"is not valid JSON: {exc.msg} ({where})") from None
+    except NotJson:
+        raise
+    except ValueError:  # int() past sys.get_int_max_str_digits()
+        raise NotJson("is not valid JSON: a number has too many digits") from None
+    except RecursionError:
+        raise NotJson("is nested too deeply") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise NotJson(f'gives the key "{key}" twice in one object')
+        seen.add(key)
+    return dict(pairs)
+
+
+def _not_json(constant: str) -> object:
+    raise NotJson(f"is not valid JSON: {constant} is not a JSON number")
