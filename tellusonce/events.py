@@ -19,9 +19,11 @@ from tellusonce.fields import (
     PastDate,
     Postcode,
     Text,
+    age_on,
     name_key,
 )
 
+MINIMUM_AGE_TO_MARRY = 16
 REFERENCE_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{5}-[0-9A-HJKMNP-TV-Z]{5}$"
 SERVICE_PATTERN = r"^[a-z][a-z_]{1,40}$"
 
@@ -113,6 +115,14 @@ class Address(Frozen):
     lines: Annotated[tuple[Text, ...], Field(min_length=1, max_length=5)]
     postcode: Postcode
 
+    def same_place(self, other: Address) -> bool:
+        """Whether two addresses are one, written alike but for case, spacing and commas."""
+        return self.postcode == other.postcode and _folded(self.lines) == _folded(other.lines)
+
+
+def _folded(lines: tuple[str, ...]) -> list[str]:
+    return [" ".join(line.replace(",", " ").casefold().split()) for line in lines]
+
 
 class Person(Frozen):
     """Who someone is; a single name goes in family_name."""
@@ -125,6 +135,35 @@ class Person(Frozen):
     def key(self, postcode: str | None) -> PersonKey:
         """This person's matching key at an address."""
         return PersonKey(self.nino, name_key(self.family_name), self.date_of_birth, postcode)
+
+    def same_as(self, other: Person) -> bool:
+        """Whether two entries of a submission are one person: the same NINO, or (either
+        without one) the same names and date of birth."""
+        if self.nino and other.nino:
+            return self.nino == other.nino
+        return (
+            name_key(self.family_name),
+            name_key(self.given_names or ""),
+            self.date_of_birth,
+        ) == (name_key(other.family_name), name_key(other.given_names or ""), other.date_of_birth)
+
+
+def _one_person_twice(people: dict[str, Person]) -> list[Problem]:
+    """A problem for each entry that is a person named in an earlier entry (by role path)."""
+    found, seen = [], list(people.items())
+    for i, (field, person) in enumerate(seen):
+        earlier = next((f for f, p in seen[:i] if p.same_as(person)), None)
+        if earlier is not None:
+            found.append(Problem(field, f"is the same person as {earlier}"))
+    return found
+
+
+def _born_after(people: dict[str, Person], day: date, what: str) -> list[Problem]:
+    return [
+        Problem(f"{field}.date_of_birth", f"is after {what}")
+        for field, person in people.items()
+        if person.date_of_birth > day
+    ]
 
 
 class Registration(Frozen):
@@ -229,6 +268,12 @@ class DeathFacts(Facts):
         found = []
         if self.date_of_death < self.deceased.date_of_birth:
             found.append(Problem("date_of_death", "is before the date of birth"))
+        if self.surviving_partner:
+            people = {"deceased": self.deceased, "surviving_partner": self.surviving_partner}
+            found += _one_person_twice(people)
+            found += _born_after(
+                {"surviving_partner": self.surviving_partner}, self.date_of_death, "the death"
+            )
         if self.surviving_partner and self.marital_status not in {
             MaritalStatus.MARRIED,
             MaritalStatus.CIVIL_PARTNERSHIP,
@@ -259,11 +304,13 @@ class BirthFacts(Facts):
         return roles
 
     def problems(self) -> list[Problem]:
-        return [
+        found = [
             Problem(f"parents.{i}.date_of_birth", "is not before the child's date of birth")
             for i, parent in enumerate(self.parents)
             if parent.date_of_birth >= self.child.date_of_birth
         ]
+        people = {"child": self.child} | {f"parents.{i}": p for i, p in enumerate(self.parents)}
+        return found + _one_person_twice(people)
 
 
 class Spouse(Frozen):
@@ -295,11 +342,19 @@ class MarriageFacts(Facts):
         }
 
     def problems(self) -> list[Problem]:
-        return [
-            Problem(f"parties.{i}.person.date_of_birth", "is after the date of the union")
-            for i, s in enumerate(self.parties)
-            if s.person.date_of_birth > self.married_on
-        ]
+        """Each party born before the union and 16 or over on its day (no part of the UK
+        allows younger; England, Wales and Northern Ireland have asked 18 since 2023, which a
+        registration does not say where it was made), and two people, not one."""
+        found = []
+        for i, party in enumerate(self.parties):
+            born, where = party.person.date_of_birth, f"parties.{i}.person.date_of_birth"
+            if born > self.married_on:
+                found.append(Problem(where, "is after the date of the union"))
+            elif age_on(born, self.married_on) < MINIMUM_AGE_TO_MARRY:
+                young = f"makes them under {MINIMUM_AGE_TO_MARRY} on the day of the union"
+                found.append(Problem(where, young))
+        people = {f"parties.{i}.person": s.person for i, s in enumerate(self.parties)}
+        return found + _one_person_twice(people)
 
 
 class AddressChangeFacts(Facts):
@@ -321,9 +376,12 @@ class AddressChangeFacts(Facts):
         return {f"mover{i}": p.key(postcode) for i, p in enumerate(self.people_moving, start=1)}
 
     def problems(self) -> list[Problem]:
-        if self.old_address == self.new_address:
-            return [Problem("new_address", "is the same as the old address")]
-        return []
+        found = []
+        if self.old_address.same_place(self.new_address):
+            found.append(Problem("new_address", "is the same as the old address"))
+        people = {f"people_moving.{i}": p for i, p in enumerate(self.people_moving)}
+        found += _born_after(people, self.effective_on, "the move")
+        return found + _one_person_twice(people)
 
 
 FactsT = TypeVar("FactsT", bound=Facts)

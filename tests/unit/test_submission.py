@@ -75,7 +75,10 @@ class TestDeathValidation:
     def test_death_before_birth_names_date_of_death(self) -> None:
         """A date of death before the date of birth is reported at date_of_death."""
         found = problems(EventType.DEATH, document(EventType.DEATH, date_of_death="1940-01-01"))
-        assert found == {"date_of_death": "is before the date of birth"}
+        assert found == {
+            "date_of_death": "is before the date of birth",
+            "surviving_partner.date_of_birth": "is after the death",  # born 1949
+        }
 
     def test_age_over_130_is_refused(self) -> None:
         """Nobody dies older than 130."""
@@ -216,3 +219,74 @@ class TestAmendmentReasons:
             event(EventType.DEATH), document(EventType.DEATH), Settings(), "  misread date  "
         )
         assert corrected.envelope.reason == "misread date"
+
+
+def _edit(event_type: EventType, path: str, value: Any) -> dict[str, Any]:
+    """The example submission with the value at a dotted path (list items by index) replaced."""
+    doc = document(event_type)
+    *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
+    node: Any = doc
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    return doc
+
+
+ARTHUR = document(EventType.DEATH)["deceased"]
+CHIDI = document(EventType.MARRIAGE)["parties"][0]["person"]
+AISHA = document(EventType.ADDRESS_CHANGE)["people_moving"][0]
+
+
+class TestPeopleInOneSubmission:
+    """Submissions about impossible people were published: a marriage of one person to
+    themselves or of a 13-year-old, a widow with the deceased's NINO, a move before the mover
+    was born, one mover listed twice."""
+
+    @pytest.mark.parametrize(
+        ("event_type", "path", "value", "expected"),
+        [
+            (EventType.DEATH, "surviving_partner", ARTHUR | {"given_names": "Arthur"},
+             {"surviving_partner": "is the same person as deceased"}),
+            (EventType.DEATH, "surviving_partner.date_of_birth", "2026-03-12",
+             {"surviving_partner.date_of_birth": "is after the death"}),
+            (EventType.MARRIAGE, "parties.1.person", CHIDI,
+             {"parties.1.person": "is the same person as parties.0.person"}),
+            (EventType.MARRIAGE, "parties.1.person.nino", CHIDI["nino"],
+             {"parties.1.person": "is the same person as parties.0.person"}),
+            (EventType.MARRIAGE, "parties.1.person.date_of_birth", "2010-01-01",
+             {"parties.1.person.date_of_birth": "makes them under 16 on the day of the union"}),
+            (EventType.MARRIAGE, "parties.0.person.date_of_birth", "2007-09-10",
+             {"parties.0.person.date_of_birth": "makes them under 16 on the day of the union"}),
+            (EventType.BIRTH, "parents.1.nino", "CE445566B",
+             {"parents.1": "is the same person as parents.0"}),
+            (EventType.BIRTH, "child.nino", "CE445566B",
+             {"parents.0": "is the same person as child"}),
+            (EventType.ADDRESS_CHANGE, "people_moving", [AISHA, AISHA | {"nino": "jk112233a"}],
+             {"people_moving.1": "is the same person as people_moving.0"}),
+            (EventType.ADDRESS_CHANGE, "people_moving", [AISHA, AISHA | {"nino": None}],
+             {"people_moving.1": "is the same person as people_moving.0"}),
+            (EventType.ADDRESS_CHANGE, "effective_on", "1958-11-30",
+             {"people_moving.0.date_of_birth": "is after the move"}),
+            (EventType.ADDRESS_CHANGE, "new_address",
+             {"lines": ["21 example street", "LEEDS,"], "postcode": "ls61aa"},
+             {"new_address": "is the same as the old address"}),
+        ],
+    )  # fmt: skip
+    def test_is_refused_naming_the_entry(
+        self, event_type: EventType, path: str, value: Any, expected: dict[str, str]
+    ) -> None:
+        assert problems(event_type, _edit(event_type, path, value)) == expected
+
+    @pytest.mark.parametrize(
+        ("event_type", "path", "value"),
+        [
+            (EventType.MARRIAGE, "parties.0.person.date_of_birth", "2007-09-09"),  # 16 that day
+            (EventType.ADDRESS_CHANGE, "people_moving",
+             [AISHA, AISHA | {"given_names": "Priya", "nino": None}]),  # her twin
+            (EventType.BIRTH, "parents.1.nino", None),
+        ],
+    )  # fmt: skip
+    def test_what_is_possible_is_accepted(
+        self, event_type: EventType, path: str, value: Any
+    ) -> None:
+        parse(event_type, _edit(event_type, path, value))
