@@ -67,10 +67,27 @@ class Receipt:
 
 
 def _problems(error: ValidationError) -> list[Problem]:
+    """Each field's problem; not a list's being too short when that is only because an item in
+    it is invalid (pydantic reports both: "Tuple should have at least 1 item after validation")."""
+    errors = error.errors(include_url=False, include_input=False)
+    within = {e["loc"][:i] for e in errors for i in range(len(e["loc"]))}
     return [
         Problem(".".join(str(part) for part in e["loc"]) or "(document)", e["msg"])
-        for e in error.errors(include_url=False, include_input=False)
+        for e in errors
+        if not (e["type"] == "too_short" and e["loc"] in within)
     ]
+
+
+def _kind_of(body: Mapping[str, Any], event_type: EventType) -> EventType | None:
+    """The other kind of event a body is a submission of, if it holds every field that kind
+    requires and lacks one this kind requires (a death sent to the birth endpoint)."""
+    if _required(event_type) <= body.keys():
+        return None
+    return next((t for t in EventType if t != event_type and _required(t) <= body.keys()), None)
+
+
+def _required(event_type: EventType) -> set[str]:
+    return {name for name, f in FACTS[event_type].model_fields.items() if f.is_required()}
 
 
 def _strictly(model: type[ModelT], part: Mapping[str, Any]) -> ModelT:
@@ -97,6 +114,10 @@ def parse(event_type: EventType, document: object) -> tuple[Header, Facts]:
         problems += _problems(exc)
     if facts is not None:
         problems += facts.problems()
+    elif (kind := _kind_of(body, event_type)) is not None:
+        what = f"is a {kind.value} registration, not a {event_type.value}"
+        where = f"submit it to /v1/events/{kind.value} (CLI: tellusonce submit {kind.value})"
+        problems.insert(0, Problem("(document)", f"{what}: {where}"))
     if header is not None and header.registered_at is not None:
         registered_on = header.registered_at.astimezone(LONDON).date()
         if registered_on > today_in_london():
@@ -201,6 +222,11 @@ def correction(
                     "registration", "must be the register entry of the registration being corrected"
                 )
             ]
+        )
+    if env.action == Action.REGISTERED and facts == latest.facts:
+        # (the same correction again is answered with the one published: Registrar.earlier)
+        raise InvalidSubmission(
+            [Problem("(document)", "changes none of the registration's facts: nothing to correct")]
         )
     return build_event(
         env.event_type,

@@ -33,8 +33,13 @@ NAME_MAX = 100
 # HMRC: first letter not D F I Q U V; second not D F I O Q U V; some prefixes never issued.
 _NINO = re.compile(r"^[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z][0-9]{6}[A-D]$")
 NINO_NEVER_ISSUED = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
-_POSTCODE = re.compile(r"^(GIR ?0AA|[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2})$")
+# Royal Mail: no area begins Q, V or X, nor has I, J or Z second; the inward code's letters are
+# never C, I, K, M, O or V
+_POSTCODE = re.compile(r"^(GIR ?0AA|[A-PR-UWYZ][A-HK-Y]?[0-9][A-Z0-9]? ?[0-9][ABD-HJLNP-UW-Z]{2})$")
 _NAME_PUNCTUATION = frozenset(" '’-.‐\u05f3\u05f4")  # and Hebrew's geresh and gershayim
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_PRINTABLE_ASCII = re.compile(r"[ -~]*")
+_CODE = re.compile(r"[^\W_][\w .'’&(),/-]{0,63}")  # \w: letters and digits of any script
 _JOINERS = frozenset("\u200c\u200d")  # ZWNJ, ZWJ: spelling in Persian, Sinhala, Malayalam ...
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _ISO_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}.*")
@@ -106,15 +111,14 @@ def _single_spaced(value: object) -> object:
 def _check_name(value: str) -> str:
     if _PLAIN_NAME.fullmatch(value):  # the common case, without a look at each character
         return value
+    if _invisible(value):
+        raise PydanticCustomError(
+            "name_characters", "contains a control or invisible formatting character"
+        )
     for i, char in enumerate(value):
-        category = unicodedata.category(char)
         if char in _JOINERS and _between_letters(value, i):
             continue
-        if category in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}:
-            raise PydanticCustomError(
-                "name_characters", "contains a control or invisible formatting character"
-            )
-        if category[0] not in "LM" and char not in _NAME_PUNCTUATION:
+        if unicodedata.category(char)[0] not in "LM" and char not in _NAME_PUNCTUATION:
             raise PydanticCustomError(
                 "name_characters",
                 "contains a character names do not use (allowed: letters of any script, "
@@ -122,6 +126,35 @@ def _check_name(value: str) -> str:
             )
     if not any(unicodedata.category(char)[0] == "L" for char in value):
         raise PydanticCustomError("name_letters", "must contain at least one letter")
+    return value
+
+
+def _invisible(value: str) -> bool:
+    """Whether text holds a control character (a NUL, a bell, a line break), an invisible
+    format character (a right-to-left override), a lone surrogate or an unassigned code point;
+    a zero-width joiner or non-joiner between letters is spelling, not hidden."""
+    return any(
+        unicodedata.category(char) in _INVISIBLE
+        and not (char in _JOINERS and _between_letters(value, i))
+        for i, char in enumerate(value)
+    )
+
+
+def _plain_text(value: str) -> str:
+    if _PRINTABLE_ASCII.fullmatch(value) or not _invisible(value):
+        return value
+    raise PydanticCustomError(
+        "text_characters", "contains a control or invisible formatting character"
+    )
+
+
+def _code(value: str) -> str:
+    if not _CODE.fullmatch(value):
+        raise PydanticCustomError(
+            "code_format",
+            "must be 1 to 64 letters, digits, spaces or . ' ’ & ( ) , / - and begin with a "
+            "letter or digit",
+        )
     return value
 
 
@@ -216,16 +249,18 @@ BirthDate = Annotated[date, BeforeValidator(_date_text), AfterValidator(_plausib
 Instant = Annotated[AwareDatetime, BeforeValidator(_instant_text), AfterValidator(_within_calendar)]
 """A time with its UTC offset that has a date in UTC and in Europe/London (year 1 to 9999)."""
 
-Text = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
-"""Free text of 1 to 200 characters (address lines, relationships, reasons)."""
-
-Code = Annotated[
+Text = Annotated[
     str,
-    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._/-]{0,63}$"),
-    BeforeValidator(_single_spaced),  # before the pattern (validators wrap what precedes them)
+    StringConstraints(min_length=1, max_length=200, strip_whitespace=True),
+    AfterValidator(_plain_text),
 ]
-"""An identifier such as a registration district or office code, single-spaced and trimmed:
-"Leeds " and "Leeds" are one district (and, as event ids fold case, so is "LEEDS")."""
+"""Free text of 1 to 200 characters (address lines, relationships, reasons), without control
+or invisible characters."""
+
+Code = Annotated[str, BeforeValidator(_single_spaced), AfterValidator(_code)]
+"""A registration district or an office code, single-spaced and trimmed: "Leeds " and "Leeds"
+are one district (and, as event ids fold case, so is "LEEDS"); Welsh and other letters,
+apostrophes and ampersands as district names have them (Ynys Môn, King's Lynn)."""
 
 
 @functools.lru_cache(maxsize=1 << 16)  # pure, and asked of the same names again and again

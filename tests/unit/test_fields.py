@@ -16,11 +16,13 @@ from tellusonce.fields import (
     LONDON,
     SUBMITTED,
     BirthDate,
+    Code,
     Instant,
     Name,
     Nino,
     PastDate,
     Postcode,
+    Text,
     name_key,
     today_in_london,
 )
@@ -100,7 +102,11 @@ class TestPostcode:
         """Case and spacing do not matter."""
         assert expected == POSTCODE.validate_python(given)
 
-    @pytest.mark.parametrize("given", ["LS6", "12345", "LS6 2A", "L$6 2AB", "LS6 2ABC"])
+    @pytest.mark.parametrize(
+        "given",
+        ["LS6", "12345", "LS6 2A", "L$6 2AB", "LS6 2ABC",
+         "LS6 2CI", "LS6 2AK", "LS6 2OA", "QS6 2AB", "VA1 1AA", "XM1 1AA", "AI1 1AA", "LZ6 2AB"],
+    )  # fmt: skip
     def test_malformed_postcodes_are_rejected(self, given: str) -> None:
         """Anything not shaped like a UK postcode is refused."""
         with pytest.raises(ValidationError, match="UK postcode"):
@@ -229,3 +235,45 @@ class TestDates:
         ]:
             monkeypatch.setattr(time, "time", at.timestamp)
             assert today() == expected, at
+
+
+TEXT = TypeAdapter(Text)
+CODE = TypeAdapter(Code)
+
+
+class TestText:
+    """Address lines, relationships, informants' names and reasons: a NUL, a bell or a
+    right-to-left override were published in them."""
+
+    @pytest.mark.parametrize(
+        "given",
+        ["Margaret\u0000 Thompson", "Margaret\u202e Thompson", "14 Elm Road\n\u0007",
+         "\u0000", "zero\u200bwidth", "line\u2028break"],
+    )  # fmt: skip
+    def test_control_and_invisible_characters_are_refused(self, given: str) -> None:
+        with pytest.raises(ValidationError, match="control or invisible formatting character"):
+            TEXT.validate_python(given)
+
+    @pytest.mark.parametrize(
+        "given", ["Flat 2, 14 Elm Road", "7 Heol y Nant", "Stryd\u00a0Fawr", "خیابان علی\u200cرضا"]
+    )
+    def test_text_of_any_script_is_kept(self, given: str) -> None:
+        assert TEXT.validate_python(f" {given} ") == given
+
+
+class TestCodes:
+    @pytest.mark.parametrize(
+        "given",
+        ["Leeds", "LEEDS-RO-1", "Ynys Môn", "King's Lynn", "Bath & North East Somerset",
+         "St. Helens", "Kingston upon Hull, City of", "Rhondda Cynon Taf (RCT)"],
+    )  # fmt: skip
+    def test_districts_as_they_are_named_are_codes(self, given: str) -> None:
+        """Ynys Môn and King's Lynn were refused, quoting a regular expression."""
+        assert CODE.validate_python(given) == given
+
+    @pytest.mark.parametrize("given", ["", "-Leeds", "Leeds\u0000", "x" * 65, "Leeds<b>", "_L"])
+    def test_what_is_not_a_code_is_refused_in_words(self, given: str) -> None:
+        with pytest.raises(ValidationError) as refused:
+            CODE.validate_python(given)
+        (error,) = refused.value.errors()
+        assert error["msg"].startswith("must be 1 to 64 letters, digits, spaces or")

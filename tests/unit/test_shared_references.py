@@ -64,7 +64,8 @@ def test_registrations_sharing_a_reference_are_amended_each_on_its_own(
         return found
 
     settings = registrar.settings
-    registrar.publish_once(submission.correction(newest("LEEDS-RO-1"), leeds, settings, "typo"))
+    fixed = leeds | {"date_of_death": "2026-03-10"}
+    registrar.publish_once(submission.correction(newest("LEEDS-RO-1"), fixed, settings, "typo"))
     registrar.publish_once(submission.cancellation(newest("YORK-1"), settings, "in error"))
     assert registrar.submit(EventType.DEATH, leeds).action.value == "REGISTERED"  # not refused
     assert newest("YORK-1").envelope.action.value == "CANCELLED"

@@ -54,7 +54,7 @@ def test_a_correction_no_service_has_seen_yet_is_what_the_page_says(
     nothing newer."""
     first = registrar.submit(EventType.DEATH, death())
     tracked(store, registrar.ledger, [str(first.event_id)])
-    registrar.correct(first.reference, death(), "date of death mistyped")
+    registrar.correct(first.reference, death() | {"date_of_death": "2026-03-10"}, "mistyped")
 
     shown = ask(registrar, store, first.reference, "1946-05-14")
 
@@ -75,7 +75,8 @@ def test_a_family_finds_its_registration_under_a_shared_reference(
     registrar.submit(EventType.DEATH, york)
     theirs = registrar.ledger.latest(SHARED, "YORK-1")  # corrected, as the API corrects it
     assert theirs is not None
-    registrar.publish_once(submission.correction(theirs, york, registrar.settings, "typo"))
+    fixed = york | {"date_of_death": "2026-03-10"}
+    registrar.publish_once(submission.correction(theirs, fixed, registrar.settings, "typo"))
     tracked(store, registrar.ledger, [str(leeds.event_id)])
 
     shown = ask(registrar, store, SHARED, "1946-05-14")

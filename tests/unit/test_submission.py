@@ -166,6 +166,7 @@ class TestEvents:
         fixed = document(
             EventType.DEATH,
             registration={"district": "LEEDS ", "entry_number": 1042, "office": "LEEDS-RO-1"},
+            date_of_death="2026-03-10",
         )
         corrected = correction(event(EventType.DEATH), fixed, Settings(), None)
         assert corrected.envelope.revision == 1
@@ -215,10 +216,18 @@ class TestAmendmentReasons:
         assert caught.value.problems == [("reason", problem)]
 
     def test_a_reason_is_kept_trimmed(self) -> None:
-        corrected = correction(
-            event(EventType.DEATH), document(EventType.DEATH), Settings(), "  misread date  "
-        )
+        fixed = document(EventType.DEATH, date_of_death="2026-03-10")
+        corrected = correction(event(EventType.DEATH), fixed, Settings(), "  misread date  ")
         assert corrected.envelope.reason == "misread date"
+
+    def test_a_correction_that_changes_nothing_is_refused(self) -> None:
+        """It was published: a new revision each service undid and applied again."""
+        unchanged = document(EventType.DEATH, registered_at="2026-03-14T09:00:00Z")
+        with pytest.raises(InvalidSubmission) as refused:
+            correction(event(EventType.DEATH), unchanged, Settings(), "no reason")
+        assert dict(refused.value.problems) == {
+            "(document)": "changes none of the registration's facts: nothing to correct"
+        }
 
 
 def _edit(event_type: EventType, path: str, value: Any) -> dict[str, Any]:
@@ -290,3 +299,28 @@ class TestPeopleInOneSubmission:
         self, event_type: EventType, path: str, value: Any
     ) -> None:
         parse(event_type, _edit(event_type, path, value))
+
+
+def test_an_invalid_item_of_a_list_is_its_only_problem() -> None:
+    """pydantic also said "people_moving: Tuple should have at least 1 item after validation,
+    not 0", which the registrar had not done."""
+    doc = _edit(EventType.ADDRESS_CHANGE, "people_moving.0.family_name", True)
+    assert problems(EventType.ADDRESS_CHANGE, doc) == {
+        "people_moving.0.family_name": "Input should be a valid string"
+    }
+    assert problems(EventType.ADDRESS_CHANGE, _edit(EventType.ADDRESS_CHANGE, "people_moving", []))[
+        "people_moving"
+    ].startswith("Tuple should have at least 1 item")
+
+
+def test_a_registration_of_another_kind_says_which_it_is() -> None:
+    """A death sent as a birth was nine problems: three fields required, six not permitted."""
+    with pytest.raises(InvalidSubmission) as refused:
+        parse(EventType.BIRTH, document(EventType.DEATH))
+    first, *rest = refused.value.problems
+    assert first == (
+        "(document)",
+        "is a death registration, not a birth: submit it to /v1/events/death "
+        "(CLI: tellusonce submit death)",
+    )
+    assert ("child", "Field required") in rest
