@@ -1,4 +1,4 @@
-"""Synthetic demo records for every service's store: the hero couple of DESIGN.md §7 and others.
+"""Synthetic demo records for every service's store: the hero couple of the design (§7) and others.
 
 Everyone here is invented. NINOs have a valid format (prefix letters allowed by HMRC's rules) but
 are made up; the hero couple's match examples/death.json.

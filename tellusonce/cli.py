@@ -1,4 +1,5 @@
-"""The `tellusonce` command: submit, correct, cancel, consume, status, dlq, up and the demo."""
+"""The `tellusonce` command: submit, correct, cancel, consume, status, seed, dlq, topics, serve,
+keys, up and the demo."""
 
 from __future__ import annotations
 
@@ -277,7 +278,7 @@ def parser() -> argparse.ArgumentParser:
     keys.add_argument("action", choices=["create"])
     keys.add_argument("office")
     keys.set_defaults(run=_keys)
-    up = sub.add_parser("up", help="broker (if none), every service and the tracker until Ctrl-C")
+    up = sub.add_parser("up", help="broker (if none), every service, the tracker and the registrar API until Ctrl-C")
     up.add_argument(
         "--metrics-base-port", type=int, default=9401, help="first of five consecutive ports"
     )
