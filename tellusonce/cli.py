@@ -278,7 +278,9 @@ def parser() -> argparse.ArgumentParser:
     keys.add_argument("action", choices=["create"])
     keys.add_argument("office")
     keys.set_defaults(run=_keys)
-    up = sub.add_parser("up", help="broker (if none), every service, the tracker and the registrar API until Ctrl-C")
+    up = sub.add_parser(
+        "up", help="broker (if none), every service, the tracker and the registrar API until Ctrl-C"
+    )
     up.add_argument(
         "--metrics-base-port", type=int, default=9401, help="first of five consecutive ports"
     )
