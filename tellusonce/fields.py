@@ -38,7 +38,6 @@ NINO_NEVER_ISSUED = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
 _POSTCODE = re.compile(r"^(GIR ?0AA|[A-PR-UWYZ][A-HK-Y]?[0-9][A-Z0-9]? ?[0-9][ABD-HJLNP-UW-Z]{2})$")
 _NAME_PUNCTUATION = frozenset(" '’-.‐\u05f3\u05f4")  # and Hebrew's geresh and gershayim
 _INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-_PRINTABLE_ASCII = re.compile(r"[ -~]*")
 _CODE = re.compile(r"[^\W_][\w .'’&(),/-]{0,63}")  # \w: letters and digits of any script
 _JOINERS = frozenset("\u200c\u200d")  # ZWNJ, ZWJ: spelling in Persian, Sinhala, Malayalam ...
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -141,7 +140,9 @@ def _invisible(value: str) -> bool:
 
 
 def _plain_text(value: str) -> str:
-    if _PRINTABLE_ASCII.fullmatch(value) or not _invisible(value):
+    # isprintable: nothing of the categories Other or Separator but a space (one C call, the
+    # common case); what it refuses may be a no-break space, which text may hold
+    if value.isprintable() or not _invisible(value):
         return value
     raise PydanticCustomError(
         "text_characters", "contains a control or invisible formatting character"
