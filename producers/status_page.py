@@ -6,6 +6,7 @@ answered exactly like an unknown reference, and attempts are limited per client 
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import date
 from html import escape
 from typing import Annotated
@@ -37,14 +38,28 @@ border:0;padding:.5rem 1rem}.error{border-left:5px solid #d4351c;padding-left:1r
 .service{border-bottom:1px solid #b1b4b6;padding:.5rem 0}.pending{color:#505a5f}"""
 
 
-def page(title: str, body: str, status: int = 200) -> HTMLResponse:
+# A family's answers are for them alone: not kept by a browser (its back button on a shared
+# computer) or a proxy, not shown in another site's frame, and nothing loaded from elsewhere.
+HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+TITLE = "Tell Us Once"  # in the browser's history: never the reference
+
+
+def page(heading: str, body: str, status: int = 200) -> HTMLResponse:
     """A complete, accessible HTML page."""
     return HTMLResponse(
         f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)} - Tell Us Once</title><style>{STYLE}</style></head>"
-        f'<body><main id="content"><h1>{escape(title)}</h1>{body}</main></body></html>',
+        f"<title>{TITLE}</title><style>{STYLE}</style></head>"
+        f'<body><main id="content"><h1>{escape(heading)}</h1>{body}</main></body></html>',
         status_code=status,
+        headers=HEADERS,
     )
 
 
@@ -57,7 +72,7 @@ birth of the person the registration was about.</p>
 <label for="reference">Reference</label>
 <input id="reference" name="reference" value="{escape(reference)}" autocomplete="off"
  spellcheck="false" aria-describedby="reference-hint">
-<div id="reference-hint">For example, 1Y4AE-1CP5R</div>
+<div id="reference-hint">For example, 5D4Z6-43N23</div>
 <fieldset class="date"><legend>Date of birth</legend>
 <label for="dob-day">Day</label><input id="dob-day" name="day" inputmode="numeric">
 <label for="dob-month">Month</label><input id="dob-month" name="month" inputmode="numeric">
@@ -100,6 +115,18 @@ def answers(latest: EventStatus) -> str:
     return "".join(parts)
 
 
+def _network(host: str) -> str:
+    """The address attempts are counted by: an IPv6 address by its /64, which one household or
+    one machine is given whole (each of its 2^64 addresses would be a fresh allowance)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return host
+
+
 def router(ledger: Ledger, tracker: TrackerStore, attempts_per_minute: int = 5) -> APIRouter:
     """GET /status shows the form; POST /status shows the answers or the same refusal."""
     routes = APIRouter(include_in_schema=False)
@@ -120,7 +147,7 @@ def router(ledger: Ledger, tracker: TrackerStore, attempts_per_minute: int = 5) 
         month: Annotated[str, Form()] = "",
         year: Annotated[str, Form()] = "",
     ) -> HTMLResponse:
-        client = request.client.host if request.client else "unknown"
+        client = _network(request.client.host if request.client else "unknown")
         reference = reference.strip().upper()
         wait = limit.take(client)
         if wait is None and reference:

@@ -146,6 +146,7 @@ def build_event(
     revision up, so it travels on the same partition as the events it amends.
     """
     now = datetime.now(UTC)
+    secret = settings.pseudonym_secret.get_secret_value().encode()  # keys person_ref, reference
     if amends is None:
         registered_at = header.registered_at or now
         revision, supersedes = 0, None
@@ -153,7 +154,7 @@ def build_event(
         late = period is not None and (
             registered_at.astimezone(LONDON).date() - facts.occurred_on() > period
         )
-        key = person_ref(facts.subject(), settings.pseudonym_secret.get_secret_value().encode())
+        key = person_ref(facts.subject(), secret)
     else:
         old = amends.envelope
         registered_at, revision, supersedes = now, old.revision + 1, old.event_id
@@ -165,7 +166,7 @@ def build_event(
         action=action,
         revision=revision,
         supersedes=supersedes,
-        reference=amends.envelope.reference if amends else reference(this_id),
+        reference=amends.envelope.reference if amends else reference(this_id, secret),
         occurred_on=facts.occurred_on(),
         registered_at=registered_at.astimezone(UTC),
         late_registration=late,

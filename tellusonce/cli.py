@@ -197,6 +197,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=port,
         access_log=False,
         log_config=None,
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: through a local proxy
+        # passing it on, each guess at a family's date of birth could name another client
+        proxy_headers=settings.api_trusted_proxies is not None,
+        forwarded_allow_ips=settings.api_trusted_proxies or "",
     )
     return 0
 

@@ -23,12 +23,15 @@ def event_id(
     return uuid5(NAMESPACE, name)
 
 
-def reference(original_event_id: UUID) -> str:
-    """A short reference for the family, e.g. 7QK2M-93XDA (Crockford base32 of 50 bits of the
-    id's hash: its first 6 bytes and the top 2 bits of its eighth; the seventh's top half is
-    the UUID's version, the same in every id)."""
-    digest = original_event_id.bytes
-    bits = int.from_bytes(digest[:6]) << 2 | digest[7] >> 6
+def reference(original_event_id: UUID, secret: bytes) -> str:
+    """A short reference for the family, e.g. 7QK2M-93XDA: Crockford base32 of 50 bits of an
+    HMAC of the registration's event id, keyed by the pseudonym secret. The event id is made of
+    the register entry (public, and numbered in sequence), so a reference made of it alone could
+    be worked out for every entry of a district, leaving a family's date of birth as the only
+    thing between anyone and their status page; keyed, the same registration still has the same
+    reference, and nobody without the secret can make one."""
+    digest = hmac.new(secret, b"reference\0" + original_event_id.bytes, hashlib.sha256).digest()
+    bits = int.from_bytes(digest[:7]) >> 6
     chars = "".join(_CROCKFORD[(bits >> shift) & 31] for shift in range(45, -1, -5))
     return f"{chars[:5]}-{chars[5:]}"
 

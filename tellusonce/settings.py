@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     api_rate_per_second: float = Field(5.0, gt=0, description="requests/s per office (average)")
     api_burst: int = Field(20, ge=1, description="requests an office may make at once")
     status_attempts_per_minute: int = Field(5, ge=1, description="family status page tries/IP")
+    api_trusted_proxies: str | None = Field(
+        None,
+        description="addresses of reverse proxies whose X-Forwarded-For names the client (comma "
+        "separated); none by default: the connection's address is the client's, and a header "
+        "saying otherwise is not believed (the status page counts attempts per client)",
+    )
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
     metrics_host: str = Field("127.0.0.1", description="address /metrics listens on")
     metrics_port: int | None = Field(

@@ -119,7 +119,7 @@ def life_events(draw: st.DrawFn, event_type: EventType) -> LifeEvent[Any]:
         action=draw(st.sampled_from(Action)),
         revision=draw(st.integers(0, 1000)),
         supersedes=draw(st.none() | st.uuids()),
-        reference=reference(event_id),
+        reference=reference(event_id, b"test secret"),
         occurred_on=draw(past_dates),
         registered_at=draw(instants),
         late_registration=draw(st.booleans()),

@@ -286,7 +286,7 @@ class TestAmendAndRead:
     ) -> None:
         """A reference is 50 bits of an event id, so two registrations can share one: each
         office's status shows its own registration's events, not the other family's."""
-        monkeypatch.setattr(submission, "reference", lambda _event_id: "7QK2M-93XDA")
+        monkeypatch.setattr(submission, "reference", lambda *_args: "7QK2M-93XDA")
         york = {"district": "York", "entry_number": 7, "office": "YORK-1"}
         ids = [
             api.post("/v1/events/death", document(EventType.DEATH), key="leeds").json(),

@@ -22,7 +22,7 @@ def test_a_status_from_a_data_directory_without_stores_says_where_it_looked(
     nowhere = tmp_path / "no" / "such" / "dir"
     monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(nowhere))
     with pytest.raises(SystemExit) as stopped:
-        run_cli(["status", "1Y4AE-1CP5R"])
+        run_cli(["status", "5D4Z6-43N23"])
     message = str(stopped.value.code)
     assert message.startswith("error: ")
     assert f"data directory {nowhere}" in message
@@ -77,3 +77,28 @@ def test_submitting_with_the_placeholder_secret_to_a_remote_broker_is_refused(
     said = capsys.readouterr()
     assert said.err.startswith("error: the pseudonym secret is the published placeholder")
     assert "event_id" not in said.out
+
+
+@pytest.mark.parametrize(("trusted", "believed"), [(None, False), ("10.0.0.5", True)])
+def test_the_api_believes_x_forwarded_for_only_from_proxies_it_is_told_of(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[[list[str]], int],
+    trusted: str | None,
+    believed: bool,
+) -> None:
+    """uvicorn believed it from 127.0.0.1 by default: behind a local proxy passing it on, each
+    guess at a family's date of birth could name another client."""
+    import uvicorn
+
+    ran: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda _app, **options: ran.update(options))
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    if trusted:
+        monkeypatch.setenv("TELLUSONCE_API_TRUSTED_PROXIES", trusted)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    assert run_cli(["serve", "--port", str(port)]) == 0
+    assert ran["proxy_headers"] is believed
+    assert ran["forwarded_allow_ips"] == (trusted or "")

@@ -3,6 +3,7 @@ reference."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from hypothesis import given
@@ -41,5 +42,14 @@ def test_every_character_of_a_reference_carries_its_own_bits() -> None:
     """50 bits, none of them the UUID's version (the same in every id): the last character took
     8 values of 32, so references shared one in 2^48, not 2^50."""
     ids = [uuid.uuid5(uuid.NAMESPACE_URL, str(n)) for n in range(3000)]
-    characters = ["".join(reference(i).split("-")) for i in ids]
+    characters = ["".join(reference(i, b"secret").split("-")) for i in ids]
     assert [len({c[k] for c in characters}) for k in range(10)] == [32] * 10
+
+
+def test_a_reference_cannot_be_made_without_the_secret() -> None:
+    """It was the event id's bits, and the event id is made of the register entry (public and
+    numbered in sequence): anyone could work out the reference of every entry of a district."""
+    entry = uuid.uuid5(uuid.NAMESPACE_URL, "death|leeds|1042")
+    assert reference(entry, b"secret") == reference(entry, b"secret")  # a resubmission's
+    assert reference(entry, b"secret") != reference(entry, b"another secret")
+    assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{5}-[0-9A-HJKMNP-TV-Z]{5}", reference(entry, b"s"))

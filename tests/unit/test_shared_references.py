@@ -22,7 +22,7 @@ from tests.stand_ins import Kept
 def test_a_status_shows_only_its_own_registrations_events(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(submission, "reference", lambda _event_id: SHARED)
+    monkeypatch.setattr(submission, "reference", lambda *_args: SHARED)
     registrar = Registrar(Settings(data_dir=tmp_path), Kept(), Codec())  # type: ignore[arg-type]
     leeds = registrar.submit(EventType.DEATH, document(EventType.DEATH))
     york = registrar.submit(
@@ -49,7 +49,7 @@ def test_registrations_sharing_a_reference_are_amended_each_on_its_own(
     """A correction of one was refused as made from an old revision when the other had a newer
     one, and a cancellation of one made the other's resubmission a conflict: the newest under
     the reference was taken for each registration's own."""
-    monkeypatch.setattr(submission, "reference", lambda _event_id: SHARED)
+    monkeypatch.setattr(submission, "reference", lambda *_args: SHARED)
     registrar = Registrar(Settings(data_dir=tmp_path), Kept(), Codec())  # type: ignore[arg-type]
     leeds = document(EventType.DEATH)
     york = document(

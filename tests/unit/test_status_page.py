@@ -68,7 +68,7 @@ def test_a_family_finds_its_registration_under_a_shared_reference(
 ) -> None:
     """The other registration's newest revision was the only one looked at: its date of birth
     is not the family's, so the family was told there was no such registration."""
-    monkeypatch.setattr(submission, "reference", lambda _event_id: SHARED)
+    monkeypatch.setattr(submission, "reference", lambda *_args: SHARED)
     leeds = registrar.submit(EventType.DEATH, death())
     york = death(date_of_birth="1950-01-02")
     york["registration"] = {"district": "York", "entry_number": 7, "office": "YORK-1"}
@@ -154,3 +154,36 @@ def test_an_amendment_kafka_did_not_acknowledge_is_not_shown_as_sent(
 
     assert "The death registration was shared with 4 services." in shown.text
     assert "cancellation" not in shown.text
+
+
+def test_attempts_from_one_ipv6_network_are_counted_together(
+    registrar: Registrar, store: TrackerStore
+) -> None:
+    """Each address of a /64 (one household's, one machine's) was a fresh allowance."""
+    app = FastAPI()
+    app.include_router(status_page.router(registrar.ledger, store, attempts_per_minute=3))
+
+    def ask_from(address: str) -> int:
+        form = {"reference": "ZZZZZ-ZZZZZ", "day": "1", "month": "1", "year": "1950"}
+        return TestClient(app, client=(address, 50000)).post("/status", data=form).status_code
+
+    assert [ask_from(f"2001:db8::{n}") for n in range(4)] == [404, 404, 404, 429]
+    assert ask_from("2001:db8:0:1::1") == 404  # another network
+    assert [ask_from("192.0.2.1"), ask_from("192.0.2.2")] == [404, 404]  # IPv4: by address
+
+
+def test_a_familys_page_is_not_kept_framed_or_titled_with_its_reference(
+    registrar: Registrar, store: TrackerStore
+) -> None:
+    """A shared computer's back button or a proxy showed it again; another site could frame it;
+    its title put the reference in the browser's history."""
+    receipt = registrar.submit(EventType.DEATH, death())
+    shown = ask(registrar, store, receipt.reference, "1946-05-14")
+    assert shown.status_code == 200
+    assert receipt.reference in shown.text
+    assert receipt.reference not in shown.text.split("</title>")[0]
+    assert shown.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in shown.headers["content-security-policy"]
+    assert "default-src 'none'" in shown.headers["content-security-policy"]
+    assert shown.headers["referrer-policy"] == "no-referrer"
+    assert shown.headers["x-frame-options"] == "DENY"
