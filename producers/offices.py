@@ -1,14 +1,16 @@
-"""Registration offices' API keys: created once, shown once, stored only as SHA-256 hashes."""
+"""Registration offices' API keys: created once, shown once, stored only as SHA-256 hashes;
+listed and revoked by the first characters of their hash (their id)."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 from datetime import UTC, datetime
+from typing import NamedTuple
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, insert, select
+from sqlalchemy import Column, DateTime, MetaData, String, Table, insert, select, update
 
-from tellusonce.database import connect
+from tellusonce.database import connect, create_or_upgrade
 
 metadata = MetaData()
 api_keys = Table(
@@ -16,8 +18,20 @@ api_keys = Table(
     Column("key_hash", String, primary_key=True),
     Column("office", String, nullable=False, index=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
 )  # fmt: skip
 PREFIX = "tuo_"
+ID_LENGTH = 12  # hex characters of a key's hash that name it
+_KEY = (api_keys.c.key_hash, api_keys.c.office, api_keys.c.created_at, api_keys.c.revoked_at)
+
+
+class Key(NamedTuple):
+    """What is known of a key without the key: its id, office and when it was made and revoked."""
+
+    key_id: str
+    office: str
+    created_at: datetime
+    revoked_at: datetime | None
 
 
 def _hash(key: str) -> str:
@@ -25,12 +39,21 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def _key(key_hash: str, office: str, created_at: datetime, revoked_at: datetime | None) -> Key:
+    return Key(key_hash[:ID_LENGTH], office, created_at, revoked_at)
+
+
+def key_id(key: str) -> str:
+    """A key's id: the first characters of its hash, to list and revoke it by."""
+    return _hash(key)[:ID_LENGTH]
+
+
 class Offices:
     """Which office an API key belongs to."""
 
     def __init__(self, url: str) -> None:
         self.engine = connect(url)
-        metadata.create_all(self.engine)
+        create_or_upgrade(self.engine, metadata)
 
     def create_key(self, office: str) -> str:
         """A new key for an office; only its hash is kept, so this is the one time it is seen."""
@@ -44,10 +67,33 @@ class Offices:
         return key
 
     def office_of(self, key: str | None) -> str | None:
-        """The office a presented key belongs to, or None."""
+        """The office a presented key belongs to, or None (unknown or revoked)."""
         if not key or not key.startswith(PREFIX):
             return None
         with self.engine.connect() as conn:
             return conn.execute(
-                select(api_keys.c.office).where(api_keys.c.key_hash == _hash(key))
+                select(api_keys.c.office).where(
+                    api_keys.c.key_hash == _hash(key), api_keys.c.revoked_at.is_(None)
+                )
             ).scalar()
+
+    def listing(self) -> list[Key]:
+        """Every key, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*_KEY).order_by(api_keys.c.created_at))
+            return [_key(*row) for row in rows]
+
+    def revoke(self, wanted: str) -> Key | None:
+        """Revoke the key of this id (a leaked one): it is refused from now on. The key
+        revoked, or None if no key in use has this id."""
+        if len(wanted) != ID_LENGTH:
+            return None
+        in_use = (api_keys.c.key_hash.startswith(wanted.lower()), api_keys.c.revoked_at.is_(None))
+        with self.engine.begin() as conn:
+            found = conn.execute(
+                update(api_keys)
+                .where(*in_use)
+                .values(revoked_at=datetime.now(UTC))
+                .returning(*_KEY)
+            ).all()
+        return next((_key(*row) for row in found), None)

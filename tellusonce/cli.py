@@ -206,11 +206,30 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _keys(args: argparse.Namespace, settings: Settings) -> int:
-    from producers.offices import Offices
+    """keys create OFFICE | keys list | keys revoke KEY_ID."""
+    from producers.offices import ID_LENGTH, Offices, key_id
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    key = Offices(settings.store_url_for("registrar")).create_key(args.office)
-    print(f"API key for office {args.office} (shown once; only its hash is stored):")
+    offices = Offices(settings.store_url_for("registrar"))
+    if args.action == "list":
+        for k in offices.listing():
+            state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "in use"
+            print(f"{k.key_id}  {k.office:<20} created {k.created_at:%Y-%m-%d %H:%M}  {state}")
+        return 0
+    if not args.name:
+        name = "OFFICE" if args.action == "create" else "KEY_ID"
+        print(f"error: keys {args.action} needs {name}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.action == "revoke":
+        revoked = offices.revoke(args.name)
+        if revoked is None:
+            print(f"error: no key in use has the id {args.name} ({ID_LENGTH} characters, "
+                  "as `keys list` shows)", file=sys.stderr)  # fmt: skip
+            return EXIT_INVALID
+        print(f"revoked key {revoked.key_id} of office {revoked.office}: refused from now on")
+        return 0
+    key = offices.create_key(args.name)
+    print(f"API key {key_id(key)} for office {args.name} (shown once; only its hash is stored):")
     print(key)
     return 0
 
@@ -279,8 +298,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.set_defaults(run=_serve)
     keys = sub.add_parser("keys", help="API keys of registration offices")
-    keys.add_argument("action", choices=["create"])
-    keys.add_argument("office")
+    keys.add_argument("action", choices=["create", "list", "revoke"])
+    keys.add_argument("name", nargs="?", help="create: the office; revoke: the key's id")
     keys.set_defaults(run=_keys)
     up = sub.add_parser(
         "up", help="broker (if none), every service, the tracker and the registrar API until Ctrl-C"

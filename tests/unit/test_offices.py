@@ -1,0 +1,71 @@
+"""Offices' API keys: a leaked key can be revoked (it could only be deleted from the store by
+hand), and keys are listed by an id that is not the key."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from producers.offices import ID_LENGTH, Offices, key_id
+
+
+def test_a_revoked_key_is_refused_and_others_are_not(tmp_path: Path) -> None:
+    offices = Offices(f"sqlite:///{tmp_path / 'registrar.db'}")
+    leaked, other = offices.create_key("LEEDS-RO-1"), offices.create_key("LEEDS-RO-1")
+    assert offices.office_of(leaked) == "LEEDS-RO-1"
+
+    revoked = offices.revoke(key_id(leaked))
+
+    assert revoked is not None
+    assert (revoked.key_id, revoked.office) == (key_id(leaked), "LEEDS-RO-1")
+    assert offices.office_of(leaked) is None
+    assert offices.office_of(other) == "LEEDS-RO-1"
+    assert offices.revoke(key_id(leaked)) is None  # revoked already
+    assert offices.revoke(key_id(other)[:-1]) is None  # not an id: a prefix revokes nothing
+    listed = {k.key_id: k.revoked_at is not None for k in offices.listing()}
+    assert listed == {key_id(leaked): True, key_id(other): False}
+    assert all(leaked not in str(k) and len(k.key_id) == ID_LENGTH for k in offices.listing())
+
+
+def test_a_store_made_before_keys_could_be_revoked_keeps_its_keys(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'registrar.db'}"
+    with create_engine(url).begin() as conn:
+        conn.execute(text("CREATE TABLE api_keys (key_hash VARCHAR PRIMARY KEY, "
+                          "office VARCHAR NOT NULL, created_at DATETIME NOT NULL)"))  # fmt: skip
+    key = "tuo_an-old-key"
+    with create_engine(url).begin() as conn:
+        conn.execute(
+            text("INSERT INTO api_keys VALUES (:h, 'YORK-1', '2026-11-01 10:00:00.000000')"),
+            {"h": hashlib.sha256(key.encode()).hexdigest()},
+        )
+    offices = Offices(url)
+    assert offices.office_of(key) == "YORK-1"
+    assert offices.revoke(key_id(key)) is not None
+    assert offices.office_of(key) is None
+
+
+def test_keys_are_listed_and_revoked_from_the_command_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    run_cli: Callable[[list[str]], int],
+) -> None:
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    assert run_cli(["keys", "create", "LEEDS-RO-1"]) == 0
+    key = capsys.readouterr().out.splitlines()[-1]
+    assert run_cli(["keys", "list"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"{key_id(key)}  LEEDS-RO-1")
+    assert line.endswith("in use")
+    assert key not in line
+    assert run_cli(["keys", "revoke", key_id(key)]) == 0
+    assert capsys.readouterr().out.startswith(f"revoked key {key_id(key)} of office LEEDS-RO-1")
+    assert run_cli(["keys", "revoke", key_id(key)]) == 2
+    assert "no key in use has the id" in capsys.readouterr().err
+    assert run_cli(["keys", "revoke"]) == 2
+    offices = Offices(f"sqlite:///{tmp_path / 'registrar.db'}")
+    assert offices.office_of(key) is None
