@@ -17,7 +17,6 @@ from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import make_asgi_app
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -69,7 +68,6 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
     admin = Admin(settings)  # one client for every readiness probe
     app = FastAPI(title="Tell Us Once registrar API", version=__version__,
                   description=__doc__)  # fmt: skip
-    app.mount("/metrics", make_asgi_app())
     app.include_router(
         status_page.router(registrar.ledger, tracker, settings.status_attempts_per_minute)
     )

@@ -80,12 +80,18 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
 
 def _consume(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.launch import build, run_until_signalled
-    from tellusonce.stack import metrics_port
 
-    given = (args.metrics_port, settings.metrics_port, metrics_port(args.name))
-    port = next(p for p in given if p is not None)  # 0: any free port (logged)
+    port = _metrics_port(args, settings, args.name)
     run_until_signalled(build(args.name, settings), port, settings.metrics_host)
     return 0
+
+
+def _metrics_port(args: argparse.Namespace, settings: Settings, name: str) -> int:
+    """--metrics-port, else TELLUSONCE_METRICS_PORT, else the process's own (0: any free)."""
+    from tellusonce.stack import metrics_port
+
+    given = (args.metrics_port, settings.metrics_port, metrics_port(name))
+    return next(p for p in given if p is not None)
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
@@ -176,32 +182,52 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    """The API on its port, for registration offices and families; its /metrics, /healthz and
+    /readyz on the metrics port (127.0.0.1 unless TELLUSONCE_METRICS_HOST), not beside the API:
+    its counters show each registration as it is made, to anyone who asks."""
     import uvicorn
 
     from producers.api import create_app
     from producers.submission import Registrar
+    from tellusonce import metrics
     from tellusonce.codec import Codec
-    from tellusonce.kafka import Publisher
+    from tellusonce.kafka import Admin, Publisher
+    from tellusonce.stack import REGISTRAR
 
     port = settings.api_port if args.port is None else args.port
     with socket.socket() as probe:  # uvicorn's own failure to bind is exit 3, Kafka's code here
         probe.bind((args.host, port))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     registrar = Registrar(settings, Publisher(settings, "api"), Codec(settings.schema_dirs))
+    admin = Admin(settings)
+
+    api_host = "127.0.0.1" if args.host == "0.0.0.0" else args.host  # noqa: S104 (compared)
+
+    def ready() -> bool:  # the API answers (uvicorn starts after this server), and Kafka does
+        with socket.socket() as api:
+            listening = api.connect_ex((api_host, port)) == 0
+        return listening and admin.reachable(2.0)
+
+    served = metrics.serve(_metrics_port(args, settings, REGISTRAR), ready, settings.metrics_host)
     print(
-        f"registrar API on http://{args.host}:{port} (docs /docs, family page /status)", flush=True
+        f"registrar API on http://{args.host}:{port} (docs /docs, family page /status), "
+        f"metrics on http://{settings.metrics_host}:{served.server_port}/metrics",
+        flush=True,
     )
-    uvicorn.run(
-        create_app(settings, registrar),
-        host=args.host,
-        port=port,
-        access_log=False,
-        log_config=None,
-        # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: through a local proxy
-        # passing it on, each guess at a family's date of birth could name another client
-        proxy_headers=settings.api_trusted_proxies is not None,
-        forwarded_allow_ips=settings.api_trusted_proxies or "",
-    )
+    try:
+        uvicorn.run(
+            create_app(settings, registrar),
+            host=args.host,
+            port=port,
+            access_log=False,
+            log_config=None,
+            # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: through a local proxy
+            # passing it on, each guess at a family's date of birth could name another client
+            proxy_headers=settings.api_trusted_proxies is not None,
+            forwarded_allow_ips=settings.api_trusted_proxies or "",
+        )
+    finally:
+        metrics.stop_serving(served)
     return 0
 
 
@@ -296,6 +322,9 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="the registrar HTTP API and the family status page")
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument(
+        "--metrics-port", type=int, default=None, help="/metrics and probes (9406; 0: any)"
+    )
     serve.set_defaults(run=_serve)
     keys = sub.add_parser("keys", help="API keys of registration offices")
     keys.add_argument("action", choices=["create", "list", "revoke"])
@@ -305,7 +334,7 @@ def parser() -> argparse.ArgumentParser:
         "up", help="broker (if none), every service, the tracker and the registrar API until Ctrl-C"
     )
     up.add_argument(
-        "--metrics-base-port", type=int, default=9401, help="first of five consecutive ports"
+        "--metrics-base-port", type=int, default=9401, help="first of six consecutive ports"
     )
     up.set_defaults(run=_up)
     demo = sub.add_parser("demo", help="the main job: every service, one death, 4 confirmations")

@@ -59,9 +59,10 @@ def seed_stores(settings: Settings, fresh: bool) -> None:
 
 
 def metrics_port(name: str, base_port: int = METRICS_BASE_PORT) -> int:
-    """Where a consumer serves /metrics unless told otherwise: pensions 9401, disability 9402,
-    council tax 9403, housing benefit 9404, the tracker 9405 (as Prometheus's config says)."""
-    return base_port + NAMES.index(name)
+    """Where a process serves /metrics unless told otherwise: pensions 9401, disability 9402,
+    council tax 9403, housing benefit 9404, the tracker 9405, the registrar API 9406 (as
+    Prometheus's config says)."""
+    return base_port + (*NAMES, REGISTRAR).index(name)
 
 
 def start_processes(
@@ -71,7 +72,8 @@ def start_processes(
     child processes, each logging to data_dir/logs/NAME.log."""
     logs = settings.data_dir / "logs"
     logs.mkdir(exist_ok=True)
-    ports = [metrics_port(name, base_port) for name in NAMES] + ([api_port] if api_port else [])
+    served = (*NAMES, REGISTRAR) if api_port is not None else NAMES
+    ports = [metrics_port(name, base_port) for name in served] + ([api_port] if api_port else [])
     for port in ports:  # a process already there would answer for the one started now
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
@@ -83,7 +85,9 @@ def start_processes(
         for name, port in ((n, metrics_port(n, base_port)) for n in NAMES)
     }
     if api_port is not None:
-        commands[REGISTRAR] = (["serve", "--port", str(api_port)], api_port)
+        port = metrics_port(REGISTRAR, base_port)
+        serve = ["serve", "--port", str(api_port), "--metrics-port", str(port)]
+        commands[REGISTRAR] = (serve, port)
     children = {}
     for name, (args, port) in commands.items():
         with (logs / f"{name}.log").open("wb") as log:

@@ -226,3 +226,11 @@ def test_a_fault_of_ours_is_a_problem_too(api: Api, monkeypatch: pytest.MonkeyPa
     )  # fmt: skip
     assert is_problem(failed, 500)
     assert "QQ123456C" not in failed.text
+
+
+def test_the_api_does_not_serve_its_metrics(api: Api) -> None:
+    """Its counters, served beside the API, showed each registration as it was made to anyone
+    who could reach the API; they are on the metrics port (127.0.0.1) now."""
+    api.post("/v1/events/death", document(EventType.DEATH))
+    for path in ("/metrics", "/metrics/"):
+        assert is_problem(api.client.get(path), 404)

@@ -96,9 +96,36 @@ def test_the_api_believes_x_forwarded_for_only_from_proxies_it_is_told_of(
     monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
     if trusted:
         monkeypatch.setenv("TELLUSONCE_API_TRUSTED_PROXIES", trusted)
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    assert run_cli(["serve", "--port", str(port)]) == 0
+    assert run_cli(["serve", "--port", str(_free()), "--metrics-port", "0"]) == 0
     assert ran["proxy_headers"] is believed
     assert ran["forwarded_allow_ips"] == (trusted or "")
+
+
+def test_the_api_serves_its_metrics_on_the_metrics_port_while_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: Callable[[list[str]], int]
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    import uvicorn
+
+    api_port, metrics_port = _free(), _free()
+    scraped: list[str] = []
+
+    def running(_app: object, **_options: object) -> None:
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            scraped.append(answer.read().decode())
+
+    monkeypatch.setattr(uvicorn, "run", running)
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    assert run_cli(["serve", "--port", str(api_port), "--metrics-port", str(metrics_port)]) == 0
+    assert "tellusonce_events_published_total" in scraped[0]
+    with pytest.raises(urllib.error.URLError):  # stopped with the API
+        urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+
+
+def _free() -> int:
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        return int(free.getsockname()[1])
