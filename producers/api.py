@@ -243,6 +243,9 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         def build_for(office: str, document: object) -> LifeEvent[Any]:
             header, facts = parse(event_type, document)
             _own_office(header, office)
+            allowed = offices.districts(office)
+            if allowed is not None and header.registration.entry[0] not in allowed:
+                raise Rejected(problem(403, "Your office does not register in this district"))
             return build(event_type, header, facts, settings)
 
         return build_for

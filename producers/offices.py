@@ -1,10 +1,13 @@
 """Registration offices' API keys: created once, shown once, stored only as SHA-256 hashes;
-listed and revoked by the first characters of their hash (their id)."""
+listed and revoked by the first characters of their hash (their id). And the districts an
+office registers in: an office may submit only their register entries (another's would be
+published first and the office's own refused as a conflict)."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -19,6 +22,11 @@ api_keys = Table(
     Column("office", String, nullable=False, index=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
+)  # fmt: skip
+office_districts = Table(  # none for an office: it may register in any district
+    "office_districts", metadata,
+    Column("office", String, primary_key=True),
+    Column("district", String, primary_key=True),  # folded, as register entries compare them
 )  # fmt: skip
 PREFIX = "tuo_"
 ID_LENGTH = 12  # hex characters of a key's hash that name it
@@ -43,6 +51,11 @@ def _key(key_hash: str, office: str, created_at: datetime, revoked_at: datetime 
     return Key(key_hash[:ID_LENGTH], office, created_at, revoked_at)
 
 
+def fold(district: str) -> str:
+    """A district's name as register entries compare it: single-spaced, without case."""
+    return " ".join(district.split()).casefold()
+
+
 def key_id(key: str) -> str:
     """A key's id: the first characters of its hash, to list and revoke it by."""
     return _hash(key)[:ID_LENGTH]
@@ -55,16 +68,30 @@ class Offices:
         self.engine = connect(url)
         create_or_upgrade(self.engine, metadata)
 
-    def create_key(self, office: str) -> str:
-        """A new key for an office; only its hash is kept, so this is the one time it is seen."""
+    def create_key(self, office: str, districts: Iterable[str] = ()) -> str:
+        """A new key for an office, which registers in these districts as well as any it was
+        given before (none ever: any district); only the key's hash is kept, so this is the one
+        time it is seen."""
         key = PREFIX + secrets.token_urlsafe(32)
+        folded = {fold(d) for d in districts} - (self.districts(office) or set())
         with self.engine.begin() as conn:
             conn.execute(
                 insert(api_keys).values(
                     key_hash=_hash(key), office=office, created_at=datetime.now(UTC)
                 )
             )
+            if folded:
+                rows = [{"office": office, "district": d} for d in sorted(folded)]
+                conn.execute(insert(office_districts), rows)
         return key
+
+    def districts(self, office: str) -> set[str] | None:
+        """The districts (folded) an office registers in, or None: any."""
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(office_districts.c.district).where(office_districts.c.office == office)
+            ).scalars()
+            return set(found) or None
 
     def office_of(self, key: str | None) -> str | None:
         """The office a presented key belongs to, or None (unknown or revoked)."""

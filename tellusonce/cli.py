@@ -232,7 +232,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _keys(args: argparse.Namespace, settings: Settings) -> int:
-    """keys create OFFICE | keys list | keys revoke KEY_ID."""
+    """keys create OFFICE --district NAME ... | keys list | keys revoke KEY_ID."""
     from producers.offices import ID_LENGTH, Offices, key_id
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -254,8 +254,18 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
             return EXIT_INVALID
         print(f"revoked key {revoked.key_id} of office {revoked.office}: refused from now on")
         return 0
-    key = offices.create_key(args.name)
-    print(f"API key {key_id(key)} for office {args.name} (shown once; only its hash is stored):")
+    if not (args.district or args.any_district):
+        print(
+            "error: keys create needs the districts the office registers in (--district NAME, "
+            "once each) or --any-district",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    key = offices.create_key(args.name, args.district)
+    allowed = offices.districts(args.name)
+    where = "any district" if allowed is None else ", ".join(sorted(allowed))
+    print(f"API key {key_id(key)} for office {args.name}, registering in {where}")
+    print("(shown once; only its hash is stored):")
     print(key)
     return 0
 
@@ -272,6 +282,20 @@ def _demo(_args: argparse.Namespace, settings: Settings) -> int:
     if "data_dir" not in settings.model_fields_set:  # its fresh stores are not the services'
         settings = settings.model_copy(update={"data_dir": Path(".run/demo")})
     return run(settings)
+
+
+def _add_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """keys create OFFICE --district NAME ... | keys list | keys revoke KEY_ID."""
+    keys = sub.add_parser("keys", help="API keys of registration offices")
+    keys.add_argument("action", choices=["create", "list", "revoke"])
+    keys.add_argument("name", nargs="?", help="create: the office; revoke: the key's id")
+    keys.add_argument(
+        "--district", action="append", default=[], help="create: a district the office registers in"
+    )
+    keys.add_argument(
+        "--any-district", action="store_true", help="create: the office registers in any district"
+    )
+    keys.set_defaults(run=_keys)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -326,10 +350,7 @@ def parser() -> argparse.ArgumentParser:
         "--metrics-port", type=int, default=None, help="/metrics and probes (9406; 0: any)"
     )
     serve.set_defaults(run=_serve)
-    keys = sub.add_parser("keys", help="API keys of registration offices")
-    keys.add_argument("action", choices=["create", "list", "revoke"])
-    keys.add_argument("name", nargs="?", help="create: the office; revoke: the key's id")
-    keys.set_defaults(run=_keys)
+    _add_keys(sub)
     up = sub.add_parser(
         "up", help="broker (if none), every service, the tracker and the registrar API until Ctrl-C"
     )

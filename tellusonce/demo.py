@@ -51,7 +51,7 @@ def run(settings: Settings) -> int:
     """The whole demo; 0 when every subscribed service confirmed."""
     ensure_topics(settings)
     seed_stores(settings, fresh=True)
-    key = Offices(settings.store_url_for("registrar")).create_key(DEMO_OFFICE)
+    key = Offices(settings.store_url_for("registrar")).create_key(DEMO_OFFICE, ["Leeds"])
     base = f"http://127.0.0.1:{settings.api_port}"
     children = start_processes(settings, api_port=settings.api_port)
     try:

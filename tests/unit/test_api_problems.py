@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from producers import idempotency
 from producers.api import MAX_BODY, create_app
-from producers.offices import Offices
+from producers.offices import Offices, key_id
 from producers.problems import MEDIA_TYPE
 from producers.submission import Registrar
 from tellusonce.codec import Codec
@@ -234,3 +234,25 @@ def test_the_api_does_not_serve_its_metrics(api: Api) -> None:
     api.post("/v1/events/death", document(EventType.DEATH))
     for path in ("/metrics", "/metrics/"):
         assert is_problem(api.client.get(path), 404)
+
+
+def test_an_office_submits_only_in_its_districts(api: Api, tmp_path: Path) -> None:
+    offices = Offices(f"sqlite:///{tmp_path / 'registrar.db'}")
+    york = offices.create_key("YORK-1", ["York"])
+    theirs = {"district": "York", "entry_number": 7, "office": "YORK-1"}
+    leeds = {"district": "Leeds", "entry_number": 1042, "office": "YORK-1"}
+
+    def submitted(registration: dict[str, Any]) -> Any:
+        return api.post("/v1/events/death", document(EventType.DEATH, registration=registration),
+                        key=str(registration), Authorization=f"Bearer {york}")  # fmt: skip
+
+    refused = submitted(leeds)
+    assert is_problem(refused, 403)
+    assert refused.json()["detail"] == "Your office does not register in this district"
+    assert submitted(theirs).status_code == 201
+    assert len(api.publisher.sent) == 1  # York's own entry only
+
+
+def test_a_revoked_key_is_401(api: Api, tmp_path: Path) -> None:
+    Offices(f"sqlite:///{tmp_path / 'registrar.db'}").revoke(key_id(api.key))
+    assert is_problem(api.post("/v1/events/death", document(EventType.DEATH)), 401)

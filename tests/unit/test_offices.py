@@ -55,7 +55,9 @@ def test_keys_are_listed_and_revoked_from_the_command_line(
     run_cli: Callable[[list[str]], int],
 ) -> None:
     monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
-    assert run_cli(["keys", "create", "LEEDS-RO-1"]) == 0
+    assert run_cli(["keys", "create", "LEEDS-RO-1"]) == 2  # in which districts?
+    assert "--district NAME" in capsys.readouterr().err
+    assert run_cli(["keys", "create", "LEEDS-RO-1", "--district", "Leeds"]) == 0
     key = capsys.readouterr().out.splitlines()[-1]
     assert run_cli(["keys", "list"]) == 0
     (line,) = capsys.readouterr().out.splitlines()
@@ -69,3 +71,14 @@ def test_keys_are_listed_and_revoked_from_the_command_line(
     assert run_cli(["keys", "revoke"]) == 2
     offices = Offices(f"sqlite:///{tmp_path / 'registrar.db'}")
     assert offices.office_of(key) is None
+
+
+def test_an_office_registers_only_in_its_districts(tmp_path: Path) -> None:
+    """Any office could submit another district's register entries: published first, they made
+    that district's own submission of the entry a conflict."""
+    offices = Offices(f"sqlite:///{tmp_path / 'registrar.db'}")
+    offices.create_key("YORK-1", ["York", " North  YORKSHIRE "])
+    offices.create_key("YORK-1", ["York", "Selby"])  # another key: the districts add up
+    offices.create_key("ANYWHERE-1")
+    assert offices.districts("YORK-1") == {"york", "north yorkshire", "selby"}
+    assert offices.districts("ANYWHERE-1") is None
