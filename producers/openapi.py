@@ -25,6 +25,7 @@ PROBLEM = {"application/problem+json": {"schema": {"type": "object", "properties
         "detail": {"type": "string"}, "pointer": {"type": "string"}}}}}}}}  # fmt: skip
 PROBLEMS = {str(code): {"description": text, "content": PROBLEM} for code, text in [
     (400, "Missing Idempotency-Key or not JSON"), (401, "Missing or unknown API key"),
+    (403, "Your office does not register in the registration's district"),
     (404, "No such reference for your office"),
     (409, "Contradicts what was published for the register entry or reference (see errors)"),
     (413, "Body over 16 KiB"),
@@ -62,7 +63,8 @@ def submission_body(event_type: EventType) -> dict[str, Any]:
         registration=(Registration, ...),
         registered_at=(Instant | None, None),
     )
-    return _body(TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}"))
+    schema = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}")
+    return _body(schema, {**RESPONSES, "403": PROBLEMS["403"]})
 
 
 def any_submission_body() -> dict[str, Any]:

@@ -168,6 +168,8 @@ def test_the_openapi_document_lists_what_each_route_answers(api: Api) -> None:
     assert codes[("/v1/events/{reference}", "get")] == {"200", "401", "404", "429", "503"}
     assert "404" not in codes[("/v1/events/death", "post")]
     assert "404" in codes[("/v1/events/{reference}/corrections", "post")]
+    assert "403" in codes[("/v1/events/death", "post")]  # another office's district
+    assert "403" not in codes[("/v1/events/{reference}/corrections", "post")]
     assert paths["/healthz"]["get"]["security"] == []
 
 
