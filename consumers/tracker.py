@@ -16,7 +16,7 @@ import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -332,7 +332,7 @@ class TrackerStore:
                             c.outcome if c else None,
                             tuple(orjson.loads(c.actions)) if c else (),
                             c.service_reference if c else None,
-                            c.processed_at if c else None,
+                            _in_utc(c.processed_at) if c else None,
                         )
                     )
                 out.append(
@@ -341,7 +341,7 @@ class TrackerStore:
                         row.event_type,
                         row.action,
                         row.revision,
-                        row.registered_at,
+                        _in_utc(row.registered_at),
                         tuple(services),
                     )
                 )
@@ -472,3 +472,8 @@ class TrackerHandler:
         count, oldest = self.store.awaiting()
         AWAITING.set(count)
         OLDEST_AWAITING.set(oldest)
+
+
+def _in_utc(stored: datetime) -> datetime:
+    """A time the store kept (in UTC: SQLite keeps no offset, and gives it back without one)."""
+    return stored if stored.tzinfo else stored.replace(tzinfo=UTC)

@@ -196,6 +196,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     port = settings.api_port if args.port is None else args.port
     with socket.socket() as probe:  # uvicorn's own failure to bind is exit 3, Kafka's code here
+        # as uvicorn binds: a port whose last connections wait out TIME_WAIT is free to listen
+        # on (without this, a second `make run` within a minute of the first was refused)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind((args.host, port))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     registrar = Registrar(settings, Publisher(settings, "api"), Codec(settings.schema_dirs))

@@ -55,7 +55,7 @@ def run(settings: Settings) -> int:
     base = f"http://127.0.0.1:{settings.api_port}"
     children = start_processes(settings, api_port=settings.api_port)
     try:
-        wait_ready(children)
+        wait_ready(children, settings.data_dir / "logs")
         document = json.loads(EXAMPLE.read_text(encoding="utf-8"))
         receipt = submit_over_http(base, key, document)
         acknowledged = time.monotonic()

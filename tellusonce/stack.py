@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from consumers.launch import NAMES
 from consumers.seed import seed
@@ -102,15 +103,17 @@ def start_processes(
     return children
 
 
-def wait_ready(children: Children) -> None:
-    """Wait until every child has joined its consumer group (/readyz answers 200)."""
+def wait_ready(children: Children, logs: Path | None = None) -> None:
+    """Wait until every child has joined its consumer group (/readyz answers 200); one that
+    exits meanwhile is named, with its log in `logs` (where start_processes put it)."""
     deadline = time.monotonic() + WAIT_SECONDS
     waiting = set(children)
     while waiting:
         for name in sorted(waiting):
             child, port = children[name]
             if child.poll() is not None:
-                raise SystemExit(f"{name} exited with {child.returncode}; see its log")
+                where = f", {logs / f'{name}.log'}" if logs else ""
+                raise SystemExit(f"{name} exited with {child.returncode}; see its log{where}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
                     waiting.discard(name)

@@ -86,7 +86,7 @@ def run(settings: Settings, base_port: int) -> int:
             seed_stores(settings, fresh=False)
         children = start_processes(settings, base_port, api_port=settings.api_port)
         try:
-            wait_ready(children)
+            wait_ready(children, settings.data_dir / "logs")
             say(
                 f"ready; registrar API http://127.0.0.1:{settings.api_port}/docs, family status "
                 f"page http://127.0.0.1:{settings.api_port}/status; Ctrl-C stops everything"

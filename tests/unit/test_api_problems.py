@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 
+from consumers.tracker import TrackerStore
 from producers import idempotency
 from producers.api import MAX_BODY, create_app
 from producers.offices import Offices, key_id
@@ -23,6 +24,7 @@ from tellusonce.codec import Codec
 from tellusonce.events import EventType
 from tellusonce.settings import Settings
 from tests.factories import document
+from tests.handlers import tracked
 from tests.stand_ins import Kept
 
 OFFICE = "LEEDS-RO-1"
@@ -32,7 +34,8 @@ class Api:
     def __init__(self, tmp_path: Path) -> None:
         settings = Settings(data_dir=tmp_path, bootstrap_servers="127.0.0.1:1")
         self.publisher = Kept()
-        self.client = TestClient(create_app(settings, Registrar(settings, self.publisher, Codec())))  # type: ignore[arg-type]
+        self.registrar = Registrar(settings, self.publisher, Codec())  # type: ignore[arg-type]
+        self.client = TestClient(create_app(settings, self.registrar))
         self.key = Offices(settings.store_url_for("registrar")).create_key(OFFICE)
 
     def post(self, path: str, body: Any, key: str = "k1", **headers: str) -> Any:
@@ -258,3 +261,16 @@ def test_an_office_submits_only_in_its_districts(api: Api, tmp_path: Path) -> No
 def test_a_revoked_key_is_401(api: Api, tmp_path: Path) -> None:
     Offices(f"sqlite:///{tmp_path / 'registrar.db'}").revoke(key_id(api.key))
     assert is_problem(api.post("/v1/events/death", document(EventType.DEATH)), 401)
+
+
+def test_times_read_back_say_they_are_utc(api: Api, tmp_path: Path) -> None:
+    """Read from the tracker's store (SQLite keeps no offset), they were 2026-03-13T10:30:00:
+    local time where? The submission said Z."""
+    submitted = api.post("/v1/events/death", document(EventType.DEATH)).json()
+    tracked(TrackerStore(f"sqlite:///{tmp_path / 'tracker.db'}"), api.registrar.ledger,
+            [submitted["event_id"]])  # fmt: skip
+    read = api.client.get(
+        f"/v1/events/{submitted['reference']}", headers={"Authorization": f"Bearer {api.key}"}
+    ).json()
+    (shown,) = read["events"]
+    assert shown["registered_at"] == "2026-03-13T10:30:00+00:00"

@@ -129,3 +129,24 @@ def _free() -> int:
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         return int(free.getsockname()[1])
+
+
+def test_the_api_starts_on_a_port_whose_last_connections_wait_out_time_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: Callable[[list[str]], int]
+) -> None:
+    """A second `make run` within a minute of the first: the API's probe of its port, bound
+    without SO_REUSEADDR (as uvicorn binds with it), said another process listened there."""
+    import uvicorn
+
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = server.accept()
+            accepted.close()  # the server's side closes first: its port waits in TIME_WAIT
+            client.recv(1)
+    monkeypatch.setattr(uvicorn, "run", lambda _app, **_options: None)
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    assert run_cli(["serve", "--port", str(port), "--metrics-port", "0"]) == 0

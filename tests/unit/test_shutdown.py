@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +56,10 @@ def test_waiting_for_processes_to_be_ready_stops_when_asked() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_process_that_exits_before_it_is_ready_is_named_with_its_log(tmp_path: Path) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
+    child.wait()
+    with pytest.raises(SystemExit, match=f"registrar exited with 1; see its log, {tmp_path}/"):
+        wait_ready({"registrar": (child, 1)}, tmp_path)
