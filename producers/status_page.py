@@ -115,6 +115,14 @@ def answers(latest: EventStatus) -> str:
     return "".join(parts)
 
 
+def _how_long(seconds: int) -> str:
+    """A wait as a person reads it: seconds under a minute, else whole minutes (rounded up)."""
+    if seconds < 60:
+        return f"{seconds} second{'s' * (seconds != 1)}"
+    minutes = -(-seconds // 60)
+    return f"{minutes} minute{'s' * (minutes != 1)}"
+
+
 def _network(host: str) -> str:
     """The address attempts are counted by: an IPv6 address by its /64, which one household or
     one machine is given whole (each of its 2^64 addresses would be a fresh allowance)."""
@@ -154,7 +162,7 @@ def router(ledger: Ledger, tracker: TrackerStore, attempts_per_minute: int = 5) 
             wait = per_reference.take(reference)
         if wait is not None:
             response = page(
-                "Too many attempts", f"<p>Please wait {wait} seconds and try again.</p>", status=429
+                "Too many attempts", f"<p>Please wait {_how_long(wait)} and try again.</p>", 429
             )
             response.headers["Retry-After"] = str(wait)
             return response

@@ -56,11 +56,8 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  {field}: {reason}", file=sys.stderr)
         return EXIT_INVALID
     except BrokerUnavailable as exc:
-        print(
-            f"error: Kafka did not acknowledge the event ({exc}); it may have reached the "
-            "services all the same: run the same command again once Kafka answers",
-            file=sys.stderr,
-        )
+        print(f"error: Kafka did not acknowledge the event ({exc}); {_why_not(settings)}",
+              file=sys.stderr)  # fmt: skip
         return EXIT_BROKER
     except NotRecorded as exc:
         done = "published, but not recorded here" if exc.published else "not recorded nor published"
@@ -84,6 +81,16 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
     port = _metrics_port(args, settings, args.name)
     run_until_signalled(build(args.name, settings), port, settings.metrics_host)
     return 0
+
+
+def _why_not(settings: Settings) -> str:
+    """What to do after Kafka did not acknowledge: start it if no broker answers now."""
+    from tellusonce.kafka import Admin, how_to_start
+
+    again = "run the same command again once Kafka answers (services apply the event once)"
+    if Admin(settings).reachable(2.0):
+        return f"it may have reached the services all the same: {again}"
+    return f"no broker answers at {settings.bootstrap_servers} now{how_to_start(settings)}: {again}"
 
 
 def _metrics_port(args: argparse.Namespace, settings: Settings, name: str) -> int:
@@ -377,8 +384,11 @@ def main(argv: list[str] | None = None) -> int:
     from tellusonce.settings import Settings
 
     settings = Settings()
-    # The demo speaks to a person on stdout; its own log lines would only interleave.
-    logs.configure("warning" if args.command in {"demo", "up"} else settings.log_level)
+    # Services log what they do; a command a person runs answers on stdout, its own info lines
+    # (event_published, ...) only interleaving with the answer, unless TELLUSONCE_LOG_LEVEL asks.
+    asked = "log_level" in settings.model_fields_set
+    serving = args.command in {"consume", "serve"}
+    logs.configure(settings.log_level if serving or asked else "warning")
     try:
         return int(args.run(args, settings))
     except BrokerUnavailable as exc:  # topics, dlq: what submit says in its own words

@@ -72,6 +72,7 @@ def _received(message: Any) -> Received:
     )
 
 
+LOCAL_BROKER = "127.0.0.1:9092"  # the one deploy/kafka/broker.sh runs
 LIBRDKAFKA = logging.getLogger("librdkafka")
 LIBRDKAFKA.addFilter(logs.QuietRepeats())  # a line per failed connection, 4 a second, otherwise
 
@@ -479,5 +480,12 @@ def _metadata(client: Any, settings: Settings, topic: str | None = None) -> Any:
         return client.list_topics(topic, timeout=10)
     except KafkaException as exc:
         raise BrokerUnavailable(
-            f"no Kafka broker answers at {settings.bootstrap_servers} ({exc.args[0].str()})"
+            f"no Kafka broker answers at {settings.bootstrap_servers}{how_to_start(settings)} "
+            f"({exc.args[0].str()})"
         ) from exc
+
+
+def how_to_start(settings: Settings) -> str:
+    """How to start the broker the settings name, if it is the local one."""
+    local = settings.bootstrap_servers == LOCAL_BROKER
+    return " (`make broker-start` starts the local one)" if local else ""

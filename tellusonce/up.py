@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from consumers.seed import seeded
 from tellusonce import shutdown
-from tellusonce.kafka import Admin
+from tellusonce.kafka import LOCAL_BROKER, Admin
 from tellusonce.settings import Settings
 from tellusonce.stack import (
     Children,
@@ -27,7 +27,6 @@ from tellusonce.stack import (
 )
 
 BROKER_SCRIPT = Path(__file__).resolve().parent.parent / "deploy" / "kafka" / "broker.sh"
-LOCAL_BROKER = "127.0.0.1:9092"
 SUMMARY_SECONDS = 2.0
 SHOWN = ("applied", "no_record", "not_applicable", "rejected", "dead_lettered", "duplicate")
 

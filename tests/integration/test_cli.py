@@ -81,7 +81,9 @@ class TestSubmitCommand:
         )
         assert result.returncode == 3
         assert "event_id" not in result.stdout
-        assert result.stderr.splitlines()[-1].startswith("error: Kafka did not acknowledge")
+        said = result.stderr.splitlines()[-1]
+        assert said.startswith("error: Kafka did not acknowledge")
+        assert "no broker answers at 127.0.0.1:1 now: run the same command again" in said
         # librdkafka logs each failed attempt to connect, about 4 a second: said once
         failures = [line for line in result.stderr.splitlines() if "Connect to" in line]
         assert len(failures) == 1, result.stderr

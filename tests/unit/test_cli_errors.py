@@ -150,3 +150,25 @@ def test_the_api_starts_on_a_port_whose_last_connections_wait_out_time_wait(
     monkeypatch.setattr(uvicorn, "run", lambda _app, **_options: None)
     monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
     assert run_cli(["serve", "--port", str(port), "--metrics-port", "0"]) == 0
+
+
+@pytest.mark.parametrize(("asked", "level"), [(None, "warning"), ("info", "info")])
+def test_a_command_a_person_runs_answers_without_info_lines(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[[list[str]], int],
+    asked: str | None,
+    level: str,
+) -> None:
+    """`submit` printed its event_published line (JSON, or colours on a terminal) among its
+    answer; services and the API go on logging at info."""
+    from tellusonce import logs
+
+    configured: list[str] = []
+    monkeypatch.setattr(logs, "configure", configured.append)
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("TELLUSONCE_LOG_LEVEL", raising=False)
+    if asked:
+        monkeypatch.setenv("TELLUSONCE_LOG_LEVEL", asked)
+    assert run_cli(["keys", "list"]) == 0
+    assert configured == [level]
