@@ -194,5 +194,5 @@ def test_a_familys_page_is_not_kept_framed_or_titled_with_its_reference(
     [(1, "1 second"), (59, "59 seconds"), (60, "1 minute"), (61, "2 minutes"), (279, "5 minutes")],
 )
 def test_a_wait_is_said_as_a_person_reads_it(seconds: int, said: str) -> None:
-    """"Please wait 279 seconds" is arithmetic for a bereaved family."""
+    """A bereaved family was told to "Please wait 279 seconds"."""
     assert status_page._how_long(seconds) == said
