@@ -25,6 +25,7 @@ from consumers.rules import (
     Matches,
     Record,
     Service,
+    counted,
     day_after,
     is_person,
     matched,
@@ -71,7 +72,7 @@ class CouncilTaxAccount(Record):
     def summary(self) -> str:
         if self.status == "CLOSED":
             return f"account closed from {self.closed_from}"
-        return f"{len(self.residents)} resident(s), {DISCOUNT_WORDS[self.discount]}"
+        return f"{counted(len(self.residents), 'resident')}, {DISCOUNT_WORDS[self.discount]}"
 
     def charge_pence(self) -> int | None:
         """The annual charge after the current discount (None until the band is known)."""

@@ -24,6 +24,7 @@ from consumers.rules import (
     Matches,
     Record,
     Service,
+    counted,
     day_after,
     is_person,
     matched,
@@ -70,7 +71,8 @@ class HousingBenefitClaim(Record):
         if self.status == "ENDED":
             return f"claim ended from {self.ended_from}"
         partner = " and partner" if self.partner else ""
-        return f"claim active for the claimant{partner} and {len(self.children)} child(ren)"
+        children = counted(len(self.children), "child", "children")
+        return f"claim active for the claimant{partner} and {children}"
 
     def reassessed(self, from_day: date, **changes: Any) -> HousingBenefitClaim:
         """This claim with a household change, flagged for reassessment from a date."""

@@ -73,6 +73,11 @@ def no_record(what: str) -> Decision:
     return Decision(Outcome.NO_RECORD, (f"No {what} found for this person",))
 
 
+def counted(n: int, one: str, many: str | None = None) -> str:
+    """A count in words a family reads: 1 resident, 2 residents, 0 children."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def day_after(day: date) -> date:
     """The day after a date (benefits stop from the day after death)."""
     return date.fromordinal(day.toordinal() + 1)

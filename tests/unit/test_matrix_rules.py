@@ -308,3 +308,17 @@ def test_every_service_name_is_one_a_confirmation_accepts() -> None:
     """Services encode their confirmations without the model: their names must pass its check."""
     assert set(SERVICES) == set(subscriptions())
     assert all(re.fullmatch(SERVICE_PATTERN, name) for name in subscriptions())
+
+
+def test_a_records_summary_counts_in_words() -> None:
+    """What the family page and `status` show after a cancellation: "2 resident(s)", "0
+    child(ren)"."""
+    account = record("council_tax", "CT-300001")
+    claim = record("housing_benefit", "HB-500001")
+    assert account.summary().startswith("2 residents, ")
+    assert (
+        account.model_copy(update={"residents": account.residents[:1]})
+        .summary()
+        .startswith("1 resident, ")
+    )
+    assert claim.summary() == "claim active for the claimant and partner and 0 children"
