@@ -89,17 +89,21 @@ def start_processes(
         port = metrics_port(REGISTRAR, base_port)
         serve = ["serve", "--port", str(api_port), "--metrics-port", str(port)]
         commands[REGISTRAR] = (serve, port)
-    children = {}
-    for name, (args, port) in commands.items():
-        with (logs / f"{name}.log").open("wb") as log:
-            child = subprocess.Popen(
-                [sys.executable, "-m", "tellusonce", *args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=os.environ | settings.as_environment(),
-            )
-        children[name] = (child, port)
-        say(f"started {name:<16} pid {child.pid:<7} metrics http://127.0.0.1:{port}/metrics")
+    children: Children = {}
+    try:
+        for name, (args, port) in commands.items():
+            with (logs / f"{name}.log").open("wb") as log:
+                child = subprocess.Popen(
+                    [sys.executable, "-m", "tellusonce", *args],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=os.environ | settings.as_environment(),
+                )
+            children[name] = (child, port)
+            say(f"started {name:<16} pid {child.pid:<7} metrics http://127.0.0.1:{port}/metrics")
+    except BaseException:  # those started so far are stopped, not left running on their own
+        stop_processes(children)
+        raise
     return children
 
 

@@ -8,11 +8,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tellusonce import shutdown
 from tellusonce.stack import wait_ready
+from tests.integration.conftest import free_ports
 
 TWICE = """
 import os, signal, time
@@ -63,3 +65,34 @@ def test_a_process_that_exits_before_it_is_ready_is_named_with_its_log(tmp_path:
     child.wait()
     with pytest.raises(SystemExit, match=f"registrar exited with 1; see its log, {tmp_path}/"):
         wait_ready({"registrar": (child, 1)}, tmp_path)
+
+
+def test_processes_started_before_a_failure_to_start_the_rest_are_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tellusonce up | head -3`: the fourth "started" line met a closed pipe, and the three
+    consumers started before it were left running, as nothing held them to stop."""
+    from tellusonce import stack
+    from tellusonce.settings import Settings
+
+    started: list[subprocess.Popen[bytes]] = []
+    real_popen = subprocess.Popen
+
+    def sleeper(*_args: object, **kwargs: Any) -> subprocess.Popen[bytes]:
+        child = real_popen([sys.executable, "-c", "import time; time.sleep(60)"], **kwargs)
+        started.append(child)
+        return child
+
+    said: list[str] = []
+
+    def say(text: str) -> None:
+        if len(said) == 3:
+            raise BrokenPipeError(32, "Broken pipe")
+        said.append(text)
+
+    monkeypatch.setattr(stack.subprocess, "Popen", sleeper)
+    monkeypatch.setattr(stack, "say", say)
+    with pytest.raises(BrokenPipeError):
+        stack.start_processes(Settings(data_dir=tmp_path), base_port=free_ports(6))
+    assert len(started) == 4
+    assert all(child.poll() is not None for child in started)
