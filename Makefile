@@ -111,8 +111,8 @@ broker-start: jars ## start the local Kafka broker (KRaft, 127.0.0.1:9092) and l
 broker-stop: ## stop the local broker started by broker-start
 	@$(BROKER) stop
 
-broker-status: ## say whether a broker answers on 127.0.0.1:9092
-	@$(BROKER) status
+broker-status: ## say whether a broker answers on 127.0.0.1:9092 (broker.sh status: exit 1 if not)
+	@$(BROKER) status || true
 
 clean: broker-stop ## remove the venv, fetched jars, stores and broker data
 	rm -rf $(VENV) $(BENCH_VENV) deploy/kafka/lib .run

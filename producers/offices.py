@@ -11,9 +11,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Column, DateTime, MetaData, String, Table, insert, select, update
 
 from tellusonce.database import connect, create_or_upgrade
+from tellusonce.fields import Code
 
 metadata = MetaData()
 api_keys = Table(
@@ -30,6 +32,7 @@ office_districts = Table(  # none for an office: it may register in any district
 )  # fmt: skip
 PREFIX = "tuo_"
 ID_LENGTH = 12  # hex characters of a key's hash that name it
+_CODES: TypeAdapter[str] = TypeAdapter(Code)
 _KEY = (api_keys.c.key_hash, api_keys.c.office, api_keys.c.created_at, api_keys.c.revoked_at)
 
 
@@ -49,6 +52,15 @@ def _hash(key: str) -> str:
 
 def _key(key_hash: str, office: str, created_at: datetime, revoked_at: datetime | None) -> Key:
     return Key(key_hash[:ID_LENGTH], office, created_at, revoked_at)
+
+
+def _code(what: str, name: str) -> str:
+    """An office's or a district's name as submissions give it (single-spaced), or ValueError
+    saying why it cannot be one: a key for an office no submission can name is of no use."""
+    try:
+        return _CODES.validate_python(name)
+    except ValidationError as exc:
+        raise ValueError(f"{what} {name!r} {exc.errors()[0]['msg']}") from None
 
 
 def fold(district: str) -> str:
@@ -72,6 +84,7 @@ class Offices:
         """A new key for an office, which registers in these districts as well as any it was
         given before (none ever: any district); only the key's hash is kept, so this is the one
         time it is seen."""
+        office, districts = _code("office", office), [_code("district", d) for d in districts]
         key = PREFIX + secrets.token_urlsafe(32)
         folded = {fold(d) for d in districts} - (self.districts(office) or set())
         with self.engine.begin() as conn:

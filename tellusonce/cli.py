@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from tellusonce import shutdown
 
 if TYPE_CHECKING:  # imported at run time inside main(), after the signal handlers are in place
+    from producers.offices import Offices
     from tellusonce.settings import Settings
 
 EVENT_TYPES = ("death", "birth", "marriage", "address-change")
@@ -243,7 +244,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _keys(args: argparse.Namespace, settings: Settings) -> int:
     """keys create OFFICE --district NAME ... | keys list | keys revoke KEY_ID."""
-    from producers.offices import ID_LENGTH, Offices, key_id
+    from producers.offices import Offices
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     offices = Offices(settings.store_url_for("registrar"))
@@ -256,28 +257,41 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
         name = "OFFICE" if args.action == "create" else "KEY_ID"
         print(f"error: keys {args.action} needs {name}", file=sys.stderr)
         return EXIT_INVALID
-    if args.action == "revoke":
-        revoked = offices.revoke(args.name)
-        if revoked is None:
-            print(f"error: no key in use has the id {args.name} ({ID_LENGTH} characters, "
-                  "as `keys list` shows)", file=sys.stderr)  # fmt: skip
-            return EXIT_INVALID
-        print(f"revoked key {revoked.key_id} of office {revoked.office}: refused from now on")
-        return 0
-    if not (args.district or args.any_district):
-        print(
-            "error: keys create needs the districts the office registers in (--district NAME, "
-            "once each) or --any-district",
-            file=sys.stderr,
-        )
+    try:
+        said = _revoke(offices, args.name) if args.action == "revoke" else _create(offices, args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    key = offices.create_key(args.name, args.district)
-    allowed = offices.districts(args.name)
-    where = "any district" if allowed is None else ", ".join(sorted(allowed))
-    print(f"API key {key_id(key)} for office {args.name}, registering in {where}")
-    print("(shown once; only its hash is stored):")
-    print(key)
+    print(said)
     return 0
+
+
+def _revoke(offices: Offices, wanted: str) -> str:
+    from producers.offices import ID_LENGTH
+
+    revoked = offices.revoke(wanted)
+    if revoked is None:
+        raise ValueError(
+            f"no key in use has the id {wanted} ({ID_LENGTH} characters, as `keys list` shows)"
+        )
+    return f"revoked key {revoked.key_id} of office {revoked.office}: refused from now on"
+
+
+def _create(offices: Offices, args: argparse.Namespace) -> str:
+    from producers.offices import key_id
+
+    if not (args.district or args.any_district):
+        raise ValueError(
+            "keys create needs the districts the office registers in (--district NAME, once "
+            "each) or --any-district"
+        )
+    key = offices.create_key(args.name, args.district)
+    allowed = offices.districts(" ".join(args.name.split()))  # as create_key keeps it
+    where = "any district" if allowed is None else ", ".join(sorted(allowed))
+    return (
+        f"API key {key_id(key)} for office {args.name}, registering in {where}\n"
+        f"(shown once; only its hash is stored):\n{key}"
+    )
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:

@@ -79,7 +79,8 @@ def start_processes(
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 raise SystemExit(
-                    f"port {port} is in use (another `tellusonce up` or demo?): stop it first"
+                    f"port {port} is in use (another tellusonce process: `up`, the demo, a "
+                    "`consume` or `serve`?): stop it first"
                 )
     commands = {
         name: (["consume", name, "--metrics-port", str(port)], port)

@@ -82,3 +82,17 @@ def test_an_office_registers_only_in_its_districts(tmp_path: Path) -> None:
     offices.create_key("ANYWHERE-1")
     assert offices.districts("YORK-1") == {"york", "north yorkshire", "selby"}
     assert offices.districts("ANYWHERE-1") is None
+
+
+@pytest.mark.parametrize(
+    ("office", "district", "refused"),
+    [("leeds ro 1!", "Leeds", "office 'leeds ro 1!' must be"), ("YORK-1", "<b>", "district")],
+)
+def test_a_key_for_a_name_no_submission_can_give_is_refused(
+    tmp_path: Path, office: str, district: str, refused: str
+) -> None:
+    """A key for an office named "leeds ro 1!" was made: no submission can name that office."""
+    offices = Offices(f"sqlite:///{tmp_path / 'registrar.db'}")
+    with pytest.raises(ValueError, match=refused):
+        offices.create_key(office, [district])
+    assert offices.listing() == []
