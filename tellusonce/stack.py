@@ -75,6 +75,9 @@ def start_processes(
     logs.mkdir(exist_ok=True)
     served = (*NAMES, REGISTRAR) if api_port is not None else NAMES
     ports = [metrics_port(name, base_port) for name in served] + ([api_port] if api_port else [])
+    if api_port in ports[:-1]:
+        clash = f"port {api_port} is the API's and a process's metrics port"
+        raise SystemExit(f"{clash}: choose another")
     for port in ports:  # a process already there would answer for the one started now
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:

@@ -199,8 +199,8 @@ def test_prometheus_sees_every_panel_and_alert(
 
 def test_up_runs_until_interrupted(settings: Settings, topics: Topics) -> None:
     """`tellusonce up` prints where metrics are and a summary line; SIGINT stops it cleanly."""
-    base = free_ports(6)
-    with_api = settings.model_copy(update={"api_port": base + 5})
+    base = free_ports(7)  # six processes' metrics (the API's the sixth), and the API
+    with_api = settings.model_copy(update={"api_port": base + 6})
     process = subprocess.Popen(
         [sys.executable, "-m", "tellusonce", "up", "--metrics-base-port", str(base)],
         env=cli_env(with_api),

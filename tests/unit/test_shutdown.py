@@ -96,3 +96,13 @@ def test_processes_started_before_a_failure_to_start_the_rest_are_stopped(
         stack.start_processes(Settings(data_dir=tmp_path), base_port=free_ports(6))
     assert len(started) == 4
     assert all(child.poll() is not None for child in started)
+
+
+def test_the_api_on_a_metrics_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    """The API given the port its own metrics take (the base + 5) could never be ready."""
+    from tellusonce import stack
+    from tellusonce.settings import Settings
+
+    with pytest.raises(SystemExit, match="port 9406 is the API's and a process's metrics port"):
+        stack.start_processes(Settings(data_dir=tmp_path), 9401, api_port=9406)
+    assert not (tmp_path / "logs" / "pensions.log").exists()
