@@ -50,7 +50,7 @@ OUTCOME_LABELS = (
     "dead_lettered",
     "recorded",
 )
-DEAD_LETTER_ERRORS = ("UndecodableMessage", "UnknownSchema", "RuleRejected")
+DEAD_LETTER_ERRORS = ("UndecodableMessage", "UnknownSchema", "RuleRejected", "UnreadableRecord")
 M = TypeVar("M", bound=Message | Envelope)  # what a handler decodes a message into
 
 

@@ -27,7 +27,14 @@ from producers.limits import RateLimit
 from producers.locks import NamedLocks
 from producers.offices import Offices
 from producers.problems import problem
-from producers.submission import Header, Registrar, cancellation, correction, parse
+from producers.submission import (
+    Header,
+    Registrar,
+    cancellation,
+    correction,
+    parse,
+    problems_of,
+)
 from producers.submission import build_event as build
 from tellusonce import __version__
 from tellusonce.errors import (
@@ -199,11 +206,7 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
                 )
             except (InvalidSubmission, ValidationError) as exc:  # a model's own check past
                 # parsing's is a 422 as well, never a 500 (its messages name, never echo)
-                problems = (
-                    exc.problems
-                    if isinstance(exc, InvalidSubmission)
-                    else [(".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
-                )
+                problems = exc.problems if isinstance(exc, InvalidSubmission) else problems_of(exc)
                 return problem(422, "The submission is not valid; nothing was published", problems)
             except NotRecorded as exc:
                 return problem(

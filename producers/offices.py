@@ -6,6 +6,7 @@ published first and the office's own refused as a conflict)."""
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ office_districts = Table(  # none for an office: it may register in any district
 )  # fmt: skip
 PREFIX = "tuo_"
 ID_LENGTH = 12  # hex characters of a key's hash that name it
+_KEY_ID = re.compile(f"[0-9a-f]{{{ID_LENGTH}}}")
 _CODES: TypeAdapter[str] = TypeAdapter(Code)
 _KEY = (api_keys.c.key_hash, api_keys.c.office, api_keys.c.created_at, api_keys.c.revoked_at)
 
@@ -126,14 +128,17 @@ class Offices:
     def revoke(self, wanted: str) -> Key | None:
         """Revoke the key of this id (a leaked one): it is refused from now on. The key
         revoked, or None if no key in use has this id."""
-        if len(wanted) != ID_LENGTH:
+        if not _KEY_ID.fullmatch(wanted.lower()):  # hex only: `_` and `%` would be LIKE's
             return None
-        in_use = (api_keys.c.key_hash.startswith(wanted.lower()), api_keys.c.revoked_at.is_(None))
+        in_use = (
+            api_keys.c.key_hash.startswith(wanted.lower(), autoescape=True),
+            api_keys.c.revoked_at.is_(None),
+        )
         with self.engine.begin() as conn:
-            found = conn.execute(
-                update(api_keys)
-                .where(*in_use)
-                .values(revoked_at=datetime.now(UTC))
-                .returning(*_KEY)
-            ).all()
-        return next((_key(*row) for row in found), None)
+            found = conn.execute(select(*_KEY).where(*in_use)).all()
+            if len(found) != 1:  # none, or (one in 2^48) more than one: revoke none
+                return None
+            now = datetime.now(UTC)
+            this = api_keys.c.key_hash == found[0].key_hash
+            conn.execute(update(api_keys).where(this).values(revoked_at=now))
+        return _key(*found[0])._replace(revoked_at=now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -34,7 +34,7 @@ from tellusonce.events import (
     Registration,
     life_event,
 )
-from tellusonce.fields import LONDON, SUBMITTED, Instant, today_in_london
+from tellusonce.fields import LONDON, SUBMITTED, Instant, invisible, today_in_london
 from tellusonce.headers import event_headers
 from tellusonce.identity import event_id, person_ref, reference
 from tellusonce.kafka import Outgoing, Publisher
@@ -66,7 +66,7 @@ class Receipt:
     late_registration: bool
 
 
-def _problems(error: ValidationError) -> list[Problem]:
+def problems_of(error: ValidationError) -> list[Problem]:
     """Each field's problem; not a list's being too short when that is only because an item in
     it is invalid (pydantic reports both: "Tuple should have at least 1 item after validation")."""
     errors = error.errors(include_url=False, include_input=False)
@@ -76,6 +76,23 @@ def _problems(error: ValidationError) -> list[Problem]:
         for e in errors
         if not (e["type"] == "too_short" and e["loc"] in within)
     ]
+
+
+def _not_text(node: object, path: str = "") -> list[Problem]:
+    """Each string holding a lone surrogate ("\\ud800" in JSON: no character, and not text Avro
+    carries), by its field: validated as JSON, it failed the whole part at a column of a JSON
+    text the registrar never wrote."""
+    if isinstance(node, str):
+        try:
+            node.encode()
+        except UnicodeEncodeError:
+            return [Problem(path or "(document)", "holds a character that is not text")]
+        return []
+    if isinstance(node, Mapping):
+        items: Iterable[tuple[object, object]] = node.items()
+    else:
+        items = enumerate(node) if isinstance(node, list) else ()
+    return [p for key, value in items for p in _not_text(value, f"{path}.{key}".lstrip("."))]
 
 
 def _kind_of(body: Mapping[str, Any], event_type: EventType) -> EventType | None:
@@ -100,6 +117,8 @@ def parse(event_type: EventType, document: object) -> tuple[Header, Facts]:
     """Validate a submission document; raise InvalidSubmission listing every problem found."""
     if not isinstance(document, Mapping):
         raise InvalidSubmission([Problem("(document)", "must be a JSON object")])
+    if not_text := _not_text(document):
+        raise InvalidSubmission(not_text)
     body = {k: v for k, v in document.items() if k not in {"registration", "registered_at"}}
     head = {k: v for k, v in document.items() if k in {"registration", "registered_at"}}
     problems: list[Problem] = []
@@ -107,11 +126,11 @@ def parse(event_type: EventType, document: object) -> tuple[Header, Facts]:
     try:
         header = _strictly(Header, head)
     except ValidationError as exc:
-        problems += _problems(exc)
+        problems += problems_of(exc)
     try:
         facts = _strictly(FACTS[event_type], body)
     except ValidationError as exc:
-        problems += _problems(exc)
+        problems += problems_of(exc)
     if facts is not None:
         problems += facts.problems()
     elif (kind := _kind_of(body, event_type)) is not None:
@@ -198,6 +217,9 @@ def _reason(value: object, field: str, *, required: bool) -> str | None:
         text.encode()
     except UnicodeEncodeError:  # a lone surrogate ("\ud800"): valid JSON, not text Avro carries
         raise InvalidSubmission([Problem(field, "holds a character that is not text")]) from None
+    if not text.isprintable() and invisible(text):  # as any free text submitted (fields.Text)
+        reason = "contains a control or invisible formatting character"
+        raise InvalidSubmission([Problem(field, reason)])
     if len(text) > REASON_MAX:
         raise InvalidSubmission([Problem(field, f"must be at most {REASON_MAX} characters")])
     return text

@@ -35,7 +35,9 @@ def _read_json(path: str) -> object:
 
 def _publishing(args: argparse.Namespace, settings: Settings) -> int:
     """submit, correct and cancel: print the receipt only once Kafka acknowledged."""
-    from producers.submission import Registrar
+    from pydantic import ValidationError
+
+    from producers.submission import Registrar, problems_of
     from tellusonce.codec import Codec
     from tellusonce.errors import BrokerUnavailable, InvalidSubmission, NotRecorded
     from tellusonce.events import EventType
@@ -49,11 +51,11 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
             receipt = registrar.correct(args.reference, _read_json(args.file), args.reason)
         else:
             receipt = registrar.cancel(args.reference, args.reason)
-    except InvalidSubmission as exc:
-        count = len(exc.problems)
-        plural = "s" if count != 1 else ""
-        print(f"error: nothing was published ({count} problem{plural}):", file=sys.stderr)
-        for field, reason in exc.problems:
+    except (InvalidSubmission, ValidationError) as exc:  # a model's own check past parsing's too
+        problems = exc.problems if isinstance(exc, InvalidSubmission) else problems_of(exc)
+        plural = "s" if len(problems) != 1 else ""
+        print(f"error: nothing was published ({len(problems)} problem{plural}):", file=sys.stderr)
+        for field, reason in problems:
             print(f"  {field}: {reason}", file=sys.stderr)
         return EXIT_INVALID
     except BrokerUnavailable as exc:

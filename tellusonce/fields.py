@@ -1,10 +1,11 @@
 """Validated field types for personal data: NINO, UK postcode, names, and Europe/London dates.
 
 Errors say which rule failed, never echo the value (it is personal data). Checks against today's
-date (not in the future, not more than 130 years ago) are made of what a registrar submits
-(validated with the SUBMITTED context), not of events decoded from the bus or records read from
-a store: an event true when registered stays valid when replayed a year later, and on a
-consumer whose clock is a minute behind the registrar's.
+date (not in the future, not more than 130 years ago), and those added since events were first
+published (Royal Mail's letters in postcodes, no control characters in free text), are made of
+what a registrar submits (validated with the SUBMITTED context), not of events decoded from the
+bus or records read from a store: an event valid when registered stays valid when replayed a
+year later, on a consumer whose clock is a minute behind the registrar's, by a newer version.
 """
 
 from __future__ import annotations
@@ -33,9 +34,12 @@ NAME_MAX = 100
 # HMRC: first letter not D F I Q U V; second not D F I O Q U V; some prefixes never issued.
 _NINO = re.compile(r"^[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z][0-9]{6}[A-D]$")
 NINO_NEVER_ISSUED = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
-# Royal Mail: no area begins Q, V or X, nor has I, J or Z second; the inward code's letters are
-# never C, I, K, M, O or V
-_POSTCODE = re.compile(r"^(GIR ?0AA|[A-PR-UWYZ][A-HK-Y]?[0-9][A-Z0-9]? ?[0-9][ABD-HJLNP-UW-Z]{2})$")
+_POSTCODE = re.compile(r"^(GIR ?0AA|[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2})$")
+# and, of a postcode submitted, Royal Mail's letters: no area begins Q, V or X, nor has I, J or
+# Z second; the inward code's letters are never C, I, K, M, O or V
+_ROYAL_MAIL = re.compile(
+    r"^(GIR ?0AA|[A-PR-UWYZ][A-HK-Y]?[0-9][A-Z0-9]? ?[0-9][ABD-HJLNP-UW-Z]{2})$"
+)
 _NAME_PUNCTUATION = frozenset(" '’-.‐\u05f3\u05f4")  # and Hebrew's geresh and gershayim
 _INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _CODE = re.compile(r"[^\W_][\w .'’&(),/-]{0,63}")  # \w: letters and digits of any script
@@ -85,9 +89,9 @@ def _nino(value: str) -> str:
     return value
 
 
-def _postcode(value: str) -> str:
+def _postcode(value: str, info: ValidationInfo) -> str:
     value = " ".join(value.split()).upper()
-    if not _POSTCODE.match(value):
+    if not (_ROYAL_MAIL if _submitted(info) else _POSTCODE).match(value):
         raise PydanticCustomError(
             "postcode_format", "not a valid UK postcode (expected e.g. LS6 2AB or SW1A 1AA)"
         )
@@ -101,16 +105,10 @@ def _normalise_name(value: object) -> object:
     return value
 
 
-def _single_spaced(value: object) -> object:
-    if isinstance(value, str):
-        return " ".join(value.split())
-    return value
-
-
 def _check_name(value: str) -> str:
     if _PLAIN_NAME.fullmatch(value):  # the common case, without a look at each character
         return value
-    if _invisible(value):
+    if invisible(value):
         raise PydanticCustomError(
             "name_characters", "contains a control or invisible formatting character"
         )
@@ -128,7 +126,7 @@ def _check_name(value: str) -> str:
     return value
 
 
-def _invisible(value: str) -> bool:
+def invisible(value: str) -> bool:
     """Whether text holds a control character (a NUL, a bell, a line break), an invisible
     format character (a right-to-left override), a lone surrogate or an unassigned code point;
     a zero-width joiner or non-joiner between letters is spelling, not hidden."""
@@ -139,14 +137,22 @@ def _invisible(value: str) -> bool:
     )
 
 
-def _plain_text(value: str) -> str:
+def _plain_text(value: str, info: ValidationInfo) -> str:
     # isprintable: nothing of the categories Other or Separator but a space (one C call, the
     # common case); what it refuses may be a no-break space, which text may hold
-    if value.isprintable() or not _invisible(value):
+    if not _submitted(info) or value.isprintable() or not invisible(value):
         return value
     raise PydanticCustomError(
         "text_characters", "contains a control or invisible formatting character"
     )
+
+
+def _code_text(value: object) -> object:
+    """A name as register entries compare it: single-spaced, NFC, one apostrophe (King's Lynn
+    and King\u2019s Lynn are one district: one register entry, one event id)."""
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", " ".join(value.split())).replace("\u2019", "'")
+    return value
 
 
 def _code(value: str) -> str:
@@ -185,8 +191,8 @@ def _instant_text(value: object) -> object:
     if isinstance(value, datetime):
         return value
     if isinstance(value, str) and _ISO_INSTANT.fullmatch(value):
-        try:
-            return datetime.fromisoformat(value)
+        try:  # RFC 3339 allows a lower-case z, which Python 3.11 does not read
+            return datetime.fromisoformat(value[:-1] + "Z" if value.endswith("z") else value)
         except ValueError:
             pass
     raise PydanticCustomError(
@@ -258,7 +264,7 @@ Text = Annotated[
 """Free text of 1 to 200 characters (address lines, relationships, reasons), without control
 or invisible characters."""
 
-Code = Annotated[str, BeforeValidator(_single_spaced), AfterValidator(_code)]
+Code = Annotated[str, BeforeValidator(_code_text), AfterValidator(_code)]
 """A registration district or an office code, single-spaced and trimmed: "Leeds " and "Leeds"
 are one district (and, as event ids fold case, so is "LEEDS"); Welsh and other letters,
 apostrophes and ampersands as district names have them (Ynys Môn, King's Lynn)."""

@@ -24,21 +24,16 @@ def configure(level: str = "info") -> None:
     structlog's recipe for speed, as consumers log a line per message). Context variables are
     not merged into lines: nothing binds any (loggers are bound), and the merging processor cost
     0.6% of the consumers' instructions."""
-    renderer: structlog.typing.Processor
+    rendering: list[structlog.typing.Processor]
     factory: Callable[..., Any]
-    if sys.stderr.isatty():
-        renderer = structlog.dev.ConsoleRenderer(exception_formatter=_as_text)
+    if sys.stderr.isatty():  # the renderer formats a traceback itself (_as_text)
+        rendering = [structlog.dev.ConsoleRenderer(exception_formatter=_as_text)]
         factory = structlog.PrintLoggerFactory(sys.stderr)
     else:
-        renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+        rendering = [_TRACEBACKS, structlog.processors.JSONRenderer(serializer=orjson.dumps)]
         factory = structlog.BytesLoggerFactory(sys.stderr.buffer)
     structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            Timestamp(),
-            _TRACEBACKS,
-            renderer,
-        ],
+        processors=[structlog.processors.add_log_level, Timestamp(), *rendering],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),

@@ -232,3 +232,30 @@ def test_a_traceback_on_a_terminal_withholds_the_message_too() -> None:
         logs._as_text(written, sys.exc_info())  # type: ignore[arg-type]
     assert NINO not in written.getvalue()
     assert written.getvalue().endswith(f"KeyError: {logs.WITHHELD}")
+
+
+def test_a_line_with_a_traceback_on_a_terminal_is_written_without_the_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a terminal the renderer was given the JSON lines' traceback (a list) and failed, and
+    Python's fallback then printed the exception whole."""
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    logs.configure("info")
+    try:
+        try:
+            {}[NINO]
+        except KeyError:
+            structlog.get_logger().exception("request_failed")
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+    written = terminal.getvalue()
+    assert "request_failed" in written
+    assert f"KeyError: {logs.WITHHELD}" in written
+    assert NINO not in written

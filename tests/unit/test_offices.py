@@ -96,3 +96,13 @@ def test_a_key_for_a_name_no_submission_can_give_is_refused(
     with pytest.raises(ValueError, match=refused):
         offices.create_key(office, [district])
     assert offices.listing() == []
+
+
+@pytest.mark.parametrize("wanted", ["____________", "%", "%%%%%%%%%%%%", "ABCDEFGHIJKL"])
+def test_an_id_that_is_not_one_revokes_nothing(tmp_path: Path, wanted: str) -> None:
+    """`_` and `%` were LIKE's wildcards: twelve underscores revoked every office's keys."""
+    offices = Offices(f"sqlite:///{tmp_path / 'registrar.db'}")
+    keys = [offices.create_key("LEEDS-RO-1"), offices.create_key("YORK-1")]
+    assert offices.revoke(wanted) is None
+    assert [offices.office_of(k) for k in keys] == ["LEEDS-RO-1", "YORK-1"]
+    assert offices.revoke(key_id(keys[0]).upper()) is not None  # an id in capitals is one

@@ -163,13 +163,18 @@ def test_attempts_from_one_ipv6_network_are_counted_together(
     app = FastAPI()
     app.include_router(status_page.router(registrar.ledger, store, attempts_per_minute=3))
 
-    def ask_from(address: str) -> int:
-        form = {"reference": "ZZZZZ-ZZZZZ", "day": "1", "month": "1", "year": "1950"}
+    asked = iter(range(100))
+
+    def ask_from(address: str) -> int:  # each about another reference: its own limit aside
+        reference = f"ZZZZZ-{next(asked):05d}"
+        form = {"reference": reference, "day": "1", "month": "1", "year": "1950"}
         return TestClient(app, client=(address, 50000)).post("/status", data=form).status_code
 
     assert [ask_from(f"2001:db8::{n}") for n in range(4)] == [404, 404, 404, 429]
     assert ask_from("2001:db8:0:1::1") == 404  # another network
     assert [ask_from("192.0.2.1"), ask_from("192.0.2.2")] == [404, 404]  # IPv4: by address
+    # an IPv4 client of a dual-stack server: by its IPv4 address, not all in ::/64
+    assert [ask_from(f"::ffff:198.51.100.{n}") for n in range(5)] == [404] * 5
 
 
 def test_a_familys_page_is_not_kept_framed_or_titled_with_its_reference(

@@ -324,3 +324,20 @@ def test_a_registration_of_another_kind_says_which_it_is() -> None:
         "(CLI: tellusonce submit death)",
     )
     assert ("child", "Field required") in rest
+
+
+def test_a_lone_surrogate_is_named_by_its_field() -> None:
+    """Validated as JSON, it failed the whole part "at line 1 column 168" of a text the
+    registrar never wrote."""
+    assert problems(EventType.DEATH, _edit(EventType.DEATH, "deceased.family_name", "T\ud800")) == {
+        "deceased.family_name": "holds a character that is not text"
+    }
+
+
+def test_a_reason_with_a_control_character_is_refused_naming_it() -> None:
+    """It passed the reason's checks and failed the envelope's: a 500 or exit 1 printing it."""
+    with pytest.raises(InvalidSubmission) as refused:
+        cancellation(event(EventType.DEATH), Settings(), "Entered\tin error")
+    assert dict(refused.value.problems) == {
+        "reason": "contains a control or invisible formatting character"
+    }
