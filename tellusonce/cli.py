@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import socket
 import sys
 from pathlib import Path
@@ -405,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     asked = "log_level" in settings.model_fields_set
     serving = args.command in {"consume", "serve"}
     logs.configure(settings.log_level if serving or asked else "warning")
+    if not (serving or asked):  # librdkafka's warnings are retries it makes itself ("Failed to
+        # acquire idempotence PID ...: retrying" on a broker just started): its errors only
+        logging.getLogger("librdkafka").setLevel(logging.ERROR)
     try:
         return int(args.run(args, settings))
     except BrokerUnavailable as exc:  # topics, dlq: what submit says in its own words

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,3 +34,4 @@ def run_cli() -> Iterator[Callable[[list[str]], int]]:
 
     yield cli.main
     structlog.reset_defaults()
+    logging.getLogger("librdkafka").setLevel(logging.NOTSET)  # a command may quieten it

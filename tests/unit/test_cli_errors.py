@@ -3,6 +3,7 @@ exit code, no traceback."""
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -172,3 +173,6 @@ def test_a_command_a_person_runs_answers_without_info_lines(
         monkeypatch.setenv("TELLUSONCE_LOG_LEVEL", asked)
     assert run_cli(["keys", "list"]) == 0
     assert configured == [level]
+    # librdkafka's own retries ("Failed to acquire idempotence PID ...: retrying") are warnings
+    librdkafka = logging.getLogger("librdkafka")
+    assert librdkafka.level == (logging.ERROR if asked is None else logging.NOTSET)
