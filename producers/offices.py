@@ -65,9 +65,9 @@ def _code(what: str, name: str) -> str:
         raise ValueError(f"{what} {name!r} {exc.errors()[0]['msg']}") from None
 
 
-def fold(district: str) -> str:
-    """A district's name as register entries compare it: single-spaced, without case."""
-    return " ".join(district.split()).casefold()
+def office_name(name: str) -> str:
+    """An office's name as submissions give it (ValueError if none can)."""
+    return _code("office", name)
 
 
 def key_id(key: str) -> str:
@@ -86,9 +86,11 @@ class Offices:
         """A new key for an office, which registers in these districts as well as any it was
         given before (none ever: any district); only the key's hash is kept, so this is the one
         time it is seen."""
-        office, districts = _code("office", office), [_code("district", d) for d in districts]
+        office = office_name(office)
+        # as Registration.entry compares districts: the name as given (a Code), without case
+        folded = {_code("district", d).casefold() for d in districts}
+        folded -= self.districts(office) or set()
         key = PREFIX + secrets.token_urlsafe(32)
-        folded = {fold(d) for d in districts} - (self.districts(office) or set())
         with self.engine.begin() as conn:
             conn.execute(
                 insert(api_keys).values(

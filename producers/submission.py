@@ -34,7 +34,7 @@ from tellusonce.events import (
     Registration,
     life_event,
 )
-from tellusonce.fields import LONDON, SUBMITTED, Instant, invisible, today_in_london
+from tellusonce.fields import LONDON, SUBMITTED, Instant, hides_characters, today_in_london
 from tellusonce.headers import event_headers
 from tellusonce.identity import event_id, person_ref, reference
 from tellusonce.kafka import Outgoing, Publisher
@@ -83,16 +83,23 @@ def _not_text(node: object, path: str = "") -> list[Problem]:
     carries), by its field: validated as JSON, it failed the whole part at a column of a JSON
     text the registrar never wrote."""
     if isinstance(node, str):
-        try:
-            node.encode()
-        except UnicodeEncodeError:
-            return [Problem(path or "(document)", "holds a character that is not text")]
-        return []
+        return [] if _is_text(node) else [Problem(path or "(document)", NOT_TEXT)]
     if isinstance(node, Mapping):
         items: Iterable[tuple[object, object]] = node.items()
     else:
         items = enumerate(node) if isinstance(node, list) else ()
     return [p for key, value in items for p in _not_text(value, f"{path}.{key}".lstrip("."))]
+
+
+NOT_TEXT = "holds a character that is not text"
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): valid JSON, not text Avro carries
+        return False
+    return True
 
 
 def _kind_of(body: Mapping[str, Any], event_type: EventType) -> EventType | None:
@@ -213,11 +220,9 @@ def _reason(value: object, field: str, *, required: bool) -> str | None:
     text = value.strip()
     if not text:
         raise InvalidSubmission([Problem(field, "must not be blank")])
-    try:
-        text.encode()
-    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): valid JSON, not text Avro carries
-        raise InvalidSubmission([Problem(field, "holds a character that is not text")]) from None
-    if not text.isprintable() and invisible(text):  # as any free text submitted (fields.Text)
+    if not _is_text(text):
+        raise InvalidSubmission([Problem(field, NOT_TEXT)])
+    if hides_characters(text):  # as any free text submitted (fields.Text)
         reason = "contains a control or invisible formatting character"
         raise InvalidSubmission([Problem(field, reason)])
     if len(text) > REASON_MAX:

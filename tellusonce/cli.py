@@ -281,7 +281,7 @@ def _revoke(offices: Offices, wanted: str) -> str:
 
 
 def _create(offices: Offices, args: argparse.Namespace) -> str:
-    from producers.offices import key_id
+    from producers.offices import key_id, office_name
 
     if not (args.district or args.any_district):
         raise ValueError(
@@ -289,7 +289,7 @@ def _create(offices: Offices, args: argparse.Namespace) -> str:
             "each) or --any-district"
         )
     key = offices.create_key(args.name, args.district)
-    allowed = offices.districts(" ".join(args.name.split()))  # as create_key keeps it
+    allowed = offices.districts(office_name(args.name))
     where = "any district" if allowed is None else ", ".join(sorted(allowed))
     return (
         f"API key {key_id(key)} for office {args.name}, registering in {where}\n"

@@ -137,10 +137,15 @@ def invisible(value: str) -> bool:
     )
 
 
+def hides_characters(value: str) -> bool:
+    """Whether free text holds a control or invisible character. isprintable first: nothing of
+    the categories Other or Separator but a space (one C call, the common case); what it refuses
+    may be a no-break space, which text may hold."""
+    return not value.isprintable() and invisible(value)
+
+
 def _plain_text(value: str, info: ValidationInfo) -> str:
-    # isprintable: nothing of the categories Other or Separator but a space (one C call, the
-    # common case); what it refuses may be a no-break space, which text may hold
-    if not _submitted(info) or value.isprintable() or not invisible(value):
+    if not _submitted(info) or not hides_characters(value):
         return value
     raise PydanticCustomError(
         "text_characters", "contains a control or invisible formatting character"
