@@ -24,12 +24,17 @@ class RateLimit:
     def __len__(self) -> int:
         return len(self._buckets)
 
+    def wait(self, client: str) -> int | None:
+        """As take(), without using up a request: None if one may go ahead now."""
+        with self._lock:
+            tokens = self._tokens(client, time.monotonic())
+        return None if tokens >= 1 else max(1, math.ceil((1 - tokens) / self.rate))
+
     def take(self, client: str) -> int | None:
         """None if the request may go ahead, else the seconds to wait (for Retry-After)."""
         now = time.monotonic()
         with self._lock:
-            tokens, last = self._buckets.get(client, (float(self.burst), now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            tokens = self._tokens(client, now)
             if len(self._buckets) >= self._prune_above:
                 self._prune(now)
             if tokens >= 1:
@@ -37,6 +42,10 @@ class RateLimit:
                 return None
             self._buckets[client] = (tokens, now)
             return max(1, math.ceil((1 - tokens) / self.rate))
+
+    def _tokens(self, client: str, now: float) -> float:
+        tokens, last = self._buckets.get(client, (float(self.burst), now))
+        return min(self.burst, tokens + (now - last) * self.rate)
 
     def _prune(self, now: float) -> None:
         """Forget the buckets full again; look again once as many more are kept."""

@@ -1,7 +1,8 @@
 """The status page a family reads: reference and date of birth in, each service's answer out.
 
 Plain server-rendered HTML that works without JavaScript. A wrong reference/date-of-birth pair is
-answered exactly like an unknown reference, and attempts are limited per client address.
+answered exactly like an unknown reference; attempts are limited per client address, and wrong
+dates of birth per reference.
 """
 
 from __future__ import annotations
@@ -141,7 +142,9 @@ def router(ledger: Ledger, tracker: TrackerStore, attempts_per_minute: int = 5) 
     """GET /status shows the form; POST /status shows the answers or the same refusal."""
     routes = APIRouter(include_in_schema=False)
     limit = RateLimit(rate=attempts_per_minute / 60, burst=attempts_per_minute)
-    # and per reference, whatever the address: dates of birth guessed from many addresses
+    # and wrong dates of birth per reference, whatever the address: dates guessed from many
+    # addresses. A family's own views do not count (its checks locked it out after ten in an
+    # hour); once a reference's allowance is used up, even the right date waits.
     hourly = REFERENCE_ATTEMPTS_PER_HOUR
     per_reference = RateLimit(rate=hourly / 3600, burst=hourly)
 
@@ -161,7 +164,7 @@ def router(ledger: Ledger, tracker: TrackerStore, attempts_per_minute: int = 5) 
         reference = reference.strip().upper()
         wait = limit.take(client)
         if wait is None and reference:
-            wait = per_reference.take(reference)
+            wait = per_reference.wait(reference)
         if wait is not None:
             response = page(
                 "Too many attempts", f"<p>Please wait {_how_long(wait)} and try again.</p>", 429
@@ -175,6 +178,8 @@ def router(ledger: Ledger, tracker: TrackerStore, attempts_per_minute: int = 5) 
         found = await run_in_threadpool(ledger.registrations, reference) if reference else []
         event = next((e for e in found if e.facts.subject().date_of_birth == born), None)
         if event is None:
+            if reference:
+                per_reference.take(reference)
             return page("Check what has been done", form(NOT_FOUND, reference), status=404)
         chain = await run_in_threadpool(ledger.chain, event)
         try:

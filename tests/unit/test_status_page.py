@@ -107,6 +107,30 @@ def test_a_reference_is_asked_about_a_few_times_an_hour_from_any_addresses(
     assert ask_from("2001:db8::ff", "ZZZZZ-ZZZZZ") == 404  # another reference: not held up
 
 
+def test_a_family_checking_often_is_not_locked_out_but_a_guesser_is(
+    registrar: Registrar, store: TrackerStore
+) -> None:
+    """Every view of a reference counted: a family that looked ten times in an hour was
+    refused its own answers (429) for the rest of it, as anyone knowing the reference could
+    make it by asking ten times."""
+    receipt = registrar.submit(EventType.DEATH, death())
+    app = FastAPI()
+    app.include_router(status_page.router(registrar.ledger, store, attempts_per_minute=100))
+
+    def ask_from(address: str, born: tuple[str, str, str]) -> int:
+        client = TestClient(app, client=(address, 50000))
+        form = {"reference": receipt.reference, "day": born[2], "month": born[1], "year": born[0]}
+        return client.post("/status", data=form).status_code
+
+    hourly = status_page.REFERENCE_ATTEMPTS_PER_HOUR
+    right, wrong = ("1946", "05", "14"), ("1950", "01", "01")
+    views = [ask_from(f"2001:db8:0:{n}::1", right) for n in range(2 * hourly)]
+    assert views == [200] * 2 * hourly
+    guesses = [ask_from(f"2001:db8:1:{n}::1", wrong) for n in range(hourly)]
+    assert guesses == [404] * hourly
+    assert ask_from("2001:db8:2::1", right) == 429  # the allowance guessed away: all wait
+
+
 def test_only_buckets_not_full_again_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [0.0]
     monkeypatch.setattr(limits.time, "monotonic", lambda: clock[0])
