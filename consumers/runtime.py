@@ -28,6 +28,7 @@ from tellusonce.events import Confirmation, Envelope
 from tellusonce.headers import DEAD_LETTER_BODY_DROPPED, dead_letter_headers
 from tellusonce.kafka import Outgoing, Publisher, Received, Subscriber
 from tellusonce.metrics import (
+    BATCH_SECONDS,
     CONSUMER_LAG,
     DEAD_LETTERS,
     EVENTS_CONSUMED,
@@ -128,6 +129,7 @@ class Runtime(Generic[M]):
         self.joined = threading.Event()
         self._event_types = {t: self._label(t) for t in handler.topics}  # per topic, once
         self._processing = PROCESSING_SECONDS.labels(handler.name)
+        self._batches = BATCH_SECONDS.labels(handler.name)
         self._consumed: dict[tuple[str, str], Any] = {}  # counter children, made once each
         self._zero_counters()
 
@@ -162,6 +164,7 @@ class Runtime(Generic[M]):
                     DEAD_LETTERS.labels(name, topic, error)
         OUTBOX_PENDING.labels(name)
         PROCESSING_SECONDS.labels(name)
+        BATCH_SECONDS.labels(name)
 
     def process(self, batch: list[Received]) -> None:
         """Decode a batch, then handle it in order in one unit of work; store offsets once it
@@ -212,11 +215,13 @@ class Runtime(Generic[M]):
             self._attempts.pop((received.topic, received.partition), None)
         self.subscriber.store(done)
         if batch:
+            elapsed = time.perf_counter() - started
+            self._batches.observe(elapsed)
             self.log.info(
                 "batch_handled",
                 messages=len(batch),
                 held_back=len(batch) - len(done),
-                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                duration_ms=round(elapsed * 1000, 1),
                 **outcomes,
             )
 
