@@ -170,13 +170,10 @@ def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
     found = open_accounts(matches, "party1", "party2")
     if not found:
         return no_record(WHAT)
-    renamed = [
-        s.person.model_copy(update={"family_name": s.family_name_after or s.person.family_name})
-        for s in facts.parties
-    ]
+    renamed = [s.after() for s in facts.parties]
     keys = facts.people()
     for _, account in found:
-        if account.property != facts.address_after:
+        if not account.property.same_place(facts.address_after):
             continue
         residents = account.residents
         for key, person in zip(keys.values(), renamed, strict=True):

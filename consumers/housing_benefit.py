@@ -7,11 +7,15 @@
 - Birth to a claimant or partner: the child joins the household from the date of birth and the
   claim is reassessed. Already on the claim: NOT_APPLICABLE.
 - Marriage or civil partnership of a claimant: the partner joins the claim, which is reassessed as
-  a couple's from the date of the union. Already the partner: NOT_APPLICABLE.
+  a couple's from the date of the union; each takes the family name they have after it. Already
+  the partner: NOT_APPLICABLE.
 - Address change of the claimant: the claim at the old address ends on the effective date and a
   new claim is needed for the new home (each active claim of the movers, if they hold several).
+  A partner or child moving without the claimant leaves the household: the claim goes on,
+  reassessed from the effective date. A claim already at the new address: NOT_APPLICABLE.
 - The event is for the active claim of whoever in it holds one (one party's claim may have ended
-  while the other's goes on). Only ended claims: NOT_APPLICABLE. Nobody on a claim: NO_RECORD.
+  while the other's goes on). An ended claim matches nobody (its household is its history, as
+  a closed council tax account's): nobody on an active claim is NO_RECORD.
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ class HousingBenefitClaim(Record):
     flags: tuple[str, ...] = ()
 
     def people(self) -> list[PersonKey]:
+        if self.status == "ENDED":  # a person's new claim, not this one, is theirs now
+            return []
         household = [self.claimant, *([self.partner] if self.partner else []), *self.children]
         return [p.key(self.address.postcode) for p in household]
 
@@ -152,10 +158,13 @@ def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
         return unchanged(
             "Neither party is the claimant; the household is reviewed separately", claim
         )
-    other = facts.parties[2 - int(claimant_role[-1])].person
-    if claim.partner and is_person(claim.partner, other.key(None)):
+    claimant = facts.parties[int(claimant_role[-1]) - 1].after()
+    other = facts.parties[2 - int(claimant_role[-1])]
+    if claim.partner and any(
+        is_person(claim.partner, p.key(None)) for p in (other.person, other.after())
+    ):
         return unchanged("Partner already on the claim", claim)
-    changed = claim.reassessed(facts.married_on, partner=other)
+    changed = claim.reassessed(facts.married_on, partner=other.after(), claimant=claimant)
     actions = (
         f"Partner added to claim {claim.record_id}; reassessed as a couple from {facts.married_on}",
     )
@@ -163,27 +172,46 @@ def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
 
 
 def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:
-    """End each claim of the movers at the old address; a new claim is needed for the new one."""
+    """End each claim of a claimant who moved, at the old address (a new claim is needed for the
+    new one); a partner or child who moved without the claimant leaves the household."""
     facts: AddressChangeFacts = event.facts
     claims = active_claims(matches)
     if isinstance(claims, Decision):
         return claims
-    moved = [c for c in claims if c.address != facts.new_address]
-    if not moved:
-        return unchanged("Claim already at the new address", claims[0])
+    movers = list(facts.people().values())
     day = facts.effective_on
-    changed = tuple(
-        c.model_copy(update={"status": "ENDED", "ended_from": day, "flags": (*c.flags, NEW_CLAIM)})
-        for c in moved
-    )
-    actions = (
-        *(
-            f"Housing Benefit claim {c.record_id} ended at the old address from {day}"
-            for c in moved
-        ),
-        "A new claim is needed for the new address",
-    )
-    return Decision(Outcome.APPLIED, actions, changed, moved[0].record_id)
+
+    def moving(person: Person) -> bool:
+        return any(is_person(person, key) for key in movers)
+
+    changed: list[HousingBenefitClaim] = []
+    actions: list[str] = []
+    for c in claims:
+        if c.address.same_place(facts.new_address):
+            continue
+        if moving(c.claimant):
+            flags = (*c.flags, NEW_CLAIM)
+            changed.append(c.model_copy(update={"status": "ENDED", "ended_from": day, "flags": flags}))
+            actions.append(f"Housing Benefit claim {c.record_id} ended at the old address from {day}")
+            continue
+        partner_left = c.partner is not None and moving(c.partner)
+        children = tuple(child for child in c.children if not moving(child))
+        left = ["Partner"] if partner_left else []
+        if len(children) < len(c.children):
+            left.append(counted(len(c.children) - len(children), "child", "children"))
+        changed.append(
+            c.reassessed(day, partner=None if partner_left else c.partner, children=children)
+        )
+        who = " and ".join(left)
+        actions.append(
+            f"{who[0].upper()}{who[1:]} left the household of claim {c.record_id}; "
+            f"reassessed from {day}"
+        )
+    if not changed:
+        return unchanged("Claim already at the new address", claims[0])
+    if any(c.status == "ENDED" for c in changed):
+        actions.append("A new claim is needed for the new address")
+    return Decision(Outcome.APPLIED, tuple(actions), tuple(changed), changed[0].record_id)
 
 
 SERVICE = Service(

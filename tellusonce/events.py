@@ -320,6 +320,12 @@ class Spouse(Frozen):
     family_name_after: Name | None = None
     address_before: Address
 
+    def after(self) -> Person:
+        """The person as named after the union (their family name after it, if given)."""
+        if self.family_name_after is None:
+            return self.person
+        return self.person.model_copy(update={"family_name": self.family_name_after})
+
 
 class MarriageFacts(Facts):
     """A marriage or civil partnership of two people."""

@@ -14,7 +14,14 @@ from consumers import council_tax, disability, housing_benefit, pensions
 from consumers.rules import Record
 from consumers.seed import ARTHUR, HOME, MARGARET
 from consumers.services import SERVICES
-from tellusonce.events import SERVICE_PATTERN, Address, EventType, MaritalStatus, Outcome
+from tellusonce.events import (
+    SERVICE_PATTERN,
+    Address,
+    EventType,
+    MaritalStatus,
+    Outcome,
+    Person,
+)
 from tellusonce.topics import subscriptions
 from tests.factories import NEW_HOME, event, move, record
 from tests.handlers import handler
@@ -302,6 +309,57 @@ class TestHousingBenefit:
             ("HB-500001", "ENDED"),
             ("HB-2", "ENDED"),
         ]
+
+    def test_a_partner_or_child_moving_out_leaves_the_claim_going_on(self) -> None:
+        """The claimant's whole claim ended, a new claim asked for, when only the partner (or
+        a grown-up child) moved away."""
+        tom = Person(given_names="Tom", family_name="Thompson", date_of_birth=date(2000, 1, 1))
+        claim = self.claim().model_copy(update={"children": (tom,)})
+        decision = housing_benefit.on_address_change(
+            move(MARGARET, tom), roles(mover1=claim, mover2=claim)
+        )
+        (changed,) = decision.changed
+        assert (decision.outcome, changed.status) == (Outcome.APPLIED, "ACTIVE")
+        assert (changed.partner, changed.children) == (None, ())
+        assert changed.reassess_from == date(2025, 1, 6)
+        assert decision.actions == (
+            "Partner and 1 child left the household of claim HB-500001; reassessed from "
+            "2025-01-06",
+        )
+
+    def test_a_move_to_the_claims_own_address_written_differently_changes_nothing(self) -> None:
+        there = Address(
+            lines=tuple(line.upper() + "," for line in NEW_HOME.lines), postcode=NEW_HOME.postcode
+        )
+        moved = self.claim().model_copy(update={"address": there})
+        decision = housing_benefit.on_address_change(move(ARTHUR), roles(mover1=moved))
+        assert decision.outcome == Outcome.NOT_APPLICABLE
+
+    def test_marriage_gives_both_the_names_they_have_after_it(self) -> None:
+        """The partner was stored by the name before the marriage, the claimant's unchanged:
+        a later death under the new name found no claim."""
+        single = self.claim().model_copy(update={"claimant": MARGARET, "partner": None})
+        union = wedding()
+        parties = [
+            p.model_copy(update={"family_name_after": "Ellis-Thompson"}) for p in union.facts.parties
+        ]
+        union = union.model_copy(
+            update={"facts": union.facts.model_copy(update={"parties": tuple(parties)})}
+        )
+        (claim,) = housing_benefit.on_marriage(union, roles(party1=single)).changed
+        assert (claim.claimant.family_name, claim.partner.family_name) == (
+            "Ellis-Thompson",
+            "Ellis-Thompson",
+        )
+        assert housing_benefit.on_marriage(union, roles(party1=claim)).outcome == (
+            Outcome.NOT_APPLICABLE
+        )
+
+    def test_an_ended_claim_matches_nobody(self) -> None:
+        """A person with an ended claim and an active one was matched (by NINO, the lowest
+        record id) to the ended one: "Claim already ended", the active claim left as it was."""
+        assert self.ended().people() == []
+        assert self.claim().people() != []
 
 
 def test_every_service_name_is_one_a_confirmation_accepts() -> None:
