@@ -190,9 +190,9 @@ def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:
         if c.address.same_place(facts.new_address):
             continue
         if moving(c.claimant):
-            flags = (*c.flags, NEW_CLAIM)
-            changed.append(c.model_copy(update={"status": "ENDED", "ended_from": day, "flags": flags}))
-            actions.append(f"Housing Benefit claim {c.record_id} ended at the old address from {day}")
+            ended = {"status": "ENDED", "ended_from": day, "flags": (*c.flags, NEW_CLAIM)}
+            changed.append(c.model_copy(update=ended))
+            actions.append(f"{WHAT} {c.record_id} ended at the old address from {day}")
             continue
         partner_left = c.partner is not None and moving(c.partner)
         children = tuple(child for child in c.children if not moving(child))

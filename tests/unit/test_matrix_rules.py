@@ -323,8 +323,7 @@ class TestHousingBenefit:
         assert (changed.partner, changed.children) == (None, ())
         assert changed.reassess_from == date(2025, 1, 6)
         assert decision.actions == (
-            "Partner and 1 child left the household of claim HB-500001; reassessed from "
-            "2025-01-06",
+            "Partner and 1 child left the household of claim HB-500001; reassessed from 2025-01-06",
         )
 
     def test_a_move_to_the_claims_own_address_written_differently_changes_nothing(self) -> None:
@@ -340,9 +339,8 @@ class TestHousingBenefit:
         a later death under the new name found no claim."""
         single = self.claim().model_copy(update={"claimant": MARGARET, "partner": None})
         union = wedding()
-        parties = [
-            p.model_copy(update={"family_name_after": "Ellis-Thompson"}) for p in union.facts.parties
-        ]
+        after = {"family_name_after": "Ellis-Thompson"}
+        parties = [p.model_copy(update=after) for p in union.facts.parties]
         union = union.model_copy(
             update={"facts": union.facts.model_copy(update={"parties": tuple(parties)})}
         )
