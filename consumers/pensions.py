@@ -4,8 +4,9 @@
   the date of death the difference is an overpayment to recover from the estate; if it was paid
   only up to a date before death, the difference is arrears due to the estate (daily rate =
   weekly / 7, rounded down to the penny). A surviving spouse or civil partner who also draws State
-  Pension is flagged for a bereavement review (inherited entitlement) and recorded as widowed.
-  A pension already stopped is not stopped twice (NOT_APPLICABLE).
+  Pension is flagged for a bereavement review (inherited entitlement) and recorded as widowed,
+  whether or not the deceased drew it. A pension already stopped is not stopped twice, nor a
+  partner flagged twice: nothing left to do is NOT_APPLICABLE.
 - Marriage or civil partnership of a pensioner: marital status and partner recorded, and a new
   family name taken. Already recorded: NOT_APPLICABLE.
 - Address change of a pensioner: the address is updated. Already at that address: NOT_APPLICABLE.
@@ -71,41 +72,43 @@ class PensionRecord(Record):
 
 
 def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
-    """Stop the deceased's pension, settle it, and flag a pensioner partner for review."""
+    """Stop the deceased's pension, settle it, and flag a pensioner partner for review (whether
+    or not the deceased drew State Pension, or it had stopped already)."""
     facts: DeathFacts = event.facts
     record = matches.get("deceased")
-    if not isinstance(record, PensionRecord):
-        return no_record(WHAT)
-    if record.status == "STOPPED":
-        return unchanged(f"State Pension already stopped from {record.stopped_from}", record)
-    stop_from = day_after(facts.date_of_death)
-    settlement = settle(record.weekly_amount_pence, record.paid_to, facts.date_of_death)
-    changed: list[Record] = [
-        record.model_copy(
-            update={
-                "status": "STOPPED",
-                "stopped_from": stop_from,
-                "overpayment_pence": settlement.overpayment_pence,
-                "arrears_pence": settlement.arrears_pence,
-            }
-        )
-    ]
-    actions = [f"State Pension stopped from {stop_from}", *describe(settlement, "State Pension")]
     partner = matches.get("partner")
+    changed: list[Record] = []
+    actions: list[str] = []
+    if isinstance(record, PensionRecord) and record.status != "STOPPED":
+        stop_from = day_after(facts.date_of_death)
+        settlement = settle(record.weekly_amount_pence, record.paid_to, facts.date_of_death)
+        stopped = {
+            "status": "STOPPED",
+            "stopped_from": stop_from,
+            "overpayment_pence": settlement.overpayment_pence,
+            "arrears_pence": settlement.arrears_pence,
+        }
+        changed.append(record.model_copy(update=stopped))
+        actions.append(f"State Pension stopped from {stop_from}")
+        actions += describe(settlement, "State Pension")
     if isinstance(partner, PensionRecord) and partner.status == "IN_PAYMENT":
-        changed.append(
-            partner.model_copy(
-                update={
-                    "marital_status": MaritalStatus.WIDOWED,
-                    "flags": (*partner.flags, BEREAVEMENT_REVIEW),
-                }
+        widowed = {
+            "marital_status": MaritalStatus.WIDOWED,
+            "flags": tuple(dict.fromkeys((*partner.flags, BEREAVEMENT_REVIEW))),
+        }
+        if any(getattr(partner, k) != v for k, v in widowed.items()):
+            changed.append(partner.model_copy(update=widowed))
+            actions.append(
+                f"Surviving partner's State Pension ({partner.record_id}) "
+                "flagged for bereavement review"
             )
-        )
-        actions.append(
-            f"Surviving partner's State Pension ({partner.record_id}) "
-            "flagged for bereavement review"
-        )
-    return Decision(Outcome.APPLIED, tuple(actions), tuple(changed), record.record_id)
+    if changed:
+        return Decision(Outcome.APPLIED, tuple(actions), tuple(changed), changed[0].record_id)
+    if isinstance(record, PensionRecord):
+        return unchanged(f"State Pension already stopped from {record.stopped_from}", record)
+    if isinstance(partner, PensionRecord):
+        return unchanged("Surviving partner's State Pension already reviewed", partner)
+    return no_record(WHAT)
 
 
 def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:

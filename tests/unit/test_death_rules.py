@@ -82,6 +82,26 @@ class TestPensionsDeath:
         decision = pensions.on_death(HERO_DEATH, matches(record("pensions", "SP-100001")))
         assert len(decision.changed) == 1
 
+    def test_a_pensioner_widow_is_flagged_whatever_the_deceased_drew(self) -> None:
+        """The rule answered NO_RECORD (or "already stopped") for the deceased before looking
+        at the partner: a widow who draws State Pension was not flagged."""
+        widow = record("pensions", "SP-100002")
+        stopped = record("pensions", "SP-100001").model_copy(
+            update={"status": "STOPPED", "stopped_from": date(2026, 3, 1)}
+        )
+        for deceased in (None, stopped):
+            decision = pensions.on_death(HERO_DEATH, matches(deceased, widow))
+            assert decision.outcome == Outcome.APPLIED
+            (flagged,) = decision.changed
+            assert (flagged.record_id, flagged.marital_status) == (
+                "SP-100002",
+                MaritalStatus.WIDOWED,
+            )
+            assert flagged.flags.count(pensions.BEREAVEMENT_REVIEW) == 1
+            assert decision.service_reference == "SP-100002"
+            again = pensions.on_death(HERO_DEATH, matches(deceased, flagged))
+            assert (again.outcome, again.changed) == (Outcome.NOT_APPLICABLE, ())
+
 
 class TestDisabilityDeath:
     """Every disability award in payment stops from the day after death."""
