@@ -3,7 +3,8 @@
 - Death of a resident: the deceased leaves the account from the day after death. The discount is
   re-evaluated on the adults left: one adult gets the 25% single person discount; none gets the
   Class F exemption (the liable person has died: nothing is charged while the estate is settled);
-  two or more pay the full charge.
+  two or more pay the full charge. No adult left otherwise (only children left by adults who
+  moved) is not Class F: the account is charged, its liability to be reviewed.
 - Marriage or civil partnership: if the couple's home afterwards is a property on an account, the
   partner joins that account (and new family names are recorded), and the discount is
   re-evaluated (a single person discount ends). A home elsewhere: NOT_APPLICABLE.
@@ -45,7 +46,7 @@ from tellusonce.events import (
 )
 from tellusonce.fields import age_on
 
-Discount = Literal["NONE", "SINGLE_PERSON", "CLASS_F"]
+Discount = Literal["NONE", "SINGLE_PERSON", "CLASS_F", "NO_ADULT"]
 SINGLE_PERSON_DISCOUNT_PERCENT = 25
 AREA = ("LS",)
 WHAT = "Council Tax account"
@@ -93,10 +94,12 @@ def adults(residents: tuple[Person, ...], on: date) -> int:
     return sum(age_on(r.date_of_birth, on) >= ADULT_AGE for r in residents)
 
 
-def discount_for(adults: int) -> Discount:
-    """The discount an account gets for the number of adults counted on it."""
+def discount_for(adults: int, died: bool = False) -> Discount:
+    """The discount an account gets for the number of adults counted on it: none left because
+    the liable person died is Class F; none left otherwise (children left by adults who moved)
+    is for the council to look into, charged meanwhile."""
     if adults == 0:
-        return "CLASS_F"
+        return "CLASS_F" if died else "NO_ADULT"
     if adults == 1:
         return "SINGLE_PERSON"
     return "NONE"
@@ -106,6 +109,7 @@ DISCOUNT_WORDS = {
     "CLASS_F": "Class F exemption applied (no liable adult left; the estate is responsible)",
     "SINGLE_PERSON": f"{SINGLE_PERSON_DISCOUNT_PERCENT}% single person discount applied",
     "NONE": "no discount: two or more adults counted",
+    "NO_ADULT": "no adult counted: who is liable is to be reviewed (charged meanwhile)",
 }
 
 
@@ -116,10 +120,10 @@ def in_area(address: Address) -> bool:
 
 
 def with_residents(
-    account: CouncilTaxAccount, residents: tuple[Person, ...], from_day: date
+    account: CouncilTaxAccount, residents: tuple[Person, ...], from_day: date, died: bool = False
 ) -> tuple[CouncilTaxAccount, list[str]]:
     """The account with new residents and its discount re-evaluated, and what changed in words."""
-    discount = discount_for(adults(residents, from_day))
+    discount = discount_for(adults(residents, from_day), died)
     changed = account.model_copy(
         update={
             "residents": residents,
@@ -159,7 +163,7 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
     account = found[0][1]
     leave_from = day_after(facts.date_of_death)
     remaining = _without(account.residents, facts.people()["deceased"])
-    changed, words = with_residents(account, remaining, leave_from)
+    changed, words = with_residents(account, remaining, leave_from, died=True)
     actions = (f"Deceased removed from account {account.record_id} from {leave_from}", *words)
     return Decision(Outcome.APPLIED, actions, (changed,), account.record_id)
 

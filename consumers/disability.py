@@ -2,7 +2,8 @@
 
 - Death of a claimant: every award still in payment stops from the day after death, and each is
   settled like State Pension: paid beyond the date of death is an overpayment, paid short of it is
-  arrears due to the estate (daily rate = weekly / 7, rounded down to the penny). A claimant with
+  arrears due to the estate (each day a seventh of the weekly rate, the total rounded to the penny
+  in the family's favour: consumers/money.py). A claimant with
   no award in payment gets NOT_APPLICABLE.
 - Address change of a claimant: the address is updated. Already there: NOT_APPLICABLE.
 - Nobody in the event claims a disability benefit: NO_RECORD.

@@ -12,6 +12,8 @@ from __future__ import annotations
 from datetime import date
 from typing import NamedTuple
 
+from consumers.rules import counted
+
 
 class Settlement(NamedTuple):
     """What is owed either way after a payment stops."""
@@ -39,11 +41,11 @@ def describe(settlement: Settlement, what: str) -> list[str]:
     if settlement.overpayment_pence:
         return [
             f"{what} overpayment {pounds(settlement.overpayment_pence)} recorded "
-            f"({settlement.days} days paid after death)"
+            f"({counted(settlement.days, 'day')} paid after death)"
         ]
     if settlement.arrears_pence:
         return [
             f"{what} arrears {pounds(settlement.arrears_pence)} due to the estate "
-            f"({settlement.days} days unpaid before death)"
+            f"({counted(settlement.days, 'day')} unpaid before death)"
         ]
     return []

@@ -2,8 +2,9 @@
 
 - Death of a pensioner: the State Pension stops from the day after death. If it was paid beyond
   the date of death the difference is an overpayment to recover from the estate; if it was paid
-  only up to a date before death, the difference is arrears due to the estate (daily rate =
-  weekly / 7, rounded down to the penny). A surviving spouse or civil partner who also draws State
+  only up to a date before death, the difference is arrears due to the estate (each day a
+  seventh of the weekly rate, the total rounded to the penny in the family's favour:
+  consumers/money.py). A surviving spouse or civil partner who also draws State
   Pension is flagged for a bereavement review (inherited entitlement) and recorded as widowed,
   whether or not the deceased drew it. A pension already stopped is not stopped twice, nor a
   partner flagged twice: nothing left to do is NOT_APPLICABLE.

@@ -6,7 +6,7 @@ from datetime import date
 from typing import Any
 
 from consumers import council_tax, disability, housing_benefit, pensions
-from consumers.money import pounds, settle
+from consumers.money import describe, pounds, settle
 from consumers.rules import Record
 from consumers.seed import ARTHUR, HOME, MARGARET
 from tellusonce.events import EventType, LifeEvent, MaritalStatus, Outcome
@@ -38,6 +38,11 @@ class TestMoney:
     def test_paid_to_the_day_of_death_settles_nothing(self) -> None:
         """Paid exactly to the date of death: nothing either way."""
         assert settle(7_000, date(2026, 3, 11), date(2026, 3, 11)) == (0, 0, 0)
+
+    def test_one_day_is_a_day(self) -> None:
+        """It said "(1 days paid after death)"."""
+        (overpaid,) = describe(settle(7_000, date(2026, 3, 12), date(2026, 3, 11)), "DLA")
+        assert overpaid == "DLA overpayment £10.00 recorded (1 day paid after death)"
 
     def test_pounds_format(self) -> None:
         """Pence render as pounds with thousands separators."""

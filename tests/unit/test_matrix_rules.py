@@ -216,6 +216,18 @@ class TestCouncilTax:
         (account,) = decision.changed
         assert (account.residents, account.discount) == ((MARGARET,), "SINGLE_PERSON")
 
+    def test_adults_moving_out_leaving_a_child_is_not_class_f(self) -> None:
+        """Class F, "the estate is responsible", was given when the adults moved away from a
+        child: it is for a liable person who died."""
+        child = Person(given_names="Amy", family_name="Thompson", date_of_birth=date(2015, 1, 1))
+        home = record("council_tax", "CT-300001")
+        home = home.model_copy(update={"residents": (*home.residents, child)})
+        decision = council_tax.on_address_change(move(ARTHUR, MARGARET), roles(mover1=home))
+        left = decision.changed[0]
+        assert (left.residents, left.discount) == ((child,), "NO_ADULT")
+        assert left.charge_pence() == 198_000
+        assert not any("Class F" in action for action in decision.actions)
+
     def test_move_of_someone_without_account_is_no_record(self) -> None:
         assert council_tax.on_address_change(move(ARTHUR), roles(mover1=None)).outcome == (
             Outcome.NO_RECORD
