@@ -17,6 +17,12 @@ from tellusonce.identity import confirmation_id_text, message_digest
 from tellusonce.kafka import Received
 from tellusonce.topics import Topics, subscriptions
 
+_WHAT = {
+    Action.REGISTERED: "registration",
+    Action.CORRECTED: "correction",
+    Action.CANCELLED: "cancellation",
+}
+
 
 class ServiceHandler:
     """Applies the life events a service is entitled to, each once, with a confirmation."""
@@ -46,13 +52,14 @@ class ServiceHandler:
             with self.store.event_transaction() as tx:
                 if tx.processed(event_id):
                     return "duplicate"
-                if event.envelope.action != Action.REGISTERED:
-                    decision = amend(tx, event, rule)
-                elif tx.superseded(event_id):
+                if tx.superseded(event_id):  # replayed after what amended it
+                    what = _WHAT[event.envelope.action]
                     decision = Decision(
                         Outcome.NOT_APPLICABLE,
-                        ("Corrected or cancelled here already: the registration is not applied",),
+                        (f"Corrected or cancelled here already: the {what} is not applied",),
                     )
+                elif event.envelope.action != Action.REGISTERED:
+                    decision = amend(tx, event, rule)
                 else:
                     decision = _decide(rule, event, _matches(tx, event))
                 self._commit(tx, event.envelope, decision, message_digest(received.value))
@@ -64,13 +71,18 @@ class ServiceHandler:
         """Confirm REJECTED for an event this service refused (it is also dead-lettered).
 
         No processed row is written: a replay from the dead-letter topic after a fix is applied.
+        What a refused amendment superseded is kept (Transaction.refuse): its own amendments, and
+        replays of what it superseded, find the chain through it.
         """
         if not isinstance(message, LifeEvent):
             return
         decision = Decision(Outcome.REJECTED, (f"Rejected: {error}",))
+        envelope = message.envelope
         with self.store.event_transaction() as tx:
-            if not tx.processed(message.envelope.event_id_text):
-                self._confirm(tx, message.envelope, decision)
+            if not tx.processed(envelope.event_id_text):
+                if envelope.supersedes is not None:
+                    tx.refuse(envelope.event_id_text, str(envelope.supersedes))
+                self._confirm(tx, envelope, decision)
 
     def repeats(self, batch: Sequence[Received]) -> dict[int, str]:
         """The messages of a batch that repeat, byte for byte, one this service processed (by

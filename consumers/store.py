@@ -94,6 +94,17 @@ processed = Table(
         postgresql_where=text("supersedes IS NOT NULL"),
     ),
 )
+# A correction or cancellation this service refused (dead-lettered: confirmed REJECTED, nothing
+# applied, no processed row, so that a replay after a fix is applied): what it superseded. An
+# amendment of it finds, through this, the effects it would have replaced; the events it and
+# its own amendments supersede are known to be superseded (a chain O -> C1 -> X with C1 refused
+# here: X undoes O's effects, and O or C1 replayed later is not applied).
+refused = Table(
+    "refused_amendments",
+    metadata,
+    Column("event_id", String, primary_key=True),
+    Column("supersedes", String, nullable=False, index=True),
+)
 changes = Table(
     "changes",
     metadata,
@@ -183,6 +194,16 @@ _SUPERSEDED_AMONG = Query(
 _PROCESSED_ROW = select(processed.c.outcome, processed.c.supersedes).where(
     processed.c.event_id == bindparam("event_id")
 )
+_REFUSED_SUPERSEDING = Query(
+    select(refused.c.supersedes).where(
+        refused.c.supersedes.in_(bindparam("event_ids", expanding=True))
+    )
+)
+_REFUSED_AMONG = Query(
+    select(refused.c.event_id).where(refused.c.event_id.in_(bindparam("event_ids", expanding=True)))
+)
+_REFUSED_ROW = select(refused.c.supersedes).where(refused.c.event_id == bindparam("event_id"))
+_REFUSE = BulkInsert(refused)
 _QUEUE = BulkInsert(outbox)
 _PENDING = Query(
     select(
@@ -238,6 +259,7 @@ class Transaction:
         self._changed_at: dict[str, datetime] = {}
         self._keys: dict[str, Sequence[PersonKey]] = {}  # records whose matching keys changed
         self._claims: dict[str, dict[str, Any]] = {}
+        self._refused: dict[str, str] = {}  # amendments refused: what each superseded
         self._changes: list[dict[str, Any]] = []
         self._outbox: list[dict[str, Any]] = []
         self._undo: list[Callable[[], object]] = []
@@ -263,16 +285,30 @@ class Transaction:
         asked = list(set(event_ids))
         if asked:
             found = _SUPERSEDED_AMONG.rows(self.conn, {"event_ids": asked})
+            found += _REFUSED_SUPERSEDING.rows(self.conn, {"event_ids": asked})
             self._superseded.update(event_id for (event_id,) in found)
 
     def superseded(self, event_id: str) -> bool:
-        """Whether a correction or cancellation of this event was processed here already (it
-        came first: the registration was dead-lettered, and replayed after it)."""
+        """Whether a correction or cancellation of this event was processed, or refused, here
+        already (it came first: this event was dead-lettered, and replayed after it)."""
         if event_id in self._superseded:
             return True
         if event_id in self._looked_up:
             return False
-        return bool(_SUPERSEDED_AMONG.rows(self.conn, {"event_ids": [event_id]}))
+        asked = {"event_ids": [event_id]}
+        return bool(
+            _SUPERSEDED_AMONG.rows(self.conn, asked) or _REFUSED_SUPERSEDING.rows(self.conn, asked)
+        )
+
+    def refuse(self, event_id: str, supersedes: str) -> None:
+        """Keep what an amendment refused here superseded (see `refused`)."""
+        if event_id in self._refused:
+            return
+        self._refused[event_id] = supersedes
+        self._undo.append(lambda: self._refused.pop(event_id))
+        if supersedes not in self._superseded:
+            self._superseded.add(supersedes)
+            self._undo.append(lambda: self._superseded.discard(supersedes))
 
     def processed_among(self, event_ids: Sequence[str]) -> dict[str, int | None]:
         """Which of these events were processed, with the digest of the message each came in
@@ -383,8 +419,8 @@ class Transaction:
 
     def in_effect(self, event_id: str) -> str:
         """The event whose effects here an amendment of `event_id` acts on: that event, or,
-        where it was an amendment refused here (REJECTED: referred for manual review, nothing
-        changed), what it superseded, and so on back."""
+        where it was an amendment refused here (REJECTED: referred for manual review, or
+        dead-lettered; nothing changed), what it superseded, and so on back."""
         seen = set()
         while event_id not in seen:
             seen.add(event_id)
@@ -393,9 +429,16 @@ class Transaction:
                 outcome, supersedes = claimed["outcome"], claimed["supersedes"]
             else:
                 row = self.conn.execute(_PROCESSED_ROW, {"event_id": event_id}).first()
-                if row is None:
-                    break
-                outcome, supersedes = row
+                if row is not None:
+                    outcome, supersedes = row
+                else:  # refused here, or not seen
+                    outcome, supersedes = (
+                        "REJECTED",
+                        (
+                            self._refused.get(event_id)
+                            or self.conn.execute(_REFUSED_ROW, {"event_id": event_id}).scalar()
+                        ),
+                    )
             if outcome != "REJECTED" or supersedes is None:
                 break
             event_id = supersedes
@@ -499,16 +542,30 @@ class Transaction:
             (_UPDATE_RECORD, updated),
             (_INSERT_PEOPLE, people),
             (_CLAIM, list(self._claims.values())),
+            (_REFUSE, self._new_refusals()),
             (_INSERT_CHANGES, self._changes),
             (_QUEUE, self._outbox),
         ):
             bulk.execute(self.conn, rows)
         self._seen.update(self._claims)
-        for kept in (self._stored, self._changed_at, self._keys, self._claims):
+        for kept in (self._stored, self._changed_at, self._keys, self._claims, self._refused):
             kept.clear()
         self._changes.clear()
         self._outbox.clear()
         self._undo.clear()
+
+    def _new_refusals(self) -> list[dict[str, str]]:
+        """The refusals kept here that the store has not recorded (an amendment dead-lettered
+        again after a replay is recorded once)."""
+        if not self._refused:
+            return []
+        ids = list(self._refused)
+        known = {event_id for (event_id,) in _REFUSED_AMONG.rows(self.conn, {"event_ids": ids})}
+        return [
+            {"event_id": event_id, "supersedes": supersedes}
+            for event_id, supersedes in self._refused.items()
+            if event_id not in known
+        ]
 
 
 def _pending(tx: Transaction) -> list[Pending]:

@@ -12,7 +12,7 @@ import pytest
 from consumers.applier import ServiceHandler
 from consumers.seed import MARGARET
 from producers.submission import cancellation, correction
-from tellusonce.errors import InvalidSubmission
+from tellusonce.errors import InvalidSubmission, RuleRejected
 from tellusonce.events import Confirmation, EventType, LifeEvent
 from tellusonce.settings import Settings
 from tests.factories import corrected_death, document, event
@@ -162,6 +162,63 @@ class TestAfterARefusedCorrection:
         again = correction(fix, fixed_again, SETTINGS, None)
         assert h.handle(again, NOWHERE) == "applied"
         assert pension(h).overpayment_pence == 23_000 * 11 // 7  # not 15 days: 4 were undone
+
+
+class TestAfterADeadLetteredCorrection:
+    """A correction dead-lettered here (its rule failed, a record unreadable) leaves no
+    processed row, so a replay after the fix is applied. The chain ran through it all the same:
+    its cancellation said "it had changed nothing here" and left the registration's effects in
+    place, and the correction replayed after its cancellation was applied."""
+
+    def dead_lettered(self, h: ServiceHandler, death: LifeEvent[Any]) -> LifeEvent[Any]:
+        fix = corrected_death(death, "2026-03-04")
+        h.reject(fix, RuleRejected("rule failed with ZeroDivisionError"))
+        assert last_confirmation(h).outcome == "REJECTED"
+        return fix
+
+    @pytest.mark.parametrize("one_batch", [False, True])
+    def test_its_cancellation_undoes_the_registration_and_its_replay_does_nothing(
+        self, tmp_path: Path, death: LifeEvent[Any], one_batch: bool
+    ) -> None:
+        h = handler(tmp_path, "pensions")
+        before = pension(h)
+        assert h.handle(death, NOWHERE) == "applied"
+        fix = corrected_death(death, "2026-03-04")
+        cancel = cancellation(fix, SETTINGS, "registered in error")
+        with h.batch([fix, cancel]) if one_batch else contextlib.nullcontext():
+            h.reject(fix, RuleRejected("rule failed with ZeroDivisionError"))
+            assert h.handle(cancel, NOWHERE) == "applied"
+        assert pension(h) == before
+        assert h.handle(fix, NOWHERE) == "not_applicable"  # replayed once its rule was fixed
+        assert pension(h) == before
+        assert "correction is not applied" in last_confirmation(h).actions[0]
+
+    def test_a_second_correction_replaces_the_registration(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        h = handler(tmp_path, "pensions")
+        h.handle(death, NOWHERE)
+        fix = self.dead_lettered(h, death)
+        earlier = document(EventType.DEATH, date_of_death="2026-03-01")
+        again = correction(fix, earlier, SETTINGS, None)
+        assert h.handle(again, NOWHERE) == "applied"
+        assert pension(h).stopped_from == date(2026, 3, 2)
+        assert pension(h).overpayment_pence == 23_000 * 14 // 7  # from the registration's undo
+
+    def test_a_registration_replayed_after_its_chain_was_cancelled_is_not_applied(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        """Both the registration and its correction dead-lettered, then the cancellation of the
+        correction: the registration, replayed, stopped a living person's pension."""
+        h = handler(tmp_path, "pensions")
+        before = pension(h)
+        h.reject(death, RuleRejected("record SP-100001 is unreadable"))
+        fix = self.dead_lettered(h, death)
+        assert h.handle(cancellation(fix, SETTINGS, "registered in error"), NOWHERE) == (
+            "not_applicable"
+        )
+        assert [h.handle(death, NOWHERE), h.handle(fix, NOWHERE)] == ["not_applicable"] * 2
+        assert pension(h) == before
 
 
 class TestRegistrationAfterItsAmendment:
