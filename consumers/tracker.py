@@ -367,12 +367,13 @@ EARLY_KEPT = 10_000  # events whose confirmations came first, kept for their lat
 class TrackerHandler:
     """The tracker as a runtime handler."""
 
-    dead_letter_topic: str | None = None
-
     def __init__(self, store: TrackerStore, topics: Topics, codec: Codec) -> None:
         self.store = store
         self.codec = codec
         self.name = TRACKER
+        # what it cannot read (a confirmation of a schema it does not have yet, say) is kept
+        # there to be replayed once it can: its offset is committed past, as a service's is
+        self.dead_letter_topic: str | None = topics.dead_letter(TRACKER)
         self.topics = [*(topics.events(t) for t in EventType), topics.confirmations]
         # series from 0, so rate() sees the first confirmation; children made once
         self._latency = {

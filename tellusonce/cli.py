@@ -365,7 +365,7 @@ def parser() -> argparse.ArgumentParser:
     seeding.set_defaults(run=_seed)
     dlq = sub.add_parser("dlq", help="list or replay a service's dead letters")
     dlq.add_argument("action", choices=["list", "replay"])
-    dlq.add_argument("service", choices=[n for n in NAMES if n != "tracker"])
+    dlq.add_argument("service", choices=NAMES)
     dlq.add_argument("--offset", type=int, default=None, help="replay only this offset")
     dlq.add_argument("--partition", type=int, default=None, help="of this partition")
     dlq.set_defaults(run=_dlq)

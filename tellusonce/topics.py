@@ -65,7 +65,7 @@ class Topics:
         """Every topic the bus needs, for creating them up front."""
         names = [self.events(t) for t in EventType]
         names.append(self.confirmations)
-        names.extend(self.dead_letter(s) for s in subscriptions())
+        names.extend(self.dead_letter(s) for s in (*subscriptions(), TRACKER))
         return names
 
     def event_type_of(self, topic: str) -> EventType | None:

@@ -123,3 +123,29 @@ def test_a_service_the_matrix_does_not_name_is_observed_as_other(
         handler.handle(env, at(1_000))
         handler.handle(confirmed(dead, "intruder_one"), at(2_000))
     assert (observed("other"), observed("intruder_one")) == (before + 1, 0.0)
+
+
+def test_what_the_tracker_cannot_read_is_dead_lettered_for_a_replay(
+    handler: TrackerHandler,
+) -> None:
+    """A confirmation of a schema the tracker lacks yet (a service upgraded first) was stored
+    past and kept nowhere, though logged "dead-lettered": no dead letter, no count, no alert,
+    and its event awaited for ever."""
+    from consumers.runtime import Runtime
+    from tellusonce.codec import MAGIC
+    from tellusonce.kafka import Received
+    from tests.stand_ins import Kept
+
+    kept = Kept()
+    runtime = Runtime(handler, kept, kept, Topics())  # type: ignore[arg-type]
+    good = Codec().encode(confirmed(death(1)))
+    newer = MAGIC + b"\x11" * 8 + good[10:]  # a writer fingerprint this tracker does not ship
+    topic = Topics().confirmations
+    labels = {"service": "tracker", "topic": topic, "error": "UnknownSchema"}
+    before = REGISTRY.get_sample_value("tellusonce_dead_letters_total", labels) or 0.0
+
+    runtime.process([Received(topic, 0, 7, b"k", newer, [], 0)])
+
+    (letter,) = kept.sent
+    assert (letter.topic, letter.value) == ("life-events.dead-letter.tracker", newer)
+    assert REGISTRY.get_sample_value("tellusonce_dead_letters_total", labels) == before + 1
