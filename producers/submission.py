@@ -294,6 +294,9 @@ class Registrar:
         self.topics = Topics(settings.topic_prefix)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger(settings.store_url_for("registrar"), codec)
+        for event_type in EventType:  # series from 0: increase() sees the first of each
+            for status in ("acknowledged", "failed"):
+                EVENTS_PUBLISHED.labels(event_type.value, status)
         if settings.pseudonym_secret.get_secret_value() == DEVELOPMENT_SECRET and not _local(
             settings.bootstrap_servers
         ):  # a NINO's key, made with a published secret, is found again in an hour on one core
