@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from consumers.tracker import EventStatus
 
 _NOUNS = {"REGISTERED": "registration", "CORRECTED": "correction", "CANCELLED": "cancellation"}
 
 
-def render(reference: str, statuses: list[EventStatus]) -> str:
-    """The status a registrar reads, e.g. after `tellusonce status REFERENCE`."""
-    if not statuses:
+def render(
+    reference: str,
+    statuses: list[EventStatus],
+    reasons: Mapping[str, str] | None = None,
+    unacknowledged: Sequence[EventStatus] = (),
+) -> str:
+    """The status a registrar reads, e.g. after `tellusonce status REFERENCE`: each event with
+    its id (as its receipt gave it) and, for an amendment, its reason where the registrar's
+    ledger has it; what Kafka has not acknowledged is said so."""
+    if not statuses and not unacknowledged:
         return f"No events known for reference {reference} (yet)."
+    reasons = reasons or {}
     lines = []
-    for status, after in zip(statuses, [*statuses[1:], None], strict=True):
+    for status, after in zip(statuses, [*statuses[1:], None][: len(statuses)], strict=True):
         when = status.registered_at.strftime("%Y-%m-%d %H:%M UTC")
         replaced = f" · superseded by the {_NOUNS[after.action]} below" if after else ""
+        refused = sum(s.outcome == "REJECTED" for s in status.services)
+        rejected = f", {refused} rejected (see `tellusonce dlq list SERVICE`)" if refused else ""
         lines.append(
             f"Reference {reference} · {status.event_type} {status.action.lower()} {when} · "
-            f"confirmed by {status.confirmed}/{len(status.services)} services{replaced}"
+            f"answered by {status.confirmed}/{len(status.services)} services{rejected}{replaced}"
         )
+        lines.append(f"  event {status.event_id}")
+        if status.event_id in reasons:
+            lines.append(f"  reason: {reasons[status.event_id]}")
         for service in status.services:
             if service.outcome is None:
                 lines.append(f"  {service.title}: PENDING (no confirmation yet)")
@@ -26,5 +41,13 @@ def render(reference: str, statuses: list[EventStatus]) -> str:
             ref = f" · {service.service_reference}" if service.service_reference else ""
             lines.append(f"  {service.title}: {service.outcome}{ref}")
             lines.extend(f"    - {action}" for action in service.actions)
+        lines.append("")
+    for status in unacknowledged:
+        lines.append(
+            f"Reference {reference} · {status.event_type} {status.action.lower()} · not "
+            "acknowledged by Kafka: run the same command again to publish it (the services may "
+            "have it already)"
+        )
+        lines.append(f"  event {status.event_id}")
         lines.append("")
     return "\n".join(lines).rstrip()

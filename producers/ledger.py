@@ -163,6 +163,17 @@ class Ledger:
                 newest.setdefault((office, event_type), payload)
         return [self._event(payload) for payload in newest.values()]
 
+    def under(self, reference: str) -> list[tuple[LifeEvent[Any], bool]]:
+        """Every event recorded under a reference, oldest revision first, each with whether
+        Kafka acknowledged it."""
+        query = (
+            select(submissions.c.payload, submissions.c.unacknowledged)
+            .where(submissions.c.reference == reference.strip().upper())
+            .order_by(submissions.c.revision)
+        )
+        with self.engine.connect() as conn:
+            return [(self._event(payload), not waiting) for payload, waiting in conn.execute(query)]
+
     def chain(self, event: LifeEvent[Any]) -> list[str]:
         """The ids of the events of this one's registration (it, and the registration it amends
         or is amended by): under its reference, from its office, of its type. A reference is 50

@@ -107,12 +107,29 @@ def _metrics_port(args: argparse.Namespace, settings: Settings, name: str) -> in
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.report import render
-    from consumers.tracker import TrackerStore
+    from consumers.tracker import EventStatus, TrackerStore
+    from producers.ledger import Ledger
+    from tellusonce.codec import Codec
     from tellusonce.topics import TRACKER
 
-    statuses = TrackerStore(settings.store_url_for(TRACKER)).status(args.reference)
-    print(render(args.reference.upper(), statuses))
-    return 0 if statuses else 1
+    reference = args.reference.strip().upper()
+    statuses = TrackerStore(settings.store_url_for(TRACKER)).status(reference)
+    recorded = []  # what this registrar's ledger holds: just published, or not acknowledged
+    url = settings.store_url_for("registrar")
+    if not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).exists():
+        recorded = Ledger(url, Codec(settings.schema_dirs)).under(reference)
+    seen = {s.event_id for s in statuses}
+    statuses += [
+        EventStatus.unseen(e.envelope)
+        for e, acknowledged in recorded
+        if acknowledged and e.envelope.event_id_text not in seen
+    ]
+    statuses.sort(key=lambda s: s.revision)  # stable: the tracker's order within a revision
+    waiting = [EventStatus.unseen(e.envelope) for e, acknowledged in recorded if not acknowledged]
+    reasons = {e.envelope.event_id_text: e.envelope.reason or "" for e, _ in recorded}
+    reasons = {event_id: why for event_id, why in reasons.items() if why}
+    print(render(reference, statuses, reasons, waiting))
+    return 0 if statuses or waiting else 1
 
 
 def _seed(args: argparse.Namespace, settings: Settings) -> int:

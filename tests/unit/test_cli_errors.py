@@ -176,3 +176,33 @@ def test_a_command_a_person_runs_answers_without_info_lines(
     # librdkafka's own retries ("Failed to acquire idempotence PID ...: retrying") are warnings
     librdkafka = logging.getLogger("librdkafka")
     assert librdkafka.level == (logging.ERROR if asked is None else logging.NOTSET)
+
+
+def test_status_shows_what_the_registrar_published_before_the_tracker_read_it(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[[list[str]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Right after a submit it said "No events known for reference ... (yet)" and exited 1,
+    until the tracker had read the event; a correction's reason was nowhere."""
+    from producers.submission import Registrar
+    from tellusonce.codec import Codec
+    from tellusonce.events import EventType
+    from tellusonce.settings import Settings
+    from tests.factories import document
+    from tests.stand_ins import Kept
+
+    registrar = Registrar(Settings(data_dir=tmp_path), Kept(), Codec())  # type: ignore[arg-type]
+    first = registrar.submit(EventType.DEATH, document(EventType.DEATH))
+    fixed = document(EventType.DEATH, date_of_death="2026-03-10")
+    second = registrar.correct(first.reference, fixed, "date of death misread")
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+
+    assert run_cli(["status", f" {first.reference.lower()} "]) == 0
+
+    shown = capsys.readouterr().out
+    assert f"event {first.event_id}" in shown
+    assert f"event {second.event_id}" in shown
+    assert "reason: date of death misread" in shown
+    assert "State Pension: PENDING" in shown

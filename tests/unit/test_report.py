@@ -22,9 +22,31 @@ def test_an_earlier_revision_says_what_superseded_it() -> None:
     shown = render("5D4Z6-43N23", [_status(a, r) for r, a in enumerate(actions)])
     headings = [line for line in shown.splitlines() if line.startswith("Reference")]
     assert headings == [
-        "Reference 5D4Z6-43N23 · death registered 2026-03-13 10:30 UTC · confirmed by 1/1 "
+        "Reference 5D4Z6-43N23 · death registered 2026-03-13 10:30 UTC · answered by 1/1 "
         "services · superseded by the correction below",
-        "Reference 5D4Z6-43N23 · death corrected 2026-03-13 10:30 UTC · confirmed by 1/1 "
+        "Reference 5D4Z6-43N23 · death corrected 2026-03-13 10:30 UTC · answered by 1/1 "
         "services · superseded by the cancellation below",
-        "Reference 5D4Z6-43N23 · death cancelled 2026-03-13 10:30 UTC · confirmed by 1/1 services",
+        "Reference 5D4Z6-43N23 · death cancelled 2026-03-13 10:30 UTC · answered by 1/1 services",
     ]
+
+
+def test_a_rejected_answer_and_an_amendments_reason_are_shown() -> None:
+    """ "confirmed by 2/4" counted a REJECTED answer as done; the event's id (as its receipt
+    gave it) and an amendment's reason were nowhere."""
+    refused = ServiceStatus("disability", "Disability", "REJECTED", ("Rejected: x",), None, AT)
+    status = _status("CORRECTED", 1)
+    status = EventStatus("e1", "death", "CORRECTED", 1, AT, (*status.services, refused))
+    shown = render("5D4Z6-43N23", [status], {"e1": "date of death misread"}).splitlines()
+    assert shown[:3] == [
+        "Reference 5D4Z6-43N23 · death corrected 2026-03-13 10:30 UTC · answered by 2/2 "
+        "services, 1 rejected (see `tellusonce dlq list SERVICE`)",
+        "  event e1",
+        "  reason: date of death misread",
+    ]
+
+
+def test_what_kafka_did_not_acknowledge_is_said_so() -> None:
+    waiting = _status("CANCELLED", 2)
+    shown = render("5D4Z6-43N23", [], {}, [waiting])
+    assert "not acknowledged by Kafka: run the same command again" in shown
+    assert "No events known" not in shown
