@@ -270,9 +270,11 @@ def correction(
 def cancellation(latest: LifeEvent[Any], settings: Settings, reason: object) -> LifeEvent[Any]:
     """A cancellation of a registration made in error; it carries the facts it cancels."""
     env = latest.envelope
-    if env.action == Action.CANCELLED:
-        raise SubmissionConflict([Problem("reference", "is already cancelled")])
     why = _reason(reason, "reason", required=True)
+    if env.action == Action.CANCELLED:  # sent again: answered with the cancellation published
+        if env.reason == why:
+            return latest
+        raise SubmissionConflict([Problem("reference", "is already cancelled, for another reason")])
     return build_event(
         env.event_type,
         Header(registration=env.registration),
@@ -323,8 +325,9 @@ class Registrar:
         if found is None:
             if env.supersedes is not None:
                 superseded = self.ledger.find(str(env.supersedes))
-                if _same_correction(event, superseded):  # sent again (another key): answered
-                    return superseded  # with the correction published, not made a revision more
+                if superseded is not None and _same_correction(event, superseded):
+                    _same_reason(event, superseded)  # sent again (another key): answered with
+                    return superseded  # the correction published, not made a revision more
                 self._still_newest(event)
             return None
         if found.envelope.registration.office != env.registration.office:
@@ -343,6 +346,7 @@ class Registrar:
                     f"facts: correct {ref} instead"
                 )
             raise _conflict(f"{ref} was corrected meanwhile with other facts", "reference")
+        _same_reason(event, found)
         newest = self.ledger.newest(found)
         if (
             newest is not None
@@ -471,6 +475,18 @@ def _same_correction(event: LifeEvent[Any], superseded: LifeEvent[Any] | None) -
         and superseded.envelope.action == Action.CORRECTED
         and superseded.facts == event.facts
     )
+
+
+def _same_reason(event: LifeEvent[Any], sent: LifeEvent[Any]) -> None:
+    """An amendment sent again must give the reason it was sent with: the first was published
+    (or may have been), and the other would be dropped without a word."""
+    if event.envelope.reason != sent.envelope.reason:
+        done = "sent" if sent.envelope.action == Action.CORRECTED else "cancelled"
+        raise _conflict(
+            f"{sent.envelope.reference} was {done} already with another reason: "
+            "give that reason to send it again",
+            "reason",
+        )
 
 
 def _conflict(reason: str, field: str = "registration") -> SubmissionConflict:

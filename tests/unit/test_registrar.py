@@ -283,3 +283,25 @@ def test_publish_counters_start_at_zero_in_a_new_registrar(tmp_path: Path) -> No
         [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
     )
     assert done.stdout.split() == ["0.0"] * 8
+
+
+def test_an_amendment_sent_again_keeps_its_reason_or_is_refused(tmp_path: Path) -> None:
+    """A cancellation Kafka did not acknowledge, sent again with another reason, was published
+    with the first reason and answered 0, the new one dropped without a word; a cancellation
+    acknowledged and sent again was "already cancelled" (exit 2) where a submission or a
+    correction sent again answers with what was published."""
+    failing = Failing()
+    registrar = Registrar(Settings(data_dir=tmp_path), failing, Codec())  # type: ignore[arg-type]
+    first = registrar.submit(EventType.DEATH, death())
+    failing.error = BrokerUnavailable("no answer")
+    with pytest.raises(BrokerUnavailable):
+        registrar.cancel(first.reference, "registered in error")
+    failing.error = None
+    with pytest.raises(SubmissionConflict) as caught:
+        registrar.cancel(first.reference, "wrong person")
+    assert [p.field for p in caught.value.problems] == ["reason"]
+    cancelled = registrar.cancel(first.reference, "registered in error")  # published now
+    assert registrar.cancel(first.reference, "registered in error") == cancelled
+    with pytest.raises(SubmissionConflict) as caught:
+        registrar.cancel(first.reference, "wrong person")
+    assert "for another reason" in caught.value.problems[0].reason
