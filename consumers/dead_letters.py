@@ -7,6 +7,7 @@ topic, where the service handles it through its normal, idempotent path.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from tellusonce.headers import DEAD_LETTER_BODY_DROPPED, header
@@ -15,6 +16,10 @@ from tellusonce.settings import Settings
 from tellusonce.topics import Topics
 
 DLQ_PREFIX = "dlq_"
+# what a letter's own headers say it is, shown only in these forms (another producer's headers
+# may hold anything)
+_EVENT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_EVENT_TYPE = re.compile(r"[a-z0-9.-]{1,100}")
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,8 @@ class DeadLetter:
     error: str
     message: Received
     body_dropped: str | None = None  # kept without the message: its size in bytes
+    event_id: str | None = None  # the message's own CloudEvents id and type, if it had them
+    event_type: str | None = None
 
     def where(self) -> str:
         return f"{self.origin_topic} [{self.origin_partition}]@{self.origin_offset}"
@@ -50,8 +57,14 @@ def read(settings: Settings, service: str) -> list[DeadLetter]:
             error=header(m.headers, "dlq_error_message") or "",
             message=m,
             body_dropped=header(m.headers, DEAD_LETTER_BODY_DROPPED),
+            event_id=_shown(header(m.headers, "ce_id"), _EVENT_ID),
+            event_type=_shown(header(m.headers, "ce_type"), _EVENT_TYPE),
         ))  # fmt: skip
     return letters
+
+
+def _shown(value: str | None, form: re.Pattern[str]) -> str | None:
+    return value if value is not None and form.fullmatch(value) else None
 
 
 def replay(settings: Settings, letters: list[DeadLetter], publisher: Publisher) -> int:

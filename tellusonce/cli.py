@@ -166,8 +166,9 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{len(letters)} dead letters for {args.service}")
         for d in letters:
             dropped = f" (kept without its {d.body_dropped} bytes)" if d.body_dropped else ""
+            event = f" · event {d.event_id} ({d.event_type})" if d.event_id else ""
             print(
-                f"  partition {d.partition} offset {d.offset}: from {d.where()}: "
+                f"  partition {d.partition} offset {d.offset}: from {d.where()}{event}: "
                 f"{d.error_class}: {d.error}{dropped}"
             )
         return 0
@@ -195,14 +196,16 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
         )
         return EXIT_INVALID
     bodiless = [d for d in chosen if d.body_dropped]
-    if bodiless:  # too large for Kafka: nothing to publish again
-        for d in bodiless:
-            print(
-                f"error: the dead letter at partition {d.partition} offset {d.offset} was kept "
-                f"without its {d.body_dropped} bytes, more than Kafka takes: read it from "
-                f"{d.where()} while that topic retains it (nothing was replayed)",
-                file=sys.stderr,
-            )
+    for d in bodiless:  # too large for Kafka: nothing to publish again
+        print(
+            f"{'error' if len(bodiless) == len(chosen) else 'skipped'}: the dead letter at "
+            f"partition {d.partition} offset {d.offset} was kept without its {d.body_dropped} "
+            f"bytes, more than Kafka takes: read it from {d.where()} while that topic retains it",
+            file=sys.stderr,
+        )
+    chosen = [d for d in chosen if not d.body_dropped]
+    if not chosen:
+        print("error: nothing was replayed", file=sys.stderr)
         return EXIT_INVALID
     count = dead_letters.replay(settings, chosen, Publisher(settings, "dlq-replay"))
     print(f"replayed {count} dead letters of {args.service} to their origin topics")
