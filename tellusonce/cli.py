@@ -274,7 +274,12 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "list":
         for k in offices.listing():
             state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "in use"
-            print(f"{k.key_id}  {k.office:<20} created {k.created_at:%Y-%m-%d %H:%M}  {state}")
+            allowed = offices.districts(k.office)
+            where = "any district" if allowed is None else ", ".join(sorted(allowed))
+            print(
+                f"{k.key_id}  {k.office:<20} created {k.created_at:%Y-%m-%d %H:%M}  {state}  "
+                f"({where})"
+            )
         return 0
     if not args.name:
         name = "OFFICE" if args.action == "create" else "KEY_ID"
@@ -308,9 +313,23 @@ def _create(offices: Offices, args: argparse.Namespace) -> str:
             "keys create needs the districts the office registers in (--district NAME, once "
             "each) or --any-district"
         )
+    office = office_name(args.name)
+    before = offices.districts(office)
+    known = any(k.office == office for k in offices.listing())
+    if args.any_district and before is not None:
+        raise ValueError(
+            f"office {args.name} registers in {', '.join(sorted(before))} only (its districts "
+            "are kept for every key of the office): name more with --district"
+        )
     key = offices.create_key(args.name, args.district)
-    allowed = offices.districts(office_name(args.name))
+    allowed = offices.districts(office)
     where = "any district" if allowed is None else ", ".join(sorted(allowed))
+    if known and before is None and allowed is not None:
+        print(
+            f"note: office {args.name} registered in any district until now; every key of it "
+            f"now registers in {where} only",
+            file=sys.stderr,
+        )
     return (
         f"API key {key_id(key)} for office {args.name}, registering in {where}\n"
         f"(shown once; only its hash is stored):\n{key}"
@@ -416,7 +435,10 @@ def main(argv: list[str] | None = None) -> int:
     directory or port cannot be used, or the settings would expose people's data."""
     shutdown.install()
     args = parser().parse_args(argv)
+    from sqlalchemy.exc import OperationalError
+
     from tellusonce import logs
+    from tellusonce.database import reason
     from tellusonce.errors import BrokerUnavailable, StoreBusy, UnsafeSettings
     from tellusonce.settings import Settings
 
@@ -441,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except StoreBusy as exc:
         raise _unusable(exc, settings) from exc
+    except OperationalError as exc:  # a store locked by another process, say (keys, seed)
+        raise _unusable(StoreBusy(f"store busy: {reason(exc)}"), settings) from exc
     except UnsafeSettings as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

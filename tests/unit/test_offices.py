@@ -62,7 +62,7 @@ def test_keys_are_listed_and_revoked_from_the_command_line(
     assert run_cli(["keys", "list"]) == 0
     (line,) = capsys.readouterr().out.splitlines()
     assert line.startswith(f"{key_id(key)}  LEEDS-RO-1")
-    assert line.endswith("in use")
+    assert line.endswith("in use  (leeds)")
     assert key not in line
     assert run_cli(["keys", "revoke", key_id(key)]) == 0
     assert capsys.readouterr().out.startswith(f"revoked key {key_id(key)} of office LEEDS-RO-1")
@@ -106,3 +106,43 @@ def test_an_id_that_is_not_one_revokes_nothing(tmp_path: Path, wanted: str) -> N
     assert offices.revoke(wanted) is None
     assert [offices.office_of(k) for k in keys] == ["LEEDS-RO-1", "YORK-1"]
     assert offices.revoke(key_id(keys[0]).upper()) is not None  # an id in capitals is one
+
+
+def test_an_office_s_districts_do_not_change_without_a_word(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    run_cli: Callable[[list[str]], int],
+) -> None:
+    """A key with --district for an office of any district narrowed every key of it silently;
+    --any-district for an office of some districts was ignored, saying it registered in them."""
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    assert run_cli(["keys", "create", "YORK-RO", "--any-district"]) == 0
+    capsys.readouterr()
+    assert run_cli(["keys", "create", "YORK-RO", "--district", "York"]) == 0
+    assert "every key of it now registers in york only" in capsys.readouterr().err
+    assert run_cli(["keys", "create", "YORK-RO", "--any-district"]) == 2
+    assert "registers in york only" in capsys.readouterr().err
+
+
+def test_a_locked_store_is_one_line_not_a_traceback(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[[list[str]], int],
+) -> None:
+    """Revoking a leaked key while the API held the store's write lock printed an uncaught
+    OperationalError."""
+    import sqlite3
+
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    key = Offices(f"sqlite:///{tmp_path / 'registrar.db'}").create_key("LEEDS-RO-1", ["Leeds"])
+    locker = sqlite3.connect(tmp_path / "registrar.db", isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            run_cli(["keys", "revoke", key_id(key)])
+    finally:
+        locker.execute("ROLLBACK")
+    message = str(stopped.value.code)
+    assert message.startswith("error: store busy: database is locked")
+    assert "\n" not in message
