@@ -311,8 +311,12 @@ class Registrar:
     def submit(self, event_type: EventType, document: object) -> Receipt:
         """Validate, build and publish; return only after Kafka acknowledged the event. A
         submission of a register entry published already is answered with that event."""
+        return self.publish_new(self.registration(event_type, document))
+
+    def registration(self, event_type: EventType, document: object) -> LifeEvent[Any]:
+        """The event a submission makes, validated (InvalidSubmission), not published."""
         header, facts = parse(event_type, document)
-        return self._publish_new(build_event(event_type, header, facts, self.settings))
+        return build_event(event_type, header, facts, self.settings)
 
     def earlier(self, event: LifeEvent[Any]) -> LifeEvent[Any] | None:
         """The event this registrar published already under this one's id (its register entry,
@@ -376,14 +380,24 @@ class Registrar:
 
     def correct(self, reference: str, document: object, reason: str | None = None) -> Receipt:
         """Publish a correction of a reference: the whole corrected submission."""
-        latest = self._latest(reference)
-        return self._publish_new(correction(latest, document, self.settings, reason, "reason"))
+        return self.publish_new(self.correction_of(reference, document, reason))
+
+    def correction_of(
+        self, reference: str, document: object, reason: str | None = None
+    ) -> LifeEvent[Any]:
+        """The correction of a reference a submission makes, validated, not published."""
+        return correction(self._latest(reference), document, self.settings, reason, "reason")
 
     def cancel(self, reference: str, reason: str) -> Receipt:
         """Publish the cancellation of a registration made in error."""
-        return self._publish_new(cancellation(self._latest(reference), self.settings, reason))
+        return self.publish_new(self.cancellation_of(reference, reason))
 
-    def _publish_new(self, event: LifeEvent[Any]) -> Receipt:
+    def cancellation_of(self, reference: str, reason: str) -> LifeEvent[Any]:
+        """The cancellation of a reference, validated, not published."""
+        return cancellation(self._latest(reference), self.settings, reason)
+
+    def publish_new(self, event: LifeEvent[Any]) -> Receipt:
+        """Publish an event once (publish_once): the receipt of what was published."""
         return receipt(self.publish_once(event)[0])
 
     def publish_once(self, event: LifeEvent[Any]) -> tuple[LifeEvent[Any], bool]:

@@ -42,16 +42,25 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
     from tellusonce.codec import Codec
     from tellusonce.errors import BrokerUnavailable, InvalidSubmission, NotRecorded
     from tellusonce.events import EventType
-    from tellusonce.kafka import Publisher
+    from tellusonce.kafka import Admin, Publisher, how_to_start
 
     registrar = Registrar(settings, Publisher(settings, "cli"), Codec(settings.schema_dirs))
     try:
         if args.command == "submit":
-            receipt = registrar.submit(EventType(args.event_type), _read_json(args.file))
+            event = registrar.registration(EventType(args.event_type), _read_json(args.file))
         elif args.command == "correct":
-            receipt = registrar.correct(args.reference, _read_json(args.file), args.reason)
+            event = registrar.correction_of(args.reference, _read_json(args.file), args.reason)
         else:
-            receipt = registrar.cancel(args.reference, args.reason)
+            event = registrar.cancellation_of(args.reference, args.reason)
+        if not Admin(settings).reachable(5.0):  # said now, not after the publish's 30 s
+            print(
+                f"error: no broker answers at {settings.bootstrap_servers}"
+                f"{how_to_start(settings)}: nothing was published; run the same command again "
+                "once Kafka answers",
+                file=sys.stderr,
+            )
+            return EXIT_BROKER
+        receipt = registrar.publish_new(event)
     except (InvalidSubmission, ValidationError) as exc:  # a model's own check past parsing's too
         problems = exc.problems if isinstance(exc, InvalidSubmission) else problems_of(exc)
         plural = "s" if len(problems) != 1 else ""
