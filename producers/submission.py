@@ -120,8 +120,11 @@ def _strictly(model: type[ModelT], part: Mapping[str, Any]) -> ModelT:
     return model.model_validate_json(json.dumps(part), strict=True, context=SUBMITTED)
 
 
-def parse(event_type: EventType, document: object) -> tuple[Header, Facts]:
-    """Validate a submission document; raise InvalidSubmission listing every problem found."""
+def parse(
+    event_type: EventType, document: object, correcting: str | None = None
+) -> tuple[Header, Facts]:
+    """Validate a submission document (the whole corrected submission, when `correcting` a
+    reference); raise InvalidSubmission listing every problem found."""
     if not isinstance(document, Mapping):
         raise InvalidSubmission([Problem("(document)", "must be a JSON object")])
     if not_text := _not_text(document):
@@ -142,7 +145,11 @@ def parse(event_type: EventType, document: object) -> tuple[Header, Facts]:
         problems += facts.problems()
     elif (kind := _kind_of(body, event_type)) is not None:
         what = f"is a {kind.value} registration, not a {event_type.value}"
-        where = f"submit it to /v1/events/{kind.value} (CLI: tellusonce submit {kind.value})"
+        where = (
+            f"a correction of {correcting} is a whole {event_type.value} submission"
+            if correcting
+            else f"submit it to /v1/events/{kind.value} (CLI: tellusonce submit {kind.value})"
+        )
         problems.insert(0, Problem("(document)", f"{what}: {where}"))
     if header is not None and header.registered_at is not None:
         registered_on = header.registered_at.astimezone(LONDON).date()
@@ -241,8 +248,18 @@ def correction(
     env = latest.envelope
     if env.action == Action.CANCELLED:
         raise SubmissionConflict([Problem("reference", "was cancelled; it cannot be corrected")])
-    why = _reason(reason, reason_field, required=False)
-    header, facts = parse(env.event_type, document)
+    problems: list[tuple[str, str]] = []  # the reason's and the document's, said together
+    why = None
+    try:
+        why = _reason(reason, reason_field, required=False)
+    except InvalidSubmission as exc:
+        problems += exc.problems
+    try:
+        header, facts = parse(env.event_type, document, correcting=env.reference)
+    except InvalidSubmission as exc:
+        raise InvalidSubmission(problems + exc.problems) from exc
+    if problems:
+        raise InvalidSubmission(problems)
     if not header.registration.same_entry(env.registration):
         raise InvalidSubmission(
             [
@@ -337,6 +354,14 @@ class Registrar:
         if found.envelope.registration.office != env.registration.office:
             raise _conflict("this register entry was submitted by another office")
         ref = found.envelope.reference
+        newest = self.ledger.newest(found)
+        cancelled = (
+            newest is not None
+            and newest.envelope.action == Action.CANCELLED
+            and newest.envelope.event_id != env.event_id  # not this cancellation, sent again
+        )
+        if found.facts != event.facts and cancelled and env.action == Action.REGISTERED:
+            raise _conflict(f"the registration {ref} of this register entry was cancelled")
         if found.facts != event.facts:
             if self.ledger.unacknowledged(found.envelope.event_id_text):
                 raise _conflict(
@@ -351,12 +376,7 @@ class Registrar:
                 )
             raise _conflict(f"{ref} was corrected meanwhile with other facts", "reference")
         _same_reason(event, found)
-        newest = self.ledger.newest(found)
-        if (
-            newest is not None
-            and newest.envelope.action == Action.CANCELLED
-            and newest.envelope.event_id != env.event_id  # not this cancellation, sent again
-        ):
+        if cancelled:
             raise _conflict(f"the registration {ref} of this register entry was cancelled")
         return found
 

@@ -11,7 +11,13 @@ import pytest
 
 from producers.submission import Registrar
 from tellusonce.codec import Codec
-from tellusonce.errors import BrokerUnavailable, NotRecorded, SubmissionConflict, UnsafeSettings
+from tellusonce.errors import (
+    BrokerUnavailable,
+    InvalidSubmission,
+    NotRecorded,
+    SubmissionConflict,
+    UnsafeSettings,
+)
 from tellusonce.events import EventType
 from tellusonce.settings import Settings
 from tests.factories import document, event
@@ -305,3 +311,31 @@ def test_an_amendment_sent_again_keeps_its_reason_or_is_refused(tmp_path: Path) 
     with pytest.raises(SubmissionConflict) as caught:
         registrar.cancel(first.reference, "wrong person")
     assert "for another reason" in caught.value.problems[0].reason
+
+
+def test_advice_after_a_cancellation_and_for_a_correction_fits_the_case(
+    registrar: Registrar,
+) -> None:
+    """Other facts for a cancelled entry were told to "correct REF instead" (which refuses: it
+    was cancelled); a correction with a birth's body was told to submit it as a birth; a blank
+    reason was said alone, hiding the document's problems."""
+    first = registrar.submit(EventType.DEATH, death())
+    registrar.cancel(first.reference, "registered in error")
+    with pytest.raises(SubmissionConflict) as caught:
+        registrar.submit(EventType.DEATH, death(date_of_death="2026-03-10"))
+    assert "was cancelled" in caught.value.problems[0].reason
+    assert "correct" not in caught.value.problems[0].reason
+
+    other = registrar.submit(EventType.DEATH, death(registration=_entry(7)))
+    with pytest.raises(InvalidSubmission) as caught:
+        registrar.correct(other.reference, document(EventType.BIRTH), "  ")
+    said = dict(caught.value.problems)
+    assert said["reason"] == "must not be blank"
+    assert said["(document)"] == (
+        f"is a birth registration, not a death: a correction of {other.reference} is a whole "
+        "death submission"
+    )
+
+
+def _entry(number: int) -> dict[str, Any]:
+    return {"district": "Leeds", "entry_number": number, "office": "LEEDS-RO-1"}
