@@ -200,11 +200,11 @@ def amend(tx: Transaction, event: LifeEvent[Any], rule: Rule) -> Decision:
                 ),
                 service_reference=record_id,
             )
-    undone = []
+    undone: dict[str, str] = {}  # by record
     for record_id, before, _after in images:
         tx.restore(record_id, before)
         restored = tx.get(record_id)
-        undone.append(
+        undone[record_id] = (
             f"{record_id} restored: {restored.summary()}"
             if restored
             else f"{record_id} removed (it was created by the original event)"
@@ -215,7 +215,9 @@ def amend(tx: Transaction, event: LifeEvent[Any], rule: Rule) -> Decision:
                 Outcome.NOT_APPLICABLE, ("Registration cancelled: it had changed nothing here",)
             )
         return Decision(
-            Outcome.APPLIED, ("Registration cancelled", *undone), service_reference=images[0][0]
+            Outcome.APPLIED,
+            ("Registration cancelled", *undone.values()),
+            service_reference=images[0][0],
         )
     corrected = _decide(rule, event, _matches(tx, event))
     if not undone and not tx.processed(superseded):
@@ -223,9 +225,13 @@ def amend(tx: Transaction, event: LifeEvent[Any], rule: Rule) -> Decision:
     else:
         note = "Correction: the previous decision was replaced"
     outcome = Outcome.APPLIED if undone or corrected.changed else corrected.outcome
+    # what the corrected facts no longer change is said too (a partner the correction drops:
+    # their review flag withdrawn without a word)
+    again = {r.record_id for r in corrected.changed}
+    left = [said for record_id, said in undone.items() if record_id not in again]
     return Decision(
         outcome,
-        (note, *corrected.actions),
+        (note, *corrected.actions, *left),
         corrected.changed,
         corrected.service_reference or (images[0][0] if images else None),
     )

@@ -81,6 +81,20 @@ class TestCorrection:
         assert "manual review" in last_confirmation(h).actions[0]
 
 
+class TestCorrectionSaysWhatItUndid:
+    def test_a_record_the_corrected_facts_no_longer_change_is_named(self, tmp_path: Path) -> None:
+        """A correction that drops the surviving partner withdrew her bereavement review and
+        her widowed status, and its confirmation did not mention her record."""
+        h = handler(tmp_path, "pensions")
+        death = event(EventType.DEATH)
+        h.handle(death, NOWHERE)
+        alone = document(EventType.DEATH, surviving_partner=None, marital_status="WIDOWED")
+        assert h.handle(correction(death, alone, SETTINGS, None), NOWHERE) == "applied"
+        actions = last_confirmation(h).actions
+        assert actions[-1].startswith("SP-100002 restored: State Pension in payment")
+        assert not any(a.startswith("SP-100001 restored") for a in actions)  # changed again
+
+
 class TestCancellation:
     """A cancellation leaves records as if the registration had never been made."""
 
