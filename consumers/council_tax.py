@@ -7,7 +7,9 @@
   moved) is not Class F: the account is charged, its liability to be reviewed.
 - Marriage or civil partnership: if the couple's home afterwards is a property on an account, the
   partner joins that account (and new family names are recorded), and the discount is
-  re-evaluated (a single person discount ends). A home elsewhere: NOT_APPLICABLE.
+  re-evaluated (a single person discount ends); the partner leaves the account of their former
+  home here, from the date of the union (closed if nobody is left, its discount re-evaluated
+  otherwise). A home elsewhere: NOT_APPLICABLE.
 - Address change: the movers' residency at the old property ends on the effective date (the
   account closes if nobody is left, otherwise its discount is re-evaluated); if the new address is
   in the authority's area a new account is opened there (valuation band to be confirmed).
@@ -169,30 +171,59 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
 
 
 def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
-    """The partner joins the account of the couple's home; the discount is re-evaluated."""
+    """The partner joins the account of the couple's home and leaves the account of their
+    own former home here; each account's discount is re-evaluated."""
     facts: MarriageFacts = event.facts
     found = open_accounts(matches, "party1", "party2")
     if not found:
         return no_record(WHAT)
-    renamed = [s.after() for s in facts.parties]
+    home = next((a for _, a in found if a.property.same_place(facts.address_after)), None)
+    if home is None:
+        reason = "The couple's home after the marriage is not on an account here"
+        return unchanged(reason, found[0][1])
     keys = facts.people()
-    for _, account in found:
-        if not account.property.same_place(facts.address_after):
-            continue
-        residents = account.residents
-        for key, person in zip(keys.values(), renamed, strict=True):
-            residents = (*_without(residents, key), person)
-        if set(residents) == set(account.residents):
-            return unchanged("Both partners already on the account", account)
-        changed, words = with_residents(account, residents, facts.married_on)
-        joined = len(residents) > len(account.residents)
-        first = (
-            f"Partner joined account {account.record_id} from {facts.married_on}"
+    day = facts.married_on
+    residents = home.residents
+    for key, person in zip(keys.values(), [s.after() for s in facts.parties], strict=True):
+        residents = (*_without(residents, key), person)
+    changed: list[Record] = []
+    actions: list[str] = []
+    if set(residents) != set(home.residents):
+        updated, words = with_residents(home, residents, day)
+        joined = len(residents) > len(home.residents)
+        changed.append(updated)
+        actions += [
+            f"Partner joined account {home.record_id} from {day}"
             if joined
-            else f"New family name recorded on account {account.record_id}"
-        )
-        return Decision(Outcome.APPLIED, (first, *words), (changed,), account.record_id)
-    return unchanged("The couple's home after the marriage is not on an account here", found[0][1])
+            else f"New family name recorded on account {home.record_id}",
+            *words,
+        ]
+    for _, account in found:  # a party's account at their home before: they left it
+        if account.record_id != home.record_id:
+            left = _leaving(account, list(keys.values()), day)
+            if left is not None:
+                changed.append(left[0])
+                actions += left[1]
+    if not changed:
+        return unchanged("Both partners already on the account", home)
+    return Decision(Outcome.APPLIED, tuple(actions), tuple(changed), home.record_id)
+
+
+def _leaving(
+    account: CouncilTaxAccount, keys: list[PersonKey], day: date
+) -> tuple[CouncilTaxAccount, list[str]] | None:
+    """The account once these people left it on a day (closed if nobody is left), and what
+    changed in words; None if none of them is on it."""
+    remaining = account.residents
+    for key in keys:
+        remaining = _without(remaining, key)
+    if remaining == account.residents:
+        return None
+    if not remaining:
+        closed = account.model_copy(update={"status": "CLOSED", "closed_from": day})
+        return closed, [f"Account {account.record_id} closed from {day}: nobody left"]
+    updated, words = with_residents(account, remaining, day)
+    return updated, [f"Residency at {account.record_id} ended from {day}", *words]
 
 
 def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:
@@ -206,16 +237,10 @@ def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:
     changed: list[Record] = []
     actions: list[str] = []
     for _, account in found:
-        remaining = account.residents
-        for key in keys:
-            remaining = _without(remaining, key)
-        if remaining:
-            updated, words = with_residents(account, remaining, day)
-            changed.append(updated)
-            actions += [f"Residency at {account.record_id} ended from {day}", *words]
-        else:
-            changed.append(account.model_copy(update={"status": "CLOSED", "closed_from": day}))
-            actions.append(f"Account {account.record_id} closed from {day}: nobody left")
+        left = _leaving(account, keys, day)
+        if left is not None:
+            changed.append(left[0])
+            actions += left[1]
     if in_area(facts.new_address):
         new = CouncilTaxAccount(
             record_id=f"CT-N{event.envelope.event_id.hex.upper()}",

@@ -148,6 +148,39 @@ class TestCouncilTax:
             198_000,
         )
 
+    def test_a_partner_joining_leaves_their_own_former_account(self) -> None:
+        """Grace joined Chidi's account and stayed on her flat's, counted at two homes; her
+        flatmate missed the single person discount. And the couple's home written as the
+        registrar typed it ("3 OAK STREET,") was not the account's property."""
+        chidi = Person(given_names="Chidi", family_name="Okafor", date_of_birth=date(1990, 1, 15))
+        grace = Person(given_names="Grace", family_name="Obi", date_of_birth=date(1991, 4, 22))
+        mate = Person(given_names="Flat", family_name="Mate", date_of_birth=date(1985, 1, 1))
+        oak = Address(lines=("3 Oak Street", "Leeds"), postcode="LS1 2AB")
+        birch = Address(lines=("9 Birch Lane", "Leeds"), postcode="LS2 3DF")
+        his = record("council_tax", "CT-300001").model_copy(
+            update={"record_id": "CT-A", "property": oak, "residents": (chidi,)}
+        )
+        hers = his.model_copy(
+            update={"record_id": "CT-G", "property": birch, "residents": (grace, mate)}
+        )
+        parties = [(chidi, oak), (grace, birch)]
+        union = event(
+            EventType.MARRIAGE,
+            parties=[
+                {"person": p.model_dump(mode="json"), "address_before": a.model_dump(mode="json")}
+                for p, a in parties
+            ],
+            address_after={"lines": ["3 OAK STREET,", "LEEDS"], "postcode": "LS1 2AB"},
+        )
+        decision = council_tax.on_marriage(union, roles(party1=his, party2=hers))
+        home, former = decision.changed
+        assert (home.record_id, len(home.residents), home.discount) == ("CT-A", 2, "NONE")
+        assert (former.record_id, former.residents, former.discount) == (
+            "CT-G",
+            (mate,),
+            "SINGLE_PERSON",
+        )
+
     def test_couple_living_elsewhere_is_not_applicable(self) -> None:
         decision = council_tax.on_marriage(wedding(home=AWAY), roles(party1=self.widow_account()))
         assert decision.outcome == Outcome.NOT_APPLICABLE
