@@ -52,7 +52,11 @@ def run_until_signalled(
     runtime: Runtime[Any], metrics_port: int | None, host: str = "127.0.0.1"
 ) -> None:
     """Run until SIGTERM or SIGINT (shutdown.install()ed by main), then drain, commit, close."""
-    server = serve(metrics_port, runtime.ready, host) if metrics_port is not None else None
+    server = (
+        serve(metrics_port, runtime.ready, host, alive=runtime.alive)
+        if metrics_port is not None
+        else None
+    )
     if server is not None:
         runtime.log.info("metrics_served", url=f"http://{host}:{server.server_port}/metrics")
     tune_garbage_collector()

@@ -32,6 +32,7 @@ from tellusonce.metrics import (
     CONSUMER_LAG,
     DEAD_LETTERS,
     EVENTS_CONSUMED,
+    LOOP_TURNED,
     OUTBOX_PENDING,
     PROCESSING_SECONDS,
 )
@@ -40,6 +41,9 @@ from tellusonce.topics import Topics
 BACKOFF_FIRST_SECONDS = 0.2
 BACKOFF_MAX_SECONDS = 30.0
 GAUGE_INTERVAL_SECONDS = 5.0
+# a loop that has not turned for this long is stuck (/healthz 503): a batch waits at most about
+# a publish's timeout (30 s) on each of a few things, and a store's busy wait a second
+STUCK_AFTER_SECONDS = 300.0
 BATCH = 500  # messages a poll takes at most: handled in one store transaction
 OUTCOME_LABELS = (
     "applied",
@@ -126,6 +130,8 @@ class Runtime(Generic[M]):
         self._outbox_dirty = True
         self._dead_letters_down = False  # within one batch
         self._next_gauges = 0.0
+        self._turned = time.monotonic()
+        self._loop_turned = LOOP_TURNED.labels(handler.name)
         self.joined = threading.Event()
         self._event_types = {t: self._label(t) for t in handler.topics}  # per topic, once
         self._processing = PROCESSING_SECONDS.labels(handler.name)
@@ -381,11 +387,17 @@ class Runtime(Generic[M]):
             with contextlib.suppress(KeyError):  # never reported here
                 CONSUMER_LAG.remove(self.handler.name, topic, str(partition))
 
+    def alive(self) -> bool:
+        """Whether the loop turned lately (or has not started: start-up has its own checks)."""
+        return time.monotonic() - self._turned < STUCK_AFTER_SECONDS
+
     def _gauges(self) -> None:
         now = time.monotonic()
+        self._turned = now
         if now < self._next_gauges:
             return
         self._next_gauges = now + GAUGE_INTERVAL_SECONDS
+        self._loop_turned.set_to_current_time()
         for (topic, partition), lag in self.subscriber.lag().items():
             CONSUMER_LAG.labels(self.handler.name, topic, str(partition)).set(lag)
         try:

@@ -74,6 +74,12 @@ HTTP_REQUESTS = Counter(
     "Requests to the registrar API by method, route template and status code",
     ["method", "route", "status"],
 )
+LOOP_TURNED = Gauge(
+    "tellusonce_consumer_loop_turned_timestamp_seconds",
+    "When a consumer's loop last polled Kafka (every few seconds while it works: its metrics are "
+    "served by another thread, which answers while the loop is stuck)",
+    ["service"],
+)
 DEAD_LETTERS = Counter(
     "tellusonce_dead_letters_total",
     "Messages a service sent to its dead-letter topic, by error class",
@@ -86,15 +92,24 @@ class _QuietHandler(WSGIRequestHandler):
         """Scrapes are not worth a log line each."""
 
 
-def serve(port: int, ready: Callable[[], bool], host: str = "127.0.0.1") -> WSGIServer:
-    """Serve /metrics, /healthz (alive) and /readyz (ready() is true) on host:port."""
+def serve(
+    port: int,
+    ready: Callable[[], bool],
+    host: str = "127.0.0.1",
+    alive: Callable[[], bool] = lambda: True,
+) -> WSGIServer:
+    """Serve /metrics, /healthz (alive() is true: this server's thread answering is not enough
+    for a process whose work is another thread's) and /readyz (ready() is true) on host:port."""
     metrics_app = make_wsgi_app()
 
     def app(environ: dict[str, object], start_response: Callable[..., object]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO")
         if path == "/healthz":
-            start_response("200 OK", [("Content-Type", "text/plain")])
-            return [b"ok\n"]
+            ok = alive()
+            start_response(
+                "200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")]
+            )
+            return [b"ok\n" if ok else b"stuck\n"]
         if path == "/readyz":
             ok = ready()
             start_response(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from prometheus_client import REGISTRY
 
 from consumers.runtime import Runtime
@@ -48,3 +49,37 @@ def test_a_message_and_its_batch_are_timed_in_buckets_that_tell_them_apart(
     assert sample("tellusonce_batch_seconds_count") == batches + 1
     took = sample("tellusonce_batch_seconds_sum") - batch_time
     assert took > sample("tellusonce_processing_seconds_sum") - message_time  # and its commit
+
+
+def test_a_stuck_loop_is_not_healthy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/healthz answered from the metrics thread: a consumer whose loop hung was "ok" for ever,
+    its gauges frozen, and no alert could fire."""
+    import urllib.error
+    import urllib.request
+
+    from consumers import runtime as runtime_module
+    from tellusonce.metrics import serve, stop_serving
+
+    clock = [1000.0]
+    monkeypatch.setattr(runtime_module.time, "monotonic", lambda: clock[0])
+    service = handler(tmp_path, "pensions")
+    kept = Kept()
+    kept.lag = dict  # type: ignore[attr-defined]  # no partitions: no lag
+    runtime = Runtime(service, kept, kept, Topics())  # type: ignore[arg-type]
+    runtime._gauges()  # a turn of the loop
+    turned = sample("tellusonce_consumer_loop_turned_timestamp_seconds")
+    assert turned > 0
+    server = serve(0, lambda: True, alive=runtime.alive)
+    url = f"http://127.0.0.1:{server.server_port}/healthz"
+    try:
+        with urllib.request.urlopen(url) as answered:
+            assert answered.status == 200
+        clock[0] += runtime_module.STUCK_AFTER_SECONDS + 1
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url)
+        assert refused.value.code == 503
+        refused.value.close()
+        runtime._gauges()
+        assert runtime.alive()
+    finally:
+        stop_serving(server)
