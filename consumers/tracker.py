@@ -44,7 +44,7 @@ from tellusonce.database import Bulk, BulkInsert, Connections, Query, connect, p
 from tellusonce.errors import StoreBusy
 from tellusonce.events import Confirmation, Envelope, EventType, Outcome
 from tellusonce.kafka import Received
-from tellusonce.metrics import AWAITING, CONFIRMATION_SECONDS, OLDEST_AWAITING
+from tellusonce.metrics import AWAITING, CONFIRMATION_SECONDS, OLDEST_AWAITING, tracking
 from tellusonce.topics import TRACKER, Topics, subscribers, subscriptions
 
 metadata = MetaData()
@@ -374,6 +374,7 @@ class TrackerHandler:
         # what it cannot read (a confirmation of a schema it does not have yet, say) is kept
         # there to be replayed once it can: its offset is committed past, as a service's is
         self.dead_letter_topic: str | None = topics.dead_letter(TRACKER)
+        tracking()
         self.topics = [*(topics.events(t) for t in EventType), topics.confirmations]
         # series from 0, so rate() sees the first confirmation; children made once
         self._latency = {

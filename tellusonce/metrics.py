@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import Counter, Gauge, Histogram, Info, make_wsgi_app
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info, make_wsgi_app
 
 from tellusonce import __version__
 
@@ -61,14 +61,31 @@ CONSUMER_LAG = Gauge(
     "Messages not yet consumed, per partition",
     ["service", "topic", "partition"],
 )
+# the tracker's alone: registered by tracking(), in a tracker (every process exported them at 0,
+# so that a dead tracker's absence was hidden, and every query had to take the max)
 AWAITING = Gauge(
     "tellusonce_events_awaiting_confirmation",
     "Events for which some subscribed service has not confirmed yet",
+    registry=None,
 )
 OLDEST_AWAITING = Gauge(
     "tellusonce_oldest_awaiting_confirmation_age_seconds",
     "Age of the oldest event still waiting for a confirmation (0 when none waits)",
+    registry=None,
 )
+_TRACKING = threading.Lock()
+_tracked: list[Gauge] = []
+
+
+def tracking() -> None:
+    """Export the tracker's gauges from this process (once)."""
+    with _TRACKING:
+        if not _tracked:
+            _tracked.extend((AWAITING, OLDEST_AWAITING))
+            for gauge in _tracked:
+                REGISTRY.register(gauge)
+
+
 HTTP_REQUESTS = Counter(
     "tellusonce_http_requests_total",
     "Requests to the registrar API by method, route template and status code",

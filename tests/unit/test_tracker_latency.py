@@ -149,3 +149,29 @@ def test_what_the_tracker_cannot_read_is_dead_lettered_for_a_replay(
     (letter,) = kept.sent
     assert (letter.topic, letter.value) == ("life-events.dead-letter.tracker", newer)
     assert REGISTRY.get_sample_value("tellusonce_dead_letters_total", labels) == before + 1
+
+
+def test_only_a_tracker_exports_the_awaiting_gauges(tmp_path: Path) -> None:
+    """Every process (services, the registrar API) exported them at 0. In a process of its
+    own: this one's tracker made them here already."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from prometheus_client import REGISTRY\n"
+        "import producers.api, consumers.launch\n"
+        "from consumers.tracker import TrackerHandler, TrackerStore\n"
+        "from tellusonce.codec import Codec; from tellusonce.topics import Topics\n"
+        "name = 'tellusonce_events_awaiting_confirmation'\n"
+        "print(REGISTRY.get_sample_value(name))\n"
+        "TrackerHandler(TrackerStore('sqlite:///' + sys.argv[1]), Topics(), Codec())\n"
+        "TrackerHandler(TrackerStore('sqlite:///' + sys.argv[1]), Topics(), Codec())\n"
+        "print(REGISTRY.get_sample_value(name))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "tracker.db")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split() == ["None", "0.0"]
