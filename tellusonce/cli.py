@@ -441,9 +441,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; exit 2 for bad input, 3 when Kafka did not acknowledge (or no broker
     answers), 4 when the registrar's ledger could not record the event, 1 when a store,
-    directory or port cannot be used, or the settings would expose people's data."""
+    directory or port cannot be used, or the settings are invalid or would expose people's
+    data."""
     shutdown.install()
     args = parser().parse_args(argv)
+    from pydantic import ValidationError
     from sqlalchemy.exc import OperationalError
 
     from tellusonce import logs
@@ -451,7 +453,13 @@ def main(argv: list[str] | None = None) -> int:
     from tellusonce.errors import BrokerUnavailable, StoreBusy, UnsafeSettings
     from tellusonce.settings import Settings
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:  # each setting named, never its value (a secret, say)
+        for error in exc.errors(include_input=False, include_url=False):
+            name = "TELLUSONCE_" + "_".join(str(p) for p in error["loc"]).upper()
+            print(f"error: setting {name}: {error['msg']}", file=sys.stderr)
+        return 1
     # Services log what they do; a command a person runs answers on stdout, its own info lines
     # (event_published, ...) only interleaving with the answer, unless TELLUSONCE_LOG_LEVEL asks.
     asked = "log_level" in settings.model_fields_set

@@ -25,6 +25,8 @@ from tellusonce.fields import (
 
 MINIMUM_AGE_TO_MARRY = 16
 REFERENCE_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{5}-[0-9A-HJKMNP-TV-Z]{5}$"
+# CloudEvents' source: an absolute URI (urn:tellusonce:registrar, https://...), no spaces
+SOURCE_PATTERN = r"^[A-Za-z][A-Za-z0-9+.-]*:[!-~]+$"
 SERVICE_PATTERN = r"^[a-z][a-z_]{1,40}$"
 
 
@@ -198,6 +200,8 @@ class Envelope(Frozen):
     late_registration: bool = False
     registration: Registration
     person_ref: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    # checked as a URI where it is set (Settings.source), not here: events published with
+    # another source stay readable
     source: Annotated[str, Field(min_length=1, max_length=200)]
     reason: Text | None = None
 

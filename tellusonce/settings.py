@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tellusonce.events import SOURCE_PATTERN
+
 DEVELOPMENT_SECRET = "local-development-only-not-a-secret"  # noqa: S105 (a labelled placeholder)
 
 
@@ -40,7 +42,12 @@ class Settings(BaseSettings):
     pseudonym_secret: SecretStr = Field(
         SecretStr(DEVELOPMENT_SECRET), description="HMAC key for person_ref pseudonyms"
     )
-    source: str = Field("urn:tellusonce:registrar", description="CloudEvents ce_source")
+    source: str = Field(
+        "urn:tellusonce:registrar",
+        description="CloudEvents ce_source: an absolute URI, e.g. urn:tellusonce:leeds-ro",
+        pattern=SOURCE_PATTERN,
+        max_length=200,
+    )
     publish_timeout_seconds: float = Field(30.0, gt=0)
     fetch_wait_ms: int = Field(
         25,

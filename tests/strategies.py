@@ -131,7 +131,7 @@ def life_events(draw: st.DrawFn, event_type: EventType) -> LifeEvent[Any]:
             ),
         ),
         person_ref=draw(st.binary(min_size=32, max_size=32)).hex(),
-        source=draw(texts),
+        source=draw(st.from_regex(r"[a-z][a-z0-9+.-]{0,10}:[!-~]{1,40}", fullmatch=True)),
         reason=draw(st.none() | texts),
     )
     return life_event(envelope, draw(FACTS_STRATEGIES[event_type]))

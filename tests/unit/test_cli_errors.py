@@ -206,3 +206,20 @@ def test_status_shows_what_the_registrar_published_before_the_tracker_read_it(
     assert f"event {second.event_id}" in shown
     assert "reason: date of death misread" in shown
     assert "State Pension: PENDING" in shown
+
+
+def test_an_invalid_setting_is_named_in_one_line_without_its_value(
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[[list[str]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A setting pydantic refused was a traceback ending in pydantic's error, which shows the
+    value given. A source that is not a URI would have gone out as every event's ce_source."""
+    monkeypatch.setenv("TELLUSONCE_SOURCE", "Leeds register office")
+    monkeypatch.setenv("TELLUSONCE_PARTITIONS", "six")
+    assert run_cli(["status", "5D4Z6-43N23"]) == 1
+    said = sorted(capsys.readouterr().err.splitlines())
+    assert said[0].startswith("error: setting TELLUSONCE_PARTITIONS: Input should be")
+    assert said[1].startswith("error: setting TELLUSONCE_SOURCE: String should match pattern")
+    assert "Leeds register office" not in "".join(said)
+    assert "six" not in "".join(said)
