@@ -198,7 +198,7 @@ def test_family_life_course_reaches_every_service_once(
         "pensions": "APPLIED",
         "disability": "APPLIED",
         "council_tax": "APPLIED",
-        "housing_benefit": "NOT_APPLICABLE",
+        "housing_benefit": "NO_RECORD",  # the claim ended when they moved
     }
     assert record(settings, "pensions", "SP-700001").overpayment_pence == 23_000 * 5 // 7
 
@@ -212,7 +212,7 @@ def test_family_life_course_reaches_every_service_once(
         "pensions": "APPLIED",
         "disability": "APPLIED",
         "council_tax": "APPLIED",
-        "housing_benefit": "NOT_APPLICABLE",
+        "housing_benefit": "NO_RECORD",  # the claim ended when they moved
     }
 
     mistaken = registrar.submit(EventType.DEATH, death(105, GRACE_MARRIED, "2026-02-10", None))
@@ -240,7 +240,7 @@ def test_family_life_course_reaches_every_service_once(
     assert (claim.status, claim.ended_from, claim.partner, claim.children) == (
         "ENDED",
         date(2025, 9, 1),
-        GRACE,
+        GRACE_MARRIED,  # by her name after the marriage
         (CHILD,),
     )
 
