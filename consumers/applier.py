@@ -120,7 +120,8 @@ class ServiceHandler:
         service writes one per event it handles, and validating what this code just made was a
         third of that work. Confirmation reads it back (unit tests decode what services queue).
         """
-        confirmation = confirmation_id_text(envelope.event_id, self.name)
+        rejected = decision.outcome == Outcome.REJECTED
+        confirmation = confirmation_id_text(envelope.event_id, self.name, rejected)
         processed_at = datetime.now(UTC)
         record = {
             "confirmation_id": confirmation,

@@ -190,6 +190,20 @@ class TestAfterADeadLetteredCorrection:
         assert last_confirmation(h).outcome == "REJECTED"
         return fix
 
+    def test_the_answer_after_a_replay_is_another_cloudevent(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        """The REJECTED answer and the one after the replay had the same ce_source and ce_id:
+        a consumer deduplicating by them, as CloudEvents allows, dropped the second."""
+        h = handler(tmp_path, "pensions")
+        h.reject(death, RuleRejected("record SP-100001 is unreadable"))
+        refused = last_confirmation(h)
+        assert h.handle(death, NOWHERE) == "applied"
+        applied = last_confirmation(h)
+        assert refused.confirmation_id != applied.confirmation_id
+        ids = [dict(p.headers)["ce_id"] for p in h.store.pending()]
+        assert len(set(ids)) == 2
+
     @pytest.mark.parametrize("one_batch", [False, True])
     def test_its_cancellation_undoes_the_registration_and_its_replay_does_nothing(
         self, tmp_path: Path, death: LifeEvent[Any], one_batch: bool
