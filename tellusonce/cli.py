@@ -125,7 +125,7 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     statuses = TrackerStore(settings.store_url_for(TRACKER)).status(reference)
     recorded = []  # what this registrar's ledger holds: just published, or not acknowledged
     url = settings.store_url_for("registrar")
-    if not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).exists():
+    if not _no_store(url):
         recorded = Ledger(url, Codec(settings.schema_dirs)).under(reference)
     seen = {s.event_id for s in statuses}
     statuses += [
@@ -139,6 +139,11 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     reasons = {event_id: why for event_id, why in reasons.items() if why}
     print(render(reference, statuses, reasons, waiting))
     return 0 if statuses or waiting else 1
+
+
+def _no_store(url: str) -> bool:
+    """Whether a store is an SQLite file that does not exist (opening it would make it)."""
+    return url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists()
 
 
 def _seed(args: argparse.Namespace, settings: Settings) -> int:
@@ -278,8 +283,12 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
     """keys create OFFICE --district NAME ... | keys list | keys revoke KEY_ID."""
     from producers.offices import Offices
 
+    url = settings.store_url_for("registrar")
+    if args.action == "list" and _no_store(url):  # not made here to say so
+        print(f"no keys: no registrar store in {settings.data_dir}", file=sys.stderr)
+        return 0
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    offices = Offices(settings.store_url_for("registrar"))
+    offices = Offices(url)
     if args.action == "list":
         for k in offices.listing():
             state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "in use"

@@ -146,3 +146,17 @@ def test_a_locked_store_is_one_line_not_a_traceback(
     message = str(stopped.value.code)
     assert message.startswith("error: store busy: database is locked")
     assert "\n" not in message
+
+
+def test_listing_keys_where_there_is_no_store_makes_none(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    run_cli: Callable[[list[str]], int],
+) -> None:
+    """Pointed at the wrong data directory, `keys list` printed nothing and made a store there."""
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(elsewhere))
+    assert run_cli(["keys", "list"]) == 0
+    assert f"no keys: no registrar store in {elsewhere}" in capsys.readouterr().err
+    assert not elsewhere.exists()
