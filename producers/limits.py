@@ -24,11 +24,11 @@ class RateLimit:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def wait(self, client: str) -> int | None:
-        """As take(), without using up a request: None if one may go ahead now."""
+    def give_back(self, client: str) -> None:
+        """Return a request taken (one that turned out not to count), up to the burst."""
+        now = time.monotonic()
         with self._lock:
-            tokens = self._tokens(client, time.monotonic())
-        return None if tokens >= 1 else max(1, math.ceil((1 - tokens) / self.rate))
+            self._buckets[client] = (min(self.burst, self._tokens(client, now) + 1), now)
 
     def take(self, client: str) -> int | None:
         """None if the request may go ahead, else the seconds to wait (for Retry-After)."""

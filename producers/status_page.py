@@ -164,7 +164,7 @@ def router(ledger: Ledger, tracker: TrackerStore, attempts_per_minute: int = 5) 
         reference = reference.strip().upper()
         wait = limit.take(client)
         if wait is None and reference:
-            wait = per_reference.wait(reference)
+            wait = per_reference.take(reference)  # now: requests at once each take one
         if wait is not None:
             response = page(
                 "Too many attempts", f"<p>Please wait {_how_long(wait)} and try again.</p>", 429
@@ -178,9 +178,8 @@ def router(ledger: Ledger, tracker: TrackerStore, attempts_per_minute: int = 5) 
         found = await run_in_threadpool(ledger.registrations, reference) if reference else []
         event = next((e for e in found if e.facts.subject().date_of_birth == born), None)
         if event is None:
-            if reference:
-                per_reference.take(reference)
             return page("Check what has been done", form(NOT_FOUND, reference), status=404)
+        per_reference.give_back(reference)  # the right date: a family's view does not count
         chain = await run_in_threadpool(ledger.chain, event)
         try:
             statuses = await run_in_threadpool(tracker.status, reference, chain)

@@ -131,6 +131,31 @@ def test_a_family_checking_often_is_not_locked_out_but_a_guesser_is(
     assert ask_from("2001:db8:2::1", right) == 429  # the allowance guessed away: all wait
 
 
+def test_guesses_sent_at_once_are_limited_too(registrar: Registrar, store: TrackerStore) -> None:
+    """With the allowance checked before the look-up and used after it, 60 wrong dates sent at
+    once all got past the check: 60 answers (404), not 10 and then 429s."""
+    import asyncio
+
+    import httpx
+
+    receipt = registrar.submit(EventType.DEATH, death())
+    app = FastAPI()
+    app.include_router(status_page.router(registrar.ledger, store, attempts_per_minute=100))
+
+    async def guess(n: int) -> int:
+        transport = httpx.ASGITransport(app=app, client=(f"2001:db8:{n}::1", 5000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            form = {"reference": receipt.reference, "day": "1", "month": "1", "year": f"{1900 + n}"}
+            return (await client.post("/status", data=form)).status_code
+
+    async def all_at_once() -> list[int]:
+        return list(await asyncio.gather(*(guess(n) for n in range(60))))
+
+    answered = asyncio.run(all_at_once())
+    assert answered.count(404) == status_page.REFERENCE_ATTEMPTS_PER_HOUR
+    assert answered.count(429) == 60 - status_page.REFERENCE_ATTEMPTS_PER_HOUR
+
+
 def test_only_buckets_not_full_again_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [0.0]
     monkeypatch.setattr(limits.time, "monotonic", lambda: clock[0])
