@@ -158,7 +158,10 @@ def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
         return unchanged(
             "Neither party is the claimant; the household is reviewed separately", claim
         )
-    claimant = facts.parties[int(claimant_role[-1]) - 1].after()
+    named = facts.parties[int(claimant_role[-1]) - 1].family_name_after
+    claimant = claim.claimant  # as the claim knows them (a NINO the event may not give)
+    if named is not None:
+        claimant = claimant.model_copy(update={"family_name": named})
     other = facts.parties[2 - int(claimant_role[-1])]
     if claim.partner and any(
         is_person(claim.partner, p.key(None)) for p in (other.person, other.after())

@@ -397,6 +397,22 @@ class TestHousingBenefit:
         assert housing_benefit.on_marriage(union, roles(party1=claim)).outcome == (
             Outcome.NOT_APPLICABLE
         )
+        assert claim.claimant == MARGARET.model_copy(update={"family_name": "Ellis-Thompson"})
+
+    def test_marriage_keeps_what_the_claim_knows_of_the_claimant(self) -> None:
+        """The claimant was replaced by the event's person: a NINO the event left out, and the
+        given names the claim knew, were lost."""
+        single = self.claim().model_copy(update={"claimant": MARGARET, "partner": None})
+        union = wedding()
+        as_named = MARGARET.model_copy(update={"nino": None, "given_names": "Maggie"})
+        parties = (
+            union.facts.parties[0].model_copy(update={"person": as_named}),
+            union.facts.parties[1],
+        )
+        facts = union.facts.model_copy(update={"parties": parties})
+        union = union.model_copy(update={"facts": facts})
+        (claim,) = housing_benefit.on_marriage(union, roles(party1=single)).changed
+        assert claim.claimant == MARGARET
 
     def test_an_ended_claim_matches_nobody(self) -> None:
         """A person with an ended claim and an active one was matched (by NINO, the lowest
