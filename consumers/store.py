@@ -34,6 +34,7 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -186,18 +187,19 @@ _CHANGES_OF = (
     .order_by(changes.c.id)
 )
 _CLAIM = BulkInsert(processed)
+# events an amendment processed, or refused, here supersedes: one statement (a batch asks it)
 _SUPERSEDED_AMONG = Query(
-    select(processed.c.supersedes).where(
-        processed.c.supersedes.in_(bindparam("event_ids", expanding=True))
+    union_all(
+        select(processed.c.supersedes).where(
+            processed.c.supersedes.in_(bindparam("event_ids", expanding=True))
+        ),
+        select(refused.c.supersedes).where(
+            refused.c.supersedes.in_(bindparam("event_ids", expanding=True))
+        ),
     )
 )
 _PROCESSED_ROW = select(processed.c.outcome, processed.c.supersedes).where(
     processed.c.event_id == bindparam("event_id")
-)
-_REFUSED_SUPERSEDING = Query(
-    select(refused.c.supersedes).where(
-        refused.c.supersedes.in_(bindparam("event_ids", expanding=True))
-    )
 )
 _REFUSED_AMONG = Query(
     select(refused.c.event_id).where(refused.c.event_id.in_(bindparam("event_ids", expanding=True)))
@@ -285,7 +287,6 @@ class Transaction:
         asked = list(set(event_ids))
         if asked:
             found = _SUPERSEDED_AMONG.rows(self.conn, {"event_ids": asked})
-            found += _REFUSED_SUPERSEDING.rows(self.conn, {"event_ids": asked})
             self._superseded.update(event_id for (event_id,) in found)
 
     def superseded(self, event_id: str) -> bool:
@@ -295,10 +296,7 @@ class Transaction:
             return True
         if event_id in self._looked_up:
             return False
-        asked = {"event_ids": [event_id]}
-        return bool(
-            _SUPERSEDED_AMONG.rows(self.conn, asked) or _REFUSED_SUPERSEDING.rows(self.conn, asked)
-        )
+        return bool(_SUPERSEDED_AMONG.rows(self.conn, {"event_ids": [event_id]}))
 
     def refuse(self, event_id: str, supersedes: str) -> None:
         """Keep what an amendment refused here superseded (see `refused`)."""

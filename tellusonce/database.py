@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 from sqlalchemy.schema import CreateColumn
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.expression import Select, UpdateBase
+from sqlalchemy.sql.expression import CompoundSelect, Select, UpdateBase
 from sqlalchemy.types import TupleType
 
 
@@ -236,7 +236,7 @@ class Query:
     people by NINO: 183 us, 42 us on the cursor). Other drivers, and empty lists, get
     conn.execute."""
 
-    def __init__(self, statement: Select[Any] | UpdateBase) -> None:
+    def __init__(self, statement: Select[Any] | CompoundSelect[Any] | UpdateBase) -> None:
         self.statement = statement
         self._prepared: dict[tuple[str, str], _Query | None] = {}
 
@@ -271,7 +271,9 @@ class _Query:
         self._sql: dict[tuple[int, ...], str] = {}
 
     @classmethod
-    def prepare(cls, statement: Select[Any] | UpdateBase, dialect: Dialect) -> _Query | None:
+    def prepare(
+        cls, statement: Select[Any] | CompoundSelect[Any] | UpdateBase, dialect: Dialect
+    ) -> _Query | None:
         compiled = statement.compile(dialect=dialect)
         if not compiled.positional:
             return None
