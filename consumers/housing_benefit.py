@@ -57,6 +57,8 @@ WHAT = "Housing Benefit claim"
 class HousingBenefitClaim(Record):
     """A Housing Benefit claim and the household it is assessed on."""
 
+    PEOPLE_VERSION = 2  # 2: an ended claim matches nobody
+
     claimant: Person
     partner: Person | None = None
     children: tuple[Person, ...] = ()

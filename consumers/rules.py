@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from tellusonce.events import (
     AddressChangeFacts,
@@ -23,6 +23,9 @@ class Record(Frozen):
     """A service's own record about one or more people (an award, an account, a claim)."""
 
     record_id: str
+    # Raised when what people() gives changes for records already stored (who an ended claim
+    # matches, say): a store keeping another version matches them again, once, as it opens.
+    PEOPLE_VERSION: ClassVar[int] = 1
 
     def people(self) -> list[PersonKey]:
         """Everyone this record is about, as events will match them."""

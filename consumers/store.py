@@ -8,7 +8,7 @@ many events; see ServiceStore.unit). Locked or unreachable stores raise StoreBus
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -105,6 +105,14 @@ refused = Table(
     metadata,
     Column("event_id", String, primary_key=True),
     Column("supersedes", String, nullable=False, index=True),
+)
+# what a store keeps about itself: "people_version", the record type's PEOPLE_VERSION its
+# matching keys were made by
+store_meta = Table(
+    "store_meta",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("value", String, nullable=False),
 )
 changes = Table(
     "changes",
@@ -520,17 +528,7 @@ class Transaction:
                 updated.append({"id": record_id, "data": data, "at": at})
             else:
                 inserted.append({"record_id": record_id, "data": data, "updated_at": at})
-        people = [
-            {
-                "record_id": record_id,
-                "nino": k.nino,
-                "surname": k.surname,
-                "date_of_birth": k.date_of_birth,
-                "postcode": k.postcode,
-            }
-            for record_id, keys in self._keys.items()
-            for k in keys
-        ]
+        people = _key_rows(self._keys)
         if deleted:
             self.conn.execute(_DELETE_RECORDS, {"ids": deleted})
         if self._keys:
@@ -564,6 +562,21 @@ class Transaction:
             for event_id, supersedes in self._refused.items()
             if event_id not in known
         ]
+
+
+def _key_rows(keys: Mapping[str, Sequence[PersonKey]]) -> list[dict[str, Any]]:
+    """record_people rows of records' matching keys."""
+    return [
+        {
+            "record_id": record_id,
+            "nino": k.nino,
+            "surname": k.surname,
+            "date_of_birth": k.date_of_birth,
+            "postcode": k.postcode,
+        }
+        for record_id, of_record in keys.items()
+        for k in of_record
+    ]
 
 
 def _pending(tx: Transaction) -> list[Pending]:
@@ -609,8 +622,31 @@ class ServiceStore:
         self._acknowledged: list[int] = []
         try:
             create_or_upgrade(self.engine, metadata)
+            self._match_again()
         except OperationalError as exc:
             raise StoreBusy(f"store not usable: {reason(exc)}") from exc
+
+    def _match_again(self) -> None:
+        """Make the matching keys of every stored record again if they were made by another
+        version of the record type's people() (once; a record that cannot be read keeps its
+        keys, and is dead-lettered when an event needs it)."""
+        wanted = str(self.record_type.PEOPLE_VERSION)
+        version = select(store_meta.c.value).where(store_meta.c.name == "people_version")
+        with self.engine.begin() as conn:
+            if conn.execute(version).scalar() == wanted:
+                return
+            remade: dict[str, list[PersonKey]] = {}
+            for record_id, data in conn.execute(select(records.c.record_id, records.c.data)):
+                try:
+                    remade[record_id] = self.record_type.model_validate_json(data).people()
+                except ValidationError:
+                    continue
+            ids = list(remade)
+            for start in range(0, len(ids), 500):
+                conn.execute(_DELETE_PEOPLE, {"ids": ids[start : start + 500]})
+            _INSERT_PEOPLE.execute(conn, _key_rows(remade))
+            conn.execute(delete(store_meta).where(store_meta.c.name == "people_version"))
+            conn.execute(store_meta.insert().values(name="people_version", value=wanted))
 
     def look_up(self, event_ids: Iterable[str]) -> Lookup:
         """Which of these events were processed, with the digest of the message each came in."""

@@ -439,3 +439,35 @@ def test_a_records_summary_counts_in_words() -> None:
         .startswith("1 resident, ")
     )
     assert claim.summary() == "claim active for the claimant and partner and 0 children"
+
+
+def test_a_store_from_before_ended_claims_matched_nobody_matches_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store made by the release before kept an ended claim's household as matching keys:
+    a death was matched to the ended claim ("Claim already ended"), the active one untouched."""
+    from sqlalchemy import delete
+
+    from consumers.store import ServiceStore, store_meta
+    from tests.unit.test_amend import last_confirmation
+
+    h = handler(tmp_path, "housing_benefit")
+    active = next(r for r in h.store.records() if r.record_id == "HB-500001")
+    ended = active.model_copy(
+        update={"record_id": "HB-000001", "status": "ENDED", "ended_from": date(2020, 1, 1)}
+    )
+    everyone = housing_benefit.HousingBenefitClaim.people
+    with monkeypatch.context() as before:  # as that release kept its keys
+        before.setattr(
+            housing_benefit.HousingBenefitClaim,
+            "people",
+            lambda claim: everyone(claim.model_copy(update={"status": "ACTIVE"})),
+        )
+        with h.store.transaction() as tx:
+            tx.put(ended)
+    with h.store.engine.begin() as conn:
+        conn.execute(delete(store_meta))  # that release kept no version
+    h.store = ServiceStore(h.store.engine.url.render_as_string(), h.service.record_type)
+
+    assert h.handle(event(EventType.DEATH), NOWHERE) == "applied"
+    assert last_confirmation(h).service_reference == "HB-500001"
