@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import re
 import socket
 import sys
 from pathlib import Path
@@ -139,6 +140,31 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     reasons = {event_id: why for event_id, why in reasons.items() if why}
     print(render(reference, statuses, reasons, waiting))
     return 0 if statuses or waiting else 1
+
+
+# read by deploy/kafka/broker.sh (make broker-start), not by tellusonce
+_BROKERS_OWN = {f"TELLUSONCE_KAFKA_{name}" for name in ("HEAP", "PORT", "CONTROLLER_PORT", "STATE")}
+
+
+def _unknown_settings(settings: Settings) -> list[str]:
+    """What a TELLUSONCE_ variable that is no setting is (a misspelt one was ignored without a
+    word), with the setting it most likely meant."""
+    import difflib
+    import os
+
+    known = [_env(name) for name in type(settings).model_fields]
+    said = []
+    for name in sorted(v for v in os.environ if v.upper().startswith("TELLUSONCE_")):
+        if name.upper() not in known and name.upper() not in _BROKERS_OWN:
+            close = difflib.get_close_matches(name.upper(), known, n=1)
+            meant = f" (did you mean {close[0]}?)" if close else ""
+            said.append(f"{name} is not a setting, and is ignored{meant}")
+    return said
+
+
+def _env(field: object) -> str:
+    """The environment variable of a setting."""
+    return f"TELLUSONCE_{field}".upper()
 
 
 def _no_store(url: str) -> bool:
@@ -455,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     shutdown.install()
     args = parser().parse_args(argv)
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
     from sqlalchemy.exc import OperationalError
 
     from tellusonce import logs
@@ -466,9 +493,15 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings()
     except ValidationError as exc:  # each setting named, never its value (a secret, say)
         for error in exc.errors(include_input=False, include_url=False):
-            name = "TELLUSONCE_" + "_".join(str(p) for p in error["loc"]).upper()
-            print(f"error: setting {name}: {error['msg']}", file=sys.stderr)
+            print(f"error: setting {_env(error['loc'][0])}: {error['msg']}", file=sys.stderr)
         return 1
+    except SettingsError as exc:  # a JSON setting that is not JSON: its value withheld too
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = _env(field.group(1)) if field else "a TELLUSONCE_ setting"
+        print(f"error: setting {name}: not valid JSON", file=sys.stderr)
+        return 1
+    for unknown in _unknown_settings(settings):
+        print(f"warning: {unknown}", file=sys.stderr)
     # Services log what they do; a command a person runs answers on stdout, its own info lines
     # (event_published, ...) only interleaving with the answer, unless TELLUSONCE_LOG_LEVEL asks.
     asked = "log_level" in settings.model_fields_set

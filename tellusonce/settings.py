@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tellusonce.events import SOURCE_PATTERN
@@ -70,7 +71,9 @@ class Settings(BaseSettings):
         "separated); none by default: the connection's address is the client's, and a header "
         "saying otherwise is not believed (the status page counts attempts per client)",
     )
-    log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
+    log_level: Annotated[str, BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v)] = (
+        Field("info", pattern="^(debug|info|warning|error)$")
+    )
     metrics_host: str = Field("127.0.0.1", description="address /metrics listens on")
     metrics_port: int | None = Field(
         None, description="a consumer's /metrics port; None: 9401-9405 by service"

@@ -223,3 +223,26 @@ def test_an_invalid_setting_is_named_in_one_line_without_its_value(
     assert said[1].startswith("error: setting TELLUSONCE_SOURCE: String should match pattern")
     assert "Leeds register office" not in "".join(said)
     assert "six" not in "".join(said)
+    monkeypatch.setenv("TELLUSONCE_KAFKA_SECURITY", '{"sasl.password": secret}')
+    assert run_cli(["status", "5D4Z6-43N23"]) == 1
+    said = capsys.readouterr().err
+    assert said == "error: setting TELLUSONCE_KAFKA_SECURITY: not valid JSON\n"
+
+
+def test_a_misspelt_setting_is_said_and_a_setting_in_capitals_is_taken(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[[list[str]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """TELLUSONCE_PARTITION=6 was ignored without a word; TELLUSONCE_LOG_LEVEL=INFO refused."""
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TELLUSONCE_PARTITION", "6")
+    monkeypatch.setenv("TELLUSONCE_KAFKA_HEAP", "1g")  # the broker script's own
+    monkeypatch.setenv("TELLUSONCE_LOG_LEVEL", "WARNING")
+    assert run_cli(["status", "5D4Z6-43N23"]) == 1  # no events known: but it ran
+    said = capsys.readouterr().err.splitlines()
+    assert said == [
+        "warning: TELLUSONCE_PARTITION is not a setting, and is ignored (did you mean "
+        "TELLUSONCE_PARTITIONS?)"
+    ]
