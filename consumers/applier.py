@@ -17,12 +17,6 @@ from tellusonce.identity import confirmation_id_text, message_digest
 from tellusonce.kafka import Received
 from tellusonce.topics import Topics, subscriptions
 
-_WHAT = {
-    Action.REGISTERED: "registration",
-    Action.CORRECTED: "correction",
-    Action.CANCELLED: "cancellation",
-}
-
 
 class ServiceHandler:
     """Applies the life events a service is entitled to, each once, with a confirmation."""
@@ -53,11 +47,9 @@ class ServiceHandler:
                 if tx.processed(event_id):
                     return "duplicate"
                 if tx.superseded(event_id):  # replayed after what amended it
-                    what = _WHAT[event.envelope.action]
-                    decision = Decision(
-                        Outcome.NOT_APPLICABLE,
-                        (f"Corrected or cancelled here already: the {what} is not applied",),
-                    )
+                    what = event.envelope.action.noun
+                    why = f"Corrected or cancelled since (seen here first): {what} not applied"
+                    decision = Decision(Outcome.NOT_APPLICABLE, (why,))
                 elif event.envelope.action != Action.REGISTERED:
                     decision = amend(tx, event, rule)
                 else:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from consumers.tracker import EventStatus
-
-_NOUNS = {"REGISTERED": "registration", "CORRECTED": "correction", "CANCELLED": "cancellation"}
+from tellusonce.events import Action
 
 
 def render(
@@ -24,9 +23,9 @@ def render(
     lines = []
     for status, after in zip(statuses, [*statuses[1:], None][: len(statuses)], strict=True):
         when = status.registered_at.strftime("%Y-%m-%d %H:%M UTC")
-        replaced = f" · superseded by the {_NOUNS[after.action]} below" if after else ""
+        replaced = f" · superseded by the {Action(after.action).noun} below" if after else ""
         refused = sum(s.outcome == "REJECTED" for s in status.services)
-        rejected = f", {refused} rejected (see `tellusonce dlq list SERVICE`)" if refused else ""
+        rejected = f", {refused} rejected (each says why)" if refused else ""
         lines.append(
             f"Reference {reference} · {status.event_type} {status.action.lower()} {when} · "
             f"answered by {status.confirmed}/{len(status.services)} services{rejected}{replaced}"

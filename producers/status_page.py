@@ -20,6 +20,7 @@ from consumers.tracker import EventStatus, TrackerStore
 from producers.ledger import Ledger
 from producers.limits import RateLimit
 from tellusonce.errors import StoreBusy
+from tellusonce.events import Action
 
 NOT_FOUND = (
     "We could not find a notification with that reference and date of birth. "
@@ -84,12 +85,10 @@ birth of the person the registration was about.</p>
 BUSY = "We cannot show this right now"
 REFERENCE_ATTEMPTS_PER_HOUR = 10  # a family checks a few times; a guesser needs thousands
 
-WORDS = {"REGISTERED": "registration", "CORRECTED": "correction", "CANCELLED": "cancellation"}
-
 
 def what(event_type: str, action: str) -> str:
     """An event in plain words: "death correction"."""
-    return escape(f"{event_type.replace('-', ' ')} {WORDS[action]}")
+    return escape(f"{event_type.replace('-', ' ')} {Action(action).noun}")
 
 
 def answers(latest: EventStatus) -> str:

@@ -74,6 +74,11 @@ class Action(StrEnum):
     CORRECTED = "CORRECTED"
     CANCELLED = "CANCELLED"
 
+    @property
+    def noun(self) -> str:
+        """The event in a word: registration, correction, cancellation."""
+        return {"REGISTERED": "registration", "CORRECTED": "correction"}.get(self, "cancellation")
+
 
 class Outcome(StrEnum):
     """What a service did with an event."""

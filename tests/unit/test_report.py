@@ -39,7 +39,7 @@ def test_a_rejected_answer_and_an_amendments_reason_are_shown() -> None:
     shown = render("5D4Z6-43N23", [status], {"e1": "date of death misread"}).splitlines()
     assert shown[:3] == [
         "Reference 5D4Z6-43N23 · death corrected 2026-03-13 10:30 UTC · answered by 2/2 "
-        "services, 1 rejected (see `tellusonce dlq list SERVICE`)",
+        "services, 1 rejected (each says why)",
         "  event e1",
         "  reason: date of death misread",
     ]
