@@ -416,6 +416,12 @@ class Registrar:
         """The cancellation of a reference, validated, not published."""
         return cancellation(self._latest(reference), self.settings, reason)
 
+    def acknowledged_already(self, event: LifeEvent[Any]) -> bool:
+        """Whether Kafka acknowledged this very event to this registrar already (sent again,
+        it is answered from the ledger: nothing to publish)."""
+        event_id = event.envelope.event_id_text
+        return self.ledger.find(event_id) is not None and not self.ledger.unacknowledged(event_id)
+
     def publish_new(self, event: LifeEvent[Any]) -> Receipt:
         """Publish an event once (publish_once): the receipt of what was published."""
         return receipt(self.publish_once(event)[0])

@@ -40,6 +40,7 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
     from producers.submission import Registrar, problems_of
+    from producers.submission import receipt as receipt_of
     from tellusonce.codec import Codec
     from tellusonce.errors import BrokerUnavailable, InvalidSubmission, NotRecorded
     from tellusonce.events import EventType
@@ -53,7 +54,8 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
             event = registrar.correction_of(args.reference, _read_json(args.file), args.reason)
         else:
             event = registrar.cancellation_of(args.reference, args.reason)
-        if not Admin(settings).reachable(5.0):  # said now, not after the publish's 30 s
+        sent = registrar.acknowledged_already(event)  # answered from the ledger, no broker
+        if not sent and not Admin(settings).reachable(5.0):  # now, not after the publish's 30 s
             print(
                 f"error: no broker answers at {settings.bootstrap_servers}"
                 f"{how_to_start(settings)}: nothing was published; run the same command again "
@@ -61,7 +63,8 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
                 file=sys.stderr,
             )
             return EXIT_BROKER
-        receipt = registrar.publish_new(event)
+        published, now = registrar.publish_once(event)
+        receipt = receipt_of(published)
     except (InvalidSubmission, ValidationError) as exc:  # a model's own check past parsing's too
         problems = exc.problems if isinstance(exc, InvalidSubmission) else problems_of(exc)
         plural = "s" if len(problems) != 1 else ""
@@ -86,6 +89,8 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
     print(f"action: {receipt.action.value}")
     if receipt.late_registration:
         print("note: registered after the legal period (flagged as a late registration)")
+    if not now:
+        print("note: published before; nothing was sent again")
     return 0
 
 

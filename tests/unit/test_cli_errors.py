@@ -246,3 +246,37 @@ def test_a_misspelt_setting_is_said_and_a_setting_in_capitals_is_taken(
         "warning: TELLUSONCE_PARTITION is not a setting, and is ignored (did you mean "
         "TELLUSONCE_PARTITIONS?)"
     ]
+
+
+def test_a_submission_sent_again_is_answered_from_the_ledger_with_no_broker(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[[list[str]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Sent again, it is answered from the ledger: with the broker down that answer was exit
+    3, and when it was answered nothing said it was not sent again."""
+    from tellusonce import kafka
+    from tests.stand_ins import Kept
+
+    kept = Kept()
+    up = [True]
+
+    class Admin:
+        def __init__(self, *_args: object) -> None:
+            pass
+
+        def reachable(self, _timeout: float = 5.0) -> bool:
+            return up[0]
+
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(kafka, "Publisher", lambda *_args: kept)
+    monkeypatch.setattr(kafka, "Admin", Admin)
+    assert run_cli(["submit", "death", "examples/death.json"]) == 0
+    first = capsys.readouterr().out
+    up[0] = False
+    assert run_cli(["submit", "death", "examples/death.json"]) == 0
+    again = capsys.readouterr().out
+    assert again.startswith(first)
+    assert again.endswith("note: published before; nothing was sent again\n")
+    assert len(kept.sent) == 1
