@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 .PHONY: help install tools jars run test test-unit test-integration test-faults bench bench-instructions lint format broker-start broker-stop broker-status clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
 
 # $(call venv,PYTHON,DIR,EXTRAS): DIR made by PYTHON, with tellusonce and EXTRAS installed
 define venv
@@ -105,7 +105,7 @@ format: install ## apply ruff's formatting and safe fixes
 	@$(BIN)/ruff check --fix --quiet .
 	@$(BIN)/ruff format --quiet .
 
-broker-start: jars ## start the local Kafka broker (KRaft, 127.0.0.1:9092) and leave it running
+broker-start: install jars ## start the local Kafka broker (KRaft, 127.0.0.1:9092) and leave it running (and install .venv)
 	@$(BROKER) start
 
 broker-stop: ## stop the local broker started by broker-start

@@ -30,8 +30,12 @@ def _read_json(path: str) -> object:
     from tellusonce.errors import InvalidSubmission
 
     try:
-        return documents.load(Path(path).read_bytes())
-    except (OSError, documents.NotJson) as exc:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidSubmission([("(file)", f"cannot read {path}: {exc.strerror}")]) from exc
+    try:
+        return documents.load(data)
+    except documents.NotJson as exc:
         raise InvalidSubmission([("(file)", f"cannot read {path} as JSON: {exc}")]) from exc
 
 
@@ -223,6 +227,9 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
         if (args.offset is None or d.offset == args.offset)
         and (args.partition is None or d.partition == args.partition)
     ]
+    if not chosen and args.offset is None and args.partition is None:
+        print(f"nothing to replay: no dead letters of {args.service}")
+        return 0
     if not chosen:
         where = " ".join(
             f"{name} {value}"
@@ -322,7 +329,7 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
     offices = Offices(url)
     if args.action == "list":
         for k in offices.listing():
-            state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "in use"
+            state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
             allowed = offices.districts(k.office)
             where = "any district" if allowed is None else ", ".join(sorted(allowed))
             print(

@@ -48,7 +48,7 @@ def family_page(base: str, reference: str, born: str) -> str:
 
 
 def run(settings: Settings) -> int:
-    """The whole demo; 0 when every subscribed service confirmed."""
+    """The whole demo; 0 when every subscribed service confirmed (a REJECTED answer is not)."""
     ensure_topics(settings)
     seed_stores(settings, fresh=True)
     key = Offices(settings.store_url_for("registrar")).create_key(DEMO_OFFICE, ["Leeds"])
@@ -84,9 +84,12 @@ def run(settings: Settings) -> int:
             f"family status page {base}/status {shown} for reference {receipt['reference']} "
             f"and date of birth {born}"
         )
-        confirmed = statuses[-1].confirmed if statuses else 0
-        expected = len(statuses[-1].services) if statuses else 4
-        say(f"confirmed by {confirmed}/{expected} services in {elapsed:.2f} s")
-        return 0 if done else 1
+        answers = [s.outcome for s in statuses[-1].services] if statuses else []
+        rejected = answers.count("REJECTED")  # answered, but not done: not a confirmation
+        confirmed = len(answers) - answers.count(None) - rejected
+        expected = len(answers) or 4
+        refused = f" ({rejected} rejected: see its answer above)" if rejected else ""
+        say(f"confirmed by {confirmed}/{expected} services in {elapsed:.2f} s{refused}")
+        return 0 if done and not rejected else 1
     finally:
         stop_processes(children)

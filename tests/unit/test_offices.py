@@ -62,7 +62,7 @@ def test_keys_are_listed_and_revoked_from_the_command_line(
     assert run_cli(["keys", "list"]) == 0
     (line,) = capsys.readouterr().out.splitlines()
     assert line.startswith(f"{key_id(key)}  LEEDS-RO-1")
-    assert line.endswith("in use  (leeds)")
+    assert line.endswith("active  (leeds)")
     assert key not in line
     assert run_cli(["keys", "revoke", key_id(key)]) == 0
     assert capsys.readouterr().out.startswith(f"revoked key {key_id(key)} of office LEEDS-RO-1")
