@@ -112,8 +112,8 @@ class ServiceHandler:
         service writes one per event it handles, and validating what this code just made was a
         third of that work. Confirmation reads it back (unit tests decode what services queue).
         """
-        rejected = decision.outcome == Outcome.REJECTED
-        confirmation = confirmation_id_text(envelope.event_id, self.name, rejected)
+        refusal = "; ".join(decision.actions) if decision.outcome == Outcome.REJECTED else None
+        confirmation = confirmation_id_text(envelope.event_id, self.name, refusal)
         processed_at = datetime.now(UTC)
         record = {
             "confirmation_id": confirmation,

@@ -135,9 +135,12 @@ _KNOWN_EVENTS = Query(
     )
 )
 _KNOWN_ANSWERS = Query(
-    select(confirmations.c.event_id, confirmations.c.service, confirmations.c.outcome).where(
-        confirmations.c.event_id.in_(bindparam("event_ids", expanding=True))
-    )
+    select(
+        confirmations.c.event_id,
+        confirmations.c.service,
+        confirmations.c.outcome,
+        confirmations.c.confirmation_id,
+    ).where(confirmations.c.event_id.in_(bindparam("event_ids", expanding=True)))
 )
 _REPLACE_ANSWER = Bulk(
     update(confirmations)
@@ -178,12 +181,16 @@ class TrackerBatch:
         self._published: dict[str, int] = {}
         self._expected: dict[str, Sequence[str]] = {}
         self._answers: dict[tuple[str, str], str] = {}
+        self._refusals: dict[tuple[str, str], str] = {}  # REJECTED answers' confirmation ids
         if ids:
             for event_id, published_ms, expected in _KNOWN_EVENTS.rows(conn, {"event_ids": ids}):
                 self._published[event_id] = published_ms
                 self._expected[event_id] = orjson.loads(expected)
-            for event_id, service, outcome in _KNOWN_ANSWERS.rows(conn, {"event_ids": ids}):
+            known = _KNOWN_ANSWERS.rows(conn, {"event_ids": ids})
+            for event_id, service, outcome, confirmation_id in known:
                 self._answers[(event_id, service)] = outcome
+                if outcome == Outcome.REJECTED.value:
+                    self._refusals[(event_id, service)] = confirmation_id
         self._new_events: dict[str, dict[str, Any]] = {}
         self._new_answers: dict[tuple[str, str], dict[str, Any]] = {}
         self._replaced: list[dict[str, Any]] = []
@@ -213,12 +220,13 @@ class TrackerBatch:
         """Record a service's confirmation; False if it is a repeat of the one recorded.
 
         A newer, different answer from the same service (an event applied after a replay from the
-        dead-letter topic, say) replaces a REJECTED one.
+        dead-letter topic, say, or refused again for another reason) replaces a REJECTED one.
         """
         key = (confirmation.event_id_text, confirmation.service)
         known = self._answers.get(key)
         if known is not None and (
-            known != Outcome.REJECTED.value or confirmation.outcome == Outcome.REJECTED
+            known != Outcome.REJECTED.value
+            or self._refusals.get(key) == confirmation.confirmation_id_text
         ):
             return False
         row = {
@@ -232,6 +240,8 @@ class TrackerBatch:
             "received_ms": received_ms,
         }
         self._answers[key] = confirmation.outcome.value
+        if confirmation.outcome == Outcome.REJECTED:
+            self._refusals[key] = confirmation.confirmation_id_text
         if known is None or key in self._new_answers:
             self._new_answers[key] = row
         else:

@@ -36,28 +36,30 @@ def reference(original_event_id: UUID, secret: bytes) -> str:
     return f"{chars[:5]}-{chars[5:]}"
 
 
-REFUSED = ":rejected"  # after the service's name, for the id of a REJECTED answer
-
-
-def confirmation_id(event_id: UUID, service: str, rejected: bool = False) -> UUID:
+def confirmation_id(event_id: UUID, service: str, refusal: str | None = None) -> UUID:
     """The one confirmation id a service gives an event, however often it is redelivered:
     UUIDv5 of the service's name in the event id's namespace. A REJECTED answer has an id of
-    its own: the answer given once the event is replayed and applied is another CloudEvent
-    (its source and id, the same, would mark it a duplicate to a consumer deduplicating by
-    them, as the specification allows)."""
-    return uuid5(event_id, service + REFUSED if rejected else service)
+    its own, made with its reason (`refusal`): the answer given once the event is replayed
+    (applied, or refused for another reason) is another CloudEvent, which the same source and
+    id would mark a duplicate to a consumer deduplicating by them, as the specification
+    allows."""
+    return uuid5(event_id, _name(service, refusal))
 
 
-def confirmation_id_text(event_id: UUID, service: str, rejected: bool = False) -> str:
+def confirmation_id_text(event_id: UUID, service: str, refusal: str | None = None) -> str:
     """confirmation_id as text, made without building a UUID object (a service makes one per
     event it handles, and uuid5 then str cost twice this). RFC 9562 section 5.5: the first 16
     bytes of SHA-1(namespace + name), version 5, variant 10."""
-    name = (service + REFUSED if rejected else service).encode()
+    name = _name(service, refusal).encode()
     digest = bytearray(hashlib.sha1(event_id.bytes + name, usedforsecurity=False).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50
     digest[8] = (digest[8] & 0x3F) | 0x80
     h = digest.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _name(service: str, refusal: str | None) -> str:
+    return service if refusal is None else f"{service}:rejected:{refusal}"
 
 
 def message_digest(value: bytes) -> int:

@@ -21,8 +21,9 @@ def as_received(event: LifeEvent[Any], value: bytes) -> Received:
 
 
 def answer(event: LifeEvent[Any], service: str, outcome: Outcome) -> Confirmation:
+    refusal = "test" if outcome == Outcome.REJECTED else None  # as a service makes its id
     return Confirmation(
-        confirmation_id=confirmation_id(event.envelope.event_id, service),
+        confirmation_id=confirmation_id(event.envelope.event_id, service, refusal),
         event_id=event.envelope.event_id,
         event_type=event.envelope.event_type,
         service=service,

@@ -332,6 +332,32 @@ class TestTrackerBatch:
         assert status.confirmed == 0
         assert store.awaiting()[0] == 1
 
+    def test_a_rejection_for_another_reason_replaces_the_first(
+        self, tracking: tuple[TrackerStore, TrackerHandler], death: LifeEvent[Any]
+    ) -> None:
+        """A correction dead-lettered ("rule failed"), replayed and then referred for manual
+        review: the second REJECTED answer was taken for a repeat, and the status kept saying
+        the rule had failed."""
+        store, tracker = tracking
+        service = subscribers(EventType.DEATH)[0]
+        first = answer(death, service, Outcome.REJECTED)
+        why = ("Not amended automatically: referred for manual review",)
+        again = first.model_copy(
+            update={
+                "actions": why,
+                "confirmation_id": confirmation_id(death.envelope.event_id, service, why[0]),
+            }
+        )
+        with tracker.batch([death.envelope, first]):
+            tracker.handle(death.envelope, at(1))
+            tracker.handle(first, at(2))
+        with tracker.batch([again, first]):
+            assert tracker.handle(again, at(3)) == "recorded"
+            assert tracker.handle(again, at(4)) == "duplicate"
+        [status] = store.status(death.envelope.reference)
+        answered = {s.service: s.actions for s in status.services}
+        assert answered[service] == why
+
     def test_an_answer_replacing_rejected_does_not_count_twice(
         self, tracking: tuple[TrackerStore, TrackerHandler], death: LifeEvent[Any]
     ) -> None:

@@ -19,9 +19,10 @@ def test_confirmation_id_text_is_the_uuid5(event_id: uuid.UUID, service: str) ->
     """The text made without a UUID object is the standard library's UUIDv5, as text."""
     assert confirmation_id_text(event_id, service) == str(uuid.uuid5(event_id, service))
     assert confirmation_id(event_id, service) == uuid.UUID(confirmation_id_text(event_id, service))
-    refused = confirmation_id_text(event_id, service, rejected=True)
-    assert refused == str(confirmation_id(event_id, service, rejected=True))
+    refused = confirmation_id_text(event_id, service, "rule failed")
+    assert refused == str(confirmation_id(event_id, service, "rule failed"))
     assert refused != confirmation_id_text(event_id, service)
+    assert refused != confirmation_id_text(event_id, service, "manual review")
 
 
 def test_confirmation_id_text_of_a_known_vector() -> None:
