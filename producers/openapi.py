@@ -33,8 +33,8 @@ PROBLEMS = {str(code): {"description": text, "content": PROBLEM} for code, text 
     (429, "Rate limited (see Retry-After)"),
     (503, "Kafka did not acknowledge, or a store is busy (see Retry-After)")]}  # fmt: skip
 RESPONSES = {
-    "200": {"description": "The same registration (or correction) was already published: the "
-                           "existing event"},
+    "200": {"description": "The same registration (or correction, or cancellation with the "
+                           "same reason) was already published: the existing event"},
     "201": {"description": "Published and acknowledged by Kafka"},
     **{code: PROBLEMS[code] for code in
        ("400", "401", "409", "413", "415", "422", "429", "503")},
