@@ -199,8 +199,9 @@ def _topics(_args: argparse.Namespace, settings: Settings) -> int:
     from tellusonce.kafka import Admin
     from tellusonce.topics import Topics
 
-    names = Topics(settings.topic_prefix).all()
-    created = Admin(settings).ensure_topics(names, {})
+    topics = Topics(settings.topic_prefix)
+    names = topics.all()
+    created = Admin(settings).ensure_topics(names, topics.config(settings.replication_factor))
     for name in names:
         print(f"{name}{'  (created)' if name in created else ''}")
     return 0

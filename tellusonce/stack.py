@@ -23,7 +23,6 @@ from tellusonce.topics import Topics
 
 METRICS_BASE_PORT = 9401
 WAIT_SECONDS = 60.0
-RETENTION_MS = str(7 * 24 * 3600 * 1000)
 REGISTRAR = "registrar"
 Children = dict[str, tuple[subprocess.Popen[bytes], int]]
 
@@ -42,7 +41,7 @@ def ensure_topics(settings: Settings) -> None:
             "set TELLUSONCE_BOOTSTRAP_SERVERS"
         )
     topics = Topics(settings.topic_prefix)
-    created = admin.ensure_topics(topics.all(), {"retention.ms": RETENTION_MS})
+    created = admin.ensure_topics(topics.all(), topics.config(settings.replication_factor))
     say(
         f"topics: {len(topics.all())} ready ({len(created)} created) "
         f"on {settings.bootstrap_servers}"

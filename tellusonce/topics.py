@@ -11,6 +11,7 @@ from tellusonce.events import EventType
 
 CONFIRMATIONS = "life-events.confirmations"
 TRACKER = "tracker"
+RETENTION_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,19 @@ class Topics:
         names.append(self.confirmations)
         names.extend(self.dead_letter(s) for s in (*subscriptions(), TRACKER))
         return names
+
+    @staticmethod
+    def config(replication_factor: int) -> dict[str, str]:
+        """What every topic of the bus is created with: a retention of its own (a cluster's
+        default may be a day: a week lets a service stopped over a weekend catch up, and dead
+        letters be replayed), and, replicated, acknowledgements that mean two copies
+        (acks=all is only as strong as min.insync.replicas) and no unclean leader (which
+        would lose acknowledged events)."""
+        config = {"retention.ms": str(RETENTION_DAYS * 24 * 3600 * 1000)}
+        if replication_factor > 1:
+            config["min.insync.replicas"] = "2"
+            config["unclean.leader.election.enable"] = "false"
+        return config
 
     def event_type_of(self, topic: str) -> EventType | None:
         """The event type a topic carries, or None for confirmations and dead letters."""

@@ -288,3 +288,36 @@ def test_a_submission_sent_again_is_answered_from_the_ledger_with_no_broker(
     assert again.startswith(first)
     assert again.endswith("note: published before; nothing was sent again\n")
     assert len(kept.sent) == 1
+
+
+def test_topics_are_made_with_their_retention_and_replicated_safely(
+    monkeypatch: pytest.MonkeyPatch, run_cli: Callable[[list[str]], int]
+) -> None:
+    """`tellusonce topics` (what compose runs) made them with the cluster's defaults: its
+    retention (a day on the local broker, a week from `make run`), and replicated, the
+    cluster's min.insync.replicas (often 1: acks=all then meant the leader alone)."""
+    from tellusonce import kafka
+
+    made: list[dict[str, str]] = []
+
+    class Admin:
+        def __init__(self, *_args: object) -> None:
+            pass
+
+        def ensure_topics(self, names: list[str], config: dict[str, str]) -> list[str]:
+            made.append(config)
+            return []
+
+    monkeypatch.setattr(kafka, "Admin", Admin)
+    assert run_cli(["topics"]) == 0
+    monkeypatch.setenv("TELLUSONCE_REPLICATION_FACTOR", "3")
+    assert run_cli(["topics"]) == 0
+    week = str(7 * 24 * 3600 * 1000)
+    assert made == [
+        {"retention.ms": week},
+        {
+            "retention.ms": week,
+            "min.insync.replicas": "2",
+            "unclean.leader.election.enable": "false",
+        },
+    ]
