@@ -126,7 +126,7 @@ def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
     changed, actions = [], []
     for role, record in found:
         me = facts.parties[int(role[-1]) - 1]
-        other = facts.parties[2 - int(role[-1])].person
+        other = facts.parties[2 - int(role[-1])].after()  # the partner as named after it
         pensioner = record.pensioner
         if me.family_name_after:
             pensioner = pensioner.model_copy(update={"family_name": me.family_name_after})

@@ -228,7 +228,7 @@ def test_family_life_course_reaches_every_service_once(
     pension = record(settings, "pensions", "SP-700001")
     assert (pension.status, pension.stopped_from) == ("STOPPED", date(2026, 2, 4))
     assert (pension.overpayment_pence, pension.marital_status) == (23_000 * 12 // 7, "MARRIED")
-    assert (pension.partner, pension.address) == (GRACE, NEW_HOME)
+    assert (pension.partner, pension.address) == (GRACE_MARRIED, NEW_HOME)  # her name after
     (award,) = record(settings, "disability", "PIP-700001").awards
     assert (award.status, award.overpayment_pence) == ("STOPPED", 7_390 * 12 // 7)
     old_account = record(settings, "council_tax", "CT-700001")

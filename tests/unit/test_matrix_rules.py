@@ -86,6 +86,16 @@ class TestPensions:
             "Ruth",
         )
 
+    def test_the_partner_is_recorded_by_the_name_after_the_marriage(self) -> None:
+        """The partner was kept by the name before it, while the pensioner took the new one."""
+        union = wedding()
+        ruth = union.facts.parties[1].model_copy(update={"family_name_after": "Thompson"})
+        facts = union.facts.model_copy(update={"parties": (union.facts.parties[0], ruth)})
+        union = union.model_copy(update={"facts": facts})
+        decision = pensions.on_marriage(union, roles(party1=record("pensions", "SP-100002")))
+        (changed,) = decision.changed
+        assert changed.partner.family_name == "Thompson"
+
     def test_marriage_already_recorded_is_not_applicable(self) -> None:
         first = pensions.on_marriage(wedding(), roles(party1=record("pensions", "SP-100002")))
         again = pensions.on_marriage(wedding(), roles(party1=first.changed[0]))
