@@ -279,3 +279,12 @@ def test_times_read_back_say_they_are_utc(api: Api, tmp_path: Path) -> None:
     ).json()
     (shown,) = read["events"]
     assert shown["registered_at"] == "2026-03-13T10:30:00+00:00"
+
+
+def test_a_document_nested_hundreds_deep_is_a_400_not_a_500(api: Api) -> None:
+    """500 to 989 deep passed the JSON reader and failed the submission's own recursive checks:
+    "Something failed on our side"."""
+    body = b'{"registration": ' + b"[" * 600 + b"]" * 600 + b"}"
+    answered = api.post("/v1/events/death", body)
+    assert is_problem(answered, 400)
+    assert "nested more than 32 deep" in answered.text

@@ -37,7 +37,8 @@ def test_a_byte_order_mark_is_allowed() -> None:
         (b'{"entry_number": ' + b"9" * 5000 + b"}", "is not valid JSON: a number has too many"),
         ('{"name": "Arthér"}'.encode("latin-1"), "is not UTF-8 (byte 15 is not a character)"),
         (b'{"a": 1,}', "is not valid JSON: Expecting property name enclosed in double quotes"),
-        (b"[" * 15_000, "is nested too deeply"),
+        (b"[" * 15_000, "is nested more than 32 deep"),
+        (b'{"registration": ' + b"[" * 500 + b"]" * 500 + b"}", "is nested more than 32 deep"),
         (b"", "is not valid JSON: Expecting value (line 1, column 1)"),
     ],
 )
