@@ -12,6 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -53,6 +55,10 @@ from tellusonce.topics import TRACKER
 MAX_BODY = 16 * 1024
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # as labels
 RETRY_SECONDS = 5
+# Submissions waiting on Kafka at once, on threads of their own: a broker that does not answer
+# holds each for the publish's timeout (30 s), and in the pool reads share they took every
+# thread: status queries and the family's page waited too. Beyond these, a 503 at once.
+PUBLISHING_AT_ONCE = 16
 log = structlog.get_logger("tellusonce.api")
 _NOT_A_TYPE = re.compile(r"^/v1/events/[^/]+$")  # POSTed to, it is not one of the types' paths
 _SUBMISSION_PATHS = ", ".join(f"/v1/events/{t.value}" for t in EventType)
@@ -165,6 +171,7 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
             raise Rejected(problem(400, f"The body {exc}")) from None
 
     by_key, by_reference = NamedLocks(), NamedLocks()
+    publishing = anyio.CapacityLimiter(PUBLISHING_AT_ONCE)
 
     def publish_once(office: str, key: str, digest: str, event: LifeEvent[Any]) -> Stored:
         """Publish an event unless it was already (the registrar checks and records it under
@@ -199,7 +206,18 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         if stored is None:
             try:
                 event = build_for(office, document)
-                stored = await run_in_threadpool(publish_once, office, key, digest, event)
+                if publishing.available_tokens < 1:
+                    raise Rejected(
+                        problem(
+                            503,
+                            "Too many submissions are waiting for Kafka to answer. Try again "
+                            "shortly with the same Idempotency-Key.",
+                            retry_after=RETRY_SECONDS,
+                        )
+                    )
+                stored = await anyio.to_thread.run_sync(
+                    publish_once, office, key, digest, event, limiter=publishing
+                )
             except SubmissionConflict as exc:
                 return problem(
                     409, "The submission contradicts what was published; nothing was", exc.problems

@@ -77,6 +77,77 @@ def test_a_request_waiting_on_kafka_holds_up_no_other_registration(tmp_path: Pat
     assert stalled[0].status_code == 201
 
 
+class Stuck:
+    """A publisher every publish of which waits until released (Kafka not answering)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.waiting = 0
+        self._lock = threading.Lock()
+
+    def publish(self, messages: Sequence[Outgoing]) -> None:
+        with self._lock:
+            self.waiting += 1
+        self.release.wait(60)
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def test_submissions_waiting_on_kafka_leave_threads_for_everything_else(tmp_path: Path) -> None:
+    """Forty submissions waiting on a broker that did not answer took every thread of the pool
+    reads share: status queries and the family's status page waited with them."""
+    from producers import api
+
+    settings = Settings(data_dir=tmp_path, bootstrap_servers="127.0.0.1:1", api_burst=60)
+    publisher = Stuck()
+    registrar = Registrar(settings, publisher, Codec())  # type: ignore[arg-type]
+    client = TestClient(create_app(settings, registrar))
+    key = Offices(settings.store_url_for("registrar")).create_key(OFFICE)
+
+    def submit(entry: int) -> int:
+        registration = {"district": "Leeds", "entry_number": entry, "office": OFFICE}
+        return client.post(
+            "/v1/events/death",
+            content=json.dumps(document(EventType.DEATH, registration=registration)),
+            headers={
+                "Authorization": f"Bearer {key}",
+                "Idempotency-Key": f"entry-{entry}",
+                "Content-Type": "application/json",
+            },
+        ).status_code
+
+    held = api.PUBLISHING_AT_ONCE
+    answered: list[int] = []
+    waiting = [
+        threading.Thread(target=lambda n=n: answered.append(submit(n))) for n in range(1, held + 1)
+    ]
+    for thread in waiting:
+        thread.start()
+    try:
+        wait_for(lambda: publisher.waiting == held, "submissions to wait on Kafka", 20)
+        more: list[int] = []  # 30 more: with those, more than the pool's 40 threads
+        extra = range(held + 1, held + 31)
+        sending = threading.Thread(target=lambda: more.extend(submit(n) for n in extra))
+        sending.start()
+        sending.join(20)
+        assert more == [503] * 30  # said at once, not waiting on Kafka in a thread each
+        page: list[int] = []
+        asked = threading.Thread(
+            target=lambda: page.append(
+                client.post("/status", data={"reference": "AAAAA-BBBBB", "day": "1"}).status_code
+            )
+        )
+        asked.start()
+        asked.join(10)
+        assert page == [404]  # the family's page answers meanwhile
+    finally:
+        publisher.release.set()
+        for thread in waiting:
+            thread.join(60)
+    assert answered == [201] * held
+
+
 def test_a_name_waits_only_for_its_own_holder_and_is_kept_only_while_in_use() -> None:
     locks = NamedLocks()
     release = threading.Event()
