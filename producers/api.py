@@ -46,7 +46,7 @@ from tellusonce.errors import (
     StoreBusy,
     SubmissionConflict,
 )
-from tellusonce.events import EventType, LifeEvent, Problem
+from tellusonce.events import Action, EventType, LifeEvent, Problem
 from tellusonce.kafka import Admin
 from tellusonce.metrics import HTTP_REQUESTS
 from tellusonce.settings import Settings
@@ -184,7 +184,9 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
             stored = keys.get(office, key)
             if stored is not None:  # a twin of this request got here first
                 return stored
-            answered, published = registrar.publish_once(event)
+            # an amendment's reason is the body's correction_reason, or a cancellation's reason
+            field = "correction_reason" if event.envelope.action == Action.CORRECTED else "reason"
+            answered, published = registrar.publish_once(event, field)
             stored = Stored(digest, 201 if published else 200, _receipt(answered))
             keys.put(office, key, stored)
             return stored

@@ -335,7 +335,7 @@ class Registrar:
         header, facts = parse(event_type, document)
         return build_event(event_type, header, facts, self.settings)
 
-    def earlier(self, event: LifeEvent[Any]) -> LifeEvent[Any] | None:
+    def earlier(self, event: LifeEvent[Any], reason_field: str = "reason") -> LifeEvent[Any] | None:
         """The event this registrar published already under this one's id (its register entry,
         action and revision), or None; SubmissionConflict if this one contradicts what was
         published: another office's entry (whose reference is not given away), other facts, a
@@ -347,7 +347,7 @@ class Registrar:
             if env.supersedes is not None:
                 superseded = self.ledger.find(str(env.supersedes))
                 if superseded is not None and _same_correction(event, superseded):
-                    _same_reason(event, superseded)  # sent again (another key): answered with
+                    _same_reason(event, superseded, reason_field)  # sent again: answered with
                     return superseded  # the correction published, not made a revision more
                 self._still_newest(event)
             return None
@@ -375,7 +375,7 @@ class Registrar:
                     f"facts: correct {ref} instead"
                 )
             raise _conflict(f"{ref} was corrected meanwhile with other facts", "reference")
-        _same_reason(event, found)
+        _same_reason(event, found, reason_field)
         if cancelled:
             raise _conflict(f"the registration {ref} of this register entry was cancelled")
         return found
@@ -426,14 +426,18 @@ class Registrar:
         """Publish an event once (publish_once): the receipt of what was published."""
         return receipt(self.publish_once(event)[0])
 
-    def publish_once(self, event: LifeEvent[Any]) -> tuple[LifeEvent[Any], bool]:
+    def publish_once(
+        self, event: LifeEvent[Any], reason_field: str = "reason"
+    ) -> tuple[LifeEvent[Any], bool]:
         """Publish an event unless this registrar has: the event answered (this one, or the one
         recorded under its id) and whether it was published now. It is recorded first, checked
         against the ledger under its write lock (SubmissionConflict, nothing recorded), and
         acknowledged once Kafka did. One recorded but never acknowledged (the broker timed out,
         or the ledger failed after) is published again: it may not have reached services."""
         payload = self.codec.encode(event)
-        found, unacknowledged = self.ledger.reserve(event, payload, lambda: self.earlier(event))
+        found, unacknowledged = self.ledger.reserve(
+            event, payload, lambda: self.earlier(event, reason_field)
+        )
         if found is None:
             self._send([(event, payload)])  # encoded once, for the ledger and for Kafka
             return event, True
@@ -517,7 +521,7 @@ def _same_correction(event: LifeEvent[Any], superseded: LifeEvent[Any] | None) -
     )
 
 
-def _same_reason(event: LifeEvent[Any], sent: LifeEvent[Any]) -> None:
+def _same_reason(event: LifeEvent[Any], sent: LifeEvent[Any], field: str) -> None:
     """An amendment sent again must give the reason it was sent with: the first was published
     (or may have been), and the other would be dropped without a word."""
     if event.envelope.reason != sent.envelope.reason:
@@ -525,7 +529,7 @@ def _same_reason(event: LifeEvent[Any], sent: LifeEvent[Any]) -> None:
         raise _conflict(
             f"{sent.envelope.reference} was {done} already with another reason: "
             "give that reason to send it again",
-            "reason",
+            field,
         )
 
 

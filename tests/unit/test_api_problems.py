@@ -288,3 +288,14 @@ def test_a_document_nested_hundreds_deep_is_a_400_not_a_500(api: Api) -> None:
     answered = api.post("/v1/events/death", body)
     assert is_problem(answered, 400)
     assert "nested more than 32 deep" in answered.text
+
+
+def test_a_correction_sent_again_with_another_reason_points_at_its_reason(api: Api) -> None:
+    """The conflict pointed at /reason, a field a correction's body does not have."""
+    reference = api.post("/v1/events/death", document(EventType.DEATH)).json()["reference"]
+    fixed = document(EventType.DEATH, date_of_death="2026-03-10")
+    path = f"/v1/events/{reference}/corrections"
+    assert api.post(path, fixed | {"correction_reason": "a"}, key="k2").status_code == 201
+    again = api.post(path, fixed | {"correction_reason": "b"}, key="k3")
+    assert is_problem(again, 409)
+    assert [e["pointer"] for e in again.json()["errors"]] == ["/correction_reason"]
