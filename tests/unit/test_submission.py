@@ -287,18 +287,23 @@ class TestPeopleInOneSubmission:
         assert problems(event_type, _edit(event_type, path, value)) == expected
 
     @pytest.mark.parametrize(
-        ("event_type", "path", "value"),
+        ("event_type", "path", "value", "kept", "expected"),
         [
-            (EventType.MARRIAGE, "parties.0.person.date_of_birth", "2007-09-09"),  # 16 that day
+            (EventType.MARRIAGE, "parties.0.person.date_of_birth", "2007-09-09",  # 16 that day
+             lambda f: str(f.parties[0].person.date_of_birth), "2007-09-09"),
             (EventType.ADDRESS_CHANGE, "people_moving",
-             [AISHA, AISHA | {"given_names": "Priya", "nino": None}]),  # her twin
-            (EventType.BIRTH, "parents.1.nino", None),
+             [AISHA, AISHA | {"given_names": "Priya", "nino": None}],  # her twin
+             lambda f: [p.given_names for p in f.people_moving], [AISHA["given_names"], "Priya"]),
+            (EventType.BIRTH, "parents.1.nino", None,
+             lambda f: [p.nino is None for p in f.parents], [False, True]),
         ],
     )  # fmt: skip
     def test_what_is_possible_is_accepted(
-        self, event_type: EventType, path: str, value: Any
+        self, event_type: EventType, path: str, value: Any, kept: Any, expected: Any
     ) -> None:
-        parse(event_type, _edit(event_type, path, value))
+        """Accepted as given: not a person dropped or a date changed to pass."""
+        _header, facts = parse(event_type, _edit(event_type, path, value))
+        assert kept(facts) == expected
 
 
 def test_an_invalid_item_of_a_list_is_its_only_problem() -> None:
