@@ -226,7 +226,7 @@ class TestSubmit:
         )
         assert (response.status_code, response.json()["detail"]) == (
             400,
-            "The body is nested too deeply",
+            "The body is nested more than 32 deep",
         )
 
     def test_over_the_rate_is_429_with_retry_after(
