@@ -21,7 +21,7 @@ def render(
         return f"No events known for reference {reference} (yet)."
     reasons = reasons or {}
     lines = []
-    for status, after in zip(statuses, [*statuses[1:], None][: len(statuses)], strict=True):
+    for status, after in zip(statuses, [*statuses[1:], None], strict=False):  # [None] if none
         when = status.registered_at.strftime("%Y-%m-%d %H:%M UTC")
         replaced = f" · superseded by the {Action(after.action).noun} below" if after else ""
         refused = sum(s.outcome == "REJECTED" for s in status.services)

@@ -437,13 +437,11 @@ class Transaction:
                 row = self.conn.execute(_PROCESSED_ROW, {"event_id": event_id}).first()
                 if row is not None:
                     outcome, supersedes = row
-                else:  # refused here, or not seen
-                    outcome, supersedes = (
-                        "REJECTED",
-                        (
-                            self._refused.get(event_id)
-                            or self.conn.execute(_REFUSED_ROW, {"event_id": event_id}).scalar()
-                        ),
+                else:  # refused here (a REJECTED of its own kind), or not seen
+                    outcome = "REJECTED"
+                    supersedes = (
+                        self._refused.get(event_id)
+                        or self.conn.execute(_REFUSED_ROW, {"event_id": event_id}).scalar()
                     )
             if outcome != "REJECTED" or supersedes is None:
                 break

@@ -180,17 +180,15 @@ class TrackerBatch:
         ids = list(set(event_ids))
         self._published: dict[str, int] = {}
         self._expected: dict[str, Sequence[str]] = {}
-        self._answers: dict[tuple[str, str], str] = {}
-        self._refusals: dict[tuple[str, str], str] = {}  # REJECTED answers' confirmation ids
+        # each service's answer to each event: its outcome and confirmation id
+        self._answers: dict[tuple[str, str], tuple[str, str]] = {}
         if ids:
             for event_id, published_ms, expected in _KNOWN_EVENTS.rows(conn, {"event_ids": ids}):
                 self._published[event_id] = published_ms
                 self._expected[event_id] = orjson.loads(expected)
             known = _KNOWN_ANSWERS.rows(conn, {"event_ids": ids})
             for event_id, service, outcome, confirmation_id in known:
-                self._answers[(event_id, service)] = outcome
-                if outcome == Outcome.REJECTED.value:
-                    self._refusals[(event_id, service)] = confirmation_id
+                self._answers[(event_id, service)] = (outcome, confirmation_id)
         self._new_events: dict[str, dict[str, Any]] = {}
         self._new_answers: dict[tuple[str, str], dict[str, Any]] = {}
         self._replaced: list[dict[str, Any]] = []
@@ -225,8 +223,7 @@ class TrackerBatch:
         key = (confirmation.event_id_text, confirmation.service)
         known = self._answers.get(key)
         if known is not None and (
-            known != Outcome.REJECTED.value
-            or self._refusals.get(key) == confirmation.confirmation_id_text
+            known[0] != Outcome.REJECTED.value or known[1] == confirmation.confirmation_id_text
         ):
             return False
         row = {
@@ -239,9 +236,7 @@ class TrackerBatch:
             "processed_at": confirmation.processed_at,
             "received_ms": received_ms,
         }
-        self._answers[key] = confirmation.outcome.value
-        if confirmation.outcome == Outcome.REJECTED:
-            self._refusals[key] = confirmation.confirmation_id_text
+        self._answers[key] = (confirmation.outcome.value, confirmation.confirmation_id_text)
         if known is None or key in self._new_answers:
             self._new_answers[key] = row
         else:

@@ -145,8 +145,7 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     ]
     statuses.sort(key=lambda s: s.revision)  # stable: the tracker's order within a revision
     waiting = [EventStatus.unseen(e.envelope) for e, acknowledged in recorded if not acknowledged]
-    reasons = {e.envelope.event_id_text: e.envelope.reason or "" for e, _ in recorded}
-    reasons = {event_id: why for event_id, why in reasons.items() if why}
+    reasons = {e.envelope.event_id_text: why for e, _ in recorded if (why := e.envelope.reason)}
     print(render(reference, statuses, reasons, waiting))
     return 0 if statuses or waiting else 1
 

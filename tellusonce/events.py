@@ -77,7 +77,14 @@ class Action(StrEnum):
     @property
     def noun(self) -> str:
         """The event in a word: registration, correction, cancellation."""
-        return {"REGISTERED": "registration", "CORRECTED": "correction"}.get(self, "cancellation")
+        return _NOUNS[self]
+
+
+_NOUNS = {
+    Action.REGISTERED: "registration",
+    Action.CORRECTED: "correction",
+    Action.CANCELLED: "cancellation",
+}
 
 
 class Outcome(StrEnum):
