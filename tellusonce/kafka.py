@@ -408,15 +408,15 @@ class Admin:
             (tp.topic, tp.partition): tp.offset for tp in result.topic_partitions if tp.offset >= 0
         }
 
-    def group_assigned(self, group: str) -> bool:
-        """Whether a consumer group is stable, with partitions assigned to its members."""
+    def group_assigned(self, group: str, members: int = 1) -> bool:
+        """Whether a consumer group is stable, with partitions assigned to (at least `members`
+        of) its members."""
         try:
             found = self._admin.describe_consumer_groups([group])[group].result(timeout=10)
         except KafkaException:
             return False
-        return found.state == ConsumerGroupState.STABLE and any(
-            m.assignment.topic_partitions for m in found.members
-        )
+        holding = sum(bool(m.assignment.topic_partitions) for m in found.members)
+        return found.state == ConsumerGroupState.STABLE and holding >= members
 
     def delete_topics(self, names: Sequence[str]) -> None:
         """Delete topics (tests clean up after themselves)."""

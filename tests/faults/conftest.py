@@ -18,6 +18,7 @@ from producers.submission import Registrar
 from tellusonce.events import LifeEvent
 from tellusonce.settings import Settings
 from tests.faults.ledger import Ledger, take
+from tests.faults.replay import differences
 from tests.faults.stream import CROWD_SIZE
 from tests.integration.conftest import cli_env, fleet, registrar, topics, wait_for
 
@@ -118,6 +119,25 @@ def settle(
                 file=sys.stderr,
             )
     return last[0]
+
+
+def exactly_once(
+    settings: Settings, events: list[LifeEvent[Any]], logs: Path | None = None, replay: bool = True
+) -> Ledger:
+    """The ledger taken again, once the faults are over, and (with `replay`) the replay oracle:
+    fails naming what is wrong. settle() returns at the first exact ledger, so its own cannot
+    show a repeat applied or confirmed after it; the ledger counts, and the replay checks what
+    the stores hold (`replay` only where the stores saw nothing but `events`)."""
+    ledger = take(settings, events, logs)
+    assert ledger.exact, (
+        f"missing {ledger.missing[:5]} extra {ledger.extra[:5]} twice "
+        f"{ledger.applied_twice[:5]} confirmations {ledger.confirmations} of "
+        f"{ledger.expected_confirmations}"
+    )
+    if replay:
+        found = differences(settings, events)
+        assert not found, "\n".join(found)
+    return ledger
 
 
 def publish_in_chunks(

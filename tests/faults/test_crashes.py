@@ -9,7 +9,7 @@ import pytest
 
 from producers.submission import Registrar
 from tellusonce.settings import Settings
-from tests.faults.conftest import Processes, publish_in_chunks, report, settle
+from tests.faults.conftest import Processes, exactly_once, publish_in_chunks, report, settle
 from tests.faults.stream import events
 
 KILLS = 24
@@ -41,4 +41,7 @@ def test_random_sigkills_during_a_stream_of_2000_events(
     report(capsys, ledger.line(f"{kills} SIGKILLs"))
     assert all(processes.alive().values())
     assert set(processes.terminate_all().values()) == {0}
-    assert ledger.exact
+    ledger = exactly_once(settings, stream, processes.logs)
+    # kills landed between a batch's store commit and its offsets' commit: its messages came
+    # again, and were skipped as applied
+    assert ledger.duplicates_skipped > 0

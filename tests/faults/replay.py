@@ -1,0 +1,141 @@
+"""The replay oracle: what each service's store holds after a fault run is what a run without
+faults makes of the same events in the same order.
+
+The ledger (ledger.py) counts: each event processed once by each entitled service, confirmed
+once. It cannot see a record left unwritten, written twice over (an overpayment added twice)
+or an outcome confirmed that the store does not hold. Here each service's events are handled
+again, in the order its store committed them (its processed rows' order), by the same handler
+in this process on a store freshly seeded as the run's was, Kafka left out; then its records,
+each event's outcome and each confirmation the tracker stored (outcome, actions, reference)
+must be the fault-free run's. The order is the run's own because events about the same person
+reach a service on different partitions (a marriage names two people), so their order, and what
+it decides, may differ from one run to the next.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import literal_column, select
+
+from consumers.launch import build_handler
+from consumers.runtime import Runtime
+from consumers.seed import seed
+from consumers.services import SERVICES
+from consumers.store import ServiceStore, processed, records
+from consumers.tracker import TrackerStore, confirmations
+from tellusonce.codec import Codec
+from tellusonce.events import Confirmation, LifeEvent
+from tellusonce.headers import event_headers
+from tellusonce.kafka import Received
+from tellusonce.settings import Settings
+from tellusonce.topics import TRACKER, Topics
+from tests.faults.stream import CROWD_SIZE
+from tests.stand_ins import Kept
+
+CODEC = Codec()
+BATCH = 100
+SHOWN = 5  # differences named per service and kind
+
+
+def differences(settings: Settings, events: list[LifeEvent[Any]]) -> list[str]:
+    """Where the run's stores and confirmations differ from a fault-free run of the same events
+    in the same order (nothing if they agree), as "service: what" lines."""
+    by_id = {e.envelope.event_id_text: e for e in events}
+    found: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="tellusonce-replay-") as root:
+        again = settings.model_copy(update={"data_dir": Path(root)})
+        seed(again, others=CROWD_SIZE)
+        tracked = _confirmed(settings, set(by_id))
+        for name, service in SERVICES.items():
+            store = ServiceStore(settings.store_url_for(name), service.record_type)
+            order, outcomes, held = _state(store)
+            handled = [by_id[e] for e in order if e in by_id]
+            answers = _replay(name, again, handled)
+            fresh = ServiceStore(again.store_url_for(name), service.record_type)
+            _, fresh_outcomes, fresh_held = _state(fresh)
+            store.engine.dispose()
+            fresh.engine.dispose()
+            found += _compare(name, "outcome of event", outcomes, fresh_outcomes)
+            found += _compare(name, "record", held, fresh_held)
+            mine = {e: c for (e, s), c in tracked.items() if s == name}
+            found += _compare(name, "confirmation of event", mine, answers)
+            said = {e: json.loads(c)[0] for e, c in mine.items()}
+            found += _compare(name, "outcome stored and confirmed of event", outcomes, said)
+    return found
+
+
+def _state(store: ServiceStore) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """A store's processed events in the order they were committed, their outcomes, and its
+    records' data by id."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(processed.c.event_id, processed.c.outcome).order_by(literal_column("rowid"))
+        ).all()
+        found = conn.execute(select(records.c.record_id, records.c.data))
+        held = {r.record_id: r.data for r in found}
+    return [r.event_id for r in rows], {r.event_id: r.outcome for r in rows}, held
+
+
+def _replay(name: str, settings: Settings, handled: list[LifeEvent[Any]]) -> dict[str, str]:
+    """Handle events in this order on the store `settings` names; the confirmations made, as
+    the tracker keeps them, by event id."""
+    topics = Topics(settings.topic_prefix)
+    kept = Kept()
+    runtime: Runtime[Any] = Runtime(build_handler(name, settings, CODEC), kept, kept, topics)  # type: ignore[arg-type]
+    messages = [
+        Received(
+            topics.events(e.envelope.event_type),
+            0,
+            offset,
+            e.envelope.person_ref.encode(),
+            CODEC.encode(e),
+            event_headers(e.envelope),
+            0,
+        )
+        for offset, e in enumerate(handled)
+    ]
+    for start in range(0, len(messages), BATCH):
+        runtime.process(messages[start : start + BATCH])
+        while runtime.relay():
+            pass
+    runtime.handler.close()
+    answers = {}
+    for sent in kept.sent:
+        confirmation = CODEC.decode(sent.value)
+        assert isinstance(confirmation, Confirmation)
+        answers[confirmation.event_id_text] = _answer(
+            confirmation.outcome.value, list(confirmation.actions), confirmation.service_reference
+        )
+    return answers
+
+
+def _confirmed(settings: Settings, ids: set[str]) -> dict[tuple[str, str], str]:
+    """The tracker's confirmations of these events, by (event id, service)."""
+    tracker = TrackerStore(settings.store_url_for(TRACKER))
+    c = confirmations.c
+    with tracker.engine.connect() as conn:
+        rows = conn.execute(
+            select(c.event_id, c.service, c.outcome, c.actions, c.service_reference)
+        ).all()
+    tracker.engine.dispose()
+    return {
+        (r.event_id, r.service): _answer(r.outcome, json.loads(r.actions), r.service_reference)
+        for r in rows
+        if r.event_id in ids
+    }
+
+
+def _answer(outcome: str, actions: list[str], reference: str | None) -> str:
+    return json.dumps([outcome, actions, reference])
+
+
+def _compare(name: str, what: str, run: dict[str, str], fresh: dict[str, str]) -> list[str]:
+    differing = sorted(k for k in run.keys() | fresh.keys() if run.get(k) != fresh.get(k))
+    return [
+        f"{name}: {what} {k}: after the faults {run.get(k)!r}, without them {fresh.get(k)!r}"
+        for k in differing[:SHOWN]
+    ] + ([f"{name}: and {len(differing) - SHOWN} more of {what}"] if len(differing) > SHOWN else [])
