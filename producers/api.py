@@ -42,6 +42,7 @@ from tellusonce import __version__
 from tellusonce.errors import (
     BrokerUnavailable,
     InvalidSubmission,
+    MessageTooLarge,
     NotRecorded,
     StoreBusy,
     SubmissionConflict,
@@ -228,24 +229,8 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
                 # parsing's is a 422 as well, never a 500 (its messages name, never echo)
                 problems = exc.problems if isinstance(exc, InvalidSubmission) else problems_of(exc)
                 return problem(422, "The submission is not valid; nothing was published", problems)
-            except NotRecorded as exc:
-                return problem(
-                    503,
-                    "Kafka acknowledged the event, but this registrar could not record it. "
-                    "Try again with the same Idempotency-Key to record it (services apply it "
-                    "once)."
-                    if exc.published
-                    else "This registrar could not record the event, so it was not published. "
-                    "Try again with the same Idempotency-Key.",
-                    retry_after=RETRY_SECONDS,
-                )
-            except BrokerUnavailable:
-                return problem(
-                    503,
-                    "Kafka did not acknowledge the event (it may have reached services all the "
-                    "same). Try again with the same Idempotency-Key to publish it.",
-                    retry_after=RETRY_SECONDS,
-                )
+            except (NotRecorded, MessageTooLarge, BrokerUnavailable) as exc:
+                return _not_published(exc)
         if stored.body_hash != digest:
             return problem(422, "This Idempotency-Key was used for a different request")
         return JSONResponse(
@@ -334,7 +319,14 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
     async def healthz() -> str:
         return "ok\n"
 
-    @app.get("/readyz", response_class=PlainTextResponse)
+    @app.get(
+        "/readyz",
+        response_class=PlainTextResponse,
+        responses={
+            200: {"description": "Kafka answers: submissions can be published"},
+            503: {"description": "No broker answered within 2 s", "content": {"text/plain": {}}},
+        },
+    )
     async def readyz() -> Response:
         ready = await run_in_threadpool(admin.reachable, 2.0)
         return PlainTextResponse(
@@ -342,6 +334,32 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         )
 
     return app
+
+
+def _not_published(error: NotRecorded | MessageTooLarge | BrokerUnavailable) -> Response:
+    """What a submission that was not (or not surely) published and recorded is answered."""
+    if isinstance(error, NotRecorded):
+        return problem(
+            503,
+            "Kafka acknowledged the event, but this registrar could not record it. Try again "
+            "with the same Idempotency-Key to record it (services apply it once)."
+            if error.published
+            else "This registrar could not record the event, so it was not published. Try "
+            "again with the same Idempotency-Key.",
+            retry_after=RETRY_SECONDS,
+        )
+    if isinstance(error, MessageTooLarge):
+        return problem(
+            413,
+            "The event this submission makes is larger than Kafka takes in one message; "
+            "nothing was published",
+        )
+    return problem(
+        503,
+        "Kafka did not acknowledge the event (it may have reached services all the same). Try "
+        "again with the same Idempotency-Key to publish it.",
+        retry_after=RETRY_SECONDS,
+    )
 
 
 def _endpoint(

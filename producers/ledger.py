@@ -57,6 +57,9 @@ _ACKNOWLEDGED = (
     .values(unacknowledged=None, published_at=bindparam("now"))
 )
 _INSERT = BulkInsert(submissions)
+_WITHDRAW = submissions.delete().where(
+    submissions.c.event_id == bindparam("event_id"), submissions.c.unacknowledged.is_(True)
+)
 
 
 class Ledger:
@@ -92,6 +95,12 @@ class Ledger:
             raise NotRecorded(
                 f"the registrar's ledger could not record it: {reason(exc)}", published=False
             ) from exc
+
+    def withdraw(self, event_id: str) -> None:
+        """Forget an event recorded to publish that Kafka refused for good (larger than a
+        topic takes): it was never published, and sent again it would be refused again."""
+        with self._one_writer, self._writer.begin() as conn:
+            conn.execute(_WITHDRAW, {"event_id": event_id})
 
     def unacknowledged(self, event_id: str) -> bool:
         """Whether an event is recorded but Kafka has not acknowledged it (yet)."""

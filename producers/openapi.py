@@ -28,7 +28,7 @@ PROBLEMS = {str(code): {"description": text, "content": PROBLEM} for code, text 
     (403, "Your office does not register in the registration's district"),
     (404, "No such reference for your office"),
     (409, "Contradicts what was published for the register entry or reference (see errors)"),
-    (413, "Body over 16 KiB"),
+    (413, "Body over 16 KiB, or the event it makes larger than Kafka takes in one message"),
     (415, "Not application/json"), (422, "Invalid submission (see errors)"),
     (429, "Rate limited (see Retry-After)"),
     (503, "Kafka did not acknowledge, or a store is busy (see Retry-After)")]}  # fmt: skip

@@ -18,6 +18,7 @@ from tellusonce.codec import Codec
 from tellusonce.errors import (
     BrokerUnavailable,
     InvalidSubmission,
+    MessageTooLarge,
     SubmissionConflict,
     UnsafeSettings,
 )
@@ -433,16 +434,21 @@ class Registrar:
         recorded under its id) and whether it was published now. It is recorded first, checked
         against the ledger under its write lock (SubmissionConflict, nothing recorded), and
         acknowledged once Kafka did. One recorded but never acknowledged (the broker timed out,
-        or the ledger failed after) is published again: it may not have reached services."""
+        or the ledger failed after) is published again: it may not have reached services.
+        One Kafka refuses for good (MessageTooLarge) is withdrawn from the ledger, unpublished."""
         payload = self.codec.encode(event)
         found, unacknowledged = self.ledger.reserve(
             event, payload, lambda: self.earlier(event, reason_field)
         )
-        if found is None:
-            self._send([(event, payload)])  # encoded once, for the ledger and for Kafka
-            return event, True
-        if unacknowledged:
-            self.publish(found)
+        try:
+            if found is None:
+                self._send([(event, payload)])  # encoded once, for the ledger and for Kafka
+                return event, True
+            if unacknowledged:
+                self.publish(found)
+        except MessageTooLarge:
+            self.ledger.withdraw((found or event).envelope.event_id_text)
+            raise
         return found, unacknowledged
 
     def _latest(self, reference: str) -> LifeEvent[Any]:

@@ -46,7 +46,12 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
     from producers.submission import Registrar, problems_of
     from producers.submission import receipt as receipt_of
     from tellusonce.codec import Codec
-    from tellusonce.errors import BrokerUnavailable, InvalidSubmission, NotRecorded
+    from tellusonce.errors import (
+        BrokerUnavailable,
+        InvalidSubmission,
+        MessageTooLarge,
+        NotRecorded,
+    )
     from tellusonce.events import EventType
     from tellusonce.kafka import Admin, Publisher, how_to_start
 
@@ -75,6 +80,10 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: nothing was published ({len(problems)} problem{plural}):", file=sys.stderr)
         for field, reason in problems:
             print(f"  {field}: {reason}", file=sys.stderr)
+        return EXIT_INVALID
+    except MessageTooLarge as exc:
+        print(f"error: nothing was published: the event is larger than Kafka takes ({exc})",
+              file=sys.stderr)  # fmt: skip
         return EXIT_INVALID
     except BrokerUnavailable as exc:
         print(f"error: Kafka did not acknowledge the event ({exc}); {_why_not(settings)}",

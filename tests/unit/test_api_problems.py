@@ -21,6 +21,7 @@ from producers.offices import Offices, key_id
 from producers.problems import MEDIA_TYPE
 from producers.submission import Registrar
 from tellusonce.codec import Codec
+from tellusonce.errors import MessageTooLarge
 from tellusonce.events import EventType
 from tellusonce.settings import Settings
 from tests.factories import document
@@ -179,6 +180,7 @@ def test_the_openapi_document_lists_what_each_route_answers(api: Api) -> None:
     assert "403" in codes[("/v1/events/death", "post")]  # another office's district
     assert "403" not in codes[("/v1/events/{reference}/corrections", "post")]
     assert paths["/healthz"]["get"]["security"] == []
+    assert codes[("/readyz", "get")] == {"200", "503"}  # it listed 200 only
 
 
 def test_a_response_the_key_store_cannot_keep_is_still_given(
@@ -299,3 +301,21 @@ def test_a_correction_sent_again_with_another_reason_points_at_its_reason(api: A
     again = api.post(path, fixed | {"correction_reason": "b"}, key="k3")
     assert is_problem(again, 409)
     assert [e["pointer"] for e in again.json()["errors"]] == ["/correction_reason"]
+
+
+def test_an_event_larger_than_kafka_takes_is_413_and_left_unrecorded(api: Api) -> None:
+    """A topic whose limit is under the event's size: a 500, and the event stayed reserved in
+    the ledger as unacknowledged, published again (and refused again) each time it was sent."""
+    api.publisher.publish = refuse_as_too_large  # type: ignore[method-assign]
+    refused = api.post("/v1/events/death", document(EventType.DEATH))
+    assert is_problem(refused, 413)
+    assert "larger than Kafka takes" in refused.json()["detail"]
+    with api.registrar.ledger.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM submissions").scalar() == 0
+    del api.publisher.publish  # Kafka takes it now (the topic's limit raised)
+    published = api.post("/v1/events/death", document(EventType.DEATH))
+    assert published.status_code == 201
+
+
+def refuse_as_too_large(messages: Any) -> None:
+    raise MessageTooLarge(f"{len(messages[0].value)} bytes: more than Kafka takes")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -321,3 +322,41 @@ def test_topics_are_made_with_their_retention_and_replicated_safely(
             "unclean.leader.election.enable": "false",
         },
     ]
+
+
+def test_an_event_larger_than_kafka_takes_is_refused_in_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[[list[str]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A topic whose limit is under the event's size: a traceback, and the event left in the
+    ledger as unacknowledged (sent again, refused again)."""
+    import structlog
+
+    from producers import submission
+    from tellusonce import kafka
+    from tellusonce.errors import MessageTooLarge
+    from tests.stand_ins import Kept
+
+    class TooLarge(Kept):
+        def publish(self, messages: Any) -> None:
+            raise MessageTooLarge(f"{len(messages[0].value)} bytes: more than Kafka takes")
+
+    class Admin:
+        def __init__(self, *_args: object) -> None:
+            pass
+
+        def reachable(self, _timeout: float = 5.0) -> bool:
+            return True
+
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(kafka, "Publisher", lambda *_args: TooLarge())
+    monkeypatch.setattr(kafka, "Admin", Admin)
+    monkeypatch.setattr(submission, "log", structlog.get_logger("tellusonce.producer"))
+    assert run_cli(["submit", "death", "examples/death.json"]) == 2
+    said = capsys.readouterr().err.strip().splitlines()
+    assert said[-1].startswith("error: nothing was published: the event is larger than Kafka")
+    assert not any("Traceback" in line for line in said)
+    with sqlite3.connect(tmp_path / "registrar.db") as ledger:
+        assert ledger.execute("SELECT count(*) FROM submissions").fetchone() == (0,)
