@@ -124,6 +124,9 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
     ) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
+        if request.url.path == "/status":  # its refusals too (a form that does not parse)
+            for name, value in status_page.HEADERS.items():
+                response.headers.setdefault(name, value)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
         method = request.method if request.method in METHODS else "OTHER"  # any token is one

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 
 from consumers.tracker import TrackerStore
-from producers import idempotency
+from producers import idempotency, status_page
 from producers.api import MAX_BODY, create_app
 from producers.offices import Offices, key_id
 from producers.problems import MEDIA_TYPE
@@ -319,3 +319,16 @@ def test_an_event_larger_than_kafka_takes_is_413_and_left_unrecorded(api: Api) -
 
 def refuse_as_too_large(messages: Any) -> None:
     raise MessageTooLarge(f"{len(messages[0].value)} bytes: more than Kafka takes")
+
+
+@pytest.mark.parametrize("how", ["a file for a field", "another method"])
+def test_the_status_page_refusals_are_not_kept_or_framed_either(api: Api, how: str) -> None:
+    """Errors FastAPI itself answered on /status (its form not parsed, a method it does not
+    take) came without the page's headers: kept by a shared computer's browser, framed."""
+    if how == "another method":
+        refused = api.client.put("/status")
+    else:
+        refused = api.client.post("/status", files={"reference": ("r.txt", b"ABC")})
+    assert refused.status_code in {405, 422}
+    for name, value in status_page.HEADERS.items():
+        assert refused.headers[name] == value
