@@ -36,10 +36,12 @@ $(INSTALLED): pyproject.toml
 install: $(INSTALLED) ## create .venv and install the package and dev tools
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-tools: ## Prometheus, promtool and Chromium for the operations and browser tests (Debian, if missing)
+tools: ## Prometheus, promtool, Chromium and a PostgreSQL server for the tests (Debian, if missing)
 	@missing=""; \
 	command -v prometheus >/dev/null && command -v promtool >/dev/null || missing="prometheus"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 \
+	  || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "==> installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
@@ -62,7 +64,7 @@ test-unit: install tools ## unit tests only (no broker)
 test-integration: install jars tools ## integration tests only, against a real local broker
 	@$(BROKER) with $(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-test-faults: install jars ## the fault suite alone: crashes, broker loss, poison, locks, rebalances
+test-faults: install jars tools ## the fault suite alone: crashes, broker loss, poison, locks, rebalances
 	@$(BROKER) with $(BIN)/pytest tests/faults $(PYTEST_ARGS)
 
 # `make bench` measures the services on an optimised CPython, as they are deployed (the

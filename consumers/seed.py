@@ -187,6 +187,7 @@ def seed(settings: Settings, others: int = 20) -> dict[str, int]:
         with store.transaction() as tx:
             for record in recs:
                 tx.put(record)
+        store.close()
         counts[name] = len(recs)
     return counts
 
@@ -196,4 +197,7 @@ def seeded(settings: Settings) -> bool:
     again would put back what events changed)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = ServiceStore(settings.store_url_for("pensions"), SERVICES["pensions"].record_type)
-    return bool(store.records())
+    try:
+        return bool(store.records())
+    finally:
+        store.close()

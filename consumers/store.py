@@ -719,6 +719,10 @@ class ServiceStore:
         """Whether the store answers a trivial query."""
         return ping(self.engine)
 
+    def close(self) -> None:
+        """Close this store's connections (a store opened for a look: seeding, a count)."""
+        self.connections.close()
+
     def pending(self) -> list[Pending]:
         """Confirmations waiting to be published, oldest first (up to PENDING_LIMIT): as the
         last unit of work read them before it committed, or read now."""

@@ -286,6 +286,10 @@ class TrackerStore:
         except OperationalError as exc:
             raise StoreBusy(f"tracker store not usable: {reason(exc)}") from exc
 
+    def close(self) -> None:
+        """Close this store's connections (a store opened for a look: a status, a count)."""
+        self.connections.close()
+
     def usable(self) -> bool:
         """Whether the store answers a trivial query."""
         return ping(self.engine)

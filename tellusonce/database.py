@@ -121,6 +121,15 @@ class Connections:
         with conn.begin():
             yield conn
 
+    def close(self) -> None:
+        """Give back this thread's kept connection, and close the engine's pooled ones (a store
+        opened for a look and done with: a server's connections are not left open)."""
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+        self.engine.dispose()
+
 
 def create_or_upgrade(engine: Engine, metadata: MetaData) -> list[str]:
     """Create missing tables, and add the columns and indexes a newer version of a table has to

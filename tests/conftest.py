@@ -12,6 +12,7 @@ import pytest
 import structlog
 
 from tellusonce.settings import Settings
+from tests.postgres import Server, server
 
 
 @pytest.fixture
@@ -24,6 +25,13 @@ def settings(tmp_path: Path) -> Settings:
         partitions=3,
         publish_timeout_seconds=10,
     )
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Server]:
+    """A PostgreSQL server for this test session (started by the first test that asks)."""
+    with server() as started:
+        yield started
 
 
 @pytest.fixture

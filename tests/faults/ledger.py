@@ -73,9 +73,11 @@ def take(
                 .having(func.count() > 1)
             ).all()
         twice += [f"{name}:{r.event_id}:{r.record_id}" for r in rows if r.event_id in ids]
+        store.close()  # taken every 50 ms: each would hold a server's connections
     tracker = TrackerStore(settings.store_url_for(TRACKER))
     with tracker.engine.connect() as conn:
         confirmed = conn.execute(select(confirmations.c.event_id, confirmations.c.service)).all()
+    tracker.close()
     confirmed_here = [c for c in confirmed if c.event_id in ids]
     expected = sum(len(subscribers(t)) for t in ids.values())
     return Ledger(

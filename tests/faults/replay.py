@@ -47,7 +47,7 @@ def differences(settings: Settings, events: list[LifeEvent[Any]]) -> list[str]:
     by_id = {e.envelope.event_id_text: e for e in events}
     found: list[str] = []
     with tempfile.TemporaryDirectory(prefix="tellusonce-replay-") as root:
-        again = settings.model_copy(update={"data_dir": Path(root)})
+        again = settings.model_copy(update={"data_dir": Path(root), "store_url": None})  # SQLite
         seed(again, others=CROWD_SIZE)
         tracked = _confirmed(settings, set(by_id))
         for name, service in SERVICES.items():
@@ -57,8 +57,8 @@ def differences(settings: Settings, events: list[LifeEvent[Any]]) -> list[str]:
             answers = _replay(name, again, handled)
             fresh = ServiceStore(again.store_url_for(name), service.record_type)
             _, fresh_outcomes, fresh_held = _state(fresh)
-            store.engine.dispose()
-            fresh.engine.dispose()
+            store.close()
+            fresh.close()
             found += _compare(name, "outcome of event", outcomes, fresh_outcomes)
             found += _compare(name, "record", held, fresh_held)
             mine = {e: c for (e, s), c in tracked.items() if s == name}
@@ -69,12 +69,13 @@ def differences(settings: Settings, events: list[LifeEvent[Any]]) -> list[str]:
 
 
 def _state(store: ServiceStore) -> tuple[list[str], dict[str, str], dict[str, str]]:
-    """A store's processed events in the order they were committed, their outcomes, and its
-    records' data by id."""
+    """A store's processed events in the order they were committed (SQLite's rowids; elsewhere
+    the time each was claimed, in order, by the one instance of a service the scenarios on
+    other databases run), their outcomes, and its records' data by id."""
     with store.engine.connect() as conn:
-        rows = conn.execute(
-            select(processed.c.event_id, processed.c.outcome).order_by(literal_column("rowid"))
-        ).all()
+        sqlite = conn.dialect.name == "sqlite"
+        order = literal_column("rowid") if sqlite else processed.c.processed_at
+        rows = conn.execute(select(processed.c.event_id, processed.c.outcome).order_by(order)).all()
         found = conn.execute(select(records.c.record_id, records.c.data))
         held = {r.record_id: r.data for r in found}
     return [r.event_id for r in rows], {r.event_id: r.outcome for r in rows}, held
@@ -121,7 +122,7 @@ def _confirmed(settings: Settings, ids: set[str]) -> dict[tuple[str, str], str]:
         rows = conn.execute(
             select(c.event_id, c.service, c.outcome, c.actions, c.service_reference)
         ).all()
-    tracker.engine.dispose()
+    tracker.close()
     return {
         (r.event_id, r.service): _answer(r.outcome, json.loads(r.actions), r.service_reference)
         for r in rows
