@@ -131,6 +131,7 @@ class Runtime(Generic[M]):
         self._dead_letters_down = False  # within one batch
         self._next_gauges = 0.0
         self._turned = time.monotonic()
+        self._brokers_up = True
         self._loop_turned = LOOP_TURNED.labels(handler.name)
         self.joined = threading.Event()
         self._event_types = {t: self._label(t) for t in handler.topics}  # per topic, once
@@ -156,8 +157,9 @@ class Runtime(Generic[M]):
             self.shutdown()
 
     def ready(self) -> bool:
-        """Joined the group (so the broker answers) and the store is usable."""
-        return self.joined.is_set() and self.handler.usable()
+        """Joined the group, a broker answers (librdkafka's last statistics) and the store is
+        usable."""
+        return self.joined.is_set() and self.subscriber.brokers_up and self.handler.usable()
 
     def _zero_counters(self) -> None:
         """Create every child counter at 0, so rate() and increase() see its first increment."""
@@ -398,6 +400,12 @@ class Runtime(Generic[M]):
             return
         self._next_gauges = now + GAUGE_INTERVAL_SECONDS
         self._loop_turned.set_to_current_time()
+        if self.subscriber.brokers_up != self._brokers_up:
+            self._brokers_up = self.subscriber.brokers_up
+            if self._brokers_up:
+                self.log.info("brokers_reachable")
+            else:
+                self.log.warning("brokers_unreachable")
         for (topic, partition), lag in self.subscriber.lag().items():
             CONSUMER_LAG.labels(self.handler.name, topic, str(partition)).set(lag)
         try:

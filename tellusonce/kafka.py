@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
@@ -108,6 +109,7 @@ def consumer_config(settings: Settings, group: str, client_id: str) -> dict[str,
     )
 
 
+STATISTICS_INTERVAL_MS = 5000  # how often a consumer learns whether its brokers answer
 FLUSH_SLICE_SECONDS = 0.01  # how often a publish looks whether its own messages are answered
 
 
@@ -220,8 +222,13 @@ class Subscriber:
     """
 
     def __init__(self, settings: Settings, group: str, client_id: str) -> None:
-        self._consumer = Consumer(consumer_config(settings, group, client_id))
+        config = consumer_config(settings, group, client_id)
+        # librdkafka's statistics, served by poll, say whether any broker connection is up
+        # (readiness): a consumer otherwise only logs and retries while its brokers are down
+        config |= {"statistics.interval.ms": STATISTICS_INTERVAL_MS, "stats_cb": self._statistics}
+        self._consumer = Consumer(config)
         self.assigned: set[tuple[str, int]] = set()
+        self.brokers_up = True  # until librdkafka's statistics say none is
         # Where a rewound partition reads from next: librdkafka knows no position for it until it
         # fetches again, and its lag is counted from here meanwhile.
         self._rewound: dict[tuple[str, int], int] = {}
@@ -261,6 +268,10 @@ class Subscriber:
         self.assigned.difference_update(partitions)
         for where in partitions:
             self._rewound.pop(where, None)
+
+    def _statistics(self, stats: str) -> None:
+        brokers = json.loads(stats).get("brokers", {})
+        self.brokers_up = any(broker.get("state") == "UP" for broker in brokers.values())
 
     def poll(self, max_messages: int, timeout: float) -> list[Received]:
         """Up to max_messages messages: waits up to `timeout` for the first, then takes what is

@@ -14,6 +14,7 @@ class Kept:
 
     def __init__(self) -> None:
         self.assigned: set[tuple[str, int]] = set()
+        self.brokers_up = True
         self.sent: list[Outgoing] = []
 
     def store(self, _messages: Sequence[Received]) -> None:

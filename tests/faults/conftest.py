@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -138,6 +140,25 @@ def exactly_once(
         found = differences(settings, events)
         assert not found, "\n".join(found)
     return ledger
+
+
+def publish_while_killing(
+    processes: Processes, registrar: Registrar, stream: list[LifeEvent[Any]], kills: int, seed: int
+) -> int:
+    """Publish a stream in chunks of 100 while SIGKILLing (and restarting) a random consumer
+    process `kills` times, one after each chunk and then until done; return the kills made."""
+    rng = random.Random(seed)  # noqa: S311 (test schedule)
+    made = published = 0
+    publishing = publish_in_chunks(registrar, stream, size=100)
+    while published < len(stream) or made < kills:
+        published = next(publishing, published)
+        if made < kills:
+            processes.restart(rng.choice(sorted(processes.running)))
+            made += 1
+            # Let the restarted consumer get some work done before the next kill (a fault
+            # schedule, not synchronisation: the oracle polls for the outcome).
+            time.sleep(rng.uniform(0.2, 1.2))
+    return made
 
 
 def publish_in_chunks(

@@ -62,7 +62,9 @@ def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
 def test_broker_sigkilled_mid_stream(
     settings: Settings, broker: PrivateBroker, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """1,000 events; the broker is SIGKILLed after 400 and restarted; the ledger is exact."""
+    """1,000 events; the broker is SIGKILLed after 400 and restarted; the ledger is exact. Every
+    consumer says it is not ready while no broker answers (it said ready throughout), and is
+    ready again after."""
     private = settings.model_copy(update={"bootstrap_servers": f"127.0.0.1:{PORT}"})
     Admin(private).ensure_topics(Topics(private.topic_prefix).all(), {})
     seed(private, others=CROWD_SIZE)
@@ -75,6 +77,10 @@ def test_broker_sigkilled_mid_stream(
         for start in range(0, len(stream), 100):
             if start == 400:
                 broker.sigkill()
+                wait_for(
+                    lambda: not any(r.ready() for r in fleet.runtimes.values()),
+                    "every consumer's /readyz to say not ready while no broker answers",
+                )
                 broker.run("start")
             while True:
                 try:
@@ -84,6 +90,7 @@ def test_broker_sigkilled_mid_stream(
                     retries += 1
                     assert retries < 10
         ledger = settle(private, stream, timeout=240)
+        wait_for(lambda: all(r.ready() for r in fleet.runtimes.values()), "all ready again")
         report(capsys, ledger.line("broker SIGKILL") + f" | publish retries {retries}")
         assert all(thread.is_alive() for thread, _stop in fleet.threads.values())
     finally:

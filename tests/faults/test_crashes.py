@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import random
-import time
-
 import pytest
 
 from producers.submission import Registrar
 from tellusonce.settings import Settings
-from tests.faults.conftest import Processes, exactly_once, publish_in_chunks, report, settle
+from tests.faults.conftest import (
+    Processes,
+    exactly_once,
+    publish_while_killing,
+    report,
+    settle,
+)
 from tests.faults.stream import events
 
 KILLS = 24
@@ -22,20 +25,9 @@ def test_random_sigkills_during_a_stream_of_2000_events(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """24 SIGKILLs of random consumers while 2,000 events flow; the ledger is exact after."""
-    rng = random.Random(20)  # noqa: S311 (test schedule)
     stream = events(2000, settings)
     processes.start_all()
-    kills = 0
-    publishing = publish_in_chunks(registrar, stream, size=100)
-    published = 0
-    while published < len(stream) or kills < KILLS:
-        published = next(publishing, published)
-        if kills < KILLS:
-            processes.restart(rng.choice(sorted(processes.running)))
-            kills += 1
-            # Let the restarted consumer get some work done before the next kill (a fault
-            # schedule, not synchronisation: the oracle below polls for the outcome).
-            time.sleep(rng.uniform(0.2, 1.2))
+    kills = publish_while_killing(processes, registrar, stream, KILLS, seed=20)
 
     ledger = settle(settings, stream, processes.logs)
     report(capsys, ledger.line(f"{kills} SIGKILLs"))

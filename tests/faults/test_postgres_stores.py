@@ -3,15 +3,19 @@ and each store holds what SQLite makes of the same events in the same order."""
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from producers.submission import Registrar
 from tellusonce.settings import Settings
-from tests.faults.conftest import Processes, exactly_once, publish_in_chunks, report, settle
+from tests.faults.conftest import (
+    Processes,
+    exactly_once,
+    publish_while_killing,
+    report,
+    settle,
+)
 from tests.faults.stream import events
 from tests.postgres import Server
 
@@ -40,18 +44,9 @@ def test_sigkills_with_stores_on_postgresql(
     """8 SIGKILLs of random consumers while 800 events flow; the ledger is exact after, and the
     replay (on SQLite) makes the same records, outcomes and confirmations."""
     assert settings.store_url_for("pensions").startswith("postgresql")
-    rng = random.Random(8)  # noqa: S311 (test schedule)
     stream = events(800, settings, seed=8)
     processes.start_all()
-    kills = 0
-    publishing = publish_in_chunks(registrar, stream, size=100)
-    published = 0
-    while published < len(stream) or kills < KILLS:
-        published = next(publishing, published)
-        if kills < KILLS:
-            processes.restart(rng.choice(sorted(processes.running)))
-            kills += 1
-            time.sleep(rng.uniform(0.2, 1.2))  # a fault schedule, not synchronisation
+    kills = publish_while_killing(processes, registrar, stream, KILLS, seed=8)
 
     ledger = settle(settings, stream, processes.logs)
     report(capsys, ledger.line(f"PostgreSQL, {kills} SIGKILLs"))

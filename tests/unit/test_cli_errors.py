@@ -259,28 +259,11 @@ def test_a_submission_sent_again_is_answered_from_the_ledger_with_no_broker(
 ) -> None:
     """Sent again, it is answered from the ledger: with the broker down that answer was exit
     3, and when it was answered nothing said it was not sent again."""
-    import structlog
-
-    from producers import submission
-    from tellusonce import kafka
     from tests.stand_ins import Kept
 
     kept = Kept()
     up = [True]
-
-    class Admin:
-        def __init__(self, *_args: object) -> None:
-            pass
-
-        def reachable(self, _timeout: float = 5.0) -> bool:
-            return up[0]
-
-    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(kafka, "Publisher", lambda *_args: kept)
-    monkeypatch.setattr(kafka, "Admin", Admin)
-    # the registrar's logger, kept by structlog bound to this test's stderr once used: a fresh
-    # one here, so that the module's own is not left writing to it once it is closed
-    monkeypatch.setattr(submission, "log", structlog.get_logger("tellusonce.producer"))
+    publishing_to(kept, lambda: up[0], tmp_path, monkeypatch)
     assert run_cli(["submit", "death", "examples/death.json"]) == 0
     first = capsys.readouterr().out
     up[0] = False
@@ -332,10 +315,6 @@ def test_an_event_larger_than_kafka_takes_is_refused_in_one_line(
 ) -> None:
     """A topic whose limit is under the event's size: a traceback, and the event left in the
     ledger as unacknowledged (sent again, refused again)."""
-    import structlog
-
-    from producers import submission
-    from tellusonce import kafka
     from tellusonce.errors import MessageTooLarge
     from tests.stand_ins import Kept
 
@@ -343,20 +322,35 @@ def test_an_event_larger_than_kafka_takes_is_refused_in_one_line(
         def publish(self, messages: Any) -> None:
             raise MessageTooLarge(f"{len(messages[0].value)} bytes: more than Kafka takes")
 
-    class Admin:
-        def __init__(self, *_args: object) -> None:
-            pass
-
-        def reachable(self, _timeout: float = 5.0) -> bool:
-            return True
-
-    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(kafka, "Publisher", lambda *_args: TooLarge())
-    monkeypatch.setattr(kafka, "Admin", Admin)
-    monkeypatch.setattr(submission, "log", structlog.get_logger("tellusonce.producer"))
+    publishing_to(TooLarge(), lambda: True, tmp_path, monkeypatch)
     assert run_cli(["submit", "death", "examples/death.json"]) == 2
     said = capsys.readouterr().err.strip().splitlines()
     assert said[-1].startswith("error: nothing was published: the event is larger than Kafka")
     assert not any("Traceback" in line for line in said)
     with sqlite3.connect(tmp_path / "registrar.db") as ledger:
         assert ledger.execute("SELECT count(*) FROM submissions").fetchone() == (0,)
+
+
+def publishing_to(
+    publisher: Any, reachable: Callable[[], bool], data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's publishing commands with this publisher, a broker reachable or not as
+    `reachable` says, and their stores in `data`."""
+    import structlog
+
+    from producers import submission
+    from tellusonce import kafka
+
+    class Admin:
+        def __init__(self, *_args: object) -> None:
+            pass
+
+        def reachable(self, _timeout: float = 5.0) -> bool:
+            return reachable()
+
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(data))
+    monkeypatch.setattr(kafka, "Publisher", lambda *_args: publisher)
+    monkeypatch.setattr(kafka, "Admin", Admin)
+    # the registrar's logger, kept by structlog bound to this test's stderr once used: a fresh
+    # one here, so that the module's own is not left writing to it once it is closed
+    monkeypatch.setattr(submission, "log", structlog.get_logger("tellusonce.producer"))

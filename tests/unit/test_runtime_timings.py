@@ -83,3 +83,25 @@ def test_a_stuck_loop_is_not_healthy(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert runtime.alive()
     finally:
         stop_serving(server)
+
+
+def test_a_consumer_whose_brokers_do_not_answer_is_not_ready_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """/readyz stayed 200 through a broker outage (joined once, ready for ever)."""
+    service = handler(tmp_path, "pensions")
+    kept = Kept()
+    kept.lag = dict  # type: ignore[attr-defined]  # no partitions: no lag
+    runtime = Runtime(service, kept, kept, Topics())  # type: ignore[arg-type]
+    runtime.joined.set()
+    assert runtime.ready()
+    kept.brokers_up = False  # librdkafka's statistics: no broker connection up
+    assert not runtime.ready()
+    runtime._gauges()
+    kept.brokers_up = True
+    assert runtime.ready()
+    runtime._next_gauges = 0.0
+    runtime._gauges()
+    captured = capsys.readouterr()
+    said = captured.out + captured.err
+    assert said.index("brokers_unreachable") < said.index("brokers_reachable")
