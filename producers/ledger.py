@@ -98,9 +98,14 @@ class Ledger:
 
     def withdraw(self, event_id: str) -> None:
         """Forget an event recorded to publish that Kafka refused for good (larger than a
-        topic takes): it was never published, and sent again it would be refused again."""
-        with self._one_writer, self._writer.begin() as conn:
-            conn.execute(_WITHDRAW, {"event_id": event_id})
+        topic takes): it was never published, and sent again it would be refused again. If the
+        ledger cannot write now, the event stays recorded unpublished (refused again if sent
+        again), and that is logged: the caller says why it was refused all the same."""
+        try:
+            with self._one_writer, self._writer.begin() as conn:
+                conn.execute(_WITHDRAW, {"event_id": event_id})
+        except OperationalError as exc:
+            log.error("ledger_write_failed", events=1, error=reason(exc))
 
     def unacknowledged(self, event_id: str) -> bool:
         """Whether an event is recorded but Kafka has not acknowledged it (yet)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -49,3 +50,26 @@ def test_batches_recorded_at_once_by_several_threads_are_all_kept(tmp_path: Path
         assert conn.execute(select(func.count()).select_from(submissions)).scalar() == (
             THREADS * BATCHES * PER_BATCH
         )
+
+
+def test_an_event_withdrawn_while_the_ledger_is_locked_stays_recorded_and_is_logged(
+    tmp_path: Path,
+) -> None:
+    """Withdrawing what Kafka refused for good must not raise over the refusal it follows (the
+    API answered 500, not 413): the row stays, unacknowledged, and the failure is logged."""
+    codec = Codec()
+    ledger = Ledger(f"sqlite:///{tmp_path / 'registrar.db'}", codec)
+    (death,) = deaths(1)
+    ledger.reserve(death, codec.encode(death), lambda: None)
+    holder = sqlite3.connect(tmp_path / "registrar.db", timeout=0, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with capture_logs() as logs:
+            ledger.withdraw(death.envelope.event_id_text)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert [entry["event"] for entry in logs] == ["ledger_write_failed"]
+    assert ledger.unacknowledged(death.envelope.event_id_text)
+    ledger.withdraw(death.envelope.event_id_text)
+    assert ledger.find(death.envelope.event_id_text) is None
