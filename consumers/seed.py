@@ -184,10 +184,12 @@ def seed(settings: Settings, others: int = 20) -> dict[str, int]:
     counts = {}
     for name, recs in demo_records(others).items():
         store = ServiceStore(settings.store_url_for(name), SERVICES[name].record_type)
-        with store.transaction() as tx:
-            for record in recs:
-                tx.put(record)
-        store.close()
+        try:
+            with store.transaction() as tx:
+                for record in recs:
+                    tx.put(record)
+        finally:
+            store.close()
         counts[name] = len(recs)
     return counts
 

@@ -124,10 +124,10 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
     ) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
-        if request.url.path == "/status":  # its refusals too (a form that does not parse)
+        route = request.scope.get("route")
+        if getattr(route, "path", None) == "/status":  # its refusals too (a form not parsed)
             for name, value in status_page.HEADERS.items():
                 response.headers.setdefault(name, value)
-        route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
         method = request.method if request.method in METHODS else "OTHER"  # any token is one
         HTTP_REQUESTS.labels(method, path, str(response.status_code)).inc()
@@ -354,8 +354,8 @@ def _not_published(error: NotRecorded | MessageTooLarge | BrokerUnavailable) -> 
     if isinstance(error, MessageTooLarge):
         return problem(
             413,
-            "The event this submission makes is larger than Kafka takes in one message; "
-            "nothing was published",
+            "Kafka refuses the event this submission makes: larger than its topic takes in one "
+            "message",
         )
     return problem(
         503,

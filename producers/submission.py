@@ -435,20 +435,21 @@ class Registrar:
         against the ledger under its write lock (SubmissionConflict, nothing recorded), and
         acknowledged once Kafka did. One recorded but never acknowledged (the broker timed out,
         or the ledger failed after) is published again: it may not have reached services.
-        One Kafka refuses for good (MessageTooLarge) is withdrawn from the ledger, unpublished."""
+        One recorded now that Kafka refuses for good (MessageTooLarge) is withdrawn from the
+        ledger, unpublished."""
         payload = self.codec.encode(event)
         found, unacknowledged = self.ledger.reserve(
             event, payload, lambda: self.earlier(event, reason_field)
         )
-        try:
-            if found is None:
+        if found is None:
+            try:
                 self._send([(event, payload)])  # encoded once, for the ledger and for Kafka
-                return event, True
-            if unacknowledged:
-                self.publish(found)
-        except MessageTooLarge:
-            self.ledger.withdraw((found or event).envelope.event_id_text)
-            raise
+            except MessageTooLarge:  # recorded just now: never published
+                self.ledger.withdraw(event.envelope.event_id_text)
+                raise
+            return event, True
+        if unacknowledged:  # refused as too large, it stays: an earlier try may have gone out
+            self.publish(found)
         return found, unacknowledged
 
     def _latest(self, reference: str) -> LifeEvent[Any]:

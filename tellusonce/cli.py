@@ -82,7 +82,7 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  {field}: {reason}", file=sys.stderr)
         return EXIT_INVALID
     except MessageTooLarge as exc:
-        print(f"error: nothing was published: the event is larger than Kafka takes ({exc})",
+        print(f"error: Kafka refuses the event: larger than its topic takes ({exc})",
               file=sys.stderr)  # fmt: skip
         return EXIT_INVALID
     except BrokerUnavailable as exc:

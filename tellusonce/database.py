@@ -123,7 +123,8 @@ class Connections:
 
     def close(self) -> None:
         """Give back this thread's kept connection, and close the engine's pooled ones (a store
-        opened for a look and done with: a server's connections are not left open)."""
+        opened for a look and done with: a server's connections are not left open). From the
+        thread that used the store, once no other uses it."""
         conn: Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()

@@ -110,6 +110,8 @@ def consumer_config(settings: Settings, group: str, client_id: str) -> dict[str,
 
 
 STATISTICS_INTERVAL_MS = 5000  # how often a consumer learns whether its brokers answer
+# librdkafka's broker states with a connection up (STATISTICS.md): UPDATE and REAUTH pass by
+_CONNECTED = frozenset({"UP", "UPDATE", "REAUTH"})
 FLUSH_SLICE_SECONDS = 0.01  # how often a publish looks whether its own messages are answered
 
 
@@ -141,6 +143,9 @@ class Publisher:
             "message.timeout.ms": int(self.timeout * 1000),
         }
         self._producer = Producer(self._config)
+        self._publishing = 0  # publish calls under way (threads share a Publisher)
+        self._begun = 0  # publish calls begun, ever
+        self._count = threading.Lock()
 
     def publish(self, messages: Sequence[Outgoing]) -> None:
         """Publish and wait for the acknowledgement of each of these messages; raise
@@ -154,6 +159,23 @@ class Publisher:
         flush() in slices, which serves every thread's delivery reports and sends at once what
         linger.ms would hold, until these messages are answered.
         """
+        with self._count:
+            self._publishing += 1
+            self._begun += 1
+            begun = self._begun
+        try:
+            self._publish(messages, begun)
+        finally:
+            with self._count:
+                self._publishing -= 1
+
+    def _alone(self, begun: int) -> bool:
+        """Whether the publish begun `begun`-th had the producer to itself throughout: no
+        other under way, none begun since (so no other message shared its batches)."""
+        with self._count:
+            return self._publishing == 1 and self._begun == begun
+
+    def _publish(self, messages: Sequence[Outgoing], begun: int) -> None:
         deliveries = _Deliveries(len(messages))
         try:
             for message in messages:
@@ -171,8 +193,13 @@ class Publisher:
             if fatal:  # an idempotent producer that hit a fatal error cannot be used again
                 self._producer = Producer(self._config)
             reason = failures[0].str() if failures else "no acknowledgement in time"
-            if failures and all(err.code() == KafkaError.MSG_SIZE_TOO_LARGE for err in failures):
-                raise MessageTooLarge(f"the topic refused the message as too large: {reason}")
+            large = [e for e in failures if e.code() == KafkaError.MSG_SIZE_TOO_LARGE]
+            if large:  # the topic's limit is on a batch of messages: refused for good only if
+                # this message went alone; one batched with others may fit alone (sent again)
+                reason = large[0].str()
+                if len(messages) == len(large) == 1 and self._alone(begun):
+                    raise MessageTooLarge(f"the topic refused the message as too large: {reason}")
+                reason = f"the topic refused a batch holding them as too large ({reason})"
             raise BrokerUnavailable(
                 f"{unacknowledged or len(failures)} of {len(messages)} messages not acknowledged "
                 f"by Kafka: {reason}"
@@ -270,8 +297,11 @@ class Subscriber:
             self._rewound.pop(where, None)
 
     def _statistics(self, stats: str) -> None:
-        brokers = json.loads(stats).get("brokers", {})
-        self.brokers_up = any(broker.get("state") == "UP" for broker in brokers.values())
+        try:
+            brokers = json.loads(stats).get("brokers", {})
+        except (ValueError, AttributeError):  # not what librdkafka documents: keep the last
+            return
+        self.brokers_up = any(broker.get("state") in _CONNECTED for broker in brokers.values())
 
     def poll(self, max_messages: int, timeout: float) -> list[Received]:
         """Up to max_messages messages: waits up to `timeout` for the first, then takes what is

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -28,10 +29,10 @@ def binaries() -> Path:
     on_path = shutil.which("pg_ctl")
     if on_path:
         return Path(os.path.realpath(on_path)).parent
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    found = glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")
     if not found:
         raise RuntimeError("no PostgreSQL server binaries: `make tools` installs them (Debian)")
-    return Path(found[-1]).parent
+    return Path(max(found, key=lambda p: [int(n) for n in re.findall(r"\d+", p)])).parent
 
 
 class Server:
@@ -63,36 +64,45 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(port: int | None = None) -> Iterator[Server]:
-    """Start a server (as the `postgres` user when run as root: PostgreSQL refuses root)."""
-    port = port or free_port()
+def server() -> Iterator[Server]:
+    """Start a server (as the `postgres` user when run as root: PostgreSQL refuses root); on a
+    failure to start, say why, with the end of the server's log."""
     bin_dir = binaries()
     root = Path(tempfile.mkdtemp(prefix="tellusonce-postgres-"))
-    as_user = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
-    if as_user:
-        shutil.chown(root, "postgres")
+    run: list[str] = []
+    if os.getuid() == 0:
+        try:
+            shutil.chown(root, "postgres")
+        except LookupError as exc:
+            raise RuntimeError("run as root, PostgreSQL needs a `postgres` user") from exc
+        root.chmod(0o755)
+        run = ["runuser", "-u", "postgres", "--"]
     data, log = root / "data", root / "server.log"
-    run = [*as_user]
-    subprocess.run(
-        [*run, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", USER],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200"
-    subprocess.run(
-        [*run, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w",
-         "start"],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    started = Server(port)
+    started: Server | None = None
     try:
+        # UTF-8 whatever the machine's locale (unset, initdb made SQL_ASCII: text came as bytes)
+        _run("initdb", [*run, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U",
+             USER, "-E", "UTF8", "--locale=C"], log)  # fmt: skip
+        port = free_port()
+        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        _run("pg_ctl start", [*run, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options,
+             "-l", str(log), "-w", "start"], log)  # fmt: skip
+        started = Server(port)
         yield started
     finally:
-        started.close()
-        subprocess.run(
-            [*run, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-            check=False,
-            capture_output=True,
-        )
+        if started is not None:
+            started.close()
+        if data.exists():
+            subprocess.run(
+                [*run, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+                check=False,
+                capture_output=True,
+            )
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _run(what: str, command: list[str], log: Path) -> None:
+    done = subprocess.run(command, check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        raise RuntimeError(f"{what} failed ({done.returncode}): {done.stderr[-2000:]}{tail}")

@@ -61,23 +61,28 @@ def take(
     missing, extra, twice, applied = [], [], [], {}
     for name, service in SERVICES.items():
         store = ServiceStore(settings.store_url_for(name), service.record_type)
-        processed = set(store.outcomes()) & set(ids)
+        try:  # taken every 50 ms: each store closed, or it would hold a server's connections
+            processed = set(store.outcomes()) & set(ids)
+            with store.engine.connect() as conn:
+                rows = conn.execute(
+                    select(changes.c.event_id, changes.c.record_id, func.count())
+                    .group_by(changes.c.event_id, changes.c.record_id)
+                    .having(func.count() > 1)
+                ).all()
+        finally:
+            store.close()
         wanted = {i for i, t in ids.items() if name in subscribers(t)}
         missing += [f"{name}:{i}" for i in sorted(wanted - processed)]
         extra += [f"{name}:{i}" for i in sorted(processed - wanted)]
         applied[name] = len(processed)
-        with store.engine.connect() as conn:
-            rows = conn.execute(
-                select(changes.c.event_id, changes.c.record_id, func.count())
-                .group_by(changes.c.event_id, changes.c.record_id)
-                .having(func.count() > 1)
-            ).all()
         twice += [f"{name}:{r.event_id}:{r.record_id}" for r in rows if r.event_id in ids]
-        store.close()  # taken every 50 ms: each would hold a server's connections
     tracker = TrackerStore(settings.store_url_for(TRACKER))
-    with tracker.engine.connect() as conn:
-        confirmed = conn.execute(select(confirmations.c.event_id, confirmations.c.service)).all()
-    tracker.close()
+    try:
+        with tracker.engine.connect() as conn:
+            asked = select(confirmations.c.event_id, confirmations.c.service)
+            confirmed = conn.execute(asked).all()
+    finally:
+        tracker.close()
     confirmed_here = [c for c in confirmed if c.event_id in ids]
     expected = sum(len(subscribers(t)) for t in ids.values())
     return Ledger(

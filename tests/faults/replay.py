@@ -4,7 +4,7 @@ faults makes of the same events in the same order.
 The ledger (ledger.py) counts: each event processed once by each entitled service, confirmed
 once. It cannot see a record left unwritten, written twice over (an overpayment added twice)
 or an outcome confirmed that the store does not hold. Here each service's events are handled
-again, in the order its store committed them (its processed rows' order), by the same handler
+again, in the order its store handled them (its confirmations' outbox order), by the handler
 in this process on a store freshly seeded as the run's was, Kafka left out; then its records,
 each event's outcome and each confirmation the tracker stored (outcome, actions, reference)
 must be the fault-free run's. The order is the run's own because events about the same person
@@ -19,13 +19,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import literal_column, select
+from sqlalchemy import func, select
 
 from consumers.launch import build_handler
+from consumers.rules import Record
 from consumers.runtime import Runtime
 from consumers.seed import seed
 from consumers.services import SERVICES
-from consumers.store import ServiceStore, processed, records
+from consumers.store import ServiceStore, outbox, processed, records
 from consumers.tracker import TrackerStore, confirmations
 from tellusonce.codec import Codec
 from tellusonce.events import Confirmation, LifeEvent
@@ -51,14 +52,11 @@ def differences(settings: Settings, events: list[LifeEvent[Any]]) -> list[str]:
         seed(again, others=CROWD_SIZE)
         tracked = _confirmed(settings, set(by_id))
         for name, service in SERVICES.items():
-            store = ServiceStore(settings.store_url_for(name), service.record_type)
-            order, outcomes, held = _state(store)
+            order, outcomes, held = _state(settings, name, service.record_type)
             handled = [by_id[e] for e in order if e in by_id]
-            answers = _replay(name, again, handled)
-            fresh = ServiceStore(again.store_url_for(name), service.record_type)
-            _, fresh_outcomes, fresh_held = _state(fresh)
-            store.close()
-            fresh.close()
+            answers, trouble = _replay(name, again, handled)
+            _, fresh_outcomes, fresh_held = _state(again, name, service.record_type)
+            found += [f"{name}: {what}" for what in trouble]
             found += _compare(name, "outcome of event", outcomes, fresh_outcomes)
             found += _compare(name, "record", held, fresh_held)
             mine = {e: c for (e, s), c in tracked.items() if s == name}
@@ -68,25 +66,40 @@ def differences(settings: Settings, events: list[LifeEvent[Any]]) -> list[str]:
     return found
 
 
-def _state(store: ServiceStore) -> tuple[list[str], dict[str, str], dict[str, str]]:
-    """A store's processed events in the order they were committed (SQLite's rowids; elsewhere
-    the time each was claimed, in order, by the one instance of a service the scenarios on
-    other databases run), their outcomes, and its records' data by id."""
-    with store.engine.connect() as conn:
-        sqlite = conn.dialect.name == "sqlite"
-        order = literal_column("rowid") if sqlite else processed.c.processed_at
-        rows = conn.execute(select(processed.c.event_id, processed.c.outcome).order_by(order)).all()
-        found = conn.execute(select(records.c.record_id, records.c.data))
-        held = {r.record_id: r.data for r in found}
+def _state(
+    settings: Settings, name: str, record_type: type[Record]
+) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """A service store's processed events in the order they were handled (their confirmations'
+    outbox rows, numbered as each batch queued them: a clock plays no part), their outcomes,
+    and its records' data by id. Events refused as REJECTED (dead-lettered, no processed row)
+    are not replayed: the scenarios that replay send only events every service processes."""
+    store = ServiceStore(settings.store_url_for(name), record_type)
+    try:
+        with store.engine.connect() as conn:
+            queued = func.max(outbox.c.id)
+            rows = conn.execute(
+                select(processed.c.event_id, processed.c.outcome)
+                .join(outbox, outbox.c.event_id == processed.c.event_id)
+                .group_by(processed.c.event_id, processed.c.outcome)
+                .order_by(queued)
+            ).all()
+            found = conn.execute(select(records.c.record_id, records.c.data))
+            held = {r.record_id: r.data for r in found}
+    finally:
+        store.close()
     return [r.event_id for r in rows], {r.event_id: r.outcome for r in rows}, held
 
 
-def _replay(name: str, settings: Settings, handled: list[LifeEvent[Any]]) -> dict[str, str]:
+def _replay(
+    name: str, settings: Settings, handled: list[LifeEvent[Any]]
+) -> tuple[dict[str, str], list[str]]:
     """Handle events in this order on the store `settings` names; the confirmations made, as
-    the tracker keeps them, by event id."""
+    the tracker keeps them, by event id, and what went wrong in the replay itself (an event
+    dead-lettered or retried: a fault-free run has neither)."""
     topics = Topics(settings.topic_prefix)
     kept = Kept()
-    runtime: Runtime[Any] = Runtime(build_handler(name, settings, CODEC), kept, kept, topics)  # type: ignore[arg-type]
+    handler = build_handler(name, settings, CODEC)
+    runtime: Runtime[Any] = Runtime(handler, kept, kept, topics)  # type: ignore[arg-type]
     messages = [
         Received(
             topics.events(e.envelope.event_type),
@@ -99,30 +112,43 @@ def _replay(name: str, settings: Settings, handled: list[LifeEvent[Any]]) -> dic
         )
         for offset, e in enumerate(handled)
     ]
-    for start in range(0, len(messages), BATCH):
-        runtime.process(messages[start : start + BATCH])
-        while runtime.relay():
-            pass
-    runtime.handler.close()
+    kept.assigned.update((m.topic, 0) for m in messages)  # a retry rewinds, not skips
+    trouble = []
+    try:
+        for start in range(0, len(messages), BATCH):
+            runtime.process(messages[start : start + BATCH])
+            if runtime._attempts:
+                trouble.append(f"the replay's batch from {start} was retried")
+                break
+            while runtime.relay():
+                pass
+        handler.close()
+    finally:
+        handler.store.close()  # type: ignore[attr-defined]
     answers = {}
     for sent in kept.sent:
+        if sent.topic != topics.confirmations:
+            trouble.append(f"the replay sent a message to {sent.topic} (dead-lettered)")
+            continue
         confirmation = CODEC.decode(sent.value)
         assert isinstance(confirmation, Confirmation)
         answers[confirmation.event_id_text] = _answer(
             confirmation.outcome.value, list(confirmation.actions), confirmation.service_reference
         )
-    return answers
+    return answers, trouble
 
 
 def _confirmed(settings: Settings, ids: set[str]) -> dict[tuple[str, str], str]:
     """The tracker's confirmations of these events, by (event id, service)."""
     tracker = TrackerStore(settings.store_url_for(TRACKER))
     c = confirmations.c
-    with tracker.engine.connect() as conn:
-        rows = conn.execute(
-            select(c.event_id, c.service, c.outcome, c.actions, c.service_reference)
-        ).all()
-    tracker.close()
+    try:
+        with tracker.engine.connect() as conn:
+            rows = conn.execute(
+                select(c.event_id, c.service, c.outcome, c.actions, c.service_reference)
+            ).all()
+    finally:
+        tracker.close()
     return {
         (r.event_id, r.service): _answer(r.outcome, json.loads(r.actions), r.service_reference)
         for r in rows

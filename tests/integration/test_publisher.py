@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
-from tellusonce.errors import BrokerUnavailable
+import pytest
+
+from tellusonce.errors import BrokerUnavailable, MessageTooLarge
 from tellusonce.events import EventType
-from tellusonce.kafka import Outgoing, Publisher
+from tellusonce.kafka import Admin, Outgoing, Publisher
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics
 from tests.integration.conftest import read_topic, wait_for
@@ -82,3 +84,36 @@ def test_threads_sharing_a_publisher_each_get_their_own_messages_acknowledged(
     assert errors == []
     sent = [f"{n}-{b}-{i}".encode() for n in range(threads) for b in range(20) for i in range(10)]
     assert sorted(m.value for m in read_topic(settings, topic)) == sorted(sent)
+
+
+def test_a_message_the_topic_refuses_alone_is_too_large_and_one_batched_is_sent_again(
+    settings: Settings, topics: Topics
+) -> None:
+    """The topic's max.message.bytes bounds a batch of messages, not one: a message refused
+    with others (small ones beside a large one, or another request's at once) may fit alone,
+    and was answered as too large for good (413, withdrawn from the ledger)."""
+    topic = f"{settings.topic_prefix}small-messages"
+    Admin(settings).ensure_topics([topic], {"max.message.bytes": "2000"})
+    try:
+        publisher = Publisher(settings, "limits")
+        large, small = Outgoing(topic, b"k", b"x" * 3000, []), Outgoing(topic, b"k", b"small", [])
+        with pytest.raises(BrokerUnavailable, match="refused a batch holding them as too large"):
+            publisher.publish([small, large])  # may fit alone: try again (a 503, not a 413)
+        wait_for(lambda: publishes(publisher, small), "the producer to publish again")
+        with pytest.raises(MessageTooLarge):  # alone: refused for good
+            publisher.publish([large])
+        wait_for(lambda: publishes(publisher, small), "the producer to publish again")
+        assert {m.value for m in read_topic(settings, topic)} == {b"small"}
+        publisher.close()
+    finally:
+        Admin(settings).delete_topics([topic])
+
+
+def publishes(publisher: Publisher, message: Outgoing) -> bool:
+    """Whether a publish is acknowledged (after a message refused for good, the idempotent
+    producer's next messages are purged while it resets its sequence: a second or so)."""
+    try:
+        publisher.publish([message])
+    except BrokerUnavailable:
+        return False
+    return True

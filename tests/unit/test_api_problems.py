@@ -309,7 +309,7 @@ def test_an_event_larger_than_kafka_takes_is_413_and_left_unrecorded(api: Api) -
     api.publisher.publish = refuse_as_too_large  # type: ignore[method-assign]
     refused = api.post("/v1/events/death", document(EventType.DEATH))
     assert is_problem(refused, 413)
-    assert "larger than Kafka takes" in refused.json()["detail"]
+    assert "larger than its topic takes" in refused.json()["detail"]
     with api.registrar.ledger.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM submissions").scalar() == 0
     del api.publisher.publish  # Kafka takes it now (the topic's limit raised)

@@ -325,7 +325,7 @@ def test_an_event_larger_than_kafka_takes_is_refused_in_one_line(
     publishing_to(TooLarge(), lambda: True, tmp_path, monkeypatch)
     assert run_cli(["submit", "death", "examples/death.json"]) == 2
     said = capsys.readouterr().err.strip().splitlines()
-    assert said[-1].startswith("error: nothing was published: the event is larger than Kafka")
+    assert said[-1].startswith("error: Kafka refuses the event: larger than its topic takes")
     assert not any("Traceback" in line for line in said)
     with sqlite3.connect(tmp_path / "registrar.db") as ledger:
         assert ledger.execute("SELECT count(*) FROM submissions").fetchone() == (0,)

@@ -19,6 +19,7 @@ from tellusonce.errors import (
     UnsafeSettings,
 )
 from tellusonce.events import EventType
+from tellusonce.headers import header
 from tellusonce.settings import Settings
 from tests.factories import document, event
 from tests.stand_ins import Failing, Kept
@@ -339,3 +340,33 @@ def test_advice_after_a_cancellation_and_for_a_correction_fits_the_case(
 
 def _entry(number: int) -> dict[str, Any]:
     return {"district": "Leeds", "entry_number": number, "office": "LEEDS-RO-1"}
+
+
+def test_an_event_an_earlier_try_may_have_published_is_kept_when_refused_as_too_large(
+    failing: Registrar,
+) -> None:
+    """Sent again after Kafka did not acknowledge it (it may have reached services), then
+    refused as too large: the ledger forgot it, and the registrar said nothing was published
+    of what services had."""
+    from tellusonce.errors import MessageTooLarge
+
+    publisher = failing.publisher
+    publisher.error, publisher.delivered = BrokerUnavailable("no acknowledgement"), True  # type: ignore[attr-defined]
+    with pytest.raises(BrokerUnavailable):
+        failing.submit(EventType.DEATH, death())
+    publisher.error, publisher.delivered = MessageTooLarge("the topic's limit lowered"), False  # type: ignore[attr-defined]
+    with pytest.raises(MessageTooLarge):
+        failing.submit(EventType.DEATH, death())
+    (sent,) = publisher.sent  # type: ignore[attr-defined]
+    event_id = header(sent.headers, "ce_id")
+    assert failing.ledger.unacknowledged(event_id)  # kept: it may have gone out
+
+
+def test_a_new_event_refused_as_too_large_is_not_kept(failing: Registrar) -> None:
+    from tellusonce.errors import MessageTooLarge
+
+    failing.publisher.error = MessageTooLarge("larger than the topic takes")  # type: ignore[attr-defined]
+    with pytest.raises(MessageTooLarge):
+        failing.submit(EventType.DEATH, death())
+    with failing.ledger.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM submissions").scalar() == 0
