@@ -189,7 +189,8 @@ class Publisher:
         unacknowledged, failures = deliveries.waiting, deliveries.failures
         if unacknowledged or failures:
             fatal = any(err.fatal() for err in failures)
-            self._drop_queued()
+            if unacknowledged or fatal:  # ours still queued must never go out later; once all
+                self._drop_queued()  # are answered, a purge would only take other threads' own
             if fatal:  # an idempotent producer that hit a fatal error cannot be used again
                 self._producer = Producer(self._config)
             reason = failures[0].str() if failures else "no acknowledgement in time"

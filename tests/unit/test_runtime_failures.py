@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka import KafkaError
 from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 from structlog.testing import capture_logs
@@ -201,3 +202,32 @@ def test_an_event_about_a_record_the_service_cannot_read_is_dead_lettered_and_re
     answers = [CODEC.decode(m.value) for m in kept.sent if m.topic == Topics().confirmations]
     assert [a.outcome for a in answers] == [Outcome.REJECTED] * 2  # type: ignore[union-attr]
     assert "1946-05-14" not in repr(lines) + repr(kept.sent)  # his date of birth
+
+
+class Answering:
+    """A producer that answers each message at once with `error` (None: acknowledged), and
+    counts its purges."""
+
+    def __init__(self, error: KafkaError | None) -> None:
+        self.error = error
+        self.purges = 0
+
+    def produce(self, *_args: object, on_delivery: Any, **_kwargs: object) -> None:
+        on_delivery(self.error, None)
+
+    def flush(self, _timeout: float = 0) -> int:
+        return 0
+
+    def purge(self) -> None:
+        self.purges += 1
+
+
+def test_a_publish_refused_with_every_answer_in_purges_nothing_of_other_threads() -> None:
+    """Refused as too large, each of its messages answered, a publish purged the producer's
+    queue all the same: other threads' messages, waiting there, were failed with it."""
+    publisher = Publisher(Settings(bootstrap_servers="127.0.0.1:1"), "test")
+    refusing = Answering(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+    publisher._producer = refusing  # type: ignore[assignment]
+    with pytest.raises(MessageTooLarge):
+        publisher.publish([Outgoing("events", b"k", b"x" * 3000, [])])
+    assert refusing.purges == 0
