@@ -20,8 +20,12 @@ def render(
     if not statuses and not unacknowledged:
         return f"No events known for reference {reference} (yet)."
     reasons = reasons or {}
+    # what amended each event, by its link (two registrations can share a reference: the one
+    # listed after another does not amend it)
+    amended_by = {s.supersedes: s for s in statuses if s.supersedes}
     lines = []
-    for status, after in zip(statuses, [*statuses[1:], None], strict=False):  # [None] if none
+    for status in statuses:
+        after = amended_by.get(status.event_id)
         when = status.registered_at.strftime("%Y-%m-%d %H:%M UTC")
         replaced = f" · superseded by the {Action(after.action).noun} below" if after else ""
         refused = sum(s.outcome == "REJECTED" for s in status.services)

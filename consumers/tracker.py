@@ -100,6 +100,7 @@ class EventStatus:
     revision: int
     registered_at: datetime
     services: tuple[ServiceStatus, ...]
+    supersedes: str | None = None  # the event an amendment amends
 
     @property
     def confirmed(self) -> int:
@@ -121,6 +122,7 @@ class EventStatus:
             env.revision,
             env.registered_at,
             pending,
+            str(env.supersedes) if env.supersedes else None,
         )
 
 
@@ -352,6 +354,7 @@ class TrackerStore:
                         row.revision,
                         _in_utc(row.registered_at),
                         tuple(services),
+                        row.supersedes,
                     )
                 )
         return out

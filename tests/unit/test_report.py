@@ -10,9 +10,10 @@ from consumers.tracker import EventStatus, ServiceStatus
 AT = datetime(2026, 3, 13, 10, 30, tzinfo=UTC)
 
 
-def _status(action: str, revision: int) -> EventStatus:
+def _status(action: str, revision: int, chain: str = "e") -> EventStatus:
     pension = ServiceStatus("pensions", "State Pension", "APPLIED", ("stopped",), "SP-1", AT)
-    return EventStatus(f"e{revision}", "death", action, revision, AT, (pension,))
+    amends = f"{chain}{revision - 1}" if revision else None
+    return EventStatus(f"{chain}{revision}", "death", action, revision, AT, (pension,), amends)
 
 
 def test_an_earlier_revision_says_what_superseded_it() -> None:
@@ -50,3 +51,16 @@ def test_what_kafka_did_not_acknowledge_is_said_so() -> None:
     shown = render("5D4Z6-43N23", [], {}, [waiting])
     assert "not acknowledged by Kafka: run the same command again" in shown
     assert "No events known" not in shown
+
+
+def test_two_registrations_sharing_a_reference_do_not_supersede_each_other() -> None:
+    """Listed by revision, the first registration read as "superseded by the registration
+    below": another family's registration under the same reference."""
+    statuses = [_status("REGISTERED", 0), _status("REGISTERED", 0, "f"), _status("CORRECTED", 1)]
+    headings = [line for line in render("R", statuses).splitlines() if line.startswith("Ref")]
+    assert headings == [
+        "Reference R · death registered 2026-03-13 10:30 UTC · answered by 1/1 services "
+        "· superseded by the correction below",
+        "Reference R · death registered 2026-03-13 10:30 UTC · answered by 1/1 services",
+        "Reference R · death corrected 2026-03-13 10:30 UTC · answered by 1/1 services",
+    ]
