@@ -97,7 +97,7 @@ def _replay(
     the tracker keeps them, by event id, and what went wrong in the replay itself (an event
     dead-lettered or retried: a fault-free run has neither)."""
     topics = Topics(settings.topic_prefix)
-    kept = Kept()
+    kept = _Replaying()
     handler = build_handler(name, settings, CODEC)
     runtime: Runtime[Any] = Runtime(handler, kept, kept, topics)  # type: ignore[arg-type]
     messages = [
@@ -112,13 +112,13 @@ def _replay(
         )
         for offset, e in enumerate(handled)
     ]
-    kept.assigned.update((m.topic, 0) for m in messages)  # a retry rewinds, not skips
+    kept.assigned.update((m.topic, 0) for m in messages)  # a retry rewinds (is seen), not skips
     trouble = []
     try:
         for start in range(0, len(messages), BATCH):
             runtime.process(messages[start : start + BATCH])
-            if runtime._attempts:
-                trouble.append(f"the replay's batch from {start} was retried")
+            if kept.rewound:
+                trouble.append(f"the replay's batch from {start} was to be retried")
                 break
             while runtime.relay():
                 pass
@@ -136,6 +136,17 @@ def _replay(
             confirmation.outcome.value, list(confirmation.actions), confirmation.service_reference
         )
     return answers, trouble
+
+
+class _Replaying(Kept):
+    """Kept, with the partition rewinds a transient error asks for noted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rewound: list[int] = []
+
+    def rewind(self, _topic: str, _partition: int, offset: int) -> None:
+        self.rewound.append(offset)
 
 
 def _confirmed(settings: Settings, ids: set[str]) -> dict[tuple[str, str], str]:
