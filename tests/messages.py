@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,10 +10,30 @@ from tellusonce.codec import Codec
 from tellusonce.events import Confirmation, LifeEvent, Outcome
 from tellusonce.headers import event_headers
 from tellusonce.identity import confirmation_id
-from tellusonce.kafka import Received
+from tellusonce.kafka import Outgoing, Received
+from tellusonce.topics import Topics
 from tests.factories import deaths
 
 NOWHERE = Received("t", 0, 0, None, b"", [], 0)
+CODEC = Codec()
+
+
+def encoded(stream: list[LifeEvent[Any]], topics: Topics) -> list[Outgoing]:
+    """The exact messages our producer path sends for these events."""
+    return [
+        Outgoing(
+            topics.events(e.envelope.event_type),
+            e.envelope.person_ref.encode(),
+            CODEC.encode(e),
+            event_headers(e.envelope),
+        )
+        for e in stream
+    ]
+
+
+def received(messages: Sequence[Outgoing]) -> list[Received]:
+    """Messages as one partition delivers them, in this order (offsets from 0)."""
+    return [Received(m.topic, 0, i, m.key, m.value, m.headers, 0) for i, m in enumerate(messages)]
 
 
 def as_received(event: LifeEvent[Any], value: bytes) -> Received:

@@ -26,14 +26,14 @@ from producers.submission import Registrar
 from tellusonce.codec import Codec
 from tellusonce.database import connect
 from tellusonce.events import LifeEvent
-from tellusonce.headers import event_headers
-from tellusonce.kafka import Admin, Outgoing, Publisher
+from tellusonce.kafka import Admin, Publisher
 from tellusonce.settings import Settings
 from tellusonce.stack import Children, start_processes, stop_processes, wait_ready
 from tellusonce.topics import TRACKER, Topics, subscribers
 from tests.bench.transport import Sink
 from tests.faults.stream import CROWD_SIZE, events
 from tests.integration.conftest import wait_for
+from tests.messages import encoded
 
 CODEC = Codec()
 _STORED_SINCE = text("SELECT count(*), max(rowid) FROM confirmations WHERE rowid > :seen")
@@ -130,19 +130,6 @@ def expected(stream: list[LifeEvent[Any]]) -> int:
     """Confirmations a stream should produce: one per entitled service per distinct event."""
     distinct = {e.envelope.event_id: e for e in stream}
     return sum(len(subscribers(e.envelope.event_type)) for e in distinct.values())
-
-
-def encoded(stream: list[LifeEvent[Any]], topics: Topics) -> list[Outgoing]:
-    """The exact messages our producer path sends, for the baseline to send too."""
-    return [
-        Outgoing(
-            topics.events(e.envelope.event_type),
-            e.envelope.person_ref.encode(),
-            CODEC.encode(e),
-            event_headers(e.envelope),
-        )
-        for e in stream
-    ]
 
 
 class Stalled(Exception):

@@ -24,7 +24,6 @@ import functools
 import os
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +35,14 @@ from tellusonce import logs
 from tellusonce.kafka import Outgoing, Received
 from tellusonce.settings import Settings
 from tellusonce.topics import TRACKER, Topics
-from tests.bench.harness import CODEC, encoded, with_duplicates, workload
+from tests.bench.harness import CODEC, with_duplicates, workload
 from tests.faults.stream import CROWD_SIZE
+from tests.messages import encoded, received
 from tests.stand_ins import Kept
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "300"))
 REPEATS = float(os.environ.get("BENCH_REPEATS", "0"))  # share of events delivered twice
 BATCH = int(os.environ.get("BENCH_BATCH", "500"))  # messages per consumer batch
-
-
-def received(messages: Sequence[Outgoing]) -> list[Received]:
-    return [Received(m.topic, 0, i, m.key, m.value, m.headers, 0) for i, m in enumerate(messages)]
 
 
 def hot_path(runtimes: dict[str, tuple[Runtime[Any], Kept]], stream: list[Received]) -> None:

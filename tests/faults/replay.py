@@ -30,11 +30,10 @@ from consumers.store import ServiceStore, outbox, processed, records
 from consumers.tracker import TrackerStore, confirmations
 from tellusonce.codec import Codec
 from tellusonce.events import Confirmation, LifeEvent
-from tellusonce.headers import event_headers
-from tellusonce.kafka import Received
 from tellusonce.settings import Settings
 from tellusonce.topics import TRACKER, Topics
 from tests.faults.stream import CROWD_SIZE
+from tests.messages import encoded, received
 from tests.stand_ins import Kept
 
 CODEC = Codec()
@@ -100,18 +99,7 @@ def _replay(
     kept = _Replaying()
     handler = build_handler(name, settings, CODEC)
     runtime: Runtime[Any] = Runtime(handler, kept, kept, topics)  # type: ignore[arg-type]
-    messages = [
-        Received(
-            topics.events(e.envelope.event_type),
-            0,
-            offset,
-            e.envelope.person_ref.encode(),
-            CODEC.encode(e),
-            event_headers(e.envelope),
-            0,
-        )
-        for offset, e in enumerate(handled)
-    ]
+    messages = received(encoded(handled, topics))
     kept.assigned.update((m.topic, 0) for m in messages)  # a retry rewinds (is seen), not skips
     trouble = []
     try:
