@@ -28,8 +28,7 @@ def render(
         after = amended_by.get(status.event_id)
         when = status.registered_at.strftime("%Y-%m-%d %H:%M UTC")
         replaced = f" · superseded by the {Action(after.action).noun} below" if after else ""
-        refused = sum(s.outcome == "REJECTED" for s in status.services)
-        rejected = f", {refused} rejected (each says why)" if refused else ""
+        rejected = f", {status.rejected} rejected (each says why)" if status.rejected else ""
         lines.append(
             f"Reference {reference} · {status.event_type} {status.action.lower()} {when} · "
             f"answered by {status.confirmed}/{len(status.services)} services{rejected}{replaced}"

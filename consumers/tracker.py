@@ -104,8 +104,13 @@ class EventStatus:
 
     @property
     def confirmed(self) -> int:
-        """How many services have confirmed."""
+        """How many services have answered (REJECTED included)."""
         return sum(s.outcome is not None for s in self.services)
+
+    @property
+    def rejected(self) -> int:
+        """How many services have answered REJECTED (answered, but not done)."""
+        return sum(s.outcome == Outcome.REJECTED.value for s in self.services)
 
     @classmethod
     def unseen(cls, env: Envelope) -> EventStatus:

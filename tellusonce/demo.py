@@ -84,10 +84,10 @@ def run(settings: Settings) -> int:
             f"family status page {base}/status {shown} for reference {receipt['reference']} "
             f"and date of birth {born}"
         )
-        answers = [s.outcome for s in statuses[-1].services] if statuses else []
-        rejected = answers.count("REJECTED")  # answered, but not done: not a confirmation
-        confirmed = len(answers) - answers.count(None) - rejected
-        expected = len(answers) or 4
+        last = statuses[-1] if statuses else None
+        rejected = last.rejected if last else 0  # answered, but not done: not a confirmation
+        confirmed = last.confirmed - rejected if last else 0
+        expected = len(last.services) if last else 4
         refused = f" ({rejected} rejected: see its answer above)" if rejected else ""
         say(f"confirmed by {confirmed}/{expected} services in {elapsed:.2f} s{refused}")
         return 0 if done and not rejected else 1
