@@ -108,17 +108,18 @@ class Bus:
         self._last_rowid = last if last is not None else self._last_rowid
         return self._stored
 
-    def latencies_ms(self) -> list[int]:
-        """Publication-to-confirmation milliseconds of every confirmation the tracker stored."""
+    def latencies_ms(self) -> list[tuple[int, int]]:
+        """(publication time, publication-to-confirmation milliseconds) of every confirmation
+        the tracker stored."""
         from consumers.tracker import events as tracked
 
         with self.tracker.engine.connect() as conn:
             rows = conn.execute(
-                select(confirmations.c.received_ms - tracked.c.published_ms).join(
-                    tracked, tracked.c.event_id == confirmations.c.event_id
-                )
+                select(
+                    tracked.c.published_ms, confirmations.c.received_ms - tracked.c.published_ms
+                ).join(tracked, tracked.c.event_id == confirmations.c.event_id)
             )
-            return [int(r[0]) for r in rows]
+            return [(int(at), int(ms)) for at, ms in rows]
 
 
 def workload(count: int, settings: Settings, seed_: int = 11) -> list[LifeEvent[Any]]:
@@ -182,15 +183,36 @@ def baseline_throughput(bus: Bus, stream: list[LifeEvent[Any]]) -> float:
 
 
 class Latencies(NamedTuple):
-    """A latency run's publication-to-confirmation milliseconds, and the rate events were in
-    fact offered at (below the rate asked only if every publisher thread was still publishing
-    an earlier tick when one was due)."""
+    """A latency run's publication-to-confirmation milliseconds: of the events published once
+    the load had been offered for the warm-up seconds (the measure), and of those published
+    before (the step from idle to the rate, kept apart); and the rate events were in fact
+    offered at (below the rate asked only if every publisher thread was still publishing an
+    earlier tick when one was due)."""
 
     ms: list[int]
+    warm_up_ms: list[int]
     offered_per_second: float
 
     def __str__(self) -> str:
-        return f"{len(self.ms)} at {self.offered_per_second:.0f} events/s offered"
+        return (
+            f"{len(self.ms)} at {self.offered_per_second:.0f} events/s offered "
+            f"(and {len(self.warm_up_ms)} in the warm-up)"
+        )
+
+    @classmethod
+    def split(cls, timed: list[tuple[int, int]], paced_: Paced, warm_up: float) -> Latencies:
+        """Latencies by publication time: before or after `warm_up` seconds of the run."""
+        boundary = paced_.started_ms + warm_up * 1000
+        return cls(
+            [ms for at, ms in timed if at >= boundary],
+            [ms for at, ms in timed if at < boundary],
+            paced_.offered_per_second,
+        )
+
+
+class Paced(NamedTuple):
+    offered_per_second: float
+    started_ms: float  # wall clock (as Kafka's timestamps) when the first tick was due
 
 
 def paced(
@@ -198,7 +220,7 @@ def paced(
     items: list[Any],
     rate: int,
     publishers: int = PUBLISHERS,
-) -> float:
+) -> Paced:
     """Offer items at `rate` per second in 10 ms ticks, open loop: each tick's items are handed
     to one of `publishers` threads when due, whether or not earlier ticks have been acknowledged
     (as registrars submit concurrently), so a bus slower than the rate asked is measured under
@@ -214,7 +236,7 @@ def paced(
             free.release()
 
     with ThreadPoolExecutor(publishers, thread_name_prefix="paced") as pool:
-        started = time.monotonic()
+        started, started_ms = time.monotonic(), time.time() * 1000
         ticks = []
         for tick, i in enumerate(range(0, len(items), per_tick)):
             ahead = started + tick / 100 - time.monotonic()
@@ -225,19 +247,21 @@ def paced(
         last_started = time.monotonic()
         for done in ticks:
             done.result()
-    return len(items) / (last_started - started + 1 / 100)
+    return Paced(len(items) / (last_started - started + 1 / 100), started_ms)
 
 
-def ours_latency(bus: Bus, stream: list[LifeEvent[Any]], rate: int) -> Latencies:
+def ours_latency(bus: Bus, stream: list[LifeEvent[Any]], rate: int, warm_up: float) -> Latencies:
     bus.start_ours()
     registrar = Registrar(bus.settings, Publisher(bus.settings, "bench"), CODEC)
     want = expected(stream)  # worked out once: 50 ms for 20,000 events, and polled every 50 ms
     offered = paced(registrar.publish_many, stream, rate)
     counted(bus.confirmed, want, "our confirmations")
-    return Latencies(bus.latencies_ms(), offered)
+    return Latencies.split(bus.latencies_ms(), offered, warm_up)
 
 
-def baseline_latency(bus: Bus, stream: list[LifeEvent[Any]], rate: int) -> Latencies:
+def baseline_latency(
+    bus: Bus, stream: list[LifeEvent[Any]], rate: int, warm_up: float
+) -> Latencies:
     sink = Sink(bus.settings)
     bus.start_baseline()
     publisher = Publisher(bus.settings, "bench")
@@ -245,7 +269,7 @@ def baseline_latency(bus: Bus, stream: list[LifeEvent[Any]], rate: int) -> Laten
     offered = paced(publisher.publish, encoded(stream, Topics(bus.settings.topic_prefix)), rate)
     counted(lambda: sink.count, want, "baseline confirmations")
     sink.close()
-    return Latencies(sink.latencies_ms, offered)
+    return Latencies.split(sink.latencies_ms, offered, warm_up)
 
 
 def with_duplicates(stream: list[LifeEvent[Any]], share: float) -> list[LifeEvent[Any]]:

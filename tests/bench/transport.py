@@ -43,14 +43,15 @@ def work(settings: Settings, service: str, stop: threading.Event) -> None:
 
 
 class Sink:
-    """Counts confirmations and their latency (confirmation time - origin event time)."""
+    """Counts confirmations and their latency (confirmation time - origin event time), each
+    with its origin event's time."""
 
     def __init__(self, settings: Settings) -> None:
         topics = Topics(settings.topic_prefix)
         self.subscriber = Subscriber(settings, topics.group("baseline-sink"), "baseline-sink")
         self.subscriber.subscribe([topics.confirmations])
         self.count = 0
-        self.latencies_ms: list[int] = []
+        self.latencies_ms: list[tuple[int, int]] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -60,7 +61,8 @@ class Sink:
             for message in self.subscriber.poll(1000, 0.1):
                 origin = dict(message.headers).get("origin_ms")
                 if origin is not None:
-                    self.latencies_ms.append(message.timestamp_ms - int(origin))
+                    at = int(origin)
+                    self.latencies_ms.append((at, message.timestamp_ms - at))
                 self.count += 1
         self.subscriber.close()
 

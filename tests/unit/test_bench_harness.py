@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,7 +18,7 @@ from tellusonce.events import EventType, Outcome
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics, subscribers
 from tests.bench import harness, run
-from tests.bench.harness import Bus, paced, with_duplicates
+from tests.bench.harness import Bus, Latencies, Paced, paced, with_duplicates
 from tests.factories import deaths
 from tests.messages import answer, at
 
@@ -75,9 +76,21 @@ def test_paced_offers_each_tick_when_due_while_earlier_ones_await_acknowledgemen
             published.extend(items)
         all_in_flight.wait()
 
-    rate = paced(publish, list(range(200)), 1000, publishers=20)
+    before = time.time() * 1000
+    rate, started_ms = paced(publish, list(range(200)), 1000, publishers=20)
     assert sorted(published) == list(range(200))
     assert rate <= 1000 * 1.001  # no tick starts before it is due (a busy machine starts later)
+    assert before <= started_ms <= before + 1000  # when the first tick was due, by the wall clock
+
+
+def test_latencies_of_the_warm_up_seconds_are_kept_apart_from_the_measure() -> None:
+    """The events published in the first seconds of a latency run, as the load steps up from
+    nothing, are not in its measure: split by their publication time."""
+    start = 1_700_000_000_000
+    timed = [(start, 900), (start + 4_999, 800), (start + 5_000, 30), (start + 20_000, 40)]
+    split = Latencies.split(timed, Paced(1000.0, float(start)), warm_up=5)
+    assert (split.ms, split.warm_up_ms, split.offered_per_second) == ([30, 40], [900, 800], 1000)
+    assert Latencies.split(timed, Paced(1000.0, float(start)), warm_up=0).ms == [900, 800, 30, 40]
 
 
 def test_paced_waits_for_a_publisher_only_when_all_are_busy_and_reports_the_rate_reached() -> None:
@@ -101,7 +114,7 @@ def test_paced_waits_for_a_publisher_only_when_all_are_busy_and_reports_the_rate
         with lock:
             in_flight -= 1
 
-    rate = paced(publish, list(range(200)), 1000, publishers=2)
+    rate, _ = paced(publish, list(range(200)), 1000, publishers=2)
     assert calls == 20
     assert most == 2
     assert rate < 700  # the later ticks waited for a publisher: 200 items over at least 0.3 s
