@@ -19,8 +19,6 @@ from pydantic import ValidationError
 from sqlalchemy import (
     BigInteger,
     Column,
-    Date,
-    DateTime,
     Index,
     Integer,
     LargeBinary,
@@ -43,6 +41,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from consumers.people import KnownPeople
 from consumers.rules import Record
 from tellusonce.database import (
+    DAY,
+    INSTANT,
     Bulk,
     BulkInsert,
     Connections,
@@ -61,7 +61,7 @@ records = Table(
     metadata,
     Column("record_id", String, primary_key=True),
     Column("data", Text, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", INSTANT, nullable=False),
 )
 record_people = Table(
     "record_people",
@@ -69,7 +69,7 @@ record_people = Table(
     Column("record_id", String, nullable=False, index=True),
     Column("nino", String, index=True),
     Column("surname", String, nullable=False),
-    Column("date_of_birth", Date, nullable=False),
+    Column("date_of_birth", DAY, nullable=False),
     Column("postcode", String),
     # people are matched without a NINO by surname + date of birth (+ postcode)
     Index("ix_record_people_details", "surname", "date_of_birth"),
@@ -79,7 +79,7 @@ processed = Table(
     metadata,
     Column("event_id", String, primary_key=True),
     Column("outcome", String, nullable=False),
-    Column("processed_at", DateTime(timezone=True), nullable=False),
+    Column("processed_at", INSTANT, nullable=False),
     # the message's digest (tellusonce.identity.message_digest): a redelivery of the same bytes
     # is known as a repeat without decoding it. None for rows of stores older than the column.
     Column("digest", BigInteger),
@@ -130,8 +130,8 @@ outbox = Table(
     Column("event_id", String, nullable=False),
     Column("payload", LargeBinary, nullable=False),
     Column("headers", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("sent_at", DateTime(timezone=True), index=True),
+    Column("created_at", INSTANT, nullable=False),
+    Column("sent_at", INSTANT, index=True),
 )  # fmt: skip
 
 

@@ -23,7 +23,6 @@ import orjson
 from sqlalchemy import (
     BigInteger,
     Column,
-    DateTime,
     Integer,
     MetaData,
     PrimaryKeyConstraint,
@@ -40,7 +39,16 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from consumers.store import Pending
 from tellusonce.codec import Codec, Tracked
-from tellusonce.database import Bulk, BulkInsert, Connections, Query, connect, ping, reason
+from tellusonce.database import (
+    INSTANT,
+    Bulk,
+    BulkInsert,
+    Connections,
+    Query,
+    connect,
+    ping,
+    reason,
+)
 from tellusonce.errors import StoreBusy
 from tellusonce.events import Confirmation, Envelope, EventType, Outcome
 from tellusonce.kafka import Received
@@ -57,7 +65,7 @@ events = Table(
     Column("action", String, nullable=False),
     Column("revision", Integer, nullable=False),
     Column("supersedes", String),
-    Column("registered_at", DateTime(timezone=True), nullable=False),
+    Column("registered_at", INSTANT, nullable=False),
     Column("published_ms", BigInteger, nullable=False),
     Column("expected", Text, nullable=False),
     # expected services that have not answered yet; > 0 while the event awaits confirmation
@@ -72,7 +80,7 @@ confirmations = Table(
     Column("outcome", String, nullable=False),
     Column("actions", Text, nullable=False),
     Column("service_reference", String),
-    Column("processed_at", DateTime(timezone=True), nullable=False),
+    Column("processed_at", INSTANT, nullable=False),
     Column("received_ms", BigInteger, nullable=False),
     PrimaryKeyConstraint("event_id", "service"),
 )

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, insert, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from tellusonce.database import connect, reason
+from tellusonce.database import INSTANT, connect, reason
 
 log = structlog.get_logger("tellusonce.api")
 metadata = MetaData()
@@ -23,7 +23,7 @@ responses = Table(
     Column("body_hash", String, nullable=False),
     Column("status", Integer, nullable=False),
     Column("response", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", INSTANT, nullable=False),
 )  # fmt: skip
 
 

@@ -17,7 +17,6 @@ import structlog
 from sqlalchemy import (
     Boolean,
     Column,
-    DateTime,
     Integer,
     LargeBinary,
     MetaData,
@@ -30,7 +29,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tellusonce.codec import Codec
-from tellusonce.database import BulkInsert, connect, create_or_upgrade, reason, writing
+from tellusonce.database import INSTANT, BulkInsert, connect, create_or_upgrade, reason, writing
 from tellusonce.errors import NotRecorded
 from tellusonce.events import LifeEvent
 
@@ -45,7 +44,7 @@ submissions = Table(
     Column("revision", Integer, nullable=False),
     Column("office", String, nullable=False),
     Column("payload", LargeBinary, nullable=False),
-    Column("published_at", DateTime(timezone=True), nullable=False),  # or recorded to publish
+    Column("published_at", INSTANT, nullable=False),  # or recorded to publish
     Column("unacknowledged", Boolean, nullable=True),  # true until Kafka acknowledged it
 )  # fmt: skip
 _KNOWN = select(submissions.c.event_id).where(

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Column, DateTime, MetaData, String, Table, insert, select, update
+from sqlalchemy import Column, MetaData, String, Table, insert, select, update
 
-from tellusonce.database import connect, create_or_upgrade
+from tellusonce.database import INSTANT, connect, create_or_upgrade
 from tellusonce.fields import Code
 
 metadata = MetaData()
@@ -23,8 +23,8 @@ api_keys = Table(
     "api_keys", metadata,
     Column("key_hash", String, primary_key=True),
     Column("office", String, nullable=False, index=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("revoked_at", DateTime(timezone=True)),
+    Column("created_at", INSTANT, nullable=False),
+    Column("revoked_at", INSTANT),
 )  # fmt: skip
 office_districts = Table(  # none for an office: it may register in any district
     "office_districts", metadata,

@@ -6,11 +6,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import date, datetime
 from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
+    Date,
+    DateTime,
     Dialect,
     Engine,
     MetaData,
@@ -22,11 +25,55 @@ from sqlalchemy import (
     inspect,
     text,
 )
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 from sqlalchemy.schema import CreateColumn
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import CompoundSelect, Select, UpdateBase
-from sqlalchemy.types import TupleType
+from sqlalchemy.types import TupleType, TypeDecorator
+
+
+class _SQLiteDate(TypeDecorator[date]):
+    """SQLite's DATE, a date bound as the same text by date.isoformat (C) rather than
+    SQLAlchemy's %-format of a dict: the consumers bind a date of birth in each look-up and row,
+    and the format cost 1.5% of their instructions with the DATETIME's below."""
+
+    impl = sqlite.DATE
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any]:
+        general = super().bind_processor(dialect)
+        assert general is not None
+
+        def process(value: Any) -> Any:
+            return value.isoformat() if value.__class__ is date else general(value)
+
+        return process
+
+
+class _SQLiteDateTime(TypeDecorator[datetime]):
+    """SQLite's DATETIME, a datetime bound as the same text (YYYY-MM-DD HH:MM:SS.ffffff, any
+    offset from UTC left out, as SQLAlchemy's own leaves it) by datetime.isoformat (C)."""
+
+    impl = sqlite.DATETIME
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any]:
+        general = super().bind_processor(dialect)
+        assert general is not None
+
+        def process(value: Any) -> Any:
+            if value.__class__ is datetime:
+                return value.isoformat(" ", "microseconds")[:26]
+            return general(value)
+
+        return process
+
+
+DAY = Date().with_variant(_SQLiteDate(), "sqlite")
+"""A column's type for a date: SQLAlchemy's Date, bound faster on SQLite (the same text)."""
+INSTANT = DateTime(timezone=True).with_variant(_SQLiteDateTime(), "sqlite")
+"""A column's type for a time with its offset: DateTime(timezone=True), bound faster on SQLite."""
 
 
 def connect(url: str) -> Engine:

@@ -31,9 +31,17 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, PendingRollbackError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    PendingRollbackError,
+    StatementError,
+)
 
 from tellusonce.database import (
+    DAY,
+    INSTANT,
     SQL_KEPT,
     Bulk,
     BulkInsert,
@@ -448,3 +456,43 @@ def test_a_failed_statement_does_not_show_the_values_bound_to_it(tmp_path: Path)
         assert "QQ123456C" not in str(failed.value), failed.value
         assert "Zoë" not in str(failed.value)
         assert reason(failed.value) in {"no", "UNIQUE constraint failed: things.name"}
+
+
+def test_day_and_instant_store_on_sqlite_the_text_sqlalchemys_own_types_store(
+    tmp_path: Path,
+) -> None:
+    """DAY and INSTANT bind dates and datetimes by isoformat on SQLite, not SQLAlchemy's
+    %-format: the same text (stores written before read the same), read back the same, and
+    what is neither a date nor a datetime is refused as before."""
+    ours, theirs = MetaData(), MetaData()
+    for meta, day, instant in ((ours, DAY, INSTANT), (theirs, Date(), DateTime(timezone=True))):
+        Table("t", meta, Column("id", Integer, primary_key=True), Column("d", day),
+              Column("i", instant))  # fmt: skip
+    values = [
+        (date(1950, 1, 31), datetime(2026, 11, 22, 17, 1, 2, 345678, tzinfo=UTC)),
+        (date(12, 3, 4), datetime(12, 3, 4, 5, 6, 7, tzinfo=timezone(timedelta(hours=-5)))),
+        (date(9999, 12, 31), datetime(2026, 3, 29, 1, 0)),  # no offset
+        (datetime(2026, 1, 2, 3, 4, 5), date(2026, 1, 2)),  # each where the other belongs
+        (None, None),
+    ]
+    found = []
+    for meta in (ours, theirs):
+        engine = connect(f"sqlite:///{tmp_path}/{id(meta)}.db")
+        meta.create_all(engine)
+        table = meta.tables["t"]
+        with engine.begin() as conn:
+            for n, (d, i) in enumerate(values):
+                conn.execute(insert(table), {"id": n, "d": d, "i": i})
+            raw = conn.exec_driver_sql("SELECT d, i FROM t ORDER BY id").all()
+            typed = conn.execute(select(table.c.d, table.c.i).order_by(table.c.id)).all()
+            with pytest.raises(StatementError, match="only accepts Python date"):
+                conn.execute(insert(table), {"id": 99, "d": "2026-01-02"})
+        engine.dispose()
+        found.append(([tuple(r) for r in raw], [tuple(r) for r in typed]))
+    assert found[0] == found[1]
+    dialect = connect(f"sqlite:///{tmp_path}/any.db").dialect  # the driver's own types ...
+    for column_type in (DAY, INSTANT):  # ... do not take the place of these (a first try's did)
+        bind = column_type.dialect_impl(dialect).bind_processor(dialect)
+        assert bind is not None and bind.__qualname__.startswith("_SQLite")
+    assert found[0][0][0] == ("1950-01-31", "2026-11-22 17:01:02.345678")
+    assert found[0][0][1] == ("0012-03-04", "0012-03-04 05:06:07.000000")
