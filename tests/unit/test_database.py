@@ -493,6 +493,7 @@ def test_day_and_instant_store_on_sqlite_the_text_sqlalchemys_own_types_store(
     dialect = connect(f"sqlite:///{tmp_path}/any.db").dialect  # the driver's own types ...
     for column_type in (DAY, INSTANT):  # ... do not take the place of these (a first try's did)
         bind = column_type.dialect_impl(dialect).bind_processor(dialect)
-        assert bind is not None and bind.__qualname__.startswith("_SQLite")
+        assert bind is not None
+        assert bind.__qualname__.startswith("_SQLite")
     assert found[0][0][0] == ("1950-01-31", "2026-11-22 17:01:02.345678")
     assert found[0][0][1] == ("0012-03-04", "0012-03-04 05:06:07.000000")
