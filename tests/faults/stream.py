@@ -1,4 +1,5 @@
-"""A reproducible stream of valid life events about the seeded crowd (and some strangers)."""
+"""A reproducible stream of valid life events about the seeded crowd (and some strangers), and
+amendments of some of them (corrections and cancellations) later in the stream."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from consumers.seed import crowd
-from producers.submission import Header, build_event
+from producers.submission import Header, build_event, cancellation
 from tellusonce.events import (
+    Action,
     Address,
     AddressChangeFacts,
     BirthFacts,
@@ -64,9 +66,12 @@ def _facts(kind: EventType, i: int, rng: random.Random, people: Crowd) -> Facts:
 
 
 def events(
-    count: int, settings: Settings, seed: int = 1, district: str = "Fault"
+    count: int, settings: Settings, seed: int = 1, district: str = "Fault", amended: float = 0
 ) -> list[LifeEvent[Any]]:
-    """`count` valid events, cycling through the four kinds, each its own register entry."""
+    """`count` valid events, cycling through the four kinds, each its own register entry; and
+    with `amended`, that share of them amended at a random later point of the stream (after
+    the event, on its topic and key, as a registrar's amendment is): a death corrected (its date
+    of death a day later), any other event cancelled."""
     rng = random.Random(seed)  # noqa: S311 (test data)
     people = crowd(CROWD_SIZE)
     built = []
@@ -77,4 +82,23 @@ def events(
             registered_at=datetime(2026, 1, 12, 10, tzinfo=UTC),
         )
         built.append(build_event(kind, header, _facts(kind, i, rng, people), settings))
-    return built
+    later: dict[int, list[LifeEvent[Any]]] = {}
+    for i in sorted(rng.sample(range(count), int(count * amended))):
+        later.setdefault(rng.randrange(i, count), []).append(_amendment(built[i], settings))
+    return [e for i, event in enumerate(built) for e in (event, *later.get(i, ()))]
+
+
+def _amendment(event: LifeEvent[Any], settings: Settings) -> LifeEvent[Any]:
+    env = event.envelope
+    if env.event_type != EventType.DEATH:
+        return cancellation(event, settings, "registered in error")
+    corrected = event.facts.model_copy(update={"date_of_death": date(2026, 1, 11)})
+    return build_event(
+        env.event_type,
+        Header(registration=env.registration),
+        corrected,
+        settings,
+        action=Action.CORRECTED,
+        amends=event,
+        reason="date of death misread",
+    )
