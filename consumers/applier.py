@@ -17,6 +17,8 @@ from tellusonce.identity import confirmation_id_text, message_digest
 from tellusonce.kafka import Received
 from tellusonce.topics import Topics, subscriptions
 
+OUTCOMES = ("applied", "no_record", "not_applicable", "rejected", "duplicate")
+
 
 class ServiceHandler:
     """Applies the life events a service is entitled to, each once, with a confirmation."""
@@ -29,6 +31,7 @@ class ServiceHandler:
         self.entitled = subscriptions()[service.name].events
         self.topics = [topics.events(t) for t in self.entitled]
         self.dead_letter_topic: str | None = topics.dead_letter(service.name)
+        self.outcomes: tuple[str, ...] = OUTCOMES
         self._known: Lookup | None = None  # what repeats() read, for the next batch()
 
     def decode(self, data: bytes) -> Message:

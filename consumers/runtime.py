@@ -45,16 +45,7 @@ GAUGE_INTERVAL_SECONDS = 5.0
 # a publish's timeout (30 s) on each of a few things, and a store's busy wait a second
 STUCK_AFTER_SECONDS = 300.0
 BATCH = 500  # messages a poll takes at most: handled in one store transaction
-OUTCOME_LABELS = (
-    "applied",
-    "no_record",
-    "not_applicable",
-    "rejected",
-    "duplicate",
-    "retried",
-    "dead_lettered",
-    "recorded",
-)
+RUNTIME_OUTCOMES = ("duplicate", "retried", "dead_lettered")  # what the runtime itself counts
 DEAD_LETTER_ERRORS = ("UndecodableMessage", "UnknownSchema", "RuleRejected", "UnreadableRecord")
 M = TypeVar("M", bound=Message | Envelope)  # what a handler decodes a message into
 
@@ -71,6 +62,7 @@ class Handler(Protocol[M]):
     name: str
     topics: list[str]
     dead_letter_topic: str | None
+    outcomes: tuple[str, ...]  # the labels handle() returns (its counters start at 0)
 
     def decode(self, data: bytes) -> M:
         """What the handler reads of a message's bytes, or raise a PermanentError."""
@@ -162,10 +154,11 @@ class Runtime(Generic[M]):
         return self.joined.is_set() and self.subscriber.brokers_up and self.handler.usable()
 
     def _zero_counters(self) -> None:
-        """Create every child counter at 0, so rate() and increase() see its first increment."""
+        """Create every child counter the handler can count at 0, so rate() and increase() see
+        its first increment (and no series of another handler's outcomes, flat at 0)."""
         name = self.handler.name
         for topic, event_type in self._event_types.items():
-            for outcome in OUTCOME_LABELS:
+            for outcome in dict.fromkeys((*self.handler.outcomes, *RUNTIME_OUTCOMES)):
                 EVENTS_CONSUMED.labels(name, event_type, outcome)
             if self.handler.dead_letter_topic:
                 for error in DEAD_LETTER_ERRORS:

@@ -399,6 +399,7 @@ class TrackerHandler:
         # what it cannot read (a confirmation of a schema it does not have yet, say) is kept
         # there to be replayed once it can: its offset is committed past, as a service's is
         self.dead_letter_topic: str | None = topics.dead_letter(TRACKER)
+        self.outcomes: tuple[str, ...] = ("recorded", "duplicate")
         tracking()
         self.topics = [*(topics.events(t) for t in EventType), topics.confirmations]
         # series from 0, so rate() sees the first confirmation; children made once
