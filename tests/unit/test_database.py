@@ -39,10 +39,10 @@ from sqlalchemy.exc import (
     StatementError,
 )
 
+from tellusonce import database
 from tellusonce.database import (
     DAY,
     INSTANT,
-    SQL_KEPT,
     Bulk,
     BulkInsert,
     Connections,
@@ -173,20 +173,43 @@ def test_a_query_reads_what_sqlalchemy_reads(
     assert len(ours) == found
 
 
-def test_a_query_keeps_a_bounded_number_of_sql_texts(tmp_path: Path) -> None:
-    """One SQL text per combination of its lists' lengths, which a long-running consumer meets
-    without end (people per batch): the oldest are forgotten, and made again when needed."""
+def test_a_query_keeps_a_bounded_number_of_sql_texts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One SQL text per combination of its lists' padded lengths, which a long-running consumer
+    meets without end (people per batch): the oldest are forgotten, and made again when needed."""
+    monkeypatch.setattr(database, "SQL_KEPT", 5)
     engine = connect(f"sqlite:///{tmp_path / 'things.db'}")
     metadata.create_all(engine)
     query = Query(SELECTED.where(things.c.name.in_(bindparam("names", expanding=True))))
     with engine.begin() as conn:
-        for length in range(1, SQL_KEPT + 50):
+        for length in range(1, 300):  # 11 padded lengths: 1, 2, 4 ... 64, 128, 192, 256, 320
             assert query.rows(conn, {"names": ["nobody"] * length}) == []
         conn.execute(insert(things), ROWS)
         assert len(query.rows(conn, {"names": [ROWS[0]["name"]]})) == 1  # forgotten, made again
     (prepared,) = query._prepared.values()
     assert prepared is not None
-    assert len(prepared._sql) == SQL_KEPT
+    assert len(prepared._sql) == 5
+
+
+def test_a_query_makes_its_sql_once_for_lists_of_lengths_near_each_other(tmp_path: Path) -> None:
+    """A batch's ids, counted anew each batch (repeats skipped, the tracker's 2,000 messages),
+    made SQLAlchemy render its IN list anew each time; lists padded with their last value
+    (the same set) share one text per power of two, or multiple of 64, and find the same rows."""
+    engine = connect(f"sqlite:///{tmp_path / 'things.db'}")
+    metadata.create_all(engine)
+    query = Query(SELECTED.where(things.c.name.in_(bindparam("names", expanding=True))))
+    with engine.begin() as conn:
+        conn.execute(insert(things), ROWS)
+        named = [str(r["name"]) for r in ROWS]
+        for length in range(449, 513):
+            names = [*named, *(f"nobody {i}" for i in range(length - len(named)))]
+            found = query.rows(conn, {"names": names})
+            assert sorted(r[0] for r in found) == sorted(named)  # each row once
+        assert len(query.rows(conn, {"names": named[:1] * 3})) == 1
+    (prepared,) = query._prepared.values()
+    assert prepared is not None
+    assert sorted(prepared._sql) == [(4,), (512,)]
 
 
 def test_a_query_updates_as_sqlalchemy_does(tmp_path: Path) -> None:
