@@ -80,12 +80,16 @@ class ServiceHandler:
                 self._confirm(tx, envelope, decision)
 
     def repeats(self, batch: Sequence[Received]) -> dict[int, str]:
-        """The messages of a batch that repeat, byte for byte, one this service processed (by
-        their position, with their event id): redeliveries, skipped without being decoded.
+        """The messages of a batch that repeat, byte for byte, one this service processed, or
+        one earlier in the batch (by their position, with their event id): redeliveries,
+        skipped without being decoded.
 
         A message is looked up by the event id its ce_id header names and is a repeat only if
-        its bytes' digest is the one stored with that event: a header naming an event id proves
-        nothing, so a different message under a known id is decoded and judged as usual.
+        its bytes' digest is the one stored with that event, or its bytes those of the batch's
+        earlier message under that id: a header naming an event id proves nothing, so a
+        different message under a known id is decoded and judged as usual. (The same bytes have
+        the same key, so the same partition: held back with the earlier one by a transient
+        error; refused as it was, the earlier one is dead-lettered once.)
         """
         named = {}
         for position, received in enumerate(batch):
@@ -93,12 +97,16 @@ class ServiceHandler:
             if event_id is not None:
                 named[position] = event_id
         self._known = known = self.store.look_up(named.values())
-        return {
-            position: event_id
-            for position, event_id in named.items()
-            if (digest := known.processed.get(event_id)) is not None
-            and digest == message_digest(batch[position].value)
-        }
+        repeats: dict[int, str] = {}
+        first: dict[str, int] = {}  # each id's first position in the batch
+        for position, event_id in named.items():
+            value, digest = batch[position].value, known.processed.get(event_id)
+            earlier = first.setdefault(event_id, position)
+            if (digest is not None and digest == message_digest(value)) or (
+                earlier != position and batch[earlier].value == value
+            ):
+                repeats[position] = event_id
+        return repeats
 
     def _commit(self, tx: Transaction, envelope: Envelope, decision: Decision, digest: int) -> None:
         event_id = envelope.event_id_text

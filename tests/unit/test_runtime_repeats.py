@@ -53,6 +53,31 @@ def test_a_redelivered_message_is_a_duplicate_without_being_decoded(tmp_path: Pa
     assert [m.value for m in kept.sent[1:]] == [broken.value]  # to the dead-letter topic
 
 
+def test_a_repeat_in_the_same_batch_is_a_duplicate_without_being_decoded(tmp_path: Path) -> None:
+    """A repeat in the batch of the message it repeats (a resubmission soon after, a backlog)
+    was decoded and judged, the store not yet knowing the first: now skipped as a repeat of it,
+    undecoded. A changed body under the same id in the batch is still decoded (and refused)."""
+    death = event(EventType.DEATH)
+    codec = CountingCodec()
+    service = handler(tmp_path, "pensions")
+    service.codec = codec
+    kept = Kept()
+    runtime = Runtime(service, kept, kept, Topics())  # type: ignore[arg-type]
+    message = as_received(death, codec.encode(death))._replace(topic=service.topics[0])
+    broken = message._replace(offset=3, value=message.value[:-2])
+    before = consumed("pensions", "duplicate")
+
+    runtime.process([message, message._replace(offset=2), broken])
+    runtime.relay()
+
+    assert codec.decoded == 2  # the first and the changed body
+    assert consumed("pensions", "duplicate") == before + 1
+    assert service.store.outcomes() == {death.envelope.event_id_text: "APPLIED"}
+    dead = [m.value for m in kept.sent if m.topic == service.dead_letter_topic]
+    assert dead == [broken.value]
+    assert len(kept.sent) == 2  # and one confirmation
+
+
 def test_a_ce_id_header_that_is_not_text_does_not_stop_the_consumer(tmp_path: Path) -> None:
     """A header is another producer's word (one might write the id as 16 raw bytes): the
     message is judged by its body, and applied, rather than the consumer stopping on it."""
