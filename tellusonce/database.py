@@ -352,7 +352,10 @@ class _Query:
             sql = self._sql[lengths] = expanded.statement
         values: list[Any] = []
         for name in self.order:
-            value = lists[name] if name in lists else params.get(name, self.defaults.get(name))
+            if name in lists:
+                value = lists[name]
+            else:
+                value = params[name] if name in params else self.defaults[name]
             convert = self.convert[name]
             if name not in self.expanding:
                 values.append(convert[0](value) if convert[0] else value)
