@@ -341,22 +341,11 @@ class _Query:
         """Whether these parameters are run here: every list has values."""
         return all(params[n] for n in self.expanding)
 
-    def run(self, conn: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        lists = {n: _padded(params[n]) for n in self.expanding}
-        lengths = tuple(len(v) for v in lists.values())
-        sql = self._sql.get(lengths)
-        if sql is None:
-            if len(self._sql) >= SQL_KEPT:  # forget the oldest: lists' lengths vary without end
-                del self._sql[next(iter(self._sql))]
-            expanded = self.compiled.construct_expanded_state({**params, **lists})
-            sql = self._sql[lengths] = expanded.statement
+    def _values(self, params: Mapping[str, Any]) -> list[Any]:
+        """The statement's parameter values in order, each converted by its type."""
         values: list[Any] = []
         for name in self.order:
-            if name in lists:
-                value = lists[name]
-            else:
-                value = params[name] if name in params else self.defaults[name]
-            convert = self.convert[name]
+            value, convert = params[name], self.convert[name]
             if name not in self.expanding:
                 values.append(convert[0](value) if convert[0] else value)
             elif len(convert) == 1:
@@ -364,6 +353,23 @@ class _Query:
             else:  # a tuple per item: (surname, date of birth)
                 for item in value:
                     values.extend(c(v) if c else v for c, v in zip(convert, item, strict=True))
+        return values
+
+    def _sql_for(self, params: Mapping[str, Any], lists: Mapping[str, Sequence[Any]]) -> str:
+        """The SQL for lists of these lengths, made once."""
+        lengths = tuple(len(v) for v in lists.values())
+        sql = self._sql.get(lengths)
+        if sql is None:
+            if len(self._sql) >= SQL_KEPT:  # forget the oldest: lists' lengths vary without end
+                del self._sql[next(iter(self._sql))]
+            expanded = self.compiled.construct_expanded_state({**params, **lists})
+            sql = self._sql[lengths] = expanded.statement
+        return sql
+
+    def run(self, conn: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        lists = {n: _padded(params[n]) for n in self.expanding}
+        sql = self._sql_for(params, lists)
+        values = self._values({**self.defaults, **params, **lists})
         cursor = conn.connection.cursor()
         try:
             cursor.execute(sql, values)
