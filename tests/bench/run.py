@@ -233,9 +233,12 @@ def alternating(run: int, ours: Any, baseline: Any) -> list[tuple[str, Any]]:
 
 
 def main() -> None:
-    logs.configure("warning")  # the profiled in-process consumer would print a line a message
     OUT.mkdir(exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="tellusonce-bench-"))
+    # this process is the registrar (and, for the profile, a consumer) and logs as they do: a
+    # JSON line for each event published and each message handled, to a file as theirs are
+    lines = root / "bench-process.log"
+    logs.configure("info", to=lines.open("wb"))
     say(f"the machine's speed: the consumers' hot path alone ({SPEED_EVENTS} events, no broker)")
     speed = [machine_speed()]
     say(f"  {speed[0]:,.0f} µs of CPU per event")
@@ -350,6 +353,7 @@ def main() -> None:
     )
     print(f"\non Python {machine['python']} ({machine['python_executable']})")
     print(f"wrote {OUT / 'results.json'}, {OUT / 'results.png'}, {OUT / 'profile.txt'}")
+    lines.unlink()
     root.rmdir()  # each run removed its own directory
 
 

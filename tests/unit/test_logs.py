@@ -72,6 +72,25 @@ def test_a_line_is_json_with_level_and_timestamp(capfd: pytest.CaptureFixture[st
     }
 
 
+def test_lines_go_as_json_to_the_stream_given(capfd: pytest.CaptureFixture[str]) -> None:
+    """A process that logs to a file of its own (the bench's, as the services' go to theirs)
+    writes the same JSON lines there, and nothing to stderr."""
+    written = io.BytesIO()
+    logs.configure("info", to=written)
+    try:
+        structlog.get_logger("test").info("event_published", event_type="death")
+        structlog.get_logger("test").debug("not at info")
+    finally:
+        structlog.reset_defaults()
+    (line,) = [orjson.loads(text) for text in written.getvalue().splitlines()]
+    assert {k: line[k] for k in ("event", "event_type", "level")} == {
+        "event": "event_published",
+        "event_type": "death",
+        "level": "info",
+    }
+    assert capfd.readouterr().err == ""
+
+
 def lines_written(capfd: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
     """Every line written to stderr, each of which must be a JSON object."""
     return [orjson.loads(line) for line in capfd.readouterr().err.splitlines() if line]
