@@ -3,13 +3,16 @@
 A submission is recorded before it is published (write-ahead), unacknowledged until Kafka
 acknowledges it: so one whose acknowledgement never came (it may have reached services) is known
 to the next submission of its register entry, and two amendments of one reference made at once,
-in any processes, cannot both pass the checks (they run under the ledger's write lock).
+in any processes, cannot both pass the checks (they run under the ledger's write lock: SQLite's
+own, taken as a write transaction begins; on other databases a row every writer locks first).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +28,7 @@ from sqlalchemy import (
     bindparam,
     select,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tellusonce.codec import Codec
@@ -55,6 +58,13 @@ _ACKNOWLEDGED = (
     .where(submissions.c.event_id.in_(bindparam("event_ids", expanding=True)))
     .values(unacknowledged=None, published_at=bindparam("now"))
 )
+# The write lock of a ledger on a database other than SQLite (whose BEGIN IMMEDIATE is one):
+# its one row, locked (SELECT ... FOR UPDATE) by each write transaction before anything else,
+# so that one process's checks and record are not interleaved with another's. Without it two
+# processes on PostgreSQL each saw a reference unamended and both published an amendment.
+_locking = MetaData()  # made on those databases only
+ledger_lock = Table("ledger_lock", _locking, Column("id", Integer, primary_key=True))
+_LOCK = select(ledger_lock.c.id).where(ledger_lock.c.id == 1).with_for_update()
 _INSERT = BulkInsert(submissions)
 _WITHDRAW = submissions.delete().where(
     submissions.c.event_id == bindparam("event_id"), submissions.c.unacknowledged.is_(True)
@@ -73,6 +83,17 @@ class Ledger:
         self._one_writer = threading.Lock()
         self.codec = codec
         create_or_upgrade(self.engine, metadata)
+        self._locked = self.engine.dialect.name != "sqlite"
+        if self._locked:
+            _lock_row(self.engine)
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction holding the ledger's write lock until it ends."""
+        with self._one_writer, self._writer.begin() as conn:
+            if self._locked:
+                conn.execute(_LOCK)
+            yield conn
 
     def reserve(
         self, event: LifeEvent[Any], payload: bytes, earlier: Callable[[], LifeEvent[Any] | None]
@@ -83,7 +104,7 @@ class Ledger:
         unacknowledged. Returns what was there and whether it is still unacknowledged (None,
         True: this one, recorded now)."""
         try:
-            with self._one_writer, self._writer.begin() as conn:
+            with self._writing() as conn:
                 found = earlier()  # its reads see every commit: none can come until this ends
                 if found is not None:
                     return found, _unacknowledged(conn, found.envelope.event_id_text)
@@ -101,7 +122,7 @@ class Ledger:
         ledger cannot write now, the event stays recorded unpublished (refused again if sent
         again), and that is logged: the caller says why it was refused all the same."""
         try:
-            with self._one_writer, self._writer.begin() as conn:
+            with self._writing() as conn:
                 conn.execute(_WITHDRAW, {"event_id": event_id})
         except OperationalError as exc:
             log.error("ledger_write_failed", events=1, error=reason(exc))
@@ -116,7 +137,7 @@ class Ledger:
         acknowledged if they were reserved (or resubmitted) already."""
         rows = {e.envelope.event_id_text: _row(e, payload) for e, payload in published}
         try:
-            with self._one_writer, self._writer.begin() as conn:
+            with self._writing() as conn:
                 known = list(conn.execute(_KNOWN, {"event_ids": list(rows)}).scalars())
                 if known:
                     conn.execute(_ACKNOWLEDGED, {"event_ids": known, "now": datetime.now(UTC)})
@@ -228,6 +249,14 @@ def _registration(event: LifeEvent[Any]) -> tuple[Any, ...]:
         submissions.c.office == env.registration.office,
         submissions.c.event_type == env.event_type.value,
     )
+
+
+def _lock_row(engine: Engine) -> None:
+    """The lock's table and row, made by whichever process starts first."""
+    _locking.create_all(engine)
+    with contextlib.suppress(IntegrityError), engine.begin() as conn:  # another made it meanwhile
+        if conn.execute(select(ledger_lock.c.id)).first() is None:
+            conn.execute(ledger_lock.insert().values(id=1))
 
 
 def _unacknowledged(conn: Connection, event_id: str) -> bool:

@@ -4,10 +4,12 @@ or a conflict naming what to do, and nothing published (no broker: a publisher t
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select, text
 
 from producers.submission import Registrar
 from tellusonce.codec import Codec
@@ -22,6 +24,8 @@ from tellusonce.events import EventType
 from tellusonce.headers import header
 from tellusonce.settings import Settings
 from tests.factories import document, event
+from tests.integration.conftest import wait_for
+from tests.postgres import Server
 from tests.stand_ins import Failing, Kept
 
 
@@ -370,3 +374,49 @@ def test_a_new_event_refused_as_too_large_is_not_kept(failing: Registrar) -> Non
         failing.submit(EventType.DEATH, death())
     with failing.ledger.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM submissions").scalar() == 0
+
+
+def test_two_processes_on_postgresql_cannot_both_amend_one_reference(
+    postgres: Server, tmp_path: Path
+) -> None:
+    """Two registrar processes (the API and a CLI run, each its own ledger) on one PostgreSQL
+    ledger: the CLI cancels a reference while the API, having checked it unamended, is about to
+    record a correction of it. The cancellation waits for the correction's write lock, then is
+    refused as made from a reference amended since; without the lock both were published."""
+    settings = Settings(data_dir=tmp_path, store_url=postgres.fresh())
+    api = Registrar(settings, Kept(), Codec())  # type: ignore[arg-type]
+    cli = Registrar(settings, Kept(), Codec())  # type: ignore[arg-type]
+    first = api.submit(EventType.DEATH, death())
+    correction = api.correction_of(first.reference, death(date_of_death="2026-03-04"), "misread")
+    cancellation = cli.cancellation_of(first.reference, "registered in error")
+    refused: list[Exception] = []
+
+    def cancel() -> None:
+        try:
+            cli.publish_once(cancellation)
+        except SubmissionConflict as exc:
+            refused.append(exc)
+
+    other = threading.Thread(target=cancel)
+    waiting = select(func.count()).select_from(text("pg_locks")).where(text("NOT granted"))
+    checked = api.earlier
+
+    def earlier_while_the_cli_cancels(event: Any, reason_field: str = "reason") -> Any:
+        found = checked(event, reason_field)  # the reference is unamended
+        other.start()
+        with api.ledger.engine.connect() as conn:  # the cancellation waits for the lock
+            wait_for(lambda: conn.execute(waiting).scalar(), "the CLI waiting for the lock", 10)
+        return found
+
+    api.earlier = earlier_while_the_cli_cancels  # type: ignore[method-assign]
+    try:
+        _, published = api.publish_once(correction, "correction_reason")
+        other.join(30)
+        under = [e.envelope.action.value for e, _ in api.ledger.under(first.reference)]
+    finally:
+        for registrar in (api, cli):
+            registrar.ledger.engine.dispose()
+    assert published
+    assert [type(e) for e in refused] == [SubmissionConflict]
+    assert sent(cli) == 0
+    assert under == ["REGISTERED", "CORRECTED"]
