@@ -113,7 +113,7 @@ broker-start: install jars ## start the local Kafka broker (KRaft, 127.0.0.1:909
 broker-stop: ## stop the local broker started by broker-start
 	@$(BROKER) stop
 
-broker-status: ## say whether a broker answers on 127.0.0.1:9092 (broker.sh status: exit 1 if not)
+broker-status: ## say whether a broker answers on 127.0.0.1:9092 (exits 0 either way; deploy/kafka/broker.sh status exits 1 if not)
 	@$(BROKER) status || true
 
 clean: broker-stop ## remove the venv, fetched jars, stores and broker data

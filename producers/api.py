@@ -103,8 +103,9 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
 
     @app.exception_handler(Exception)
     async def failed(_request: Request, _exc: Exception) -> Response:
-        """A fault of ours: a problem too (uvicorn logs it, its message withheld: logs.py)."""
-        return problem(500, "Something failed on our side; send the same request again later")
+        """A fault of ours outside `measure` (which answers the rest): a problem too (uvicorn
+        logs it, its message withheld: logs.py)."""
+        return _fault()
 
     @app.exception_handler(StoreBusy)
     async def busy(_request: Request, _exc: StoreBusy) -> Response:
@@ -123,7 +124,13 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         started = time.perf_counter()
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception:  # a fault of ours: answered here, so counted and logged as any
+            # request (Starlette's handler of Exception answers outside this middleware); its
+            # traceback logged with messages withheld (logs.py), its route on the line below
+            log.exception("request_failed")
+            response = _fault()
         route = request.scope.get("route")
         if getattr(route, "path", None) == "/status":  # its refusals too (a form not parsed)
             for name, value in status_page.HEADERS.items():
@@ -337,6 +344,10 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         )
 
     return app
+
+
+def _fault() -> Response:
+    return problem(500, "Something failed on our side; send the same request again later")
 
 
 def _not_published(error: NotRecorded | MessageTooLarge | BrokerUnavailable) -> Response:

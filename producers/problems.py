@@ -4,22 +4,11 @@ pointer and never echoing the rejected values."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from http import HTTPStatus
 
 from fastapi.responses import JSONResponse
 
 MEDIA_TYPE = "application/problem+json"
-TITLES = {
-    400: "Bad request",
-    401: "Not authenticated",
-    404: "Not found",
-    405: "Method not allowed",
-    409: "Conflict",
-    413: "Request too large",
-    415: "Unsupported media type",
-    422: "Unprocessable submission",
-    429: "Too many requests",
-    503: "Kafka unavailable",
-}
 
 
 def pointer(field: str) -> str:
@@ -39,7 +28,7 @@ def problem(
     """A problem+json response; errors are (dotted field path, reason) pairs."""
     body: dict[str, object] = {
         "type": "about:blank",
-        "title": TITLES.get(status, "Error"),
+        "title": HTTPStatus(status).phrase,  # about:blank: the status's own phrase (RFC 9457)
         "status": status,
         "detail": detail,
     }

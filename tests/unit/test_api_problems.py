@@ -12,11 +12,14 @@ from typing import Any
 import anyio
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from sqlalchemy.exc import OperationalError
+from structlog.testing import capture_logs
 
 from consumers.tracker import TrackerStore
 from producers import idempotency, status_page
 from producers.api import MAX_BODY, create_app
+from producers.ledger import Ledger
 from producers.offices import Offices, key_id
 from producers.problems import MEDIA_TYPE
 from producers.submission import Registrar
@@ -238,6 +241,30 @@ def test_a_fault_of_ours_is_a_problem_too(api: Api, monkeypatch: pytest.MonkeyPa
     )  # fmt: skip
     assert is_problem(failed, 500)
     assert "QQ123456C" not in failed.text
+
+
+def test_a_fault_of_ours_is_counted_and_logged_as_any_request(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answered by Starlette's outermost handler, a 500 passed no middleware: no count in
+    tellusonce_http_requests_total (a 5xx alert saw nothing), no http_request line."""
+
+    def broken(*_args: object) -> None:
+        raise KeyError("QQ123456C")
+
+    monkeypatch.setattr(Ledger, "latest", broken)
+    labels = {"method": "GET", "route": "/v1/events/{reference}", "status": "500"}
+    before = REGISTRY.get_sample_value("tellusonce_http_requests_total", labels) or 0
+    client = TestClient(api.client.app, raise_server_exceptions=False)
+    authorised = {"Authorization": f"Bearer {api.key}"}
+    with capture_logs() as logs:
+        failed = client.get("/v1/events/ABCDE-FGHJK", headers=authorised)
+    assert is_problem(failed, 500)
+    assert failed.json()["title"] == "Internal Server Error"
+    assert REGISTRY.get_sample_value("tellusonce_http_requests_total", labels) == before + 1
+    lines = {line["event"]: line for line in logs}
+    assert lines["http_request"]["status"] == 500
+    assert lines["request_failed"]["exc_info"] is True  # its traceback, messages withheld (logs.py)
 
 
 def test_the_api_does_not_serve_its_metrics(api: Api) -> None:
