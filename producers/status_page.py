@@ -175,7 +175,9 @@ def router(ledger: Ledger, tracker: TrackerStore, attempts_per_minute: int = 5) 
         except (ValueError, OverflowError):  # not a date, or a year no C long holds
             return page("Check what has been done", form(NOT_FOUND, reference), status=404)
         found = await run_in_threadpool(ledger.registrations, reference) if reference else []
-        event = next((e for e in found if e.facts.subject().date_of_birth == born), None)
+        event = next(
+            (e for e in found if any(p.date_of_birth == born for p in e.facts.subjects())), None
+        )
         if event is None:
             return page("Check what has been done", form(NOT_FOUND, reference), status=404)
         per_reference.give_back(reference)  # the right date: a family's view does not count

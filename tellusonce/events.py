@@ -241,6 +241,11 @@ class Facts(Frozen):
         """The person whose pseudonym keys the event (corrections use the same key)."""
         raise NotImplementedError
 
+    def subjects(self) -> tuple[Person, ...]:
+        """Everyone the registration is about (both parties of a marriage, everyone moving),
+        the subject first: any of them may ask the family status page."""
+        return (self.subject(),)
+
     def people(self) -> dict[str, PersonKey]:
         """The people in the event by role, as services match them."""
         raise NotImplementedError
@@ -357,6 +362,9 @@ class MarriageFacts(Facts):
     def subject(self) -> Person:
         return self.parties[0].person
 
+    def subjects(self) -> tuple[Person, ...]:
+        return tuple(party.person for party in self.parties)
+
     def people(self) -> dict[str, PersonKey]:
         return {
             f"party{i}": s.person.key(s.address_before.postcode)
@@ -392,6 +400,9 @@ class AddressChangeFacts(Facts):
 
     def subject(self) -> Person:
         return self.people_moving[0]
+
+    def subjects(self) -> tuple[Person, ...]:
+        return tuple(self.people_moving)
 
     def people(self) -> dict[str, PersonKey]:
         postcode = self.old_address.postcode

@@ -87,6 +87,19 @@ def test_a_family_finds_its_registration_under_a_shared_reference(
     assert ask(registrar, store, SHARED, "1950-01-03").status_code == 404
 
 
+def test_either_party_of_a_marriage_finds_it_and_nobody_else(
+    registrar: Registrar, store: TrackerStore
+) -> None:
+    """Only the first party's date of birth was taken: the second was told there was no such
+    registration, and the attempt counted against the reference's ten wrong ones."""
+    married = registrar.submit(EventType.MARRIAGE, document(EventType.MARRIAGE))
+    tracked(store, registrar.ledger, [str(married.event_id)])
+
+    for born in ("1990-01-15", "1991-04-22"):  # the two parties' (examples/marriage.json)
+        assert ask(registrar, store, married.reference, born).status_code == 200
+    assert ask(registrar, store, married.reference, "1990-04-22").status_code == 404
+
+
 def test_a_reference_is_asked_about_a_few_times_an_hour_from_any_addresses(
     registrar: Registrar, store: TrackerStore
 ) -> None:
