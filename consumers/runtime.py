@@ -402,7 +402,11 @@ class Runtime(Generic[M]):
         for (topic, partition), lag in self.subscriber.lag().items():
             CONSUMER_LAG.labels(self.handler.name, topic, str(partition)).set(lag)
         try:
-            OUTBOX_PENDING.labels(self.handler.name).set(self.handler.outbox_size())
+            pending = self.handler.outbox_size()
+            OUTBOX_PENDING.labels(self.handler.name).set(pending)
+            if pending:  # rows this instance did not queue (another instance of the service,
+                # stopped before it relayed them) or could not publish: relayed from this turn
+                self._outbox_dirty = True
             self.handler.observe()
         except TransientError as exc:  # the store busy or unreachable: the gauges wait for it
             self.log.warning("gauges_not_updated", error_class=type(exc).__name__, error=str(exc))

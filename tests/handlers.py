@@ -18,11 +18,14 @@ from tests.messages import at
 CODEC = Codec()
 
 
-def handler(tmp_path: Path, service: str) -> ServiceHandler:
+def handler(tmp_path: Path, service: str, seeded: bool = True) -> ServiceHandler:
+    """A service's handler on its store in tmp_path, seeded with the demo's records (or, not
+    `seeded`, on the store as it is: another instance of the service)."""
     store = ServiceStore(f"sqlite:///{tmp_path / service}.db", SERVICES[service].record_type)
-    with store.transaction() as tx:
-        for record in demo_records(others=0)[service]:
-            tx.put(record)
+    if seeded:
+        with store.transaction() as tx:
+            for record in demo_records(others=0)[service]:
+                tx.put(record)
     return ServiceHandler(SERVICES[service], store, CODEC, Topics())
 
 

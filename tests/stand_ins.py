@@ -26,6 +26,10 @@ class Kept:
     def commit(self) -> None:
         """Offsets: nothing to commit without Kafka."""
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        """No partitions fetched: no lag to report."""
+        return {}
+
     def close(self) -> None:
         """Nothing to close."""
 

@@ -9,6 +9,7 @@ import pytest
 
 from consumers import store
 from consumers.runtime import Runtime
+from tellusonce.headers import header
 from tellusonce.topics import Topics
 from tests.handlers import handler
 from tests.messages import death_messages
@@ -60,3 +61,31 @@ def test_shutdown_relays_the_whole_outbox(runtime: Runtime[object]) -> None:
     sent = published_event_ids(runtime)
     assert len(sent) == len(set(sent)) == EVENTS
     assert runtime.handler.outbox_size() == 0
+
+
+def test_confirmations_another_instance_left_unsent_are_relayed(tmp_path: Path) -> None:
+    """Instance A of a service commits a batch and stops before relaying it (SIGKILL); instance
+    B, sharing the store, is given the partition and sees the messages again as duplicates,
+    which queue nothing: its relay never looked at the outbox, and A's confirmations waited
+    until B applied something new. The gauges' turn, which counts the outbox, now relays it."""
+    a = handler(tmp_path, "pensions")
+    b = handler(tmp_path, "pensions", seeded=False)
+    kept_a, kept_b = Outage(), Outage()
+    kept_b.up = True
+    first: Runtime[object] = Runtime(a, kept_a, kept_a, Topics())  # type: ignore[arg-type]
+    second: Runtime[object] = Runtime(b, kept_b, kept_b, Topics())  # type: ignore[arg-type]
+    messages = death_messages(2, a.topics[0])
+    assert second.relay() is False  # B up and idle: the outbox empty
+    first.process(messages)  # committed; stopped before relaying (its publisher refuses)
+    assert first.relay() is False
+
+    second.process(messages)  # delivered again: duplicates
+    second.relay()
+    assert kept_b.sent == []  # what the old runtime left behind, and why it needed the gauges
+    second._gauges()
+
+    assert second.relay() is True
+    assert sorted(m.key.decode() for m in kept_b.sent) == sorted(
+        header(m.headers, "ce_id") for m in messages
+    )
+    assert b.outbox_size() == 0
