@@ -23,7 +23,13 @@ import structlog
 
 from consumers.store import Pending
 from tellusonce.codec import Message
-from tellusonce.errors import BrokerUnavailable, MessageTooLarge, PermanentError, TransientError
+from tellusonce.errors import (
+    BrokerUnavailable,
+    MessageTooLarge,
+    PermanentError,
+    TransientError,
+    UnitFailed,
+)
 from tellusonce.events import Confirmation, Envelope
 from tellusonce.headers import DEAD_LETTER_BODY_DROPPED, dead_letter_headers
 from tellusonce.kafka import Outgoing, Publisher, Received, Subscriber
@@ -172,7 +178,8 @@ class Runtime(Generic[M]):
         committed. What the handler knows as repeats of messages it handled is not decoded.
 
         A transient failure holds back the rest of its partition; if the unit fails (its commit,
-        say), every partition of the batch is rewound to its first message in it. Each message
+        say, or its transaction, ended by the database: UnitFailed), every partition of the
+        batch is rewound to its first message in it. Each message
         is logged as it is handled; once the unit committed, the batch's outcomes are counted (in
         one increment per event type and outcome) and logged in one line.
         """
@@ -196,6 +203,8 @@ class Runtime(Generic[M]):
                     event_type = self._event_type(received.topic)
                     try:
                         counts[event_type, self._handle(received, message)] += 1
+                    except UnitFailed:  # the store's transaction is gone: the whole batch again
+                        raise
                     except TransientError as exc:
                         held.add(where)
                         self._retry_later(received, exc)

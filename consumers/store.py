@@ -36,7 +36,13 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import (
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    PendingRollbackError,
+)
 
 from consumers.people import KnownPeople
 from consumers.rules import Record
@@ -52,7 +58,7 @@ from tellusonce.database import (
     ping,
     reason,
 )
-from tellusonce.errors import StoreBusy, UnreadableRecord, invalid_fields
+from tellusonce.errors import StoreBusy, UnitFailed, UnreadableRecord, invalid_fields
 from tellusonce.events import PersonKey
 
 metadata = MetaData()
@@ -215,6 +221,16 @@ _REFUSED_AMONG = Query(
 _REFUSED_ROW = select(refused.c.supersedes).where(refused.c.event_id == bindparam("event_id"))
 _REFUSE = BulkInsert(refused)
 _QUEUE = BulkInsert(outbox)
+# a store locked, unreachable or gone (a dropped connection), or a transaction the database
+# ended after one of those (PostgreSQL's "current transaction is aborted"): try again later
+_UNREACHABLE = (OperationalError, InterfaceError, InternalError, PendingRollbackError)
+
+
+def _why(error: Exception) -> str:
+    """The kind of a database error, never its message (it may name a key's values)."""
+    return type(getattr(error, "orig", None) or error).__name__
+
+
 _PENDING = Query(
     select(
         outbox.c.id, outbox.c.confirmation_id, outbox.c.event_id, outbox.c.payload, outbox.c.headers
@@ -609,6 +625,14 @@ class ServiceStore:
 
     def __init__(self, url: str, record_type: type[Record]) -> None:
         self.engine = connect(url)
+        # A unit reads its records when its batch begins and writes them when it ends: on a
+        # database whose transactions are READ COMMITTED (PostgreSQL's default), a record
+        # another instance of the service changed meanwhile was overwritten, that change lost
+        # though confirmed. At REPEATABLE READ the unit's write fails instead (a serialization
+        # failure: StoreBusy) and its batch is tried again. SQLite writes one at a time.
+        self._whole_unit = self.engine.dialect.name != "sqlite"
+        if self._whole_unit:
+            self.engine = self.engine.execution_options(isolation_level="REPEATABLE READ")
         self.connections = Connections(self.engine)
         self.record_type = record_type
         self._batch: Transaction | None = None
@@ -693,9 +717,11 @@ class ServiceStore:
         mark = tx.mark()
         try:
             yield tx
-        except OperationalError as exc:
+        except _UNREACHABLE as exc:
             tx.rollback_to(mark)
-            raise StoreBusy(f"store busy: {type(exc.orig).__name__}") from exc
+            if self._whole_unit:  # the database ended the transaction (SQLite keeps it)
+                raise UnitFailed(f"store busy: {_why(exc)}") from exc
+            raise StoreBusy(f"store busy: {_why(exc)}") from exc
         except BaseException:
             tx.rollback_to(mark)
             raise
@@ -710,8 +736,8 @@ class ServiceStore:
                 tx = Transaction(conn, self.record_type)
                 yield tx
                 tx.flush()
-        except OperationalError as exc:
-            raise StoreBusy(f"store busy: {type(exc.orig).__name__}") from exc
+        except _UNREACHABLE as exc:
+            raise StoreBusy(f"store busy: {_why(exc)}") from exc
         except IntegrityError as exc:  # another instance processed one of the events meanwhile
             raise StoreBusy(f"written meanwhile by another instance: {reason(exc)}") from exc
 

@@ -6,6 +6,7 @@
     ├── TransientError           may succeed if tried again: retry with backoff
     │   ├── BrokerUnavailable    Kafka did not acknowledge in time
     │   └── StoreBusy            a service's store is locked or unreachable
+    │       └── UnitFailed       its batch's transaction cannot go on: the whole batch again
     └── PermanentError           will fail the same way every time: dead-letter
         ├── UndecodableMessage   not single-object Avro, truncated, or invalid for the model
         ├── UnknownSchema        a writer schema fingerprint this code does not ship
@@ -74,6 +75,12 @@ class NotRecorded(TransientError):
 
 class StoreBusy(TransientError):
     """A service's store is locked or cannot be reached right now."""
+
+
+class UnitFailed(StoreBusy):
+    """A consumer batch's store transaction that cannot go on: the database ended it (on
+    PostgreSQL any error aborts a transaction, a dropped connection too). Nothing of the batch
+    is kept, and the whole batch is tried again, not only the message that met the error."""
 
 
 class PermanentError(TellUsOnceError):

@@ -1,0 +1,139 @@
+"""A service's store on PostgreSQL, where READ COMMITTED is the default and any error ends the
+transaction it met: two instances' batches about one record, and a connection dropped mid-batch
+(a throwaway server: tests/postgres.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from consumers.applier import ServiceHandler
+from consumers.runtime import Runtime
+from consumers.seed import MARGARET, demo_records
+from consumers.services import SERVICES
+from consumers.store import ServiceStore, Transaction
+from producers.submission import correction
+from tellusonce.errors import StoreBusy
+from tellusonce.events import EventType
+from tellusonce.settings import Settings
+from tellusonce.topics import Topics
+from tests.factories import NEW_HOME, deaths, document, event, move
+from tests.handlers import CODEC
+from tests.messages import as_received
+from tests.postgres import USER, Server
+from tests.stand_ins import Kept
+
+
+@pytest.fixture
+def url(postgres: Server) -> str:
+    """State Pension's store on PostgreSQL, seeded with the demo's records."""
+    url = postgres.fresh().format(service="pensions")
+    seeded = ServiceStore(url, SERVICES["pensions"].record_type)
+    with seeded.transaction() as tx:
+        for record in demo_records(others=0)["pensions"]:
+            tx.put(record)
+    seeded.close()
+    return url
+
+
+def instance(url: str) -> ServiceHandler:
+    """One instance of the service (its own engine: another process)."""
+    store = ServiceStore(url, SERVICES["pensions"].record_type)
+    return ServiceHandler(SERVICES["pensions"], store, CODEC, Topics())
+
+
+def test_a_record_two_instances_change_at_once_keeps_both_changes(url: str) -> None:
+    """Arthur's death changes Margaret's pension (widowed, flagged for review) and her own move
+    its address; keyed by each one's pseudonym, they reach two instances. A's batch read her
+    record; B's committed the move; A's commit overwrote it at READ COMMITTED, the move lost
+    though confirmed APPLIED. Now A's commit fails (StoreBusy) and its batch, tried again, keeps
+    both."""
+    a, b = instance(url), instance(url)
+    death, moved = event(EventType.DEATH), move(MARGARET)
+
+    def while_b_moves_her() -> None:
+        with a.batch([death]):
+            assert a.handle(death, as_received(death, CODEC.encode(death))) == "applied"
+            with b.batch([moved]):
+                assert b.handle(moved, as_received(moved, CODEC.encode(moved))) == "applied"
+
+    try:
+        with pytest.raises(StoreBusy):
+            while_b_moves_her()
+        with a.batch([death]):  # delivered again
+            assert a.handle(death, as_received(death, CODEC.encode(death))) == "applied"
+        margaret = next(r for r in a.store.records() if r.record_id == "SP-100002")
+        outcomes = a.store.outcomes()
+    finally:
+        for handler in (a, b):
+            handler.store.close()
+    assert margaret.address == NEW_HOME  # the move kept
+    assert margaret.marital_status == "WIDOWED"  # and the death applied
+    assert sorted(outcomes.values()) == ["APPLIED", "APPLIED"]
+
+
+def corrected(death: Any) -> Any:
+    """A correction of one of `deaths()`, its date of death changed."""
+    entry = death.envelope.registration.model_dump()
+    fixed = document(EventType.DEATH, date_of_death="2026-03-04", registration=entry)
+    return correction(death, fixed, Settings(), None)
+
+
+class Rewinding(Kept):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rewound: list[tuple[int, int]] = []
+
+    def rewind(self, _topic: str, partition: int, offset: int) -> None:
+        self.rewound.append((partition, offset))
+
+
+def test_a_connection_dropped_mid_batch_has_the_whole_batch_tried_again(
+    url: str, postgres: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store's connection ends as the first correction of a batch reads (a server restart,
+    a failover): that message's partition was held and the batch went on in a transaction the
+    database had ended, which raised PendingRollbackError out of the consumer. Now nothing of
+    the batch is kept and each partition is read again from its first message."""
+    handler = instance(url)
+    kept = Rewinding()
+    runtime: Runtime[Any] = Runtime(handler, kept, kept, Topics())  # type: ignore[arg-type]
+    topic = handler.topics[0]
+    kept.assigned |= {(topic, 0), (topic, 1)}
+
+    def at(message: Any, partition: int, offset: int) -> Any:
+        return as_received(message, CODEC.encode(message))._replace(
+            topic=topic, partition=partition, offset=offset
+        )
+
+    first, second = deaths(2)
+    runtime.process([at(first, 0, 0), at(second, 1, 0)])
+    admin = create_engine(
+        f"postgresql+psycopg://{USER}@127.0.0.1:{postgres.port}/postgres",
+        isolation_level="AUTOCOMMIT",
+    )
+    reads = Transaction.in_effect
+    dropped: list[int] = []
+
+    def in_effect_after_a_drop(tx: Transaction, event_id: str) -> str:
+        if not dropped:
+            dropped.append(tx.conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+            with admin.connect() as conn:
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": dropped[0]})
+        return reads(tx, event_id)
+
+    monkeypatch.setattr(Transaction, "in_effect", in_effect_after_a_drop)
+    batch = [at(corrected(first), 0, 1), at(corrected(second), 1, 1)]
+    try:
+        runtime.process(batch)  # raised PendingRollbackError
+        assert dropped
+        assert sorted(kept.rewound) == [(0, 1), (1, 1)]
+        assert len(handler.store.outcomes()) == 2  # the deaths only
+        runtime._resume_at.clear()
+        runtime.process(batch)  # read again
+        assert len(handler.store.outcomes()) == 4
+    finally:
+        handler.store.close()
+        admin.dispose()
