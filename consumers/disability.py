@@ -5,7 +5,9 @@
   arrears due to the estate (each day a seventh of the weekly rate, the total rounded to the penny
   in the family's favour: consumers/money.py). A claimant with
   no award in payment gets NOT_APPLICABLE.
-- Address change of a claimant: the address is updated. Already there: NOT_APPLICABLE.
+- Address change of a claimant: the address is updated, from the move's day. Already there, or
+  at an address from a later move (moves about one person come on different partitions):
+  NOT_APPLICABLE.
 - Nobody in the event claims a disability benefit: NO_RECORD.
 """
 
@@ -57,6 +59,7 @@ class DisabilityRecord(Record):
 
     claimant: Person
     address: Address
+    address_from: date | None = None  # the day the move that gave the address took effect
     awards: tuple[Award, ...]
 
     def people(self) -> list[PersonKey]:

@@ -10,7 +10,9 @@
   partner flagged twice: nothing left to do is NOT_APPLICABLE.
 - Marriage or civil partnership of a pensioner: marital status and partner recorded, and a new
   family name taken. Already recorded: NOT_APPLICABLE.
-- Address change of a pensioner: the address is updated. Already at that address: NOT_APPLICABLE.
+- Address change of a pensioner: the address is updated, from the move's day. Already at that
+  address, or at one from a later move (moves about one person come on different partitions):
+  NOT_APPLICABLE.
 - Nobody in the event draws State Pension: NO_RECORD.
 """
 
@@ -53,6 +55,7 @@ class PensionRecord(Record):
 
     pensioner: Person
     address: Address
+    address_from: date | None = None  # the day the move that gave the address took effect
     weekly_amount_pence: int
     paid_to: date
     status: Literal["IN_PAYMENT", "STOPPED"] = "IN_PAYMENT"

@@ -108,17 +108,29 @@ def unchanged(reason: str, record: Record | None = None) -> Decision:
 def move_address(
     event: LifeEvent[Any], matches: Matches, record_type: type[R], what: str
 ) -> Decision:
-    """Give every matched record (of a type with an `address`) the mover's new address."""
+    """Give every matched record (of a type with an `address` and its `address_from`) the
+    movers' new address from the move's day, unless the record's address is from a later move:
+    a move about several people is keyed by its first mover, so two moves about one person
+    come on different partitions, and the later may be read first."""
     facts: AddressChangeFacts = event.facts
-    found = matched(matches, record_type)
+    found = [r for _, r in matched(matches, record_type)]
     if not found:
         return no_record(what)
+    current = [r for r in found if _address_from(r) <= facts.effective_on]
     changed = [
-        r.model_copy(update={"address": facts.new_address})
-        for _, r in found
+        r.model_copy(update={"address": facts.new_address, "address_from": facts.effective_on})
+        for r in current
         if getattr(r, "address", None) != facts.new_address
     ]
     if not changed:
-        return unchanged("Address already up to date", found[0][1])
+        if current:
+            return unchanged("Address already up to date", current[0])
+        newest = max(found, key=_address_from)
+        return unchanged(f"A later move, from {_address_from(newest)}, is recorded", newest)
     actions = tuple(f"{r.record_id}: address updated from {facts.effective_on}" for r in changed)
-    return Decision(Outcome.APPLIED, actions, tuple(changed), found[0][1].record_id)
+    return Decision(Outcome.APPLIED, actions, tuple(changed), found[0].record_id)
+
+
+def _address_from(record: Record) -> date:
+    """The day a record's address took effect (its opening's: before any move)."""
+    return getattr(record, "address_from", None) or date.min

@@ -481,3 +481,51 @@ def test_a_store_from_before_ended_claims_matched_nobody_matches_again(
 
     assert h.handle(event(EventType.DEATH), NOWHERE) == "applied"
     assert last_confirmation(h).service_reference == "HB-500001"
+
+
+YORK = Address(lines=("9 Far Lane", "York"), postcode="YO1 7HH")
+
+
+def moving(people: tuple[Person, ...], old: Address, new: Address, on: str, entry: int) -> Any:
+    return event(
+        EventType.ADDRESS_CHANGE,
+        people_moving=[p.model_dump(mode="json") for p in people],
+        old_address=old.model_dump(mode="json"),
+        new_address=new.model_dump(mode="json"),
+        effective_on=on,
+        registered_at=f"{on}T12:00:00Z",
+        registration={"district": "Leeds", "entry_number": entry, "office": "L"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("service", "arthurs"), [("pensions", "SP-100001"), ("disability", "DLA-200001")]
+)
+def test_a_move_read_after_a_later_one_leaves_the_later_address(
+    tmp_path: Path, service: str, arthurs: str
+) -> None:
+    """Margaret and Arthur move in January (keyed by Margaret), Arthur alone again in June
+    (keyed by him): on different partitions, June's may be read first, and January's then
+    overwrote it: Arthur's pension paid to an address he had left."""
+    together = moving((MARGARET, ARTHUR), HOME, NEW_HOME, "2025-01-06", 1)
+    alone = moving((ARTHUR,), NEW_HOME, YORK, "2025-06-02", 2)
+    assert together.envelope.person_ref != alone.envelope.person_ref
+    h = handler(tmp_path, service)
+
+    assert h.handle(alone, NOWHERE) == "applied"
+    h.handle(together, NOWHERE)  # Margaret's own record, if she has one, moves in January
+    record = next(r for r in h.store.records() if r.record_id == arthurs)
+    assert (record.address, record.address_from) == (YORK, date(2025, 6, 2))  # type: ignore[attr-defined]
+
+
+def test_a_move_older_than_the_address_recorded_says_so() -> None:
+    later = record("disability", "DLA-200001").model_copy(
+        update={"address": YORK, "address_from": date(2025, 6, 2)}
+    )
+    older = moving((ARTHUR,), HOME, NEW_HOME, "2025-01-06", 1)
+    decision = disability.SERVICE.rules[EventType.ADDRESS_CHANGE](older, roles(mover1=later))
+    assert (decision.outcome, decision.actions, decision.changed) == (
+        Outcome.NOT_APPLICABLE,
+        ("A later move, from 2025-06-02, is recorded",),
+        (),
+    )
