@@ -32,18 +32,44 @@ PROBLEMS = {str(code): {"description": text, "content": PROBLEM} for code, text 
     (415, "Not application/json"), (422, "Invalid submission (see errors)"),
     (429, "Rate limited (see Retry-After)"),
     (503, "Kafka did not acknowledge, or a store is busy (see Retry-After)")]}  # fmt: skip
+_TEXT, _NULLABLE = {"type": "string"}, {"type": ["string", "null"]}
+RECEIPT = {"application/json": {"schema": {"type": "object", "properties": {
+    "event_id": {"type": "string", "format": "uuid"}, "reference": _TEXT,
+    "event_type": {"enum": [t.value for t in EventType]},
+    "action": {"enum": ["REGISTERED", "CORRECTED", "CANCELLED"]},
+    "late_registration": {"type": "boolean"},
+    "status_url": {"type": "string", "description": "where to read what each service did"}},
+    "required": ["event_id", "reference", "event_type", "action", "late_registration",
+                 "status_url"]}}}  # fmt: skip
+_ANSWER = {"type": "object", "properties": {
+    "service": _TEXT, "title": _TEXT,
+    "outcome": {"enum": ["APPLIED", "NO_RECORD", "NOT_APPLICABLE", "REJECTED", None],
+                "description": "null while the service has not answered"},
+    "actions": {"type": "array", "items": _TEXT}, "service_reference": _NULLABLE,
+    "processed_at": {"type": ["string", "null"], "format": "date-time"}}}  # fmt: skip
+_EVENT = {"type": "object", "properties": {
+    "event_id": {"type": "string", "format": "uuid"}, "event_type": _TEXT, "action": _TEXT,
+    "revision": {"type": "integer"}, "registered_at": {"type": "string", "format": "date-time"},
+    "services": {"type": "array", "items": _ANSWER}}}  # fmt: skip
+STATUS = {"application/json": {"schema": {"type": "object", "properties": {
+    "reference": _TEXT,
+    "events": {"type": "array", "items": _EVENT,
+               "description": "the registration and its amendments, oldest first"}}}}}  # fmt: skip
 RESPONSES = {
     "200": {"description": "The same registration (or correction, or cancellation with the "
-                           "same reason) was already published: the existing event"},
-    "201": {"description": "Published and acknowledged by Kafka"},
+                           "same reason) was already published: the existing event",
+            "content": RECEIPT},
+    "201": {"description": "Published and acknowledged by Kafka", "content": RECEIPT,
+            "headers": {"Location": {"description": "the status_url", "schema": _TEXT}}},
     **{code: PROBLEMS[code] for code in
        ("400", "401", "409", "413", "415", "422", "429", "503")},
 }  # fmt: skip
 AMENDMENT_RESPONSES = {**RESPONSES, "404": PROBLEMS["404"]}
 READ_RESPONSES = {
-    "200": {"description": "Each event of the registration, with each service's answer"},
+    "200": {"description": "Each event of the registration, with each service's answer",
+            "content": STATUS},
     **{code: PROBLEMS[code] for code in ("401", "404", "429", "503")},
-}
+}  # fmt: skip
 
 
 def _body(schema: dict[str, Any], responses: dict[str, Any] = RESPONSES) -> dict[str, Any]:
@@ -112,7 +138,20 @@ def document(app: FastAPI) -> None:
             for open_route in ("/healthz", "/readyz"):  # probes: no key
                 paths[open_route]["get"]["security"] = []
             paths["/v1/events/{reference}"]["get"]["responses"] = READ_RESPONSES
+            _problems_only(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _problems_only(schema: dict[str, Any]) -> None:
+    """Drop the application/json 422 FastAPI documents for a route with a path parameter (its
+    HTTPValidationError): this API answers every error as problem+json."""
+    for methods in schema["paths"].values():
+        for operation in methods.values():
+            content = operation.get("responses", {}).get("422", {}).get("content", {})
+            content.pop("application/json", None)
+    schemas = schema.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)

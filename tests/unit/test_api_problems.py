@@ -186,6 +186,26 @@ def test_the_openapi_document_lists_what_each_route_answers(api: Api) -> None:
     assert codes[("/readyz", "get")] == {"200", "503"}  # it listed 200 only
 
 
+def test_the_openapi_document_describes_the_bodies_the_api_sends(api: Api) -> None:
+    """Amendments listed a 422 of FastAPI's HTTPValidationError the API never sends (every
+    error is problem+json), and the receipts and statuses had no schema."""
+    openapi = api.client.get("/openapi.json").json()
+    corrections = openapi["paths"]["/v1/events/{reference}/corrections"]["post"]["responses"]
+    assert list(corrections["422"]["content"]) == ["application/problem+json"]
+    assert "HTTPValidationError" not in json.dumps(openapi)
+    created = openapi["paths"]["/v1/events/death"]["post"]["responses"]["201"]
+    receipt = created["content"]["application/json"]["schema"]["properties"]
+    sent = api.post("/v1/events/death", document(EventType.DEATH))
+    assert sent.status_code == 201
+    assert set(sent.json()) == set(receipt)
+    assert "Location" in created["headers"]
+    read = openapi["paths"]["/v1/events/{reference}"]["get"]["responses"]["200"]
+    status = read["content"]["application/json"]["schema"]["properties"]
+    authorised = {"Authorization": f"Bearer {api.key}"}
+    shown = api.client.get(sent.headers["Location"], headers=authorised)
+    assert set(shown.json()) == set(status)
+
+
 def test_a_response_the_key_store_cannot_keep_is_still_given(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
