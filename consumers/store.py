@@ -221,16 +221,6 @@ _REFUSED_AMONG = Query(
 _REFUSED_ROW = select(refused.c.supersedes).where(refused.c.event_id == bindparam("event_id"))
 _REFUSE = BulkInsert(refused)
 _QUEUE = BulkInsert(outbox)
-# a store locked, unreachable or gone (a dropped connection), or a transaction the database
-# ended after one of those (PostgreSQL's "current transaction is aborted"): try again later
-_UNREACHABLE = (OperationalError, InterfaceError, InternalError, PendingRollbackError)
-
-
-def _why(error: Exception) -> str:
-    """The kind of a database error, never its message (it may name a key's values)."""
-    return type(getattr(error, "orig", None) or error).__name__
-
-
 _PENDING = Query(
     select(
         outbox.c.id, outbox.c.confirmation_id, outbox.c.event_id, outbox.c.payload, outbox.c.headers
@@ -618,6 +608,16 @@ def _put_back(key: str, kept: Sequence[tuple[dict[str, Any], object]]) -> None:
             mapping.pop(key, None)
         else:
             mapping[key] = value
+
+
+# a store locked, unreachable or gone (a dropped connection), or a transaction the database
+# ended after one of those (PostgreSQL's "current transaction is aborted"): try again later
+_UNREACHABLE = (OperationalError, InterfaceError, InternalError, PendingRollbackError)
+
+
+def _why(error: Exception) -> str:
+    """The kind of a database error, never its message (it may name a key's values)."""
+    return type(getattr(error, "orig", None) or error).__name__
 
 
 class ServiceStore:

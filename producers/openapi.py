@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import TypeAdapter, create_model
 
-from tellusonce.events import FACTS, EventType, Registration
+from tellusonce.events import FACTS, Action, EventType, Outcome, Registration
 from tellusonce.fields import Instant
 
 _DEFINITIONS: dict[str, Any] = {}
@@ -36,14 +36,14 @@ _TEXT, _NULLABLE = {"type": "string"}, {"type": ["string", "null"]}
 RECEIPT = {"application/json": {"schema": {"type": "object", "properties": {
     "event_id": {"type": "string", "format": "uuid"}, "reference": _TEXT,
     "event_type": {"enum": [t.value for t in EventType]},
-    "action": {"enum": ["REGISTERED", "CORRECTED", "CANCELLED"]},
+    "action": {"enum": [a.value for a in Action]},
     "late_registration": {"type": "boolean"},
     "status_url": {"type": "string", "description": "where to read what each service did"}},
     "required": ["event_id", "reference", "event_type", "action", "late_registration",
                  "status_url"]}}}  # fmt: skip
 _ANSWER = {"type": "object", "properties": {
     "service": _TEXT, "title": _TEXT,
-    "outcome": {"enum": ["APPLIED", "NO_RECORD", "NOT_APPLICABLE", "REJECTED", None],
+    "outcome": {"enum": [*(o.value for o in Outcome), None],
                 "description": "null while the service has not answered"},
     "actions": {"type": "array", "items": _TEXT}, "service_reference": _NULLABLE,
     "processed_at": {"type": ["string", "null"], "format": "date-time"}}}  # fmt: skip
