@@ -86,6 +86,8 @@ def _not_text(node: object, path: str = "") -> list[Problem]:
     if isinstance(node, str):
         return [] if _is_text(node) else [Problem(path or "(document)", NOT_TEXT)]
     if isinstance(node, Mapping):
+        if any(isinstance(key, str) and not _is_text(key) for key in node):  # a field's name:
+            return [Problem(path or "(document)", NOT_TEXT_NAME)]  # its object named instead
         items: Iterable[tuple[object, object]] = node.items()
     else:
         items = enumerate(node) if isinstance(node, list) else ()
@@ -93,6 +95,7 @@ def _not_text(node: object, path: str = "") -> list[Problem]:
 
 
 NOT_TEXT = "holds a character that is not text"
+NOT_TEXT_NAME = "has a field whose name holds a character that is not text"
 
 
 def _is_text(value: str) -> bool:

@@ -20,6 +20,7 @@ from tellusonce.fields import (
     Postcode,
     Text,
     age_on,
+    at_most,
     name_key,
 )
 
@@ -126,7 +127,7 @@ class PersonKey(NamedTuple):
 class Address(Frozen):
     """A UK postal address."""
 
-    lines: Annotated[tuple[Text, ...], Field(min_length=1, max_length=5)]
+    lines: Annotated[tuple[Text, ...], Field(min_length=1, max_length=5), at_most(5)]
     postcode: Postcode
 
     def same_place(self, other: Address) -> bool:
@@ -309,7 +310,7 @@ class BirthFacts(Facts):
     """A birth: the child, their parents and where the child lives."""
 
     child: Person
-    parents: Annotated[tuple[Person, ...], Field(min_length=1, max_length=2)]
+    parents: Annotated[tuple[Person, ...], Field(min_length=1, max_length=2), at_most(2)]
     address: Address
 
     def occurred_on(self) -> date:
@@ -353,7 +354,7 @@ class MarriageFacts(Facts):
 
     kind: UnionKind
     married_on: PastDate
-    parties: Annotated[tuple[Spouse, ...], Field(min_length=2, max_length=2)]
+    parties: Annotated[tuple[Spouse, ...], Field(min_length=2, max_length=2), at_most(2)]
     address_after: Address
 
     def occurred_on(self) -> date:
@@ -390,7 +391,7 @@ class MarriageFacts(Facts):
 class AddressChangeFacts(Facts):
     """People moving together from one address to another."""
 
-    people_moving: Annotated[tuple[Person, ...], Field(min_length=1, max_length=10)]
+    people_moving: Annotated[tuple[Person, ...], Field(min_length=1, max_length=10), at_most(10)]
     old_address: Address
     new_address: Address
     effective_on: PastDate

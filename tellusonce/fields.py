@@ -30,6 +30,7 @@ from pydantic_core import PydanticCustomError
 LONDON = ZoneInfo("Europe/London")
 MAX_AGE_YEARS = 130
 NAME_MAX = 100
+CODE_MAX = 64
 
 # HMRC: first letter not D F I Q U V; second not D F I O Q U V; some prefixes never issued.
 _NINO = re.compile(r"^[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z][0-9]{6}[A-D]$")
@@ -40,9 +41,12 @@ _POSTCODE = re.compile(r"^(GIR ?0AA|[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2})$")
 _ROYAL_MAIL = re.compile(
     r"^(GIR ?0AA|[A-PR-UWYZ][A-HK-Y]?[0-9][A-Z0-9]? ?[0-9][ABD-HJLNP-UW-Z]{2})$"
 )
-_NAME_PUNCTUATION = frozenset(" '’-.‐\u05f3\u05f4")  # and Hebrew's geresh and gershayim
+# hyphens (Hebrew's maqaf and a non-breaking one too), apostrophes, full stops, spaces, Hebrew's
+# geresh and gershayim, middle dots (Catalan's, and the katakana one between names)
+_NAME_PUNCTUATION = frozenset(" '’-.‐\u2011\u05be\u05f3\u05f4\u00b7\u30fb")
 _INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-_CODE = re.compile(r"[^\W_][\w .'’&(),/-]{0,63}")  # \w: letters and digits of any script
+# \w: letters and digits of any script
+_CODE = re.compile(rf"[^\W_][\w .'’&(),/-]{{0,{CODE_MAX - 1}}}")
 _JOINERS = frozenset("\u200c\u200d")  # ZWNJ, ZWJ: spelling in Persian, Sinhala, Malayalam ...
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _ISO_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}.*")
@@ -99,8 +103,15 @@ def _postcode(value: str, info: ValidationInfo) -> str:
     return f"{compact[:-3]} {compact[-3:]}"
 
 
+# NFC takes time that grows with the square of a run of combining marks (CPython sorts them by
+# insertion): 160 KB of them in one name took 8.8 s, a 1 MB message minutes. Text that no
+# normalisation could bring within its limit (composing shortens it at most threefold) is left
+# as it is, for the length check to refuse.
+_NORMALISED_AT_MOST = 4
+
+
 def _normalise_name(value: object) -> object:
-    if isinstance(value, str):
+    if isinstance(value, str) and len(value) <= _NORMALISED_AT_MOST * NAME_MAX:
         return unicodedata.normalize("NFC", value.strip())
     return value
 
@@ -119,7 +130,7 @@ def _check_name(value: str) -> str:
             raise PydanticCustomError(
                 "name_characters",
                 "contains a character names do not use (allowed: letters of any script, "
-                "spaces, apostrophes, hyphens, full stops)",
+                "spaces, apostrophes, hyphens, full stops, middle dots)",
             )
     if not any(unicodedata.category(char)[0] == "L" for char in value):
         raise PydanticCustomError("name_letters", "must contain at least one letter")
@@ -155,7 +166,7 @@ def _plain_text(value: str, info: ValidationInfo) -> str:
 def _code_text(value: object) -> object:
     """A name as register entries compare it: single-spaced, NFC, one apostrophe (King's Lynn
     and King\u2019s Lynn are one district: one register entry, one event id)."""
-    if isinstance(value, str):
+    if isinstance(value, str) and len(value) <= _NORMALISED_AT_MOST * CODE_MAX:
         return unicodedata.normalize("NFC", " ".join(value.split())).replace("\u2019", "'")
     return value
 
@@ -204,6 +215,25 @@ def _instant_text(value: object) -> object:
         "datetime_format",
         "must be a date and time with its offset from UTC, like 2026-03-13T10:30:00Z",
     )
+
+
+def at_most(count: int) -> BeforeValidator:
+    """A tuple's length checked before its items: pydantic-core validates every item first, so
+    a million empty address lines (a megabyte on the wire) made a million errors, 1.7 GB, before
+    the length was refused. (Keep Field(max_length=...) beside it: the schema documents it.)"""
+
+    def check(value: object) -> object:
+        if not isinstance(value, (list, tuple)):
+            return value
+        if len(value) > count:
+            raise PydanticCustomError(
+                "too_long",
+                "should have at most {max} items, not {count}",
+                {"max": count, "count": len(value)},
+            )
+        return tuple(value)  # a JSON array, which a strict validation takes only as a tuple here
+
+    return BeforeValidator(check)
 
 
 def _submitted(info: ValidationInfo) -> bool:

@@ -137,6 +137,10 @@ class TestNames:
             "علی\u200cرضا",  # Persian: a zero-width non-joiner between letters, as spelt
             "ශ්\u200dරී",  # Sinhala: a zero-width joiner after a sign, before a letter
             "ג\u05f3ורג\u05f3",  # Hebrew: George, with gereshes
+            "בן\u05beגוריון",  # Hebrew: Ben-Gurion, with a maqaf (Hebrew's hyphen)
+            "Marcel\u00b7lí",  # Catalan's middle dot
+            "ジョン\u30fbスミス",  # Japanese: John Smith, the katakana middle dot between
+            "Jean\u2011Paul",  # a non-breaking hyphen
         ],
     )  # fmt: skip
     def test_real_names_are_accepted(self, given: str) -> None:

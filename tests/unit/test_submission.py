@@ -339,6 +339,16 @@ def test_a_lone_surrogate_is_named_by_its_field() -> None:
     }
 
 
+def test_a_lone_surrogate_in_a_field_name_names_its_object() -> None:
+    """It was refused as "Invalid JSON: unexpected end of hex escape at line 1 column 136", of
+    a JSON text the registrar never wrote."""
+    doc = document(EventType.DEATH)
+    doc["deceased"]["\ud800x"] = "y"
+    assert problems(EventType.DEATH, doc) == {
+        "deceased": "has a field whose name holds a character that is not text"
+    }
+
+
 def test_a_reason_with_a_control_character_is_refused_naming_it() -> None:
     """It passed the reason's checks and failed the envelope's: a 500 or exit 1 printing it."""
     with pytest.raises(InvalidSubmission) as refused:
