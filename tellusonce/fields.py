@@ -217,25 +217,6 @@ def _instant_text(value: object) -> object:
     )
 
 
-def at_most(count: int) -> BeforeValidator:
-    """A tuple's length checked before its items: pydantic-core validates every item first, so
-    a million empty address lines (a megabyte on the wire) made a million errors, 1.7 GB, before
-    the length was refused. (Keep Field(max_length=...) beside it: the schema documents it.)"""
-
-    def check(value: object) -> object:
-        if not isinstance(value, (list, tuple)):
-            return value
-        if len(value) > count:
-            raise PydanticCustomError(
-                "too_long",
-                "should have at most {max} items, not {count}",
-                {"max": count, "count": len(value)},
-            )
-        return tuple(value)  # a JSON array, which a strict validation takes only as a tuple here
-
-    return BeforeValidator(check)
-
-
 def _submitted(info: ValidationInfo) -> bool:
     context = info.context
     return isinstance(context, dict) and bool(context.get("submitted"))
