@@ -60,6 +60,7 @@ from tellusonce.database import (
 )
 from tellusonce.errors import StoreBusy, UnitFailed, UnreadableRecord, invalid_fields
 from tellusonce.events import PersonKey
+from tellusonce.fields import NAME_KEY_VERSION
 
 metadata = MetaData()
 records = Table(
@@ -112,8 +113,8 @@ refused = Table(
     Column("event_id", String, primary_key=True),
     Column("supersedes", String, nullable=False, index=True),
 )
-# what a store keeps about itself: "people_version", the record type's PEOPLE_VERSION its
-# matching keys were made by
+# what a store keeps about itself: "people_version", the record type's PEOPLE_VERSION and the
+# NAME_KEY_VERSION its matching keys were made by
 store_meta = Table(
     "store_meta",
     metadata,
@@ -650,9 +651,9 @@ class ServiceStore:
 
     def _match_again(self) -> None:
         """Make the matching keys of every stored record again if they were made by another
-        version of the record type's people() (once; a record that cannot be read keeps its
-        keys, and is dead-lettered when an event needs it)."""
-        wanted = str(self.record_type.PEOPLE_VERSION)
+        version of the record type's people() or of name_key() (once; a record that cannot be
+        read keeps its keys, and is dead-lettered when an event needs it)."""
+        wanted = f"{self.record_type.PEOPLE_VERSION}.{NAME_KEY_VERSION}"
         version = select(store_meta.c.value).where(store_meta.c.name == "people_version")
         with self.engine.begin() as conn:
             if conn.execute(version).scalar() == wanted:

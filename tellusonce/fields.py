@@ -286,11 +286,27 @@ are one district (and, as event ids fold case, so is "LEEDS"); Welsh and other l
 apostrophes and ampersands as district names have them (Ynys Môn, King's Lynn)."""
 
 
+NAME_KEY_VERSION = 2
+"""Raised when name_key() changes: stores make their matching keys again (2: marks kept outside
+the Latin, Greek and Cyrillic scripts)."""
+_ACCENTED_SCRIPTS = ("LATIN", "GREEK", "CYRILLIC")
+
+
 @functools.lru_cache(maxsize=1 << 16)  # pure, and asked of the same names again and again
 def name_key(family_name: str) -> str:
-    """The form of a surname used for matching: case, accents and punctuation folded."""
-    decomposed = unicodedata.normalize("NFKD", family_name.casefold())
-    return "".join(char for char in decomposed if unicodedata.category(char)[0] == "L")
+    """The form of a name used for matching: case and punctuation folded, and the accents of
+    Latin, Greek and Cyrillic letters (Siân, Sian). In other scripts a mark is spelling, not an
+    accent (a Devanagari vowel sign or virama: कमल Kamal, कमला Kamala), and is kept."""
+    kept: list[str] = []
+    accented = False  # whether the letter before is one whose marks are accents
+    for char in unicodedata.normalize("NFKD", family_name.casefold()):
+        kind = unicodedata.category(char)[0]
+        if kind == "L":
+            kept.append(char)
+            accented = unicodedata.name(char, "").startswith(_ACCENTED_SCRIPTS)
+        elif kind == "M" and not accented:
+            kept.append(char)
+    return "".join(kept)
 
 
 def age_on(born: date, on: date) -> int:

@@ -529,3 +529,38 @@ def test_a_move_older_than_the_address_recorded_says_so() -> None:
         ("A later move, from 2025-06-02, is recorded",),
         (),
     )
+
+
+def test_a_store_keyed_by_an_older_name_key_makes_its_keys_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys the release before made dropped Devanagari vowel signs: Kamala's pension was found
+    under Kamal's key. A store opened by this release makes them again, once."""
+    from sqlalchemy import select, update
+
+    from consumers import store as stores
+    from tellusonce import events
+    from tellusonce.fields import name_key
+
+    kamala = record("pensions", "SP-100002").model_copy(
+        update={"record_id": "SP-KAMALA", "pensioner": Person(
+            given_names="Priya", family_name="कमला", date_of_birth=date(1950, 1, 2)
+        )}
+    )  # fmt: skip
+    h = handler(tmp_path, "pensions")
+    with monkeypatch.context() as before:  # that release's key: letters only
+        before.setattr(events, "name_key", lambda name: "".join(c for c in name if c.isalpha()))
+        with h.store.transaction() as tx:
+            tx.put(kamala)
+    with h.store.engine.begin() as conn:
+        conn.execute(update(stores.store_meta).values(value="1"))  # that release's version
+    surnames = select(stores.record_people.c.surname).where(
+        stores.record_people.c.record_id == "SP-KAMALA"
+    )
+    with h.store.engine.connect() as conn:
+        assert conn.execute(surnames).scalar_one() == "कमल"  # the vowel sign dropped
+
+    reopened = stores.ServiceStore(h.store.engine.url.render_as_string(), h.service.record_type)
+
+    with reopened.engine.connect() as conn:
+        assert conn.execute(surnames).scalar_one() == name_key("कमला") != "कमल"

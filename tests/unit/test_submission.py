@@ -339,6 +339,19 @@ def test_a_lone_surrogate_is_named_by_its_field() -> None:
     }
 
 
+def test_twins_whose_names_differ_by_a_vowel_sign_are_two_people() -> None:
+    """Kamal and Kamala Sharma in Devanagari, twins moving house (children: no NINO): their
+    names' matching keys dropped the vowel sign, and they were refused as one person."""
+    born = "2015-06-01"
+    twins = [
+        {"given_names": given, "family_name": "शर्मा", "date_of_birth": born}
+        for given in ("कमल", "कमला")
+    ]
+    doc = document(EventType.ADDRESS_CHANGE, people_moving=twins)
+    _, facts = parse(EventType.ADDRESS_CHANGE, doc)
+    assert [p.given_names for p in facts.people_moving] == ["कमल", "कमला"]
+
+
 def test_a_lone_surrogate_in_a_field_name_names_its_object() -> None:
     """It was refused as "Invalid JSON: unexpected end of hex escape at line 1 column 136", of
     a JSON text the registrar never wrote."""
