@@ -209,9 +209,19 @@ def _topics(_args: argparse.Namespace, settings: Settings) -> int:
 
     topics = Topics(settings.topic_prefix)
     names = topics.all()
-    created = Admin(settings).ensure_topics(names, topics.config(settings.replication_factor))
+    admin = Admin(settings)
+    created = admin.ensure_topics(names, topics.config(settings.replication_factor))
     for name in names:
         print(f"{name}{'  (created)' if name in created else ''}")
+    wanted = settings.replication_factor
+    for name, replicas in admin.replicas([n for n in names if n not in created]).items():
+        if replicas < wanted:  # made before (by a run with the default, say): Kafka keeps it
+            print(
+                f"warning: {name} has {replicas} replica(s), fewer than "
+                f"TELLUSONCE_REPLICATION_FACTOR={wanted}; Kafka keeps an existing topic's "
+                "(kafka-reassign-partitions.sh adds replicas)",
+                file=sys.stderr,
+            )
     return 0
 
 

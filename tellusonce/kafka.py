@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -184,11 +185,21 @@ class Publisher:
             self._drop_queued()
             raise
         deadline = time.monotonic() + self.timeout
-        while deliveries.waiting and (left := deadline - time.monotonic()) > 0:
-            self._producer.flush(min(left, FLUSH_SLICE_SECONDS))
+        try:
+            while deliveries.waiting and (left := deadline - time.monotonic()) > 0:
+                self._producer.flush(min(left, FLUSH_SLICE_SECONDS))
+        except KafkaException as exc:  # a fatal error, raised from the flush that served it
+            failed, self._producer = self._producer, Producer(self._config)  # not usable again
+            with contextlib.suppress(KafkaException):  # what it queued is told it was purged
+                failed.purge()
+                failed.flush(0)
+            raise BrokerUnavailable(
+                f"{deliveries.waiting} of {len(messages)} messages not acknowledged by Kafka: "
+                f"{exc.args[0].str()}"
+            ) from exc
         unacknowledged, failures = deliveries.waiting, deliveries.failures
         if unacknowledged or failures:
-            fatal = any(err.fatal() for err in failures)
+            fatal = any(_fatal(err) for err in failures)
             if unacknowledged or fatal:  # ours still queued must never go out later; once all
                 self._drop_queued()  # are answered, a purge would only take other threads' own
             if fatal:  # an idempotent producer that hit a fatal error cannot be used again
@@ -233,7 +244,7 @@ class Publisher:
                 if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
                     size = len(message.value or b"") + len(message.key or b"")
                     raise MessageTooLarge(f"{size} bytes: more than Kafka takes") from exc
-                if error.fatal() or error.code() == KafkaError._FATAL:  # this producer is done
+                if _fatal(error):  # this producer is done
                     self._producer = Producer(self._config)
                 raise BrokerUnavailable(f"Kafka refused the message: {error.str()}") from exc
 
@@ -315,9 +326,12 @@ class Subscriber:
         for message in [first, *self._consumer.consume(max_messages - 1, 0)]:
             error = message.error()
             if error is not None:
-                if error.fatal():
-                    raise KafkaException(error)
-                continue  # partition EOF, transient broker states: librdkafka recovers itself
+                if _fatal(error):  # this consumer can do nothing more (fenced, say): the
+                    raise KafkaException(error)  # process ends, and is restarted
+                # a topic missing or not allowed, a broker's transient state: librdkafka goes
+                # on (and recovers what it can); said, once a minute per kind (QuietRepeats)
+                LIBRDKAFKA.warning("consumer error: %s", error.str())
+                continue
             received.append(_received(message))
         return received
 
@@ -346,7 +360,7 @@ class Subscriber:
             self._consumer.commit(asynchronous=False)
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
-            if error.fatal():
+            if _fatal(error):
                 raise
             if error.code() != KafkaError._NO_OFFSET:
                 return str(error.str())
@@ -422,6 +436,16 @@ class Admin:
                     raise
         self._wait_for_leaders(created)
         return created
+
+    def replicas(self, names: Sequence[str]) -> dict[str, int]:
+        """The replication factor of each of these topics that exists (its least replicated
+        partition's)."""
+        topics = _metadata(self._admin, self.settings).topics
+        return {
+            name: min(len(p.replicas) for p in topics[name].partitions.values())
+            for name in names
+            if name in topics and topics[name].partitions
+        }
 
     def _wait_for_leaders(self, names: Sequence[str], timeout: float = 30.0) -> None:
         """Return once every partition of the topics has a leader (a new one is not usable yet)."""
@@ -513,6 +537,13 @@ class Reader:
         finally:
             self._consumer.close()
         return sorted(out, key=lambda r: (r.partition, r.offset))
+
+
+def _fatal(error: KafkaError) -> bool:
+    """Whether a client error is fatal: the client can do nothing more. A consumer's fatal error
+    comes as a message's error, and an error a delivery report or a commit carries, made by
+    confluent-kafka without its fatal flag: its code, _FATAL, says so."""
+    return bool(error.fatal()) or error.code() == KafkaError._FATAL
 
 
 def _metadata(client: Any, settings: Settings, topic: str | None = None) -> Any:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from tellusonce import __version__
 
@@ -108,6 +109,8 @@ DEAD_LETTERS = Counter(
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = 10  # seconds a connection may send nothing (each has a thread of its own)
+
     def log_message(self, format: str, *args: object) -> None:
         """Scrapes are not worth a log line each."""
 
@@ -138,7 +141,11 @@ def serve(
             return [b"ready\n" if ok else b"not ready\n"]
         return metrics_app(environ, start_response)  # type: ignore[no-any-return]
 
-    server = make_server(host, port, app, handler_class=_QuietHandler)
+    # a thread per connection: one that sent nothing held the only one, and /healthz, /readyz
+    # and scrapes went unanswered until it closed (a probe failing, the process restarted)
+    server = make_server(
+        host, port, app, server_class=ThreadingWSGIServer, handler_class=_QuietHandler
+    )
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server
 

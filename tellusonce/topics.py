@@ -73,12 +73,13 @@ class Topics:
     def config(replication_factor: int) -> dict[str, str]:
         """What every topic of the bus is created with: a retention of its own (a cluster's
         default may be a day: a week lets a service stopped over a weekend catch up, and dead
-        letters be replayed), and, replicated, acknowledgements that mean two copies
-        (acks=all is only as strong as min.insync.replicas) and no unclean leader (which
-        would lose acknowledged events)."""
+        letters be replayed), and, replicated, acknowledgements that mean two copies with 3
+        replicas or more (acks=all is only as strong as min.insync.replicas; with 2 replicas,
+        one: requiring both, every publish failed while either broker was down) and no unclean
+        leader (which would lose acknowledged events)."""
         config = {"retention.ms": str(RETENTION_DAYS * 24 * 3600 * 1000)}
         if replication_factor > 1:
-            config["min.insync.replicas"] = "2"
+            config["min.insync.replicas"] = str(min(2, replication_factor - 1))
             config["unclean.leader.election.enable"] = "false"
         return config
 

@@ -290,21 +290,60 @@ def test_topics_are_made_with_their_retention_and_replicated_safely(
 
         def ensure_topics(self, names: list[str], config: dict[str, str]) -> list[str]:
             made.append(config)
-            return []
+            return names
+
+        def replicas(self, _names: list[str]) -> dict[str, int]:
+            return {}
 
     monkeypatch.setattr(kafka, "Admin", Admin)
     assert run_cli(["topics"]) == 0
-    monkeypatch.setenv("TELLUSONCE_REPLICATION_FACTOR", "3")
-    assert run_cli(["topics"]) == 0
+    for replicas in ("2", "3"):
+        monkeypatch.setenv("TELLUSONCE_REPLICATION_FACTOR", replicas)
+        assert run_cli(["topics"]) == 0
     week = str(7 * 24 * 3600 * 1000)
     assert made == [
         {"retention.ms": week},
+        {  # with two, one in sync: requiring both, a publish failed while either was down
+            "retention.ms": week,
+            "min.insync.replicas": "1",
+            "unclean.leader.election.enable": "false",
+        },
         {
             "retention.ms": week,
             "min.insync.replicas": "2",
             "unclean.leader.election.enable": "false",
         },
     ]
+
+
+def test_topics_made_before_with_fewer_replicas_are_said_to_be(
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[[list[str]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Topics a run with the default (one replica) made stay so: `tellusonce topics` with
+    TELLUSONCE_REPLICATION_FACTOR=3 created nothing and said nothing."""
+    from tellusonce import kafka
+
+    class Admin:
+        def __init__(self, *_args: object) -> None:
+            pass
+
+        def ensure_topics(self, names: list[str], _config: dict[str, str]) -> list[str]:
+            return [n for n in names if "dead-letter" in n]  # those made now
+
+        def replicas(self, names: list[str]) -> dict[str, int]:
+            return {name: 1 for name in names}
+
+    monkeypatch.setattr(kafka, "Admin", Admin)
+    monkeypatch.setenv("TELLUSONCE_REPLICATION_FACTOR", "3")
+    assert run_cli(["topics"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warned[0] == (
+        "warning: life-events.death has 1 replica(s), fewer than TELLUSONCE_REPLICATION_FACTOR=3;"
+        " Kafka keeps an existing topic's (kafka-reassign-partitions.sh adds replicas)"
+    )
+    assert len(warned) == 5  # the four event topics and the confirmations
 
 
 def test_an_event_larger_than_kafka_takes_is_refused_in_one_line(
