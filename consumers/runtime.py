@@ -31,7 +31,11 @@ from tellusonce.errors import (
     UnitFailed,
 )
 from tellusonce.events import Confirmation, Envelope
-from tellusonce.headers import DEAD_LETTER_BODY_DROPPED, dead_letter_headers
+from tellusonce.headers import (
+    DEAD_LETTER_BODY_DROPPED,
+    DEAD_LETTER_PREFIX,
+    dead_letter_headers,
+)
 from tellusonce.kafka import Outgoing, Publisher, Received, Subscriber
 from tellusonce.metrics import (
     BATCH_SECONDS,
@@ -305,8 +309,10 @@ class Runtime(Generic[M]):
             received.topic, received.partition, received.offset, received.timestamp_ms, error
         )
         key, value = received.key or b"", received.value
+        # its own dlq_ headers dropped: read first, they would say where it came from and why
+        own = [h for h in received.headers if not h[0].startswith(DEAD_LETTER_PREFIX)]
         try:
-            self.publisher.publish([Outgoing(topic, key, value, received.headers + why)])
+            self.publisher.publish([Outgoing(topic, key, value, own + why)])
         except BrokerUnavailable:  # each publish waits up to its timeout (30 s): one a batch
             self._dead_letters_down = True
             raise

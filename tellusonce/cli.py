@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from tellusonce import shutdown
 
 if TYPE_CHECKING:  # imported at run time inside main(), after the signal handlers are in place
+    from consumers.dead_letters import DeadLetter
     from producers.offices import Offices
     from tellusonce.settings import Settings
 
@@ -231,41 +232,13 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
 
     letters = dead_letters.read(settings, args.service)
     if args.action == "list":
-        print(f"{len(letters)} dead letters for {args.service}")
-        for d in letters:
-            dropped = f" (kept without its {d.body_dropped} bytes)" if d.body_dropped else ""
-            event = f" · event {d.event_id} ({d.event_type})" if d.event_id else ""
-            print(
-                f"  partition {d.partition} offset {d.offset}: from {d.where()}{event}: "
-                f"{d.error_class}: {d.error}{dropped}"
-            )
+        _list_dead_letters(args.service, letters)
         return 0
-    chosen = [
-        d
-        for d in letters
-        if (args.offset is None or d.offset == args.offset)
-        and (args.partition is None or d.partition == args.partition)
-    ]
-    if not chosen and args.offset is None and args.partition is None:
-        print(f"nothing to replay: no dead letters of {args.service}")
-        return 0
+    chosen = _chosen(args, letters)
+    if chosen is None:
+        return EXIT_INVALID
     if not chosen:
-        where = " ".join(
-            f"{name} {value}"
-            for name, value in (("partition", args.partition), ("offset", args.offset))
-            if value is not None
-        )
-        at = f" at {where}" if where else ""
-        print(f"error: no dead letters of {args.service}{at}", file=sys.stderr)
-        return EXIT_INVALID
-    if args.offset is not None and len(chosen) > 1:  # an offset is a partition's
-        where = ", ".join(str(d.partition) for d in chosen)
-        print(
-            f"error: dead letters at offset {args.offset} in partitions {where}: "
-            "say which with --partition (nothing was replayed)",
-            file=sys.stderr,
-        )
-        return EXIT_INVALID
+        return 0
     bodiless = [d for d in chosen if d.body_dropped]
     for d in bodiless:  # too large for Kafka: nothing to publish again
         print(
@@ -278,9 +251,65 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     if not chosen:
         print("error: nothing was replayed", file=sys.stderr)
         return EXIT_INVALID
-    count = dead_letters.replay(settings, chosen, Publisher(settings, "dlq-replay"))
+    publisher = Publisher(settings, "dlq-replay")
+    count = dead_letters.replay(settings, args.service, chosen, letters, publisher)
     print(f"replayed {count} dead letters of {args.service} to their origin topics")
     return 0
+
+
+def _list_dead_letters(service: str, letters: list[DeadLetter]) -> None:
+    replayed = sum(d.replayed for d in letters)
+    print(
+        f"{len(letters)} dead letters for {service}"
+        + (f", {replayed} of them replayed" if replayed else "")
+    )
+    for d in letters:
+        dropped = f" (kept without its {d.body_dropped} bytes)" if d.body_dropped else ""
+        event = f" · event {d.event_id} ({d.event_type})" if d.event_id else ""
+        print(
+            f"  partition {d.partition} offset {d.offset}: from {d.where()}{event}: "
+            f"{d.error_class}: {d.error}{dropped}{' [replayed]' if d.replayed else ''}"
+        )
+
+
+def _chosen(args: argparse.Namespace, letters: list[DeadLetter]) -> list[DeadLetter] | None:
+    """The letters a replay names (all of them not replayed yet, unless a partition or an
+    offset is named; one named by its offset is sent again if it was); [] if there is nothing
+    to do (said), None if the choice is refused (said)."""
+    chosen = [
+        d
+        for d in letters
+        if (args.offset is None or d.offset == args.offset)
+        and (args.partition is None or d.partition == args.partition)
+    ]
+    if not chosen and args.offset is None and args.partition is None:
+        print(f"nothing to replay: no dead letters of {args.service}")
+        return []
+    waiting = [d for d in chosen if args.offset is not None or not d.replayed]
+    if chosen and not waiting:
+        within = "" if args.partition is None else f" in partition {args.partition}"
+        print(
+            f"nothing to replay: every dead letter of {args.service}{within} was replayed "
+            "(--partition P --offset N sends one again)"
+        )
+        return []
+    if not waiting:
+        where = " ".join(
+            f"{name} {value}"
+            for name, value in (("partition", args.partition), ("offset", args.offset))
+            if value is not None
+        )
+        print(f"error: no dead letters of {args.service} at {where}", file=sys.stderr)
+        return None
+    if args.offset is not None and len(waiting) > 1:  # an offset is a partition's
+        where = ", ".join(str(d.partition) for d in waiting)
+        print(
+            f"error: dead letters at offset {args.offset} in partitions {where}: "
+            "say which with --partition (nothing was replayed)",
+            file=sys.stderr,
+        )
+        return None
+    return waiting
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:

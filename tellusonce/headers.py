@@ -42,6 +42,11 @@ def confirmation_headers(
     )
 
 
+DEAD_LETTER_PREFIX = "dlq_"
+"""What every dead-letter header's name begins with: a message's own such headers are dropped
+before it is dead-lettered (they would be read as the dead letter's), and before it is
+replayed."""
+
 DEAD_LETTER_BODY_DROPPED = "dlq_body_dropped"
 """On a dead letter kept without the message (too large for Kafka with the headers added): the
 size of its key and value, which are still on the origin topic (for that topic's retention)."""

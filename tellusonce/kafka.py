@@ -469,7 +469,10 @@ class Admin:
     def committed(self, group: str) -> dict[tuple[str, int], int]:
         """A consumer group's committed offsets by (topic, partition)."""
         request = [ConsumerGroupTopicPartitions(group)]
-        result = self._admin.list_consumer_group_offsets(request)[group].result(timeout=10)
+        try:
+            result = self._admin.list_consumer_group_offsets(request)[group].result(timeout=10)
+        except (KafkaException, TimeoutError) as exc:
+            raise BrokerUnavailable(f"Kafka did not say group {group}'s offsets: {exc}") from exc
         return {
             (tp.topic, tp.partition): tp.offset for tp in result.topic_partitions if tp.offset >= 0
         }
@@ -488,6 +491,21 @@ class Admin:
         """Delete topics (tests clean up after themselves)."""
         for future in self._admin.delete_topics(list(names), operation_timeout=30).values():
             future.result()
+
+
+def commit_offsets(settings: Settings, group: str, offsets: dict[tuple[str, int], int]) -> None:
+    """Commit offsets for a consumer group that reads nothing itself: a mark, such as how far a
+    dead-letter topic was replayed. BrokerUnavailable if Kafka did not take them."""
+    consumer = Consumer(client_config(settings, "marker") | {"group.id": group})
+    try:
+        consumer.commit(
+            offsets=[TopicPartition(t, p, offset) for (t, p), offset in offsets.items()],
+            asynchronous=False,
+        )
+    except KafkaException as exc:
+        raise BrokerUnavailable(f"Kafka did not keep the offsets: {exc.args[0].str()}") from exc
+    finally:
+        consumer.close()
 
 
 class Reader:

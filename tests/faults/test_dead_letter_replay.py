@@ -22,7 +22,8 @@ from tests.integration.conftest import Fleet, tellusonce, wait_for
 def test_dead_letter_is_listed_then_replayed_once_the_schema_is_deployed(
     settings: Settings, topics: Topics, tmp_path: Path
 ) -> None:
-    """UnknownSchema → listed without personal data → schema deployed → replayed → APPLIED."""
+    """UnknownSchema → listed without personal data → schema deployed → replayed → APPLIED,
+    and marked replayed: not sent again."""
     seed(settings)
     death = event(EventType.DEATH, settings)
     v2_dir = evolve(tmp_path / "schemas", OPTIONAL)
@@ -66,5 +67,10 @@ def test_dead_letter_is_listed_then_replayed_once_the_schema_is_deployed(
             lambda: store.outcomes() == {str(death.envelope.event_id): "APPLIED"},
             "the replayed death to be applied",
         )
+        # marked replayed (its group's offset on Kafka): listed so, and not sent again
+        listed_again = tellusonce(settings, "dlq", "list", "pensions")
+        assert listed_again.stdout.startswith("1 dead letters for pensions, 1 of them replayed")
+        again = tellusonce(settings, "dlq", "replay", "pensions")
+        assert again.stdout.startswith("nothing to replay: every dead letter of pensions")
     finally:
         upgraded.stop()

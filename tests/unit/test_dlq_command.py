@@ -5,6 +5,7 @@ A letter kept without its message (too large for Kafka) is listed as such, and n
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -27,13 +28,34 @@ def replayed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     letters = [letter(0, 0), letter(1, 0), letter(2, 0), letter(1, 1), letter(0, 2, "1048600")]
     sent: list[tuple[int, int]] = []
 
-    def replay(_settings: Any, chosen: list[DeadLetter], _publisher: Any) -> int:
+    def replay(_settings: Any, _service: str, chosen: list[DeadLetter], *_rest: Any) -> int:
         sent.extend((d.partition, d.offset) for d in chosen)
         return len(chosen)
 
     monkeypatch.setattr(dead_letters, "read", lambda _settings, _service: letters)
     monkeypatch.setattr(dead_letters, "replay", replay)
     return sent
+
+
+def on_the_topic(monkeypatch: pytest.MonkeyPatch, messages: list[Received]) -> None:
+    """A dead-letter topic holding these messages, as read from Kafka; nothing replayed."""
+
+    class Reader:
+        def __init__(self, *_args: Any) -> None:
+            pass
+
+        def read_all(self) -> list[Received]:
+            return messages
+
+    class Admin:
+        def __init__(self, *_args: Any) -> None:
+            pass
+
+        def committed(self, _group: str) -> dict[tuple[str, int], int]:
+            return {}
+
+    monkeypatch.setattr(dead_letters, "Reader", Reader)
+    monkeypatch.setattr(dead_letters, "Admin", Admin)
 
 
 def test_an_offset_in_several_partitions_needs_the_partition(
@@ -85,15 +107,78 @@ def test_a_letter_is_listed_with_its_event_id_and_type(
     message = Received("life-events.dead-letter.pensions", 0, 0, b"k", b"v", headers, 0)
     odd = Received("life-events.dead-letter.pensions", 0, 1, b"k", b"v", [("ce_id", b"AB 12")], 0)
 
-    class Reader:  # the dead-letter topic, as read from Kafka
-        def __init__(self, *_args: Any) -> None:
-            pass
-
-        def read_all(self) -> list[Received]:
-            return [message, odd]
-
-    monkeypatch.setattr(dead_letters, "Reader", Reader)
+    on_the_topic(monkeypatch, [message, odd])
     assert run_cli(["dlq", "list", "pensions"]) == 0
     out = capsys.readouterr().out
     assert f"event {event_id} (uk.gov.tellusonce.death.registered.v1)" in out
     assert "AB 12" not in out
+
+
+def test_a_replay_sends_only_the_letters_not_replayed_yet(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    run_cli: Callable[[list[str]], int],
+) -> None:
+    """Each replay sent every letter again: each still failing came back, doubling the topic
+    (1, 2, 4, 8), and nothing said which were settled. One named by its offset is sent again."""
+    done = replace(letter(0, 0), replayed=True)
+    letters = [done, letter(0, 1), letter(1, 0)]
+    sent: list[tuple[int, int]] = []
+
+    def replay(_settings: Any, _service: str, chosen: list[DeadLetter], *_rest: Any) -> int:
+        sent.extend((d.partition, d.offset) for d in chosen)
+        return len(chosen)
+
+    monkeypatch.setattr(dead_letters, "read", lambda _settings, _service: letters)
+    monkeypatch.setattr(dead_letters, "replay", replay)
+    assert run_cli(["dlq", "list", "pensions"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0] == "3 dead letters for pensions, 1 of them replayed"
+    assert listed[1].endswith("[replayed]")
+    assert not listed[2].endswith("[replayed]")
+    assert run_cli(["dlq", "replay", "pensions"]) == 0
+    assert sent == [(0, 1), (1, 0)]
+    assert run_cli(["dlq", "replay", "pensions", "--partition", "0", "--offset", "0"]) == 0
+    assert sent[2:] == [(0, 0)]
+    letters[1:] = [replace(d, replayed=True) for d in letters[1:]]
+    capsys.readouterr()
+    assert run_cli(["dlq", "replay", "pensions"]) == 0
+    assert capsys.readouterr().out == (
+        "nothing to replay: every dead letter of pensions was replayed "
+        "(--partition P --offset N sends one again)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("letters", "now", "mark"),
+    [
+        ("...", [0, 1], 2),  # . waiting, r replayed before, b kept without its message
+        ("r..", [1, 2], 3),
+        ("...", [1], None),  # the first neither sent nor replayed: the mark stays before it
+        ("...", [0, 2], 1),  # past the first, not past the one left out
+        (".b.", [0], 2),  # past one with nothing to replay
+    ],
+)
+def test_the_replay_mark_passes_only_settled_letters(
+    letters: str, now: list[int], mark: int | None
+) -> None:
+    every = [
+        replace(letter(0, n, "1048600" if kind == "b" else None), replayed=kind == "r")
+        for n, kind in enumerate(letters)
+    ]
+    assert dead_letters._mark([d for d in every if d.offset in now], every) == mark
+
+
+def test_a_letter_whose_numbers_are_not_numbers_is_listed(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    run_cli: Callable[[list[str]], int],
+) -> None:
+    """`dlq_origin_offset: n/a` (another producer's letter) stopped `dlq list` and `replay` for
+    the whole topic with a ValueError."""
+    odd = [("dlq_origin_topic", b"life-events.death"), ("dlq_origin_offset", b"n/a")]
+    message = Received("life-events.dead-letter.pensions", 0, 0, b"k", b"v", odd, 0)
+
+    on_the_topic(monkeypatch, [message])
+    assert run_cli(["dlq", "list", "pensions"]) == 0
+    assert "from life-events.death [-1]@-1" in capsys.readouterr().out

@@ -231,3 +231,29 @@ def test_a_publish_refused_with_every_answer_in_purges_nothing_of_other_threads(
     with pytest.raises(MessageTooLarge):
         publisher.publish([Outgoing("events", b"k", b"x" * 3000, [])])
     assert refusing.purges == 0
+
+
+def test_a_message_s_own_dead_letter_headers_are_not_kept_as_its_dead_letter_s(
+    tmp_path: Path,
+) -> None:
+    """Dead-lettered with its own headers first, a message carrying dlq_ headers was read by
+    `dlq list` as their values say (any text, personal data too, as its error) and replayed to
+    the topic its dlq_origin_topic named."""
+    service = handler(tmp_path, "pensions")
+    kept = Kept()
+    runtime = Runtime(service, kept, kept, Topics())  # type: ignore[arg-type]
+    forged = [
+        ("dlq_origin_topic", b"life-events.birth"),
+        ("dlq_error_message", b"QQ123456C Jane Smith"),
+        ("ce_type", b"x"),
+    ]
+    topic = service.topics[0]
+    kept.assigned.add((topic, 0))
+    runtime.process([Received(topic, 0, 5, b"k", b"not avro", forged, 0)])
+
+    (letter,) = kept.sent
+    names = [name for name, _ in letter.headers]
+    assert names.count("dlq_origin_topic") == names.count("dlq_error_message") == 1
+    assert header(letter.headers, "dlq_origin_topic") == topic
+    assert "QQ123456C" not in str(letter.headers)
+    assert ("ce_type", b"x") in letter.headers  # its other headers kept
