@@ -24,6 +24,7 @@ EVENT_TYPES = ("death", "birth", "marriage", "address-change")
 EXIT_INVALID = 2
 EXIT_BROKER = 3
 EXIT_NOT_RECORDED = 4
+DEMO_DATA_DIR = ".run/demo"  # the demo's own stores (make run's), emptied by each run
 
 
 def _read_json(path: str) -> object:
@@ -449,9 +450,10 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(_args: argparse.Namespace, settings: Settings) -> int:
     from tellusonce.demo import run
 
+    own = Path(DEMO_DATA_DIR)
     if "data_dir" not in settings.model_fields_set:  # its fresh stores are not the services'
-        settings = settings.model_copy(update={"data_dir": Path(".run/demo")})
-    return run(settings)
+        settings = settings.model_copy(update={"data_dir": own})
+    return run(settings, owned=settings.data_dir.resolve() == own.resolve())
 
 
 def _add_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

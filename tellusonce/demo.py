@@ -47,10 +47,11 @@ def family_page(base: str, reference: str, born: str) -> str:
     return httpx.post(f"{base}/status", data=form, timeout=10).text
 
 
-def run(settings: Settings) -> int:
-    """The whole demo; 0 when every subscribed service confirmed (a REJECTED answer is not)."""
+def run(settings: Settings, owned: bool = False) -> int:
+    """The whole demo; 0 when every subscribed service confirmed (a REJECTED answer is not).
+    Its stores are made afresh: in a directory it made them in, or `owned` (its own)."""
     ensure_topics(settings)
-    seed_stores(settings, fresh=True)
+    seed_stores(settings, fresh=True, owned=owned)
     key = Offices(settings.store_url_for("registrar")).create_key(DEMO_OFFICE, ["Leeds"])
     base = f"http://127.0.0.1:{settings.api_port}"
     children = start_processes(settings, api_port=settings.api_port)

@@ -17,6 +17,7 @@ from pathlib import Path
 from consumers.launch import NAMES
 from consumers.seed import seed
 from tellusonce import shutdown
+from tellusonce.errors import UnsafeSettings
 from tellusonce.kafka import Admin
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics
@@ -48,11 +49,27 @@ def ensure_topics(settings: Settings) -> None:
     )
 
 
-def seed_stores(settings: Settings, fresh: bool) -> None:
-    """Seed the synthetic records into every store, emptying the stores first if `fresh`."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+DEMO_MARK = ".made-by-tellusonce-demo"
+"""In a data directory whose stores the demo made (and may empty again)."""
+
+
+def seed_stores(settings: Settings, fresh: bool, owned: bool = False) -> None:
+    """Seed the synthetic records into every store, emptying the stores first if `fresh`: only
+    in a directory the demo made them in (its mark there), or `owned` (the demo's own), or
+    holding none. UnsafeSettings otherwise: TELLUSONCE_DATA_DIR naming a real data directory
+    (compose's /data) would have had its ledger, keys and stores deleted."""
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
     if fresh:
-        for old in settings.data_dir.glob("*.db*"):
+        stores = sorted(p.name for p in data_dir.glob("*.db"))
+        if stores and not owned and not (data_dir / DEMO_MARK).exists():
+            raise UnsafeSettings(
+                f"{data_dir} holds stores the demo did not make ({', '.join(stores)}), and the "
+                "demo starts from fresh ones: set TELLUSONCE_DATA_DIR to an empty directory, or "
+                "leave it unset (.run/demo)"
+            )
+        (data_dir / DEMO_MARK).write_text("made by `tellusonce demo`: each run empties it\n")
+        for old in data_dir.glob("*.db*"):
             old.unlink()
     counts = seed(settings)
     say("seeded synthetic records: " + ", ".join(f"{n} {c}" for n, c in counts.items()))

@@ -60,12 +60,32 @@ def test_the_demo_keeps_its_fresh_stores_apart(
 ) -> None:
     """Run as `tellusonce demo`, it wiped the stores `up`, `consume` and `submit` use."""
     used: list[Any] = []
-    monkeypatch.setattr(demo, "run", lambda settings: used.append(settings.data_dir) or 0)
+    monkeypatch.setattr(
+        demo, "run", lambda settings, owned: used.append((settings.data_dir, owned)) or 0
+    )
     monkeypatch.delenv("TELLUSONCE_DATA_DIR", raising=False)
     assert run_cli(["demo"]) == 0
     monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
     assert run_cli(["demo"]) == 0
-    assert used == [Path(".run/demo"), tmp_path]
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", ".run/demo")  # as make run names it
+    assert run_cli(["demo"]) == 0
+    assert used == [(Path(".run/demo"), True), (tmp_path, False), (Path(".run/demo"), True)]
+
+
+def test_the_demo_does_not_empty_a_data_directory_it_did_not_make(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    run_cli: Callable[[list[str]], int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """TELLUSONCE_DATA_DIR naming a real one (compose's /data), `demo` deleted every store
+    there: the registrar's ledger and offices' keys, each service's records."""
+    monkeypatch.setattr(demo, "ensure_topics", lambda _settings: None)  # no broker asked
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    (tmp_path / "registrar.db").write_bytes(b"the office's keys")
+    assert run_cli(["demo"]) == 1
+    assert "holds stores the demo did not make (registrar.db)" in capsys.readouterr().err
+    assert (tmp_path / "registrar.db").read_bytes() == b"the office's keys"
 
 
 def test_submitting_with_the_placeholder_secret_to_a_remote_broker_is_refused(
