@@ -53,6 +53,7 @@ from tellusonce.database import (
     BulkInsert,
     Connections,
     Query,
+    alone,
     connect,
     create_or_upgrade,
     ping,
@@ -655,7 +656,7 @@ class ServiceStore:
         read keeps its keys, and is dead-lettered when an event needs it)."""
         wanted = f"{self.record_type.PEOPLE_VERSION}.{NAME_KEY_VERSION}"
         version = select(store_meta.c.value).where(store_meta.c.name == "people_version")
-        with self.engine.begin() as conn:
+        with alone(self.engine) as conn:
             if conn.execute(version).scalar() == wanted:
                 return
             remade: dict[str, list[PersonKey]] = {}

@@ -46,6 +46,7 @@ from tellusonce.database import (
     Connections,
     Query,
     connect,
+    create_or_upgrade,
     ping,
     reason,
 )
@@ -297,7 +298,7 @@ class TrackerStore:
         self.engine = connect(url)
         self.connections = Connections(self.engine)
         try:
-            metadata.create_all(self.engine)
+            create_or_upgrade(self.engine, metadata)
         except OperationalError as exc:
             raise StoreBusy(f"tracker store not usable: {reason(exc)}") from exc
 

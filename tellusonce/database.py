@@ -3,7 +3,9 @@ statements run for a consumer batch's many rows at once."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -90,9 +92,7 @@ def connect(url: str) -> Engine:
         # Let SQLAlchemy, not the sqlite3 module, begin transactions, so a batch's reads and
         # writes are one transaction (SQLAlchemy's documented recipe for pysqlite).
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.close()
+        _write_ahead(dbapi_connection)
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
@@ -110,6 +110,21 @@ def connect(url: str) -> Engine:
 
 
 _BEGIN = "tellusonce_sqlite_begin"
+
+
+def _write_ahead(dbapi_connection: sqlite3.Connection, within: float = 5.0) -> None:
+    """Put a SQLite store in WAL mode (kept in the file: the first connection makes it so). On
+    a fresh store that other processes open too, SQLite refuses the change at once ("database
+    is locked": its busy timeout does not apply) while another connection reads: tried again."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            dbapi_connection.execute("PRAGMA journal_mode=WAL").close()
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _as_sqlalchemys(
@@ -180,13 +195,38 @@ class Connections:
         self.engine.dispose()
 
 
+_ALONE = 0x7465_6C6C_7573  # "tellus": the advisory lock of alone()'s transactions
+
+
+@contextmanager
+def alone(engine: Engine) -> Iterator[Connection]:
+    """A transaction no other process's alone() runs beside: SQLite's write lock taken as it
+    begins, or PostgreSQL's advisory lock (a store's creation, upgrade or keys made again,
+    which processes started together on the same store would otherwise each attempt)."""
+    if engine.dialect.name != "postgresql":
+        with writing(engine).begin() as conn:
+            yield conn
+        return
+    # READ COMMITTED: what the lock's last holder committed is seen once it is held (at
+    # REPEATABLE READ, a store's, the snapshot would be taken as the lock was asked for). Set
+    # on the connection: an engine's own isolation level is not overridden by a derived one's.
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="READ COMMITTED")
+        with conn.begin():
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ALONE})
+            yield conn
+
+
 def create_or_upgrade(engine: Engine, metadata: MetaData) -> list[str]:
     """Create missing tables, and add the columns and indexes a newer version of a table has to
     one a store made by an older version kept (added columns are nullable: older rows have no
-    value). Returns what was added, as "table.column" and "table.index"."""
-    metadata.create_all(engine)
+    value). Returns what was added, as "table.column" and "table.index". One transaction holding
+    the write lock (SQLite) or an advisory lock (PostgreSQL): processes started together on a
+    fresh store each found a table missing, and all but one were refused ("database is
+    locked") or found it made meanwhile ("already exists")."""
     added = []
-    with engine.begin() as conn:
+    with alone(engine) as conn:
+        metadata.create_all(conn)
         found = inspect(conn)
         for table in metadata.sorted_tables:
             existing = {c["name"] for c in found.get_columns(table.name)}
