@@ -76,7 +76,9 @@ def test_other_consumer_errors_are_said(caplog: pytest.LogCaptureFixture) -> Non
     missing = Failed(KafkaError.UNKNOWN_TOPIC_OR_PART, "Subscribed topic not available: t.x")
     with caplog.at_level(logging.WARNING, logger="librdkafka"):
         assert subscriber_on(Consumer(missing)).poll(10, 0) == []
-    assert [r.getMessage() for r in caplog.records if r.name == "librdkafka"] == [
+    said = [r.getMessage() for r in caplog.records if r.name == "librdkafka"]
+    # (the real consumer it replaced may have said it could not connect to 127.0.0.1:1)
+    assert [line for line in said if line.startswith("consumer error")] == [
         "consumer error: Subscribed topic not available: t.x"
     ]
 
