@@ -166,6 +166,12 @@ def parse(
     return header, facts
 
 
+def registration(event_type: EventType, document: object, settings: Settings) -> LifeEvent[Any]:
+    """The event a submission makes, validated (InvalidSubmission), not published."""
+    header, facts = parse(event_type, document)
+    return build_event(event_type, header, facts, settings)
+
+
 def build_event(
     event_type: EventType,
     header: Header,
@@ -332,12 +338,7 @@ class Registrar:
     def submit(self, event_type: EventType, document: object) -> Receipt:
         """Validate, build and publish; return only after Kafka acknowledged the event. A
         submission of a register entry published already is answered with that event."""
-        return self.publish_new(self.registration(event_type, document))
-
-    def registration(self, event_type: EventType, document: object) -> LifeEvent[Any]:
-        """The event a submission makes, validated (InvalidSubmission), not published."""
-        header, facts = parse(event_type, document)
-        return build_event(event_type, header, facts, self.settings)
+        return self.publish_new(registration(event_type, document, self.settings))
 
     def earlier(self, event: LifeEvent[Any], reason_field: str = "reason") -> LifeEvent[Any] | None:
         """The event this registrar published already under this one's id (its register entry,

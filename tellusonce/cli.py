@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import os
 import re
 import socket
 import sys
@@ -24,6 +25,16 @@ EVENT_TYPES = ("death", "birth", "marriage", "address-change")
 EXIT_INVALID = 2
 EXIT_BROKER = 3
 EXIT_NOT_RECORDED = 4
+PORT_MAX = 65535
+DRAINING = {"consume", "serve", "up", "demo"}  # stop at SIGTERM or Ctrl-C, cleanly; others at once
+_MAYBE_SENT = ": it may have reached Kafka; run the same command again (services apply it once)"
+INTERRUPTED = {
+    "submit": _MAYBE_SENT,
+    "correct": _MAYBE_SENT,
+    "cancel": _MAYBE_SENT,
+    "dlq": ": `tellusonce dlq list` shows which letters are marked replayed (one sent, not yet "
+    "marked, is sent again by the next replay: services apply it once)",
+}
 DEMO_DATA_DIR = ".run/demo"  # the demo's own stores (make run's), emptied by each run
 
 
@@ -45,7 +56,7 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
     """submit, correct and cancel: print the receipt only once Kafka acknowledged."""
     from pydantic import ValidationError
 
-    from producers.submission import Registrar, problems_of
+    from producers.submission import Registrar, problems_of, registration
     from producers.submission import receipt as receipt_of
     from tellusonce.codec import Codec
     from tellusonce.errors import (
@@ -57,13 +68,14 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
     from tellusonce.events import EventType
     from tellusonce.kafka import Admin, Publisher, how_to_start
 
-    registrar = Registrar(settings, Publisher(settings, "cli"), Codec(settings.schema_dirs))
-    try:
+    try:  # a registration validated before its ledger is opened (made): bad input changes nothing
+        document = None if args.command == "cancel" else _read_json(args.file)
         if args.command == "submit":
-            event = registrar.registration(EventType(args.event_type), _read_json(args.file))
-        elif args.command == "correct":
-            event = registrar.correction_of(args.reference, _read_json(args.file), args.reason)
-        else:
+            event = registration(EventType(args.event_type), document, settings)
+        registrar = Registrar(settings, Publisher(settings, "cli"), Codec(settings.schema_dirs))
+        if args.command == "correct":
+            event = registrar.correction_of(args.reference, document, args.reason)
+        elif args.command == "cancel":
             event = registrar.cancellation_of(args.reference, args.reason)
         sent = registrar.acknowledged_already(event)  # answered from the ledger, no broker
         if not sent and not Admin(settings).reachable(5.0):  # now, not after the publish's 30 s
@@ -350,6 +362,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         flush=True,
     )
     try:
+        if shutdown.requested.is_set():  # SIGTERM while starting: uvicorn would not know of it
+            return 0
         uvicorn.run(
             create_app(settings, registrar),
             host=args.host,
@@ -470,6 +484,17 @@ def _add_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     keys.set_defaults(run=_keys)
 
 
+def _port(text: str, lowest: int = 0, highest: int = PORT_MAX) -> int:
+    """A port number argument: an integer from lowest to highest (0: any free one)."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not lowest <= number <= highest:
+        raise argparse.ArgumentTypeError(f"{number} is not a port from {lowest} to {highest}")
+    return number
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     from consumers.launch import NAMES
@@ -491,7 +516,7 @@ def parser() -> argparse.ArgumentParser:
     cancel.set_defaults(run=_publishing)
     consume = sub.add_parser("consume", help="run a service (or the tracker) until SIGTERM")
     consume.add_argument("name", choices=NAMES)
-    consume.add_argument("--metrics-port", type=int, default=None)
+    consume.add_argument("--metrics-port", type=_port, default=None)
     consume.set_defaults(run=_consume)
     status = sub.add_parser("status", help="what each service did with a reference")
     status.add_argument("reference")
@@ -516,10 +541,10 @@ def parser() -> argparse.ArgumentParser:
     dlq.set_defaults(run=_dlq)
     sub.add_parser("topics", help="create the bus's topics").set_defaults(run=_topics)
     serve = sub.add_parser("serve", help="the registrar HTTP API and the family status page")
-    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--port", type=_port, default=None)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument(
-        "--metrics-port", type=int, default=None, help="/metrics and probes (9406; 0: any)"
+        "--metrics-port", type=_port, default=None, help="/metrics and probes (9406; 0: any)"
     )
     serve.set_defaults(run=_serve)
     _add_keys(sub)
@@ -527,7 +552,10 @@ def parser() -> argparse.ArgumentParser:
         "up", help="broker (if none), every service, the tracker and the registrar API until Ctrl-C"
     )
     up.add_argument(
-        "--metrics-base-port", type=int, default=9401, help="first of six consecutive ports"
+        "--metrics-base-port",
+        type=lambda text: _port(text, lowest=1, highest=PORT_MAX - 5),
+        default=9401,
+        help="first of six consecutive ports",
     )
     up.set_defaults(run=_up)
     demo = sub.add_parser("demo", help="the main job: every service, one death, 4 confirmations")
@@ -539,31 +567,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; exit 2 for bad input, 3 when Kafka did not acknowledge (or no broker
     answers), 4 when the registrar's ledger could not record the event, 1 when a store,
     directory or port cannot be used, or the settings are invalid or would expose people's
-    data."""
+    data; 128 + the signal's number when a short command is interrupted."""
     shutdown.install()
     args = parser().parse_args(argv)
-    from pydantic import ValidationError
-    from pydantic_settings import SettingsError
-    from sqlalchemy.exc import OperationalError
-
     from tellusonce import logs
-    from tellusonce.database import reason
-    from tellusonce.errors import BrokerUnavailable, StoreBusy, UnsafeSettings
-    from tellusonce.settings import Settings
 
-    try:
-        settings = Settings()
-    except ValidationError as exc:  # each setting named, never its value (a secret, say)
-        for error in exc.errors(include_input=False, include_url=False):
-            print(f"error: setting {_env(error['loc'][0])}: {error['msg']}", file=sys.stderr)
+    settings = _settings()
+    if settings is None:
         return 1
-    except SettingsError as exc:  # a JSON setting that is not JSON: its value withheld too
-        field = re.search(r'field "(\w+)"', str(exc))
-        name = _env(field.group(1)) if field else "a TELLUSONCE_ setting"
-        print(f"error: setting {name}: not valid JSON", file=sys.stderr)
-        return 1
-    for unknown in _unknown_settings(settings):
-        print(f"warning: {unknown}", file=sys.stderr)
     # Services log what they do; a command a person runs answers on stdout, its own info lines
     # (event_published, ...) only interleaving with the answer, unless TELLUSONCE_LOG_LEVEL asks.
     asked = "log_level" in settings.model_fields_set
@@ -573,22 +584,66 @@ def main(argv: list[str] | None = None) -> int:
         # acquire idempotence PID ...: retrying" on a broker just started): its errors only
         logging.getLogger("librdkafka").setLevel(logging.ERROR)
     try:
+        if args.command not in DRAINING:
+            shutdown.at_once()
         return int(args.run(args, settings))
-    except BrokerUnavailable as exc:  # topics, dlq: what submit says in its own words
+    except KeyboardInterrupt:  # a short command's Ctrl-C or SIGTERM (a store's transaction undone)
+        done = INTERRUPTED.get(args.command, "")
+        print(f"error: interrupted{done}", file=sys.stderr)
+        return shutdown.exit_status()
+    except Exception as exc:
+        return _failed(exc, settings)
+
+
+def _settings() -> Settings | None:
+    """The TELLUSONCE_ settings, or None once each invalid one is named (never its value: a
+    secret, say); unknown TELLUSONCE_ variables warned of."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from tellusonce.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for error in exc.errors(include_input=False, include_url=False):
+            print(f"error: setting {_env(error['loc'][0])}: {error['msg']}", file=sys.stderr)
+        return None
+    except SettingsError as exc:  # a JSON setting that is not JSON: its value withheld too
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = _env(field.group(1)) if field else "a TELLUSONCE_ setting"
+        print(f"error: setting {name}: not valid JSON", file=sys.stderr)
+        return None
+    for unknown in _unknown_settings(settings):
+        print(f"warning: {unknown}", file=sys.stderr)
+    return settings
+
+
+def _failed(exc: Exception, settings: Settings) -> int:
+    """A command's failure said in one line, with its exit code; one not foreseen is raised."""
+    from sqlalchemy.exc import OperationalError
+
+    from tellusonce.database import reason
+    from tellusonce.errors import BrokerUnavailable, StoreBusy, UnsafeSettings
+
+    if isinstance(exc, BrokenPipeError):  # `tellusonce dlq list | head`: what is left unsaid
+        devnull = os.open(os.devnull, os.O_WRONLY)  # (Python's own flush at exit would fail too)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    if isinstance(exc, BrokerUnavailable):  # topics, dlq: what submit says in its own words
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BROKER
-    except OSError as exc:
-        if exc.errno != errno.EADDRINUSE:
-            raise _unusable(exc, settings) from exc
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         print(f"error: {exc}: another process listens there (choose another port)", file=sys.stderr)
         return 1
-    except StoreBusy as exc:
+    if isinstance(exc, OperationalError):  # a store locked by another process, say (keys, seed)
+        exc = StoreBusy(f"store busy: {reason(exc)}")
+    if isinstance(exc, StoreBusy) or (isinstance(exc, OSError) and exc.filename is not None):
         raise _unusable(exc, settings) from exc
-    except OperationalError as exc:  # a store locked by another process, say (keys, seed)
-        raise _unusable(StoreBusy(f"store busy: {reason(exc)}"), settings) from exc
-    except UnsafeSettings as exc:
+    if isinstance(exc, OSError | UnsafeSettings):
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    raise exc
 
 
 def _unusable(exc: Exception, settings: Settings) -> SystemExit:

@@ -61,7 +61,7 @@ class Settings(BaseSettings):
         "about 0.8% of a core (tests/bench/README.md)",
     )
     fetch_min_bytes: int = Field(16384, ge=1, description="see fetch_wait_ms")
-    api_port: int = Field(8080, description="port of `tellusonce serve`")
+    api_port: int = Field(8080, ge=0, le=65535, description="port of `tellusonce serve`")
     api_rate_per_second: float = Field(5.0, gt=0, description="requests/s per office (average)")
     api_burst: int = Field(20, ge=1, description="requests an office may make at once")
     status_attempts_per_minute: int = Field(5, ge=1, description="family status page tries/IP")
@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     )
     metrics_host: str = Field("127.0.0.1", description="address /metrics listens on")
     metrics_port: int | None = Field(
-        None, description="a consumer's /metrics port; None: 9401-9405 by service"
+        None, ge=0, le=65535, description="a consumer's /metrics port; None: 9401-9405 by service"
     )
 
     def store_url_for(self, service: str) -> str:

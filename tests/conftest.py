@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,9 +38,15 @@ def postgres() -> Iterator[Server]:
 @pytest.fixture
 def run_cli() -> Iterator[Callable[[list[str]], int]]:
     """tellusonce's command line, run in this process. It configures logging for the process,
-    to this test's captured stderr (closed after it): undone after the test."""
-    from tellusonce import cli
+    to this test's captured stderr (closed after it), and its signal handlers: undone after the
+    test."""
+    from tellusonce import cli, shutdown
 
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
     yield cli.main
+    for number, handler in handlers.items():
+        signal.signal(number, handler)
+    shutdown.requested.clear()
+    shutdown._received.clear()
     structlog.reset_defaults()
     logging.getLogger("librdkafka").setLevel(logging.NOTSET)  # a command may quieten it

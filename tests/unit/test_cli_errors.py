@@ -4,8 +4,11 @@ exit code, no traceback."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -413,3 +416,55 @@ def publishing_to(
     # the registrar's logger, kept by structlog bound to this test's stderr once used: a fresh
     # one here, so that the module's own is not left writing to it once it is closed
     monkeypatch.setattr(submission, "log", structlog.get_logger("tellusonce.producer"))
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`tellusonce keys list | head -1`: the pipe closed was blamed on the data directory."""
+    reading, writing = os.pipe()
+    os.close(reading)  # the reader gone before anything is written
+    try:
+        ended = subprocess.run(
+            [sys.executable, "-m", "tellusonce", "keys", "create", "LEEDS-RO", "--any-district"],
+            stdout=writing,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "TELLUSONCE_DATA_DIR": str(tmp_path)},
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(writing)
+    assert (ended.returncode, ended.stderr) == (1, "")
+
+
+def test_a_submission_with_bad_input_makes_no_store(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    run_cli: Callable[[list[str]], int],
+) -> None:
+    """Refused, it had made the data directory and an empty ledger there all the same."""
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(data_dir))
+    document = tmp_path / "death.json"
+    document.write_text('{"registration": {}}')
+    assert run_cli(["submit", "death", str(document)]) == 2
+    assert "error: nothing was published" in capsys.readouterr().err
+    assert not data_dir.exists()
+
+
+def test_a_port_out_of_range_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    run_cli: Callable[[list[str]], int],
+) -> None:
+    """`serve --port 70000` ended in OverflowError's traceback."""
+    with pytest.raises(SystemExit) as refused:
+        run_cli(["serve", "--port", "70000"])
+    assert refused.value.code == 2
+    assert "argument --port: 70000 is not a port from 0 to 65535" in capsys.readouterr().err
+    monkeypatch.setenv("TELLUSONCE_API_PORT", "70000")
+    assert run_cli(["serve"]) == 1
+    assert capsys.readouterr().err == (
+        "error: setting TELLUSONCE_API_PORT: Input should be less than or equal to 65535\n"
+    )

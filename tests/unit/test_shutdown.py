@@ -3,10 +3,12 @@ process at once; what waits for processes to come up gives up when a stop is ask
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +108,53 @@ def test_the_api_on_a_metrics_port_is_refused_before_anything_starts(tmp_path: P
     with pytest.raises(SystemExit, match="port 9406 is the API's and a process's metrics port"):
         stack.start_processes(Settings(data_dir=tmp_path), 9401, api_port=9406)
     assert not (tmp_path / "logs" / "pensions.log").exists()
+
+
+def test_a_short_command_is_interrupted_where_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    run_cli: Callable[[list[str]], int],
+) -> None:
+    """Its handler only asked for a drain nothing waited for: Ctrl-C on a `submit` waiting for
+    a broker, or a `dlq replay`, went unanswered until the command ended by itself."""
+    from tellusonce import cli
+
+    def waiting(_args: object, _settings: object) -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        threading.Event().wait(10)  # a signal's handler runs during the wait
+        return 0
+
+    monkeypatch.setattr(cli, "_publishing", waiting)
+    assert run_cli(["cancel", "5D4Z6-43N23", "--reason", "made in error"]) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == (
+        "error: interrupted: it may have reached Kafka; run the same command again (services "
+        "apply it once)\n"
+    )
+
+
+def test_a_signal_during_start_up_stops_a_short_command_before_it_begins(
+    monkeypatch: pytest.MonkeyPatch, run_cli: Callable[[list[str]], int]
+) -> None:
+    from tellusonce import cli
+
+    ran: list[object] = []
+    monkeypatch.setattr(cli, "_status", lambda args, _settings: ran.append(args) or 0)
+    shutdown.requested.set()  # a Ctrl-C during the imports
+    assert run_cli(["status", "5D4Z6-43N23"]) == 128 + signal.SIGINT
+    assert ran == []
+
+
+def test_serve_asked_to_stop_while_starting_does_not_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, run_cli: Callable[[list[str]], int]
+) -> None:
+    """A SIGTERM before uvicorn installed its own handlers was only noted: the API then served
+    on until a second one killed it."""
+    import uvicorn
+
+    served: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **_options: served.append(app))
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TELLUSONCE_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    shutdown.requested.set()
+    assert run_cli(["serve", "--port", "0", "--metrics-port", "0"]) == 0
+    assert served == []
