@@ -656,7 +656,10 @@ class ServiceStore:
         read keeps its keys, and is dead-lettered when an event needs it)."""
         wanted = f"{self.record_type.PEOPLE_VERSION}.{NAME_KEY_VERSION}"
         version = select(store_meta.c.value).where(store_meta.c.name == "people_version")
-        with alone(self.engine) as conn:
+        with self.engine.connect() as conn:  # as a rule they were: no write lock asked for
+            if conn.execute(version).scalar() == wanted:
+                return
+        with alone(self.engine) as conn:  # made again by one process, the others wait
             if conn.execute(version).scalar() == wanted:
                 return
             remade: dict[str, list[PersonKey]] = {}

@@ -12,7 +12,7 @@ import structlog
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from tellusonce.database import INSTANT, connect, reason
+from tellusonce.database import INSTANT, connect, create_or_upgrade, reason
 
 log = structlog.get_logger("tellusonce.api")
 metadata = MetaData()
@@ -46,7 +46,7 @@ class IdempotencyKeys:
 
     def __init__(self, url: str) -> None:
         self.engine = connect(url)
-        metadata.create_all(self.engine)
+        create_or_upgrade(self.engine, metadata)
 
     def get(self, office: str, key: str) -> Stored | None:
         with self.engine.connect() as conn:

@@ -253,7 +253,7 @@ def _registration(event: LifeEvent[Any]) -> tuple[Any, ...]:
 
 def _lock_row(engine: Engine) -> None:
     """The lock's table and row, made by whichever process starts first."""
-    _locking.create_all(engine)
+    create_or_upgrade(engine, _locking)
     with contextlib.suppress(IntegrityError), engine.begin() as conn:  # another made it meanwhile
         if conn.execute(select(ledger_lock.c.id)).first() is None:
             conn.execute(ledger_lock.insert().values(id=1))

@@ -166,6 +166,11 @@ def parse(
     return header, facts
 
 
+NOT_SUBMITTED_HERE = Problem(
+    "reference", "no registration with this reference was submitted from here"
+)
+
+
 def registration(event_type: EventType, document: object, settings: Settings) -> LifeEvent[Any]:
     """The event a submission makes, validated (InvalidSubmission), not published."""
     header, facts = parse(event_type, document)
@@ -465,13 +470,7 @@ class Registrar:
                 "reference",
             )
         if latest is None:
-            raise InvalidSubmission(
-                [
-                    Problem(
-                        "reference", "no registration with this reference was submitted from here"
-                    )
-                ]
-            )
+            raise InvalidSubmission([NOT_SUBMITTED_HERE])
         return latest
 
     def publish(self, event: LifeEvent[Any]) -> Receipt:

@@ -1,5 +1,5 @@
 """Lets `python -m tellusonce` run the command line."""
 
-from tellusonce.cli import main
+from tellusonce.cli import entry
 
-raise SystemExit(main())
+entry()

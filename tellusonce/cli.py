@@ -11,7 +11,7 @@ import re
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from tellusonce import shutdown
 
@@ -26,14 +26,16 @@ EXIT_INVALID = 2
 EXIT_BROKER = 3
 EXIT_NOT_RECORDED = 4
 PORT_MAX = 65535
-DRAINING = {"consume", "serve", "up", "demo"}  # stop at SIGTERM or Ctrl-C, cleanly; others at once
+# Stopped by SIGTERM or Ctrl-C cleanly (seed: finished once begun, as its stores are seeded
+# one after another and `seed --if-empty` asks the first); the others are interrupted at once.
+DRAINING = {"consume", "serve", "up", "demo", "seed"}
 _MAYBE_SENT = ": it may have reached Kafka; run the same command again (services apply it once)"
 INTERRUPTED = {
     "submit": _MAYBE_SENT,
     "correct": _MAYBE_SENT,
     "cancel": _MAYBE_SENT,
-    "dlq": ": `tellusonce dlq list` shows which letters are marked replayed (one sent, not yet "
-    "marked, is sent again by the next replay: services apply it once)",
+    "replay": ": `tellusonce dlq list` shows which letters are marked replayed (one sent, not "
+    "yet marked, is sent again by the next replay: services apply it once)",
 }
 DEMO_DATA_DIR = ".run/demo"  # the demo's own stores (make run's), emptied by each run
 
@@ -56,7 +58,7 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
     """submit, correct and cancel: print the receipt only once Kafka acknowledged."""
     from pydantic import ValidationError
 
-    from producers.submission import Registrar, problems_of, registration
+    from producers.submission import NOT_SUBMITTED_HERE, Registrar, problems_of, registration
     from producers.submission import receipt as receipt_of
     from tellusonce.codec import Codec
     from tellusonce.errors import (
@@ -72,6 +74,8 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
         document = None if args.command == "cancel" else _read_json(args.file)
         if args.command == "submit":
             event = registration(EventType(args.event_type), document, settings)
+        elif _no_store(settings.store_url_for("registrar")):  # nothing submitted from here
+            raise InvalidSubmission([NOT_SUBMITTED_HERE])
         registrar = Registrar(settings, Publisher(settings, "cli"), Codec(settings.schema_dirs))
         if args.command == "correct":
             event = registrar.correction_of(args.reference, document, args.reason)
@@ -588,11 +592,19 @@ def main(argv: list[str] | None = None) -> int:
             shutdown.at_once()
         return int(args.run(args, settings))
     except KeyboardInterrupt:  # a short command's Ctrl-C or SIGTERM (a store's transaction undone)
-        done = INTERRUPTED.get(args.command, "")
+        done = INTERRUPTED.get(getattr(args, "action", args.command), "")
         print(f"error: interrupted{done}", file=sys.stderr)
         return shutdown.exit_status()
     except Exception as exc:
         return _failed(exc, settings)
+
+
+def entry() -> NoReturn:
+    """The `tellusonce` command: main()'s exit status, or, for a short command interrupted,
+    the signal's own end (so a shell loop running it stops at Ctrl-C, as for any program)."""
+    status = main()
+    shutdown.end_if_interrupted()
+    raise SystemExit(status)
 
 
 def _settings() -> Settings | None:

@@ -13,11 +13,14 @@ from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import (
+    Column,
     Connection,
     Date,
     DateTime,
     Dialect,
     Engine,
+    Index,
+    Inspector,
     MetaData,
     Table,
     bindparam,
@@ -121,8 +124,8 @@ def _write_ahead(dbapi_connection: sqlite3.Connection, within: float = 5.0) -> N
         try:
             dbapi_connection.execute("PRAGMA journal_mode=WAL").close()
             return
-        except sqlite3.OperationalError:
-            if time.monotonic() > deadline:
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
 
@@ -220,28 +223,40 @@ def alone(engine: Engine) -> Iterator[Connection]:
 def create_or_upgrade(engine: Engine, metadata: MetaData) -> list[str]:
     """Create missing tables, and add the columns and indexes a newer version of a table has to
     one a store made by an older version kept (added columns are nullable: older rows have no
-    value). Returns what was added, as "table.column" and "table.index". One transaction holding
-    the write lock (SQLite) or an advisory lock (PostgreSQL): processes started together on a
-    fresh store each found a table missing, and all but one were refused ("database is
-    locked") or found it made meanwhile ("already exists")."""
+    value). Returns what was added, as "table.column" and "table.index". A store lacking
+    something is made so in one transaction alone() (processes started together on a fresh
+    store each found a table missing, and all but one were refused, "database is locked", or
+    found it made meanwhile, "already exists"); one lacking nothing is only read, without the
+    write lock (a `status` beside busy consumers)."""
+    with engine.connect() as conn:
+        found = inspect(conn)
+        if all(found.has_table(t.name) for t in metadata.sorted_tables) and not any(
+            _additions(found, metadata)
+        ):
+            return []
     added = []
     with alone(engine) as conn:
         metadata.create_all(conn)
-        found = inspect(conn)
-        for table in metadata.sorted_tables:
-            existing = {c["name"] for c in found.get_columns(table.name)}
-            name = engine.dialect.identifier_preparer.format_table(table)
-            for column in [c for c in table.columns if c.name not in existing]:
-                if not column.nullable:
-                    raise ValueError(f"{table.name}.{column.name}: only nullable columns are added")
-                ddl = CreateColumn(column).compile(dialect=engine.dialect)
-                conn.execute(text(f"ALTER TABLE {name} ADD COLUMN {ddl}"))
-                added.append(f"{table.name}.{column.name}")
-            indexed = {i["name"] for i in found.get_indexes(table.name)}
-            for index in [i for i in table.indexes if i.name not in indexed]:
-                index.create(conn)
-                added.append(f"{table.name}.{index.name}")
+        name = engine.dialect.identifier_preparer.format_table
+        for table, item in list(_additions(inspect(conn), metadata)):
+            if isinstance(item, Index):
+                item.create(conn)
+            elif not item.nullable:
+                raise ValueError(f"{table.name}.{item.name}: only nullable columns are added")
+            else:
+                ddl = CreateColumn(item).compile(dialect=engine.dialect)
+                conn.execute(text(f"ALTER TABLE {name(table)} ADD COLUMN {ddl}"))
+            added.append(f"{table.name}.{item.name}")
     return added
+
+
+def _additions(found: Inspector, metadata: MetaData) -> Iterator[tuple[Table, Column[Any] | Index]]:
+    """The columns and indexes of the metadata's tables that the store's tables lack."""
+    for table in metadata.sorted_tables:
+        existing = {c["name"] for c in found.get_columns(table.name)}
+        yield from ((table, c) for c in table.columns if c.name not in existing)
+        indexed = {i["name"] for i in found.get_indexes(table.name)}
+        yield from ((table, i) for i in table.indexes if i.name not in indexed)
 
 
 def ping(engine: Engine) -> bool:

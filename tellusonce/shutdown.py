@@ -6,7 +6,9 @@ is interrupted where it is instead (`at_once`)."""
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from types import FrameType
 
@@ -28,9 +30,16 @@ def install() -> None:
     signal.signal(signal.SIGINT, _request)
 
 
+_interrupted: list[int] = []  # the signal that interrupted a short command
+
+
 def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    if _interrupted:  # again, while saying what the first interrupted: ended now
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
     _received.add(signum)
     requested.set()
+    _interrupted.append(signum)
     raise KeyboardInterrupt
 
 
@@ -41,9 +50,20 @@ def at_once() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     if requested.is_set():
+        _interrupted.append(signal.SIGTERM if signal.SIGTERM in _received else signal.SIGINT)
         raise KeyboardInterrupt
 
 
 def exit_status() -> int:
     """The shell's status for a process ended by the signal it was sent (128 + its number)."""
-    return 128 + (signal.SIGTERM if signal.SIGTERM in _received else signal.SIGINT)
+    return 128 + (_interrupted[0] if _interrupted else signal.SIGINT)
+
+
+def end_if_interrupted() -> None:
+    """End the process by the signal that interrupted its short command, if one did: its
+    parent (a shell's loop, a supervisor) sees it killed by that signal, not an exit."""
+    if _interrupted:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(_interrupted[0], signal.SIG_DFL)
+        os.kill(os.getpid(), _interrupted[0])

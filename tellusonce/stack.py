@@ -49,6 +49,7 @@ def ensure_topics(settings: Settings) -> None:
     )
 
 
+STORE_FILES = ("*.db", "*.db-wal", "*.db-shm", "*.db-journal")  # SQLite's, all a demo empties
 DEMO_MARK = ".made-by-tellusonce-demo"
 """In a data directory whose stores the demo made (and may empty again)."""
 
@@ -61,7 +62,8 @@ def seed_stores(settings: Settings, fresh: bool, owned: bool = False) -> None:
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     if fresh:
-        stores = sorted(p.name for p in data_dir.glob("*.db"))
+        files = [p for pattern in STORE_FILES for p in data_dir.glob(pattern)]
+        stores = sorted(p.name for p in files)
         if stores and not owned and not (data_dir / DEMO_MARK).exists():
             raise UnsafeSettings(
                 f"{data_dir} holds stores the demo did not make ({', '.join(stores)}), and the "
@@ -69,7 +71,7 @@ def seed_stores(settings: Settings, fresh: bool, owned: bool = False) -> None:
                 "leave it unset (.run/demo)"
             )
         (data_dir / DEMO_MARK).write_text("made by `tellusonce demo`: each run empties it\n")
-        for old in data_dir.glob("*.db*"):
+        for old in files:
             old.unlink()
     counts = seed(settings)
     say("seeded synthetic records: " + ", ".join(f"{n} {c}" for n, c in counts.items()))

@@ -48,5 +48,6 @@ def run_cli() -> Iterator[Callable[[list[str]], int]]:
         signal.signal(number, handler)
     shutdown.requested.clear()
     shutdown._received.clear()
+    shutdown._interrupted.clear()
     structlog.reset_defaults()
     logging.getLogger("librdkafka").setLevel(logging.NOTSET)  # a command may quieten it

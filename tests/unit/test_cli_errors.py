@@ -450,6 +450,10 @@ def test_a_submission_with_bad_input_makes_no_store(
     document.write_text('{"registration": {}}')
     assert run_cli(["submit", "death", str(document)]) == 2
     assert "error: nothing was published" in capsys.readouterr().err
+    assert run_cli(["cancel", "5D4Z6-43N23", "--reason", "made in error"]) == 2
+    assert "reference: no registration with this reference was submitted from here" in (
+        capsys.readouterr().err
+    )
     assert not data_dir.exists()
 
 
@@ -468,3 +472,18 @@ def test_a_port_out_of_range_is_refused_by_name(
     assert capsys.readouterr().err == (
         "error: setting TELLUSONCE_API_PORT: Input should be less than or equal to 65535\n"
     )
+
+
+def test_the_demo_empties_its_stores_only(tmp_path: Path) -> None:
+    """It deleted every `*.db*` file of its directory (a `registrar.db.bak`, a `notes.dbf`)."""
+    from tellusonce.settings import Settings
+    from tellusonce.stack import DEMO_MARK, seed_stores
+
+    (tmp_path / DEMO_MARK).write_text("a demo's\n")
+    (tmp_path / "tracker.db-wal").write_bytes(b"an earlier demo's")
+    kept = {"registrar.db.bak": b"a copy", "notes.dbf": b"notes"}
+    for name, content in kept.items():
+        (tmp_path / name).write_bytes(content)
+    seed_stores(Settings(data_dir=tmp_path), fresh=True)
+    assert {name: (tmp_path / name).read_bytes() for name in kept} == kept
+    assert not (tmp_path / "tracker.db-wal").exists()

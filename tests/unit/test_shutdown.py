@@ -16,7 +16,7 @@ import pytest
 
 from tellusonce import shutdown
 from tellusonce.stack import wait_ready
-from tests.integration.conftest import free_ports
+from tests.integration.conftest import free_ports, wait_for
 
 TWICE = """
 import os, signal, time
@@ -158,3 +158,28 @@ def test_serve_asked_to_stop_while_starting_does_not_start(
     shutdown.requested.set()
     assert run_cli(["serve", "--port", "0", "--metrics-port", "0"]) == 0
     assert served == []
+
+
+def test_ctrl_c_on_a_submit_waiting_for_a_broker_ends_it_by_the_signal(tmp_path: Path) -> None:
+    """It waited its 5 s for a broker and exited 3, Ctrl-C unanswered; a shell's loop running
+    it went on to the next iteration, as after any exit."""
+    environment = {
+        **os.environ,
+        "TELLUSONCE_DATA_DIR": str(tmp_path),
+        "TELLUSONCE_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+    }
+    command = [sys.executable, "-m", "tellusonce", "submit", "death", "examples/death.json"]
+    child = subprocess.Popen(command, env=environment, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(
+            lambda: (tmp_path / "registrar.db").exists() or child.poll() is not None,
+            "the submission to open its ledger",
+        )
+        assert child.poll() is None  # validated, its ledger opened: asking Kafka (for 5 s)
+        child.send_signal(signal.SIGINT)
+        _, said = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == -signal.SIGINT
+    assert said.endswith("error: interrupted: it may have reached Kafka; run the same command "
+                         "again (services apply it once)\n")  # fmt: skip

@@ -3,6 +3,7 @@ service's instances) each create or upgrade it: every one opens it, and it is ma
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -65,3 +66,18 @@ def test_a_fresh_postgresql_store_opened_together_opens_for_each(
     for _attempt in range(3):
         url = postgres.fresh().format(service=store)
         assert _opened_together(url, OPENERS[store]) == ["opened"] * TOGETHER
+
+
+@pytest.mark.parametrize("store", OPENERS)
+def test_a_made_store_opens_while_another_process_writes(tmp_path: Path, store: str) -> None:
+    """Opening one that lacks nothing only reads: a `tellusonce status` beside consumers holding
+    the write lock was refused after SQLite's busy timeout ("database is locked")."""
+    url = f"sqlite:///{tmp_path}/{store}.db"
+    OPENERS[store](url).engine.dispose()  # type: ignore[attr-defined]
+    writer = sqlite3.connect(tmp_path / f"{store}.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # a consumer's batch, held
+    try:
+        assert _opened_together(url, OPENERS[store]) == ["opened"] * TOGETHER
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
