@@ -326,11 +326,6 @@ class Registrar:
         self.publisher = publisher
         self.codec = codec
         self.topics = Topics(settings.topic_prefix)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.ledger = Ledger(settings.store_url_for("registrar"), codec)
-        for event_type in EventType:  # series from 0: increase() sees the first of each
-            for status in ("acknowledged", "failed"):
-                EVENTS_PUBLISHED.labels(event_type.value, status)
         if settings.pseudonym_secret.get_secret_value() == DEVELOPMENT_SECRET and not _local(
             settings.bootstrap_servers
         ):  # a NINO's key, made with a published secret, is found again in an hour on one core
@@ -339,6 +334,11 @@ class Registrar:
                 "machine: Kafka keys (person_ref) made with it can be reversed to the NINOs they "
                 "stand for; set TELLUSONCE_PSEUDONYM_SECRET to a secret of your own"
             )
+        settings.data_dir.mkdir(parents=True, exist_ok=True)  # refused, it makes no store
+        self.ledger = Ledger(settings.store_url_for("registrar"), codec)
+        for event_type in EventType:  # series from 0: increase() sees the first of each
+            for status in ("acknowledged", "failed"):
+                EVENTS_PUBLISHED.labels(event_type.value, status)
 
     def submit(self, event_type: EventType, document: object) -> Receipt:
         """Validate, build and publish; return only after Kafka acknowledged the event. A

@@ -76,7 +76,11 @@ class Settings(BaseSettings):
     )
     metrics_host: str = Field("127.0.0.1", description="address /metrics listens on")
     metrics_port: int | None = Field(
-        None, ge=0, le=65535, description="a consumer's /metrics port; None: 9401-9405 by service"
+        None,
+        ge=0,
+        le=65535,
+        description="a process's /metrics port (a consumer's, or serve's); None: 9401-9405 by "
+        "service, 9406 for serve",
     )
 
     def store_url_for(self, service: str) -> str:

@@ -97,13 +97,14 @@ def test_submitting_with_the_placeholder_secret_to_a_remote_broker_is_refused(
     capsys: pytest.CaptureFixture[str],
     run_cli: Callable[[list[str]], int],
 ) -> None:
-    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("TELLUSONCE_BOOTSTRAP_SERVERS", "kafka.example:9092")
     monkeypatch.delenv("TELLUSONCE_PSEUDONYM_SECRET", raising=False)
     assert run_cli(["submit", "death", "examples/death.json"]) == 1
     said = capsys.readouterr()
     assert said.err.startswith("error: the pseudonym secret is the published placeholder")
     assert "event_id" not in said.out
+    assert not (tmp_path / "data").exists()  # (it had made the ledger, then refused)
 
 
 @pytest.mark.parametrize(("trusted", "believed"), [(None, False), ("10.0.0.5", True)])
