@@ -263,6 +263,11 @@ class TrackerBatch:
         """Whether a service's answer about an event is recorded (before or in this batch)."""
         return (event_id, service) in self._answers
 
+    def expects(self, event_id: str, service: str) -> bool:
+        """Whether the matrix, as the tracker recorded the event, names this service for it (a
+        service that joined later answers events recorded before without being awaited)."""
+        return service in self._expected.get(event_id, ())
+
     def published_ms(self, event_id: str) -> int | None:
         """When an event was published, if the tracker has seen it (before or in this batch)."""
         return self._published.get(event_id)
@@ -347,8 +352,12 @@ class TrackerStore:
                         select(confirmations).where(confirmations.c.event_id == row.event_id)
                     )
                 }
+                expected = orjson.loads(row.expected)  # then any other subscribed service
+                # that answered: one that joined since the event was recorded (its answer says
+                # what it did with the family's data; one the matrix does not name is not shown)
+                joined = sorted(s for s in answers.keys() - set(expected) if s in titles)
                 services = []
-                for service in orjson.loads(row.expected):
+                for service in expected + joined:
                     c = answers.get(service)
                     services.append(
                         ServiceStatus(
@@ -441,14 +450,15 @@ class TrackerHandler:
                 self._early.setdefault(event_id, {})[message.service] = received.timestamp_ms
                 while len(self._early) > EARLY_KEPT:
                     del self._early[next(iter(self._early))]
-            else:
+            elif batch.expects(event_id, message.service):  # (a joiner's backlog is not late)
                 self._observed.append((message.service, received.timestamp_ms - published))
             return "recorded"
         event_id = message.event_id_text
         if not batch.add_event(message, received.timestamp_ms):
             return "duplicate"
         for service, confirmed_ms in self._early.get(event_id, {}).items():
-            self._observed.append((service, confirmed_ms - received.timestamp_ms))
+            if batch.expects(event_id, service):
+                self._observed.append((service, confirmed_ms - received.timestamp_ms))
         return "recorded"
 
     def _observe(self, event_ids: Sequence[str]) -> None:

@@ -557,9 +557,9 @@ def parser() -> argparse.ArgumentParser:
     )
     up.add_argument(
         "--metrics-base-port",
-        type=lambda text: _port(text, lowest=1, highest=PORT_MAX - 5),
+        type=lambda text: _port(text, lowest=1),
         default=9401,
-        help="first of six consecutive ports",
+        help="the first of the processes' consecutive metrics ports (pensions' ... the API's)",
     )
     up.set_defaults(run=_up)
     demo = sub.add_parser("demo", help="the main job: every service, one death, 4 confirmations")

@@ -20,9 +20,10 @@ from tellusonce import shutdown
 from tellusonce.errors import UnsafeSettings
 from tellusonce.kafka import Admin
 from tellusonce.settings import Settings
-from tellusonce.topics import Topics
+from tellusonce.topics import TRACKER, Topics
 
 METRICS_BASE_PORT = 9401
+PORT_MAX = 65535
 WAIT_SECONDS = 60.0
 REGISTRAR = "registrar"
 Children = dict[str, tuple[subprocess.Popen[bytes], int]]
@@ -77,11 +78,17 @@ def seed_stores(settings: Settings, fresh: bool, owned: bool = False) -> None:
     say("seeded synthetic records: " + ", ".join(f"{n} {c}" for n, c in counts.items()))
 
 
+PORT_ORDER = ("pensions", "disability", "council_tax", "housing_benefit", TRACKER, REGISTRAR)
+"""The processes' metrics ports from the base, as Prometheus's config names them; a service
+that joins later takes the next (9407 on), so no process's port moves when one joins."""
+
+
 def metrics_port(name: str, base_port: int = METRICS_BASE_PORT) -> int:
     """Where a process serves /metrics unless told otherwise: pensions 9401, disability 9402,
-    council tax 9403, housing benefit 9404, the tracker 9405, the registrar API 9406 (as
-    Prometheus's config says)."""
-    return base_port + (*NAMES, REGISTRAR).index(name)
+    council tax 9403, housing benefit 9404, the tracker 9405, the registrar API 9406, a service
+    that joined later 9407 on (in consumers/services.py's order)."""
+    order = (*PORT_ORDER, *(n for n in NAMES if n not in PORT_ORDER))
+    return base_port + order.index(name)
 
 
 def start_processes(
@@ -96,6 +103,8 @@ def start_processes(
     if api_port in ports[:-1]:
         clash = f"port {api_port} is the API's and a process's metrics port"
         raise SystemExit(f"{clash}: choose another")
+    if max(ports) > PORT_MAX:
+        raise SystemExit(f"metrics ports from {base_port} would end past {PORT_MAX}: a lower base")
     for port in ports:  # a process already there would answer for the one started now
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:

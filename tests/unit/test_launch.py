@@ -83,3 +83,25 @@ def test_processes_are_not_started_on_a_port_in_use(tmp_path: Path) -> None:
         with pytest.raises(SystemExit, match=f"port {port} is in use"):
             start_processes(Settings(data_dir=tmp_path), base_port=port)
     assert not (tmp_path / "logs" / "pensions.log").exists()  # nothing started
+
+
+def test_a_service_that_joins_later_moves_no_process_s_metrics_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A port was a process's place in the list: with a service added before the tracker, the
+    tracker took the registrar's 9406, Prometheus labelled the new service `tracker`, and the
+    registrar's own port (its publish counters, the publishing alert) went unscraped."""
+    from tellusonce import stack
+
+    before = {name: stack.metrics_port(name) for name in (*stack.NAMES, stack.REGISTRAR)}
+    joined = (*stack.NAMES[:-1], "tv_licensing", stack.NAMES[-1])  # services, then the tracker
+    monkeypatch.setattr(stack, "NAMES", joined)
+    after = {name: stack.metrics_port(name) for name in (*joined, stack.REGISTRAR)}
+    assert after == before | {"tv_licensing": 9407}
+    assert (after["tracker"], after["registrar"]) == (9405, 9406)
+
+
+def test_metrics_ports_past_the_last_port_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="metrics ports from 65533 would end past 65535"):
+        start_processes(Settings(data_dir=tmp_path), base_port=65533)
+    assert not (tmp_path / "logs" / "pensions.log").exists()

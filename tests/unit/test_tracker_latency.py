@@ -111,18 +111,42 @@ def test_confirmations_waiting_for_their_events_are_bounded(
     assert list(handler._early) == [d.envelope.event_id_text for d in deaths[-3:]]
 
 
-def test_a_service_the_matrix_does_not_name_is_observed_as_other(
-    handler: TrackerHandler,
-) -> None:
-    """Whoever can write to the confirmations topic may name any service: one series, not one
-    each."""
+def test_a_service_the_matrix_does_not_name_is_not_observed(handler: TrackerHandler) -> None:
+    """Whoever can write to the confirmations topic may name any service: not a series each
+    (nor a late answer of its)."""
     dead = death(20)
     env = dead.envelope
     before = observed("other")
     with handler.batch([env, confirmed(dead, "intruder_one")]):
         handler.handle(env, at(1_000))
         handler.handle(confirmed(dead, "intruder_one"), at(2_000))
-    assert (observed("other"), observed("intruder_one")) == (before + 1, 0.0)
+    assert (observed("other"), observed("intruder_one")) == (before, 0.0)
+    (status,) = handler.store.status(env.reference)
+    assert "intruder_one" not in {s.service for s in status.services}
+
+
+def test_a_service_that_joined_since_an_event_is_shown_and_not_observed(
+    handler: TrackerHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service subscribed since the tracker recorded a death catches up on the topic's week:
+    its answer was stored but not shown (the family's page said every service had answered),
+    and its days-late confirmation was observed, firing the SLO alert on its first day."""
+    dead = death(21)
+    env = dead.envelope
+    monkeypatch.setattr(tracker, "subscribers", lambda _type: ["pensions"])  # the matrix then
+    with handler.batch([env]):
+        handler.handle(env, at(1_000))
+    monkeypatch.undo()
+    before = observed()
+    later = confirmed(dead, "disability")  # a week on: "disability" joined meanwhile
+    with handler.batch([later]):
+        handler.handle(later, at(604_800_000))
+    assert observed() == before
+    (status,) = handler.store.status(env.reference)
+    assert [(s.service, s.outcome) for s in status.services] == [
+        ("pensions", None),
+        ("disability", "APPLIED"),
+    ]
 
 
 def test_what_the_tracker_cannot_read_is_dead_lettered_for_a_replay(
