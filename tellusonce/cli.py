@@ -329,6 +329,23 @@ def _chosen(args: argparse.Namespace, letters: list[DeadLetter]) -> list[DeadLet
     return waiting
 
 
+def _acls(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the kafka-acls.sh commands granting each process what it needs, and no more."""
+    from tellusonce.acls import commands, grants
+    from tellusonce.topics import Topics
+
+    granted = grants(Topics(settings.topic_prefix))
+    for line in commands(granted, args.principal, settings.bootstrap_servers):
+        print(line)
+    return 0
+
+
+def _principal(text: str) -> str:
+    if "{name}" not in text:
+        raise argparse.ArgumentTypeError("must hold {name}: each process its own principal")
+    return text
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     """The API on its port, for registration offices and families; its /metrics, /healthz and
     /readyz on the metrics port (127.0.0.1 unless TELLUSONCE_METRICS_HOST), not beside the API:
@@ -340,7 +357,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from tellusonce import metrics
     from tellusonce.codec import Codec
     from tellusonce.kafka import Admin, Publisher
-    from tellusonce.stack import REGISTRAR
+    from tellusonce.topics import REGISTRAR
 
     port = settings.api_port if args.port is None else args.port
     with socket.socket() as probe:  # uvicorn's own failure to bind is exit 3, Kafka's code here
@@ -544,6 +561,16 @@ def parser() -> argparse.ArgumentParser:
     dlq.add_argument("--partition", type=int, default=None, help="of this partition")
     dlq.set_defaults(run=_dlq)
     sub.add_parser("topics", help="create the bus's topics").set_defaults(run=_topics)
+    acls = sub.add_parser(
+        "acls", help="print the Kafka ACLs each process needs (kafka-acls.sh commands)"
+    )
+    acls.add_argument(
+        "--principal",
+        type=_principal,
+        default="User:tellusonce-{name}",
+        help="each process's principal, {name} its name (default: %(default)s)",
+    )
+    acls.set_defaults(run=_acls)
     serve = sub.add_parser("serve", help="the registrar HTTP API and the family status page")
     serve.add_argument("--port", type=_port, default=None)
     serve.add_argument("--host", default="127.0.0.1")

@@ -20,12 +20,11 @@ from tellusonce import shutdown
 from tellusonce.errors import UnsafeSettings
 from tellusonce.kafka import Admin
 from tellusonce.settings import Settings
-from tellusonce.topics import TRACKER, Topics
+from tellusonce.topics import REGISTRAR, TRACKER, Topics
 
 METRICS_BASE_PORT = 9401
 PORT_MAX = 65535
 WAIT_SECONDS = 60.0
-REGISTRAR = "registrar"
 Children = dict[str, tuple[subprocess.Popen[bytes], int]]
 
 

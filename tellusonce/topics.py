@@ -11,6 +11,7 @@ from tellusonce.events import EventType
 
 CONFIRMATIONS = "life-events.confirmations"
 TRACKER = "tracker"
+REGISTRAR = "registrar"  # the registrar's process (its API, metrics, principal)
 RETENTION_DAYS = 7
 
 

@@ -17,7 +17,7 @@ from tellusonce.codec import Codec
 from tellusonce.events import EventType
 from tellusonce.settings import Settings
 from tellusonce.stack import start_processes
-from tellusonce.topics import TRACKER, Topics
+from tellusonce.topics import REGISTRAR, TRACKER, Topics
 from tests.messages import death_messages
 from tests.stand_ins import Kept
 
@@ -93,10 +93,10 @@ def test_a_service_that_joins_later_moves_no_process_s_metrics_port(
     registrar's own port (its publish counters, the publishing alert) went unscraped."""
     from tellusonce import stack
 
-    before = {name: stack.metrics_port(name) for name in (*stack.NAMES, stack.REGISTRAR)}
+    before = {name: stack.metrics_port(name) for name in (*stack.NAMES, REGISTRAR)}
     joined = (*stack.NAMES[:-1], "tv_licensing", stack.NAMES[-1])  # services, then the tracker
     monkeypatch.setattr(stack, "NAMES", joined)
-    after = {name: stack.metrics_port(name) for name in (*joined, stack.REGISTRAR)}
+    after = {name: stack.metrics_port(name) for name in (*joined, REGISTRAR)}
     assert after == before | {"tv_licensing": 9407}
     assert (after["tracker"], after["registrar"]) == (9405, 9406)
 
