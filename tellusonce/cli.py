@@ -335,8 +335,14 @@ def _acls(args: argparse.Namespace, settings: Settings) -> int:
     from tellusonce.topics import Topics
 
     granted = grants(Topics(settings.topic_prefix))
-    for line in commands(granted, args.principal, settings.bootstrap_servers):
-        print(line)
+    if not args.apply:
+        for line in commands(granted, args.principal, settings.bootstrap_servers):
+            print(line)
+        return 0
+    from tellusonce.kafka import Admin
+
+    created = Admin(settings).allow(granted, args.principal)
+    print(f"{created} ACLs created (or there already) at {settings.bootstrap_servers}")
     return 0
 
 
@@ -569,6 +575,11 @@ def parser() -> argparse.ArgumentParser:
         type=_principal,
         default="User:tellusonce-{name}",
         help="each process's principal, {name} its name (default: %(default)s)",
+    )
+    acls.add_argument(
+        "--apply",
+        action="store_true",
+        help="create them on the cluster (TELLUSONCE_KAFKA_SECURITY: a principal allowed to)",
     )
     acls.set_defaults(run=_acls)
     serve = sub.add_parser("serve", help="the registrar HTTP API and the family status page")

@@ -21,9 +21,18 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    NewTopic,
+    ResourcePatternType,
+    ResourceType,
+)
 
 from tellusonce import logs
+from tellusonce.acls import Grant
 from tellusonce.errors import BrokerUnavailable, MessageTooLarge
 from tellusonce.settings import Settings
 
@@ -436,6 +445,32 @@ class Admin:
                     raise
         self._wait_for_leaders(created)
         return created
+
+    def allow(self, grants: Sequence[Grant], principal: str) -> int:
+        """Create an ACL allowing each grant, from any host, to its process's principal
+        (`principal` with {name}); how many. BrokerUnavailable, saying why, for one refused (a
+        cluster without an authorizer, a principal not allowed to alter ACLs) or unanswered."""
+        bindings = [
+            AclBinding(
+                ResourceType.TOPIC if g.resource == "topic" else ResourceType.GROUP,
+                g.name,
+                ResourcePatternType.LITERAL,
+                principal.format(name=g.process),
+                "*",
+                AclOperation[g.operation.upper()],
+                AclPermissionType.ALLOW,
+            )
+            for g in grants
+        ]
+        of = dict(zip(bindings, grants, strict=True))
+        for binding, future in self._admin.create_acls(bindings, request_timeout=30).items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                g = of[binding]
+                what = f"{binding.principal} {g.operation} {g.resource} {g.name}"
+                raise BrokerUnavailable(f"ACL not created ({what}): {exc.args[0].str()}") from exc
+        return len(bindings)
 
     def replicas(self, names: Sequence[str]) -> dict[str, int]:
         """The replication factor of each of these topics that exists (its least replicated

@@ -8,7 +8,9 @@
 #   broker.sh with CMD...  run CMD with a broker; stop it afterwards only if this call started it
 #
 # Settings (environment): TELLUSONCE_KAFKA_PORT (9092), TELLUSONCE_KAFKA_CONTROLLER_PORT (9093),
-# TELLUSONCE_KAFKA_STATE (repo/.run/kafka: data, logs, pid), TELLUSONCE_KAFKA_HEAP (512m).
+# TELLUSONCE_KAFKA_STATE (repo/.run/kafka: data, logs, pid), TELLUSONCE_KAFKA_HEAP (512m),
+# TELLUSONCE_KAFKA_EXTRA_CONFIG (a file of broker properties added last, overriding: listeners
+# with SASL and an authorizer, say).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -54,6 +56,7 @@ start() {
   local data="$state/data" config="$state/server.properties"
   sed -e "s#@DATA_DIR@#$data#" -e "s#@PORT@#$port#" -e "s#@CONTROLLER_PORT@#$controller_port#" \
     "$here/server.properties" >"$config"
+  if [ -n "${TELLUSONCE_KAFKA_EXTRA_CONFIG:-}" ]; then cat "$TELLUSONCE_KAFKA_EXTRA_CONFIG" >>"$config"; fi
   local cp="$lib/*"
   if [ ! -f "$data/meta.properties" ]; then
     local id; id=$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
@@ -121,5 +124,5 @@ case "${1:-}" in
   stop) stop ;;
   status) if answers; then say "running on 127.0.0.1:$port"; else say "not running"; exit 1; fi ;;
   with) shift; with "$@" ;;
-  *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -127,3 +127,11 @@ class TestDemo:
                 assert re.fullmatch(rb"[0-9a-f]{64}|[0-9a-f-]{36}", message.key or b"")
                 for name, value in message.headers:
                     assert not PERSONAL.search(value.decode()), f"{name} on {topic}"
+
+
+def test_acls_applied_to_a_broker_without_an_authorizer_says_so(settings: Settings) -> None:
+    """The local broker authorizes nothing: applying ACLs there is refused, in one line."""
+    result = tellusonce(settings, "acls", "--apply")
+    assert result.returncode == 3
+    assert result.stderr.startswith("error: ACL not created (User:tellusonce-pensions Read topic")
+    assert result.stderr.endswith("): No Authorizer is configured.\n")
