@@ -178,7 +178,10 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # read by deploy/kafka/broker.sh (make broker-start), not by tellusonce
-_BROKERS_OWN = {f"TELLUSONCE_KAFKA_{name}" for name in ("HEAP", "PORT", "CONTROLLER_PORT", "STATE")}
+_BROKERS_OWN = {  # deploy/kafka/broker.sh's
+    f"TELLUSONCE_KAFKA_{name}"
+    for name in ("HEAP", "PORT", "CONTROLLER_PORT", "STATE", "EXTRA_CONFIG")
+}
 
 
 def _unknown_settings(settings: Settings) -> list[str]:

@@ -266,6 +266,7 @@ def test_a_misspelt_setting_is_said_and_a_setting_in_capitals_is_taken(
     monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("TELLUSONCE_PARTITION", "6")
     monkeypatch.setenv("TELLUSONCE_KAFKA_HEAP", "1g")  # the broker script's own
+    monkeypatch.setenv("TELLUSONCE_KAFKA_EXTRA_CONFIG", "sasl.properties")  # its too
     monkeypatch.setenv("TELLUSONCE_LOG_LEVEL", "WARNING")
     assert run_cli(["status", "5D4Z6-43N23"]) == 1  # no events known: but it ran
     said = capsys.readouterr().err.splitlines()
