@@ -17,22 +17,31 @@ RETENTION_DAYS = 7
 
 @dataclass(frozen=True)
 class Subscription:
-    """One service and the event types it is entitled to."""
+    """One service and the event types it is entitled to; `external`: it runs elsewhere (in
+    another language, say), speaking the same contract, with no module in consumers/."""
 
     service: str
     title: str
     events: tuple[EventType, ...]
+    external: bool = False
 
 
 @cache
 def subscriptions() -> dict[str, Subscription]:
     """The subscription matrix read from subscriptions.toml, by service name."""
     path = Path(__file__).with_name("subscriptions.toml")
-    table = tomllib.loads(path.read_text(encoding="utf-8"))["services"]
-    return {
-        name: Subscription(name, entry["title"], tuple(EventType(e) for e in entry["events"]))
-        for name, entry in table.items()
-    }
+    return matrix(path.read_text(encoding="utf-8"))
+
+
+def matrix(text: str) -> dict[str, Subscription]:
+    """A subscription matrix from its TOML; ValueError naming a service's unknown key."""
+    services = {}
+    for name, entry in tomllib.loads(text)["services"].items():
+        if unknown := set(entry) - {"title", "events", "external"}:
+            raise ValueError(f"services.{name}: unknown keys {sorted(unknown)}")
+        events = tuple(EventType(e) for e in entry["events"])
+        services[name] = Subscription(name, entry["title"], events, entry.get("external", False))
+    return services
 
 
 def subscribers(event_type: EventType) -> tuple[str, ...]:
