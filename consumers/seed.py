@@ -178,13 +178,16 @@ def demo_records(others: int = 20) -> dict[str, list[Record]]:
     }
 
 
-def seed(settings: Settings, others: int = 20) -> dict[str, int]:
-    """Write the demo records into every service's store (replacing records of the same id)."""
+def seed(settings: Settings, others: int = 20, only_empty: bool = False) -> dict[str, int]:
+    """Write the demo records into every service's store (replacing records of the same id);
+    if `only_empty`, into the stores that hold none (a seed cut short goes on where it was)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
     for name, recs in demo_records(others).items():
         store = ServiceStore(settings.store_url_for(name), SERVICES[name].record_type)
         try:
+            if only_empty and store.holds_records():
+                continue
             with store.transaction() as tx:
                 for record in recs:
                     tx.put(record)
@@ -194,12 +197,16 @@ def seed(settings: Settings, others: int = 20) -> dict[str, int]:
     return counts
 
 
-def seeded(settings: Settings) -> bool:
-    """Whether the stores hold records already (seeded, or changed by events since: seeding
-    again would put back what events changed)."""
+def seeded(settings: Settings) -> list[str]:
+    """The services whose stores hold records already (seeded, or changed by events since:
+    seeding again would put back what events changed)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = ServiceStore(settings.store_url_for("pensions"), SERVICES["pensions"].record_type)
-    try:
-        return bool(store.records())
-    finally:
-        store.close()
+    held = []
+    for name in demo_records(0):
+        store = ServiceStore(settings.store_url_for(name), SERVICES[name].record_type)
+        try:
+            if store.holds_records():
+                held.append(name)
+        finally:
+            store.close()
+    return held

@@ -799,6 +799,11 @@ class ServiceStore:
             yield tx
         self._acknowledged = self._acknowledged[len(acknowledged) :]
 
+    def holds_records(self) -> bool:
+        """Whether the store holds any record."""
+        with self.transaction() as tx:
+            return tx.conn.execute(select(records.c.record_id).limit(1)).first() is not None
+
     def records(self) -> list[Record]:
         """Every record (for inspection and tests)."""
         with self.transaction() as tx:

@@ -213,13 +213,14 @@ def _no_store(url: str) -> bool:
 def _seed(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.seed import seed, seeded
 
-    if seeded(settings) and not args.force:
-        print("the stores hold records already: not seeded (events may have changed them)")
-        if args.if_empty:
-            return 0
-        print("error: --force puts the demo's records back over them", file=sys.stderr)
-        return EXIT_INVALID
-    for name, count in seed(settings).items():
+    held = [] if args.force else seeded(settings)
+    if held:
+        why = "stores holding records already, not seeded (events may have changed them)"
+        print(f"{why}: {', '.join(held)}")
+        if not args.if_empty:
+            print("error: --force puts the demo's records back over them", file=sys.stderr)
+            return EXIT_INVALID
+    for name, count in seed(settings, only_empty=bool(held)).items():
         print(f"{name}: {count} records")
     return 0
 

@@ -55,7 +55,8 @@ DEMO_MARK = ".made-by-tellusonce-demo"
 
 
 def seed_stores(settings: Settings, fresh: bool, owned: bool = False) -> None:
-    """Seed the synthetic records into every store, emptying the stores first if `fresh`: only
+    """Seed the synthetic records into every store holding none; into every store, emptying
+    them first, if `fresh`: only
     in a directory the demo made them in (its mark there), or `owned` (the demo's own), or
     holding none. UnsafeSettings otherwise: TELLUSONCE_DATA_DIR naming a real data directory
     (compose's /data) would have had its ledger, keys and stores deleted."""
@@ -73,8 +74,9 @@ def seed_stores(settings: Settings, fresh: bool, owned: bool = False) -> None:
         (data_dir / DEMO_MARK).write_text("made by `tellusonce demo`: each run empties it\n")
         for old in files:
             old.unlink()
-    counts = seed(settings)
-    say("seeded synthetic records: " + ", ".join(f"{n} {c}" for n, c in counts.items()))
+    counts = seed(settings, only_empty=not fresh)
+    if counts:  # (none: every store holds records, as events left them)
+        say("seeded synthetic records: " + ", ".join(f"{n} {c}" for n, c in counts.items()))
 
 
 PORT_ORDER = ("pensions", "disability", "council_tax", "housing_benefit", TRACKER, REGISTRAR)

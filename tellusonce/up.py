@@ -12,7 +12,6 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumers.seed import seeded
 from tellusonce import shutdown
 from tellusonce.kafka import LOCAL_BROKER, Admin
 from tellusonce.settings import Settings
@@ -81,8 +80,7 @@ def run(settings: Settings, base_port: int) -> int:
             if broker.returncode:
                 raise SystemExit("the local broker did not start (see the lines above)")
         ensure_topics(settings)
-        if not seeded(settings):
-            seed_stores(settings, fresh=False)
+        seed_stores(settings, fresh=False)  # the stores holding none (what events changed kept)
         children = start_processes(settings, base_port, api_port=settings.api_port)
         try:
             wait_ready(children, settings.data_dir / "logs")

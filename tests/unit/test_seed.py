@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from consumers.pensions import PensionRecord
+from consumers.seed import demo_records
 from consumers.store import ServiceStore
 from tellusonce.settings import Settings
 
@@ -36,3 +37,27 @@ def test_seeding_if_empty_keeps_what_events_changed(
     assert pension(store) == stopped
     assert run_cli(["seed", "--force"]) == 0
     assert pension(store).status == "IN_PAYMENT"
+
+
+def test_a_seed_cut_short_goes_on_where_it_was(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    run_cli: Callable[[list[str]], int],
+) -> None:
+    """Stopped after State Pension's store (a container's SIGKILL), `seed --if-empty` found
+    pensions' records and seeded nothing more, ever: three services with no records."""
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    pensions = ServiceStore(Settings().store_url_for("pensions"), PensionRecord)
+    with pensions.transaction() as tx:
+        tx.put(demo_records(0)["pensions"][0])  # the first of its records
+    assert run_cli(["seed", "--if-empty"]) == 0
+    said = capsys.readouterr().out.splitlines()
+    assert said[0] == (
+        "stores holding records already, not seeded (events may have changed them): pensions"
+    )
+    assert [line.split(":")[0] for line in said[1:]] == [
+        "disability", "council_tax", "housing_benefit"
+    ]  # fmt: skip
+    assert run_cli(["seed", "--if-empty"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == []
