@@ -80,8 +80,10 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
     tracker = TrackerStore(settings.store_url_for(TRACKER))
     limit = RateLimit(rate=settings.api_rate_per_second, burst=settings.api_burst)
     admin = Admin(settings)  # one client for every readiness probe
+    # no redirect from a path with a trailing slash: made from the Host header, before any key
+    # was checked, it sent a client (and the body it posts again) wherever the header said
     app = FastAPI(title="Tell Us Once registrar API", version=__version__,
-                  description=__doc__)  # fmt: skip
+                  description=__doc__, redirect_slashes=False)  # fmt: skip
     app.include_router(
         status_page.router(registrar.ledger, tracker, settings.status_attempts_per_minute)
     )
@@ -193,8 +195,10 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         unreachable broker holds up only those that share its locks)."""
         with by_key.hold(f"{office}\n{key}"), by_reference.hold(event.envelope.reference):
             stored = keys.get(office, key)
-            if stored is not None:  # a twin of this request got here first
-                return stored
+            if stored is not None and not (stored.pending and stored.body_hash == digest):
+                return stored  # a twin of this request got here first, or another request
+            if stored is None:
+                keys.reserve(office, key, digest)
             # an amendment's reason is the body's correction_reason, or a cancellation's reason
             field = "correction_reason" if event.envelope.action == Action.CORRECTED else "reason"
             answered, published = registrar.publish_once(event, field)
@@ -216,7 +220,7 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         body, document = await read_json(request)
         digest = body_hash(request.url.path, body)
         stored = keys.get(office, key)
-        if stored is None:
+        if stored is None or (stored.pending and stored.body_hash == digest):
             try:
                 event = build_for(office, document)
                 if publishing.available_tokens < 1:
@@ -302,8 +306,12 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         """Cancel a registration made in error; the body gives the reason."""
 
         def build_for(office: str, document: object) -> LifeEvent[Any]:
-            reason = document.get("reason") if isinstance(document, dict) else None
-            return cancellation(latest(reference, office), settings, reason)
+            if not isinstance(document, dict):
+                raise InvalidSubmission([Problem("(document)", "must be a JSON object")])
+            if other := sorted(set(document) - {"reason"}):  # read strictly, as submissions
+                named = other[0] if documents.FIELD_NAME.fullmatch(other[0]) else "(document)"
+                raise InvalidSubmission([Problem(named, "is not a field of a cancellation")])
+            return cancellation(latest(reference, office), settings, document.get("reason"))
 
         return await accept(request, build_for)
 

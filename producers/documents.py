@@ -4,6 +4,7 @@ refused saying why."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 
@@ -54,11 +55,17 @@ def _deeper_than(document: object, limit: int) -> bool:
     return False
 
 
+FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+"""A key an error may name: shaped as a field's name. Another (up to 16 KiB of anything a
+client sent, a NINO say) is not repeated back."""
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     seen: set[str] = set()
     for key, _ in pairs:
         if key in seen:
-            raise NotJson(f'gives the key "{key}" twice in one object')
+            named = f'the key "{key}"' if FIELD_NAME.fullmatch(key) else "a key"
+            raise NotJson(f"gives {named} twice in one object")
         seen.add(key)
     return dict(pairs)
 

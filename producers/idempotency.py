@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, insert, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tellusonce.database import INSTANT, connect, create_or_upgrade, reason
@@ -27,13 +27,21 @@ responses = Table(
 )  # fmt: skip
 
 
+PENDING = 0  # the status of a key whose request is being (or was last) published, unanswered
+
+
 @dataclass(frozen=True)
 class Stored:
-    """A response given before under an idempotency key."""
+    """A response given before under an idempotency key, or (status PENDING) the request a key
+    was first used for, whose publication has not been answered (a 503, say)."""
 
     body_hash: str
     status: int
     response: dict[str, Any]
+
+    @property
+    def pending(self) -> bool:
+        return self.status == PENDING
 
 
 def body_hash(path: str, body: bytes) -> str:
@@ -42,7 +50,8 @@ def body_hash(path: str, body: bytes) -> str:
 
 
 class IdempotencyKeys:
-    """Responses by (office, Idempotency-Key); only successful ones are kept."""
+    """Responses by (office, Idempotency-Key): successful ones, and a key's request as it is
+    published (so a retry after a 503 is still the only request that key may carry)."""
 
     def __init__(self, url: str) -> None:
         self.engine = connect(url)
@@ -55,22 +64,31 @@ class IdempotencyKeys:
             ).first()
         return None if row is None else Stored(row.body_hash, row.status, json.loads(row.response))
 
+    def reserve(self, office: str, key: str, digest: str) -> None:
+        """Tie a key to a request before it is published: another body under the key is then
+        refused, even if this one's publication fails (its retry is still this request)."""
+        self.put(office, key, Stored(digest, PENDING, {}))
+
     def put(self, office: str, key: str, stored: Stored) -> None:
-        """Keep a response; a concurrent twin that stored first wins (its response is the same).
-        A store that cannot keep it (locked) is logged, not raised: the event is published and
-        recorded in the ledger, so the same request again is answered from there (200)."""
+        """Keep a response (over its key's pending request); a concurrent twin that stored first
+        wins (its response is the same). A store that cannot keep it (locked) is logged, not
+        raised: the event is published and recorded in the ledger, so the same request again is
+        answered from there (200)."""
+        row = {
+            "body_hash": stored.body_hash,
+            "status": stored.status,
+            "response": json.dumps(stored.response),
+            "created_at": datetime.now(UTC),
+        }
+        mine = (responses.c.office == office, responses.c.key == key)
         try:
             with self.engine.begin() as conn:
-                conn.execute(
-                    insert(responses).values(
-                        office=office,
-                        key=key,
-                        body_hash=stored.body_hash,
-                        status=stored.status,
-                        response=json.dumps(stored.response),
-                        created_at=datetime.now(UTC),
-                    )
-                )
+                if stored.pending:
+                    conn.execute(insert(responses).values(office=office, key=key, **row))
+                    return
+                answered = update(responses).where(*mine, responses.c.status == PENDING)
+                if not conn.execute(answered.values(**row)).rowcount:
+                    conn.execute(insert(responses).values(office=office, key=key, **row))
         except IntegrityError:
             return
         except OperationalError as exc:

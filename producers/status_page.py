@@ -8,6 +8,7 @@ dates of birth per reference.
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import date
 from html import escape
 from typing import Annotated
@@ -20,7 +21,7 @@ from consumers.tracker import EventStatus, TrackerStore
 from producers.ledger import Ledger
 from producers.limits import RateLimit
 from tellusonce.errors import StoreBusy
-from tellusonce.events import Action
+from tellusonce.events import REFERENCE_PATTERN, Action
 
 NOT_FOUND = (
     "We could not find a notification with that reference and date of birth. "
@@ -161,6 +162,8 @@ def router(ledger: Ledger, tracker: TrackerStore, attempts_per_minute: int = 5) 
     ) -> HTMLResponse:
         client = _network(request.client.host if request.client else "unknown")
         reference = reference.strip().upper()
+        if not re.fullmatch(REFERENCE_PATTERN, reference):  # no such reference: none to count
+            reference = ""  # (nor to keep: a megabyte's text each was held by the limiter)
         wait = limit.take(client)
         if wait is None and reference:
             wait = per_reference.take(reference)  # now: requests at once each take one

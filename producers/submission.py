@@ -13,6 +13,7 @@ from uuid import UUID
 import structlog
 from pydantic import BaseModel, ValidationError
 
+from producers.documents import FIELD_NAME
 from producers.ledger import Ledger
 from tellusonce.codec import Codec
 from tellusonce.errors import (
@@ -73,10 +74,19 @@ def problems_of(error: ValidationError) -> list[Problem]:
     errors = error.errors(include_url=False, include_input=False)
     within = {e["loc"][:i] for e in errors for i in range(len(e["loc"]))}
     return [
-        Problem(".".join(str(part) for part in e["loc"]) or "(document)", e["msg"])
+        Problem(".".join(str(part) for part in _said(e)) or "(document)", e["msg"])
         for e in errors
         if not (e["type"] == "too_short" and e["loc"] in within)
     ]
+
+
+def _said(error: Any) -> tuple[Any, ...]:
+    """Where an error is: a field the model does not take is named only if shaped as a name
+    (its object else: the client's own text is not repeated back)."""
+    loc: tuple[Any, ...] = error["loc"]
+    if error["type"] == "extra_forbidden" and not FIELD_NAME.fullmatch(str(loc[-1])):
+        return loc[:-1]
+    return loc
 
 
 def _not_text(node: object, path: str = "") -> list[Problem]:

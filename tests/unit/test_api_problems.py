@@ -29,7 +29,7 @@ from tellusonce.events import EventType
 from tellusonce.settings import Settings
 from tests.factories import document
 from tests.handlers import tracked
-from tests.stand_ins import Kept
+from tests.stand_ins import Kept, Outage
 
 OFFICE = "LEEDS-RO-1"
 
@@ -379,3 +379,39 @@ def test_the_status_page_refusals_are_not_kept_or_framed_either(api: Api, how: s
     assert refused.status_code in {405, 422}
     for name, value in status_page.HEADERS.items():
         assert refused.headers[name] == value
+
+
+def test_a_key_whose_publication_failed_is_still_its_request_s(api: Api) -> None:
+    """A 503 left the key free: another body took it (201), and the retry the 503 asked for
+    was refused as "a different request" (422), its event unacknowledged in the ledger."""
+    outage = Outage()
+    api.registrar.publisher = outage  # type: ignore[assignment]
+    first = document(EventType.DEATH)
+    other = document(EventType.DEATH)
+    other["registration"] = {**first["registration"], "entry_number": 2000}
+    assert api.post("/v1/events/death", first, key="k1").status_code == 503
+    outage.up = True
+    assert is_problem(api.post("/v1/events/death", other, key="k1"), 422)
+    retried = api.post("/v1/events/death", first, key="k1")
+    assert retried.status_code == 201
+    assert api.post("/v1/events/death", first, key="k1").json() == retried.json()
+
+
+@pytest.mark.parametrize(
+    ("body", "pointer"),
+    [({"reason": "made in error", "nino": "AB123456C"}, "/nino"), ([1], "")],
+)
+def test_a_cancellation_body_is_read_strictly(api: Api, body: Any, pointer: str) -> None:
+    """A field it does not take was ignored (201), and a list was "reason is required"."""
+    reference = api.post("/v1/events/death", document(EventType.DEATH)).json()["reference"]
+    refused = api.post(f"/v1/events/{reference}/cancellation", body, key="k2")
+    assert is_problem(refused, 422)
+    assert [e["pointer"] for e in refused.json()["errors"]] == [pointer]
+    assert len(api.publisher.sent) == 1  # the registration alone
+
+
+def test_a_path_with_a_trailing_slash_is_not_redirected_by_its_host_header(api: Api) -> None:
+    """A 307 to https://evil.example/v1/events/death, before any key was checked."""
+    sent = api.post("/v1/events/death/", document(EventType.DEATH), Host="evil.example")
+    assert is_problem(sent, 404)
+    assert "location" not in sent.headers

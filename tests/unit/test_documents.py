@@ -32,6 +32,10 @@ def test_a_byte_order_mark_is_allowed() -> None:
             b'{"deceased": {"nino": "AB123456C", "nino": "AB654321C"}}',
             'gives the key "nino" twice in one object',
         ),
+        (
+            b'{"Arthur Smith AB654321C": 1, "Arthur Smith AB654321C": 2}',
+            "gives a key twice in one object",
+        ),  # a key shaped as no field's name is not said back (it held a name and a NINO)
         (b'{"entry_number": NaN}', "is not valid JSON: NaN is not a JSON number"),
         (b'{"entry_number": -Infinity}', "is not valid JSON: -Infinity is not a JSON number"),
         (b'{"entry_number": ' + b"9" * 5000 + b"}", "is not valid JSON: a number has too many"),

@@ -263,3 +263,19 @@ def test_a_familys_page_is_not_kept_framed_or_titled_with_its_reference(
 def test_a_wait_is_said_as_a_person_reads_it(seconds: int, said: str) -> None:
     """A bereaved family was told to "Please wait 279 seconds"."""
     assert status_page._how_long(seconds) == said
+
+
+def test_text_that_is_no_reference_is_neither_kept_nor_echoed(
+    registrar: Registrar, store: TrackerStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A megabyte of text as the reference was kept as a rate limiter's key (up to 10,000 of
+    them) and sent back in the page: a few hundred requests held hundreds of megabytes."""
+    kept: list[str] = []
+    take = status_page.RateLimit.take
+    monkeypatch.setattr(
+        status_page.RateLimit, "take", lambda limit, key: kept.append(key) or take(limit, key)
+    )
+    answered = ask(registrar, store, "A" * 1_000_000, "1950-01-01")
+    assert answered.status_code == 404
+    assert "AAAAAAAAAA" not in answered.text
+    assert all(len(key) < 100 for key in kept)

@@ -369,3 +369,13 @@ def test_a_reason_with_a_control_character_is_refused_naming_it() -> None:
     assert dict(refused.value.problems) == {
         "reason": "contains a control or invisible formatting character"
     }
+
+
+def test_a_field_the_submission_does_not_take_is_named_if_shaped_as_a_name() -> None:
+    """Any text a client sent as a field's name (a name and a NINO, say) was said back."""
+    doc = document(EventType.DEATH)
+    doc["deceased"] |= {"nino_typo": "x", "Arthur Smith AB654321C": "x"}
+    with pytest.raises(InvalidSubmission) as refused:
+        parse(EventType.DEATH, doc)
+    fields = [p.field for p in refused.value.problems]
+    assert fields == ["deceased.nino_typo", "deceased"]
