@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from consumers.tracker import EventStatus, TrackerStore
 from producers import documents, openapi, status_page
@@ -84,9 +85,8 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
     # was checked, it sent a client (and the body it posts again) wherever the header said
     app = FastAPI(title="Tell Us Once registrar API", version=__version__,
                   description=__doc__, redirect_slashes=False)  # fmt: skip
-    app.include_router(
-        status_page.router(registrar.ledger, tracker, settings.status_attempts_per_minute)
-    )
+    pages = status_page.router(registrar.ledger, tracker, settings.status_attempts_per_minute)
+    app.include_router(pages)
     openapi.document(app)
 
     @app.exception_handler(Rejected)
@@ -101,7 +101,18 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         wrong_type = request.method == "POST" and _NOT_A_TYPE.match(request.url.path)
         if exc.status_code == 405 and wrong_type:
             return problem(404, f"There is no such event type: submit to {_SUBMISSION_PATHS}")
-        return problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        path = request.url.path  # a path of routes of their own (/status: the page and its
+        # form's), every one's methods: Starlette names the first route's alone (Allow: GET)
+        methods = {
+            method
+            for route in (*app.router.routes, *pages.routes)
+            if isinstance(route, Route) and route.path == path
+            for method in route.methods or ()
+        }
+        if exc.status_code == 405 and methods:
+            headers["Allow"] = ", ".join(sorted(methods))
+        return problem(exc.status_code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def failed(_request: Request, _exc: Exception) -> Response:

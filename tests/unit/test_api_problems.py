@@ -415,3 +415,10 @@ def test_a_path_with_a_trailing_slash_is_not_redirected_by_its_host_header(api: 
     sent = api.post("/v1/events/death/", document(EventType.DEATH), Host="evil.example")
     assert is_problem(sent, 404)
     assert "location" not in sent.headers
+
+
+def test_a_method_a_path_does_not_take_is_told_every_method_it_takes(api: Api) -> None:
+    """PUT /status said Allow: GET (the first of its routes): the form itself posts."""
+    refused = api.client.put("/status")
+    assert is_problem(refused, 405)
+    assert refused.headers["Allow"] == "GET, POST"
