@@ -373,14 +373,22 @@ class Runtime(Generic[M]):
                 self.handler.sent([p.row_id for p in pending if p.row_id is not None])
             self._outbox_dirty = bool(pending)
             return bool(pending)
-        except TransientError as exc:  # the rows stay in the outbox; try again next loop
+        except (TransientError, MessageTooLarge) as exc:  # the rows stay in the outbox (its
+            # gauge and alert show them): tried again next loop; a confirmation the topic
+            # refuses as too large ended the process, again at each restart
             self.log.warning("outbox_relay_failed", error_class=type(exc).__name__, error=str(exc))
             return False
 
     def _revoked(self, partitions: list[tuple[str, int]]) -> None:
         self._forget(partitions)
-        self.subscriber.commit()
+        self._commit()
         self.log.info("partitions_revoked", partitions=len(partitions))
+
+    def _commit(self) -> None:
+        """Commit stored offsets; one Kafka did not take is said (its messages come again, and
+        are skipped as duplicates)."""
+        if (why := self.subscriber.commit()) is not None:
+            self.log.warning("offsets_not_committed", error=why)
 
     def _lost(self, partitions: list[tuple[str, int]]) -> None:
         """Taken away without a chance to commit (the session expired): the new owner has them
@@ -429,17 +437,18 @@ class Runtime(Generic[M]):
     def shutdown(self) -> None:
         """Relay what the outbox holds, mark it sent, commit stored offsets and leave the group."""
         self._outbox_dirty = True
-        while self.relay():
-            pass
-        try:
+        try:  # whatever the relay meets, the offsets are committed and the group left
+            while self.relay():
+                pass
             self.handler.close()
         except TransientError as exc:  # those rows are published again after a restart
             self.log.warning("outbox_not_marked", error_class=type(exc).__name__, error=str(exc))
-        try:
-            self.subscriber.commit()
         finally:
-            self.subscriber.close()
-            self.publisher.close()
+            try:
+                self._commit()
+            finally:
+                self.subscriber.close()
+                self.publisher.close()
         self.log.info("consumer_stopped")
 
 

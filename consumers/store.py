@@ -793,7 +793,7 @@ class ServiceStore:
     @contextmanager
     def _outbox_transaction(self) -> Iterator[Transaction]:
         """A transaction that first marks the acknowledged rows sent."""
-        acknowledged = self._acknowledged
+        acknowledged = list(self._acknowledged)  # (the list itself would count what came since)
         with self.transaction() as tx:
             _mark_sent(tx, acknowledged)
             yield tx

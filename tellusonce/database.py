@@ -86,8 +86,10 @@ def connect(url: str) -> Engine:
     """An engine for a store URL; SQLite gets WAL and a short busy timeout (locked = transient)."""
     # hide_parameters: a statement's error does not show the values bound to it (NINOs,
     # surnames and dates of birth: the stores' look-ups are by them)
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    if not url.startswith("sqlite"):  # a server that stops answering: refused in 10 s, not
+        # the system's two minutes (longer than a consumer may go between polls)
+        timeout = {"connect_timeout": 10} if url.startswith("postgresql") else {}
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args=timeout)
     engine = create_engine(url, connect_args={"timeout": 1.0}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")

@@ -9,6 +9,7 @@ import pytest
 
 from consumers import store
 from consumers.runtime import Runtime
+from tellusonce.errors import MessageTooLarge
 from tellusonce.headers import header
 from tellusonce.topics import Topics
 from tests.handlers import handler
@@ -89,3 +90,32 @@ def test_confirmations_another_instance_left_unsent_are_relayed(tmp_path: Path) 
         header(m.headers, "ce_id") for m in messages
     )
     assert b.outbox_size() == 0
+
+
+class TooLarge(Outage):
+    """A confirmations topic whose limit is below what the relay sends; offsets committed and
+    the group left are counted."""
+
+    commits = closes = 0
+
+    def publish(self, messages: object) -> None:
+        raise MessageTooLarge("the topic refused the message as too large")
+
+    def commit(self) -> None:
+        self.commits += 1
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+def test_a_confirmation_the_topic_refuses_as_too_large_stops_nothing(
+    runtime: Runtime[object],
+) -> None:
+    """MessageTooLarge escaped the relay: the process ended (again at each restart), and a
+    SIGTERM's drain left without committing or leaving its group."""
+    refusing = TooLarge()
+    runtime.publisher = runtime.subscriber = refusing  # type: ignore[assignment]
+    assert runtime.relay() is False  # the rows stay, the outbox gauge shows them
+    runtime.shutdown()
+    assert (refusing.commits, refusing.closes) == (1, 2)  # subscriber's and publisher's close
+    assert runtime.handler.outbox_size() == EVENTS
