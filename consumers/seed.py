@@ -7,6 +7,7 @@ are made up; the hero couple's match examples/death.json.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator, Sequence
 from datetime import date, timedelta
 
 from consumers.council_tax import CouncilTaxAccount
@@ -181,32 +182,31 @@ def demo_records(others: int = 20) -> dict[str, list[Record]]:
 def seed(settings: Settings, others: int = 20, only_empty: bool = False) -> dict[str, int]:
     """Write the demo records into every service's store (replacing records of the same id);
     if `only_empty`, into the stores that hold none (a seed cut short goes on where it was)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    records = demo_records(others)
     counts = {}
-    for name, recs in demo_records(others).items():
-        store = ServiceStore(settings.store_url_for(name), SERVICES[name].record_type)
-        try:
-            if only_empty and store.holds_records():
-                continue
-            with store.transaction() as tx:
-                for record in recs:
-                    tx.put(record)
-        finally:
-            store.close()
-        counts[name] = len(recs)
+    for name, store in _stores(settings, list(records)):
+        if only_empty and store.holds_records():
+            continue
+        with store.transaction() as tx:
+            for record in records[name]:
+                tx.put(record)
+        counts[name] = len(records[name])
     return counts
 
 
 def seeded(settings: Settings) -> list[str]:
     """The services whose stores hold records already (seeded, or changed by events since:
     seeding again would put back what events changed)."""
+    seeding = list(demo_records(0))
+    return [name for name, store in _stores(settings, seeding) if store.holds_records()]
+
+
+def _stores(settings: Settings, names: Sequence[str]) -> Iterator[tuple[str, ServiceStore]]:
+    """Each named service's store, opened in turn and closed once the caller is done with it."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    held = []
-    for name in demo_records(0):
+    for name in names:
         store = ServiceStore(settings.store_url_for(name), SERVICES[name].record_type)
         try:
-            if store.holds_records():
-                held.append(name)
+            yield name, store
         finally:
             store.close()
-    return held

@@ -102,17 +102,19 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         if exc.status_code == 405 and wrong_type:
             return problem(404, f"There is no such event type: submit to {_SUBMISSION_PATHS}")
         headers = dict(exc.headers or {})
-        path = request.url.path  # a path of routes of their own (/status: the page and its
-        # form's), every one's methods: Starlette names the first route's alone (Allow: GET)
-        methods = {
+        if exc.status_code == 405 and (methods := _methods(request.url.path)):
+            headers["Allow"] = ", ".join(sorted(methods))
+        return problem(exc.status_code, str(exc.detail), headers=headers)
+
+    def _methods(path: str) -> set[str]:
+        """Every method of the routes of this very path (/status: the page and its form's):
+        Starlette's 405 names the first route's alone (Allow: GET)."""
+        return {
             method
             for route in (*app.router.routes, *pages.routes)
             if isinstance(route, Route) and route.path == path
             for method in route.methods or ()
         }
-        if exc.status_code == 405 and methods:
-            headers["Allow"] = ", ".join(sorted(methods))
-        return problem(exc.status_code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def failed(_request: Request, _exc: Exception) -> Response:

@@ -29,6 +29,7 @@ def grants(topics: Topics) -> list[Grant]:
     for name, subscription in subscriptions().items():
         out += [Grant(name, "Read", "topic", topics.events(t)) for t in subscription.events]
         out += _consumer(name, topics)
+        out.append(Grant(name, "Write", "topic", topics.confirmations))
     out += [Grant(TRACKER, "Read", "topic", topics.events(t)) for t in EventType]
     out.append(Grant(TRACKER, "Read", "topic", topics.confirmations))
     out += _consumer(TRACKER, topics)
@@ -37,10 +38,9 @@ def grants(topics: Topics) -> list[Grant]:
 
 
 def _consumer(name: str, topics: Topics) -> list[Grant]:
-    confirming = [] if name == TRACKER else [Grant(name, "Write", "topic", topics.confirmations)]
+    """What every consumer needs: its group, and its dead-letter topic to write."""
     return [
         Grant(name, "Read", "group", topics.group(name)),
-        *confirming,
         Grant(name, "Write", "topic", topics.dead_letter(name)),
     ]
 
