@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from consumers.tracker import EventStatus, TrackerStore
 from producers import documents, openapi, status_page
+from producers.head import ASKED_HEAD, HeadAsGet, methods_with_head
 from producers.idempotency import IdempotencyKeys, Stored, body_hash
 from producers.limits import RateLimit
 from producers.locks import NamedLocks
@@ -109,12 +110,12 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
     def _methods(path: str) -> set[str]:
         """Every method of the routes of this very path (/status: the page and its form's):
         Starlette's 405 names the first route's alone (Allow: GET)."""
-        return {
+        return methods_with_head({
             method
             for route in (*app.router.routes, *pages.routes)
             if isinstance(route, Route) and route.path == path
             for method in route.methods or ()
-        }
+        })  # fmt: skip
 
     @app.exception_handler(Exception)
     async def failed(_request: Request, _exc: Exception) -> Response:
@@ -151,7 +152,8 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
             for name, value in status_page.HEADERS.items():
                 response.headers.setdefault(name, value)
         path = getattr(route, "path", "unmatched")
-        method = request.method if request.method in METHODS else "OTHER"  # any token is one
+        method = "HEAD" if request.scope.get(ASKED_HEAD) else request.method
+        method = method if method in METHODS else "OTHER"  # any token is one
         HTTP_REQUESTS.labels(method, path, str(response.status_code)).inc()
         log.info(
             "http_request",
@@ -364,6 +366,7 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
             "ready\n" if ready else "not ready\n", status_code=200 if ready else 503
         )
 
+    app.add_middleware(HeadAsGet)  # added last, outermost: routes, limits, metrics see a GET
     return app
 
 

@@ -421,4 +421,38 @@ def test_a_method_a_path_does_not_take_is_told_every_method_it_takes(api: Api) -
     """PUT /status said Allow: GET (the first of its routes): the form itself posts."""
     refused = api.client.put("/status")
     assert is_problem(refused, 405)
-    assert refused.headers["Allow"] == "GET, POST"
+    assert refused.headers["Allow"] == "GET, HEAD, POST"
+
+
+def test_head_is_answered_as_get_without_the_body(api: Api) -> None:
+    """HEAD /healthz (an uptime check's) was 405 Method Not Allowed, Allow: GET."""
+    submitted = api.post("/v1/events/death", document(EventType.DEATH)).json()
+    auth = {"Authorization": f"Bearer {api.key}"}
+    for path, headers in [
+        ("/healthz", {}),
+        ("/status", {}),
+        (f"/v1/events/{submitted['reference']}", auth),
+        ("/v1/events/ABCDE-FGHJK", auth),  # no such reference: the GET's 404, headers only
+    ]:
+        got, asked = api.client.get(path, headers=headers), api.client.head(path, headers=headers)
+        assert (got.status_code, b"") == (asked.status_code, asked.content), path
+        assert got.headers["content-type"] == asked.headers["content-type"]
+        assert asked.headers["content-length"] == str(len(got.content))
+    before = REGISTRY.get_sample_value(
+        "tellusonce_http_requests_total",
+        {"method": "HEAD", "route": "/healthz", "status": "200"},
+    )
+    api.client.head("/healthz")
+    after = REGISTRY.get_sample_value(
+        "tellusonce_http_requests_total",
+        {"method": "HEAD", "route": "/healthz", "status": "200"},
+    )
+    assert after == (before or 0) + 1
+
+
+def test_head_of_a_path_without_get_is_405_and_get_is_allowed_with_head(api: Api) -> None:
+    """A path a GET does not take is not read for a HEAD; where GET is taken, so is HEAD."""
+    refused = api.client.head("/v1/events/ABCDE-FGHJK/corrections")
+    assert (refused.status_code, refused.headers["Allow"]) == (405, "POST")
+    assert api.client.post("/healthz").headers["Allow"] == "GET, HEAD"
+    assert api.client.put("/status").headers["Allow"] == "GET, HEAD, POST"
