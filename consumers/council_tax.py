@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import date
 from typing import Any, Literal
 
@@ -30,10 +31,10 @@ from consumers.rules import (
     Service,
     counted,
     day_after,
-    is_person,
     matched,
     no_record,
     unchanged,
+    without,
 )
 from tellusonce.events import (
     Address,
@@ -152,10 +153,6 @@ def open_accounts(matches: Matches, *roles: str) -> list[tuple[str, CouncilTaxAc
     ]
 
 
-def _without(residents: tuple[Person, ...], key: PersonKey) -> tuple[Person, ...]:
-    return tuple(r for r in residents if not is_person(r, key))
-
-
 def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
     """Take the deceased off the account and re-evaluate the discount."""
     facts: DeathFacts = event.facts
@@ -164,7 +161,7 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
         return no_record(WHAT)
     account = found[0][1]
     leave_from = day_after(facts.date_of_death)
-    remaining = _without(account.residents, facts.people()["deceased"])
+    remaining = without(account.residents, facts.deceased)
     changed, words = with_residents(account, remaining, leave_from, died=True)
     actions = (f"Deceased removed from account {account.record_id} from {leave_from}", *words)
     return Decision(Outcome.APPLIED, actions, (changed,), account.record_id)
@@ -181,11 +178,11 @@ def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
     if home is None:
         reason = "The couple's home after the marriage is not on an account here"
         return unchanged(reason, found[0][1])
-    keys = facts.people()
+    parties = [s.person for s in facts.parties]
     day = facts.married_on
     residents = home.residents
-    for key, person in zip(keys.values(), [s.after() for s in facts.parties], strict=True):
-        residents = (*_without(residents, key), person)
+    for party, spouse in zip(parties, facts.parties, strict=True):
+        residents = (*without(residents, party), spouse.after())
     changed: list[Record] = []
     actions: list[str] = []
     if set(residents) != set(home.residents):
@@ -200,7 +197,7 @@ def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
         ]
     for _, account in found:  # a party's account at their home before: they left it
         if account.record_id != home.record_id:
-            left = _leaving(account, list(keys.values()), day)
+            left = _leaving(account, parties, day)
             if left is not None:
                 changed.append(left[0])
                 actions += left[1]
@@ -210,13 +207,11 @@ def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
 
 
 def _leaving(
-    account: CouncilTaxAccount, keys: list[PersonKey], day: date
+    account: CouncilTaxAccount, people: Sequence[Person], day: date
 ) -> tuple[CouncilTaxAccount, list[str]] | None:
     """The account once these people left it on a day (closed if nobody is left), and what
     changed in words; None if none of them is on it."""
-    remaining = account.residents
-    for key in keys:
-        remaining = _without(remaining, key)
+    remaining = without(account.residents, *people)
     if remaining == account.residents:
         return None
     if not remaining:
@@ -233,11 +228,10 @@ def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:
     if not found:
         return no_record(WHAT)
     day = facts.effective_on
-    keys = list(facts.people().values())
     changed: list[Record] = []
     actions: list[str] = []
     for _, account in found:
-        left = _leaving(account, keys, day)
+        left = _leaving(account, facts.people_moving, day)
         if left is not None:
             changed.append(left[0])
             actions += left[1]

@@ -30,6 +30,7 @@ from consumers.rules import (
     Service,
     counted,
     day_after,
+    entries_of,
     is_person,
     matched,
     no_record,
@@ -72,8 +73,16 @@ class HousingBenefitClaim(Record):
     def people(self) -> list[PersonKey]:
         if self.status == "ENDED":  # a person's new claim, not this one, is theirs now
             return []
-        household = [self.claimant, *([self.partner] if self.partner else []), *self.children]
-        return [p.key(self.address.postcode) for p in household]
+        return [p.key(self.address.postcode) for p in self.household()]
+
+    def household(self) -> tuple[Person, ...]:
+        """The claimant, the partner if any, then the children."""
+        return (self.claimant, *([self.partner] if self.partner else []), *self.children)
+
+    def children_but(self, gone: set[int]) -> tuple[Person, ...]:
+        """The children but those at these positions of the household."""
+        first = 2 if self.partner else 1
+        return tuple(c for i, c in enumerate(self.children, first) if i not in gone)
 
     def summary(self) -> str:
         if self.status == "ENDED":
@@ -113,9 +122,9 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
     claim = active_claim(matches, "deceased")
     if isinstance(claim, Decision):
         return claim
-    key = facts.people()["deceased"]
     from_day = day_after(facts.date_of_death)
-    if is_person(claim.claimant, key):
+    died = entries_of(claim.household(), facts.deceased)  # 0: the claimant, then the partner
+    if 0 in died:
         flags = (*claim.flags, PARTNER_TO_CLAIM) if claim.partner else claim.flags
         changed = claim.model_copy(
             update={"status": "ENDED", "ended_from": from_day, "flags": flags}
@@ -123,11 +132,11 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
         actions = [f"Housing Benefit claim {claim.record_id} ended from {from_day}"]
         if claim.partner:
             actions.append("Surviving partner flagged to be invited to make a new claim")
-    elif claim.partner and is_person(claim.partner, key):
+    elif claim.partner and 1 in died:
         changed = claim.reassessed(from_day, partner=None)
         actions = [f"Partner removed; claim reassessed as a single person from {from_day}"]
     else:
-        children = tuple(c for c in claim.children if not is_person(c, key))
+        children = claim.children_but(died)
         changed = claim.reassessed(from_day, children=children)
         actions = [f"Child removed from the household; claim reassessed from {from_day}"]
     return Decision(Outcome.APPLIED, tuple(actions), (changed,), claim.record_id)
@@ -139,8 +148,7 @@ def on_birth(event: LifeEvent[Any], matches: Matches) -> Decision:
     claim = active_claim(matches, "parent1", "parent2", "child")
     if isinstance(claim, Decision):
         return claim
-    key = facts.people()["child"]
-    if any(is_person(c, key) for c in claim.children):
+    if any(c.same_as(facts.child) for c in claim.children):  # by given names too: twins
         return unchanged("Child already on the claim", claim)
     born = facts.child.date_of_birth
     changed = claim.reassessed(born, children=(*claim.children, facts.child))
@@ -183,24 +191,20 @@ def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:
     claims = active_claims(matches)
     if isinstance(claims, Decision):
         return claims
-    movers = list(facts.people().values())
     day = facts.effective_on
-
-    def moving(person: Person) -> bool:
-        return any(is_person(person, key) for key in movers)
-
     changed: list[HousingBenefitClaim] = []
     actions: list[str] = []
     for c in claims:
         if c.address.same_place(facts.new_address):
             continue
-        if moving(c.claimant):
+        moved = set().union(*(entries_of(c.household(), p) for p in facts.people_moving))
+        if 0 in moved:
             ended = {"status": "ENDED", "ended_from": day, "flags": (*c.flags, NEW_CLAIM)}
             changed.append(c.model_copy(update=ended))
             actions.append(f"{WHAT} {c.record_id} ended at the old address from {day}")
             continue
-        partner_left = c.partner is not None and moving(c.partner)
-        children = tuple(child for child in c.children if not moving(child))
+        partner_left = c.partner is not None and 1 in moved
+        children = c.children_but(moved)
         left = ["Partner"] if partner_left else []
         if len(children) < len(c.children):
             left.append(counted(len(c.children) - len(children), "child", "children"))

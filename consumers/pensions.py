@@ -81,6 +81,10 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
     facts: DeathFacts = event.facts
     record = matches.get("deceased")
     partner = matches.get("partner")
+    if partner is not None and record is not None and partner.record_id == record.record_id:
+        # a partner named without a NINO, born the day the deceased was (surname, date of
+        # birth and postcode alike), matched the deceased's own award: not theirs to review
+        partner = None
     changed: list[Record] = []
     actions: list[str] = []
     if isinstance(record, PensionRecord) and record.status != "STOPPED":

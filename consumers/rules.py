@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, ClassVar, TypeVar
@@ -69,6 +69,25 @@ def is_person(person: Person, key: PersonKey) -> bool:
     if person.nino and key.nino:
         return person.nino == key.nino
     return name_key(person.family_name) == key.surname and person.date_of_birth == key.date_of_birth
+
+
+def entries_of(people: Sequence[Person], person: Person) -> set[int]:
+    """Which of a record's people (by position) are the person an event names: by NINO, else
+    surname + date of birth, as records are matched; of several so alike (twins share both, and
+    a postcode), those with the person's given names too, if any has them."""
+    key = person.key(None)
+    alike = {i for i, p in enumerate(people) if is_person(p, key)}
+    if len(alike) > 1:
+        given = name_key(person.given_names or "")
+        named = {i for i in alike if name_key(people[i].given_names or "") == given}
+        return named or alike
+    return alike
+
+
+def without(people: tuple[Person, ...], *leaving: Person) -> tuple[Person, ...]:
+    """A record's people but those the event names as leaving (entries_of each)."""
+    gone = set().union(*(entries_of(people, person) for person in leaving))
+    return tuple(p for i, p in enumerate(people) if i not in gone)
 
 
 def no_record(what: str) -> Decision:

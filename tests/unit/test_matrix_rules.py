@@ -583,3 +583,67 @@ def test_a_store_keyed_by_an_older_name_key_makes_its_keys_again(
 
     with reopened.engine.connect() as conn:
         assert conn.execute(surnames).scalar_one() == name_key("कमला") != "कमल"
+
+
+AMY = Person(given_names="Amy", family_name="Thompson", date_of_birth=date(2000, 3, 1))
+BETH = Person(given_names="Beth", family_name="Thompson", date_of_birth=date(2000, 3, 1))
+
+
+def test_twins_born_the_same_day_are_both_added_to_the_claim(tmp_path: Path) -> None:
+    """No NINO at birth and one surname, date of birth and postcode: Beth's birth was answered
+    "Child already on the claim" (Amy), and the claim kept one child."""
+    h = handler(tmp_path, "housing_benefit")
+    for entry, child in enumerate((AMY, BETH), start=1):
+        born = event(
+            EventType.BIRTH,
+            registration={"district": "Leeds", "entry_number": entry, "office": "L"},
+            child=child.model_dump(mode="json"),
+            parents=[ARTHUR.model_dump(mode="json"), MARGARET.model_dump(mode="json")],
+            address=HOME.model_dump(mode="json"),
+        )
+        assert h.handle(born, NOWHERE) == "applied"
+    claim = next(r for r in h.store.records() if r.record_id == "HB-500001")
+    assert [c.given_names for c in claim.children] == ["Amy", "Beth"]  # type: ignore[attr-defined]
+
+
+def test_the_death_of_a_twin_leaves_the_other_on_the_claim_and_the_account() -> None:
+    """Both twins left the household (and a council tax account of the two was left with
+    nobody: Class F, the exemption for the deceased's property, for the living twin)."""
+    died = event(
+        EventType.DEATH,
+        deceased=AMY.model_dump(mode="json"),
+        surviving_partner=None,
+        marital_status="SINGLE",
+    )
+    claim = record("housing_benefit", "HB-500001").model_copy(update={"children": (AMY, BETH)})
+    (after,) = housing_benefit.on_death(died, roles(deceased=claim)).changed
+    assert after.children == (BETH,)  # type: ignore[attr-defined]
+    account = record("council_tax", "CT-300001").model_copy(update={"residents": (AMY, BETH)})
+    (after,) = council_tax.on_death(died, roles(deceased=account)).changed
+    assert (after.residents, after.discount) == ((BETH,), "SINGLE_PERSON")  # type: ignore[attr-defined]
+
+
+def test_a_twin_moving_out_leaves_the_other_in_the_household() -> None:
+    claim = record("housing_benefit", "HB-500001").model_copy(update={"children": (AMY, BETH)})
+    account = record("council_tax", "CT-300001").model_copy(
+        update={"residents": (*record("council_tax", "CT-300001").residents, AMY, BETH)}
+    )
+    leaving = moving((BETH,), HOME, YORK, "2026-02-02", 1)
+    (after,) = housing_benefit.on_address_change(leaving, roles(mover1=claim)).changed
+    assert after.children == (AMY,)  # type: ignore[attr-defined]
+    (after,) = council_tax.on_address_change(leaving, roles(mover1=account)).changed
+    assert BETH not in after.residents and AMY in after.residents  # type: ignore[attr-defined]
+
+
+def test_a_partner_alike_the_deceased_is_not_reviewed_on_the_deceased_s_award(
+    tmp_path: Path,
+) -> None:
+    """A widow named without a NINO, born the day her husband was, matched his own award: it
+    was stopped, then written again from before the stop ("widowed", IN_PAYMENT), while the
+    confirmation said it was stopped."""
+    alike = {"given_names": "Margaret", "family_name": "Thompson", "date_of_birth": "1946-05-14"}
+    assert ARTHUR.date_of_birth == date(1946, 5, 14)
+    h = handler(tmp_path, "pensions")
+    assert h.handle(event(EventType.DEATH, surviving_partner=alike), NOWHERE) == "applied"
+    arthurs = next(r for r in h.store.records() if r.record_id == "SP-100001")
+    assert (arthurs.status, arthurs.flags) == ("STOPPED", ())  # type: ignore[attr-defined]
