@@ -632,7 +632,8 @@ def test_a_twin_moving_out_leaves_the_other_in_the_household() -> None:
     (after,) = housing_benefit.on_address_change(leaving, roles(mover1=claim)).changed
     assert after.children == (AMY,)  # type: ignore[attr-defined]
     (after,) = council_tax.on_address_change(leaving, roles(mover1=account)).changed
-    assert BETH not in after.residents and AMY in after.residents  # type: ignore[attr-defined]
+    stayed = after.residents  # type: ignore[attr-defined]
+    assert (AMY in stayed, BETH in stayed) == (True, False)
 
 
 def test_a_partner_alike_the_deceased_is_not_reviewed_on_the_deceased_s_award(
