@@ -12,7 +12,10 @@
   otherwise). A home elsewhere: NOT_APPLICABLE.
 - Address change: the movers' residency at the old property ends on the effective date (the
   account closes if nobody is left, otherwise its discount is re-evaluated); if the new address is
-  in the authority's area a new account is opened there (valuation band to be confirmed).
+  in the authority's area a new account is opened there (valuation band to be confirmed). A move
+  is keyed by its first mover, so two moves of one person may be read in either order: an
+  account a later move opened is not left by an earlier one, and a mover on such an account
+  (who has moved on since) is not put on the account the earlier move opens.
 - Nobody in the event is on an account: NO_RECORD.
 """
 
@@ -31,6 +34,7 @@ from consumers.rules import (
     Service,
     counted,
     day_after,
+    entries_of,
     matched,
     no_record,
     unchanged,
@@ -65,6 +69,7 @@ class CouncilTaxAccount(Record):
     discount_from: date | None = None
     status: Literal["OPEN", "CLOSED"] = "OPEN"
     closed_from: date | None = None
+    opened_from: date | None = None  # the move's day, for an account a move opened
 
     def people(self) -> list[PersonKey]:
         """Whom the account matches: its residents, while it is open. A closed account (its
@@ -228,27 +233,43 @@ def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:
     if not found:
         return no_record(WHAT)
     day = facts.effective_on
+    later = [a for _, a in found if a.opened_from is not None and a.opened_from > day]
+    moved_on = {  # movers on an account a later move opened: they live there now
+        i
+        for i, mover in enumerate(facts.people_moving)
+        if any(entries_of(a.residents, mover) for a in later)
+    }
+    movers = tuple(p for i, p in enumerate(facts.people_moving) if i not in moved_on)
     changed: list[Record] = []
     actions: list[str] = []
     for _, account in found:
-        left = _leaving(account, facts.people_moving, day)
+        left = None if account in later else _leaving(account, facts.people_moving, day)
         if left is not None:
             changed.append(left[0])
             actions += left[1]
-    if in_area(facts.new_address):
+    newest = max((a.opened_from for a in later if a.opened_from is not None), default=None)
+    if moved_on:
+        actions.append(
+            f"{counted(len(moved_on), 'mover')} moved on since (a move from {newest} is "
+            "recorded): not added at the new address"
+        )
+    if in_area(facts.new_address) and movers:
         new = CouncilTaxAccount(
             record_id=f"CT-N{event.envelope.event_id.hex.upper()}",
             property=facts.new_address,
-            residents=facts.people_moving,
+            residents=movers,
             annual_charge_pence=None,
-            discount=discount_for(adults(facts.people_moving, day)),
+            discount=discount_for(adults(movers, day)),
             discount_from=day,
+            opened_from=day,
         )
         changed.append(new)
         actions.append(
             f"New account {new.record_id} opened at the new address from {day} "
             "(valuation band to be confirmed)"
         )
+    if not changed and later:
+        return unchanged(f"A later move, from {newest}, is recorded", later[0])
     return Decision(Outcome.APPLIED, tuple(actions), tuple(changed), found[0][1].record_id)
 
 

@@ -11,6 +11,10 @@
   the partner: NOT_APPLICABLE.
 - Address change of the claimant: the claim at the old address ends on the effective date and a
   new claim is needed for the new home (each active claim of the movers, if they hold several).
+  A move is keyed by its first mover, so two moves of one claimant may be read in either order:
+  a claim a move from another address ends (the claimant left its address before, on a day not
+  known here) is flagged for its end date to be confirmed, and still matches the claimant; the
+  move from its address, read later, ends it from that move's day instead.
   A partner or child moving without the claimant leaves the household: the claim goes on,
   reassessed from the effective date. A claim already at the new address: NOT_APPLICABLE.
 - The event is for the active claim of whoever in it holds one (one party's claim may have ended
@@ -52,6 +56,7 @@ from tellusonce.events import (
 PARTNER_TO_CLAIM = "PARTNER_INVITED_TO_CLAIM"
 REASSESS = "REASSESSMENT_DUE"
 NEW_CLAIM = "NEW_CLAIM_NEEDED"
+END_TO_CONFIRM = "END_DATE_TO_CONFIRM"  # ended by a move from elsewhere: left before, unknown day
 WHAT = "Housing Benefit claim"
 
 
@@ -71,8 +76,8 @@ class HousingBenefitClaim(Record):
     flags: tuple[str, ...] = ()
 
     def people(self) -> list[PersonKey]:
-        if self.status == "ENDED":  # a person's new claim, not this one, is theirs now
-            return []
+        if self.status == "ENDED" and END_TO_CONFIRM not in self.flags:  # a person's new
+            return []  # claim, not this one, is theirs now; one to confirm awaits its move
         return [p.key(self.address.postcode) for p in self.household()]
 
     def household(self) -> tuple[Person, ...]:
@@ -188,10 +193,21 @@ def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:
     """End each claim of a claimant who moved, at the old address (a new claim is needed for the
     new one); a partner or child who moved without the claimant leaves the household."""
     facts: AddressChangeFacts = event.facts
+    day = facts.effective_on
+    ended_later = [  # by a later move of the claimant, read first: ended from this one's day
+        c
+        for _, c in matched(matches, HousingBenefitClaim)
+        if END_TO_CONFIRM in c.flags
+        and c.address.same_place(facts.old_address)
+        and c.ended_from is not None
+        and day < c.ended_from
+        and 0 in set().union(*(entries_of(c.household(), p) for p in facts.people_moving))
+    ]
+    if ended_later:
+        return _ended_earlier(ended_later, day)
     claims = active_claims(matches)
     if isinstance(claims, Decision):
         return claims
-    day = facts.effective_on
     changed: list[HousingBenefitClaim] = []
     actions: list[str] = []
     for c in claims:
@@ -199,9 +215,16 @@ def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:
             continue
         moved = set().union(*(entries_of(c.household(), p) for p in facts.people_moving))
         if 0 in moved:
-            ended = {"status": "ENDED", "ended_from": day, "flags": (*c.flags, NEW_CLAIM)}
+            elsewhere = not c.address.same_place(facts.old_address)
+            flags = (*c.flags, NEW_CLAIM, *([END_TO_CONFIRM] if elsewhere else []))
+            ended = {"status": "ENDED", "ended_from": day, "flags": flags}
             changed.append(c.model_copy(update=ended))
             actions.append(f"{WHAT} {c.record_id} ended at the old address from {day}")
+            if elsewhere:
+                actions.append(
+                    "The claim's address is not the one moved from: the claimant left it "
+                    "earlier, on a day not known here; its end date is to be confirmed"
+                )
             continue
         partner_left = c.partner is not None and 1 in moved
         children = c.children_but(moved)
@@ -221,6 +244,23 @@ def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:
     if any(c.status == "ENDED" for c in changed):
         actions.append("A new claim is needed for the new address")
     return Decision(Outcome.APPLIED, tuple(actions), tuple(changed), changed[0].record_id)
+
+
+def _ended_earlier(claims: list[HousingBenefitClaim], day: date) -> Decision:
+    """Claims a later move ended, from an address not theirs, ended from the day of the move
+    from their address instead."""
+    changed = tuple(
+        c.model_copy(
+            update={"ended_from": day, "flags": tuple(f for f in c.flags if f != END_TO_CONFIRM)}
+        )
+        for c in claims
+    )
+    actions = tuple(
+        f"{WHAT} {c.record_id} ended from {day}, the day of the move from its address "
+        f"(a later move had ended it from {c.ended_from})"
+        for c in claims
+    )
+    return Decision(Outcome.APPLIED, actions, changed, changed[0].record_id)
 
 
 SERVICE = Service(

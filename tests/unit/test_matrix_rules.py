@@ -648,3 +648,53 @@ def test_a_partner_alike_the_deceased_is_not_reviewed_on_the_deceased_s_award(
     assert h.handle(event(EventType.DEATH, surviving_partner=alike), NOWHERE) == "applied"
     arthurs = next(r for r in h.store.records() if r.record_id == "SP-100001")
     assert (arthurs.status, arthurs.flags) == ("STOPPED", ())  # type: ignore[attr-defined]
+
+
+LS8 = Address(lines=("3 Oak Street", "Leeds"), postcode="LS8 1AA")
+
+
+def _households(tmp_path: Path, service: str, june_first: bool) -> list[tuple[Any, ...]]:
+    """Margaret and Arthur move in January (keyed by Margaret), Arthur alone on in June (keyed
+    by him), read in either order: what the service's store then holds, in a comparable form."""
+    together = moving((MARGARET, ARTHUR), HOME, NEW_HOME, "2025-01-06", 1)
+    alone = moving((ARTHUR,), NEW_HOME, LS8, "2025-06-02", 2)
+    tmp_path.mkdir()
+    h = handler(tmp_path, service)
+    for moved in (alone, together) if june_first else (together, alone):
+        h.handle(moved, NOWHERE)
+    if service == "council_tax":
+        return sorted(
+            (a.property.postcode, a.status, a.closed_from, [p.given_names for p in a.residents],
+             a.discount)
+            for a in h.store.records()
+            if a.record_id == "CT-300001" or a.record_id.startswith("CT-N")
+        )  # fmt: skip
+    claim = next(c for c in h.store.records() if c.record_id == "HB-500001")
+    return [(claim.status, claim.ended_from, claim.flags)]  # type: ignore[attr-defined]
+
+
+def test_council_tax_ends_up_the_same_whichever_of_two_moves_is_read_first(
+    tmp_path: Path,
+) -> None:
+    """June's read first, January's closed Arthur's new LS8 account "from 2025-01-06", five
+    months before it opened, and put him on the LS7 account with Margaret, at no discount."""
+    assert _households(tmp_path / "a", "council_tax", june_first=True) == [
+        ("LS6 2AB", "CLOSED", date(2025, 1, 6), ["Margaret"], "SINGLE_PERSON"),
+        ("LS7 3BB", "OPEN", None, ["Margaret"], "SINGLE_PERSON"),
+        ("LS8 1AA", "OPEN", None, ["Arthur James"], "SINGLE_PERSON"),
+    ]
+    in_order = _households(tmp_path / "b", "council_tax", june_first=False)
+    assert [a[0:2] + a[3:] for a in in_order] == [
+        ("LS6 2AB", "CLOSED", ["Arthur James", "Margaret"], "NONE"),
+        ("LS7 3BB", "OPEN", ["Margaret"], "SINGLE_PERSON"),
+        ("LS8 1AA", "OPEN", ["Arthur James"], "SINGLE_PERSON"),
+    ]
+
+
+def test_a_housing_benefit_claim_ends_from_the_first_move_whichever_is_read_first(
+    tmp_path: Path,
+) -> None:
+    """June's read first ended the LS6 claim from 2025-06-02, and January's then found none."""
+    ended = [("ENDED", date(2025, 1, 6), (housing_benefit.NEW_CLAIM,))]
+    assert _households(tmp_path / "a", "housing_benefit", june_first=True) == ended
+    assert _households(tmp_path / "b", "housing_benefit", june_first=False) == ended
