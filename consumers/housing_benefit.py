@@ -8,7 +8,8 @@
   claim is reassessed. Already on the claim: NOT_APPLICABLE.
 - Marriage or civil partnership of a claimant: the partner joins the claim, which is reassessed as
   a couple's from the date of the union; each takes the family name they have after it. Already
-  the partner: NOT_APPLICABLE.
+  the partner: NOT_APPLICABLE. Both claimants: a couple has one claim, the one at their home
+  after the union (else the first found); the other ends from the date of the union.
 - Address change of the claimant: the claim at the old address ends on the effective date and a
   new claim is needed for the new home (each active claim of the movers, if they hold several).
   A move is keyed by its first mover, so two moves of one claimant may be read in either order:
@@ -162,31 +163,49 @@ def on_birth(event: LifeEvent[Any], matches: Matches) -> Decision:
 
 
 def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
-    """Add the new partner to the claim and reassess it as a couple's."""
+    """Add the new partner to the claim and reassess it as a couple's; a claim the partner held
+    ends (one claim for the couple: the one at their home, else the first found)."""
     facts: MarriageFacts = event.facts
-    claim = active_claim(matches, "party1", "party2")
-    if isinstance(claim, Decision):
-        return claim
+    claims = active_claims(matches, "party1", "party2")
+    if isinstance(claims, Decision):
+        return claims
     keys = facts.people()
-    claimant_role = next((r for r, key in keys.items() if is_person(claim.claimant, key)), None)
-    if claimant_role is None:
+    held = [  # (claim, the party holding it as claimant), the couple's home's first
+        (c, role)
+        for c in sorted(claims, key=lambda c: not c.address.same_place(facts.address_after))
+        for role in [next((r for r, key in keys.items() if is_person(c.claimant, key)), None)]
+        if role is not None
+    ]
+    if not held:
         return unchanged(
-            "Neither party is the claimant; the household is reviewed separately", claim
+            "Neither party is the claimant; the household is reviewed separately", claims[0]
         )
+    claim, claimant_role = held[0]
+    day = facts.married_on
     named = facts.parties[int(claimant_role[-1]) - 1].family_name_after
     claimant = claim.claimant  # as the claim knows them (a NINO the event may not give)
     if named is not None:
         claimant = claimant.model_copy(update={"family_name": named})
     other = facts.parties[2 - int(claimant_role[-1])]
-    if claim.partner and any(
+    changed: list[HousingBenefitClaim] = []
+    actions: list[str] = []
+    if not claim.partner or not any(
         is_person(claim.partner, p.key(None)) for p in (other.person, other.after())
     ):
+        changed.append(claim.reassessed(day, partner=other.after(), claimant=claimant))
+        actions.append(
+            f"Partner added to claim {claim.record_id}; reassessed as a couple from {day}"
+        )
+    for own, role in held[1:]:  # the partner's own claim: the couple's claim is the other
+        if role != claimant_role:
+            changed.append(own.model_copy(update={"status": "ENDED", "ended_from": day}))
+            actions.append(
+                f"{WHAT} {own.record_id} ended from {day}: its claimant is the partner on "
+                f"claim {claim.record_id}"
+            )
+    if not changed:
         return unchanged("Partner already on the claim", claim)
-    changed = claim.reassessed(facts.married_on, partner=other.after(), claimant=claimant)
-    actions = (
-        f"Partner added to claim {claim.record_id}; reassessed as a couple from {facts.married_on}",
-    )
-    return Decision(Outcome.APPLIED, actions, (changed,), claim.record_id)
+    return Decision(Outcome.APPLIED, tuple(actions), tuple(changed), claim.record_id)
 
 
 def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:

@@ -309,6 +309,22 @@ class TestHousingBenefit:
         (claim,) = housing_benefit.on_marriage(wedding(), roles(party1=single)).changed
         assert claim.partner.given_names == "Ruth"
 
+    def test_two_claimants_marrying_keep_one_claim_the_one_at_their_home(self) -> None:
+        """Grace's own claim went on beside the couple's: the household paid twice."""
+        hers = self.claim().model_copy(update={"claimant": MARGARET, "partner": None})
+        union = wedding(home=AWAY)
+        ruth = union.facts.parties[1].person
+        theirs = hers.model_copy(update={"record_id": "HB-R", "claimant": ruth, "address": AWAY})
+        decision = housing_benefit.on_marriage(union, roles(party1=hers, party2=theirs))
+        couple, ended = decision.changed
+        assert (couple.record_id, couple.partner.given_names) == ("HB-R", "Margaret")
+        assert (ended.record_id, ended.status, ended.ended_from) == (
+            "HB-500001",
+            "ENDED",
+            union.facts.married_on,
+        )
+        assert decision.service_reference == "HB-R"
+
     def test_marriage_to_existing_partner_is_not_applicable(self) -> None:
         single = self.claim().model_copy(update={"claimant": MARGARET, "partner": None})
         first = housing_benefit.on_marriage(wedding(), roles(party1=single)).changed[0]
