@@ -216,7 +216,11 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
                 keys.reserve(office, key, digest)
             # an amendment's reason is the body's correction_reason, or a cancellation's reason
             field = "correction_reason" if event.envelope.action == Action.CORRECTED else "reason"
-            answered, published = registrar.publish_once(event, field)
+            try:
+                answered, published = registrar.publish_once(event, field)
+            except (SubmissionConflict, InvalidSubmission, ValidationError, MessageTooLarge):
+                keys.release(office, key, digest)  # refused, nothing published: not held
+                raise
             stored = Stored(digest, 201 if published else 200, _receipt(answered))
             keys.put(office, key, stored)
             return stored

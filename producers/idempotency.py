@@ -9,7 +9,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, insert, select, update
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tellusonce.database import INSTANT, connect, create_or_upgrade, reason
@@ -68,6 +79,23 @@ class IdempotencyKeys:
         """Tie a key to a request before it is published: another body under the key is then
         refused, even if this one's publication fails (its retry is still this request)."""
         self.put(office, key, Stored(digest, PENDING, {}))
+
+    def release(self, office: str, key: str, digest: str) -> None:
+        """Free a key reserved for a request refused without publishing anything (a conflict,
+        an invalid or too large event): the request the refusal asks for instead is a different
+        body, and may take the key."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    delete(responses).where(
+                        responses.c.office == office,
+                        responses.c.key == key,
+                        responses.c.status == PENDING,
+                        responses.c.body_hash == digest,
+                    )
+                )
+        except OperationalError as exc:
+            log.warning("idempotency_key_not_released", error=reason(exc))
 
     def put(self, office: str, key: str, stored: Stored) -> None:
         """Keep a response (over its key's pending request); a concurrent twin that stored first

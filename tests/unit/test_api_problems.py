@@ -456,3 +456,21 @@ def test_head_of_a_path_without_get_is_405_and_get_is_allowed_with_head(api: Api
     assert (refused.status_code, refused.headers["Allow"]) == (405, "POST")
     assert api.client.post("/healthz").headers["Allow"] == "GET, HEAD"
     assert api.client.put("/status").headers["Allow"] == "GET, HEAD, POST"
+
+
+def test_a_key_whose_request_was_refused_unpublished_is_free_for_the_next(api: Api) -> None:
+    """A 409 (or 413) tied its key to the refused body: the submission the refusal asked for,
+    sent under the same key (made from the register entry, say), was 422 "used for a
+    different request"."""
+    assert api.post("/v1/events/death", document(EventType.DEATH), key="k1").status_code == 201
+    contradicting = document(EventType.DEATH, date_of_death="2026-03-10")
+    assert api.post("/v1/events/death", contradicting, key="k2").status_code == 409
+    other = document(EventType.DEATH)
+    other["registration"] = {**other["registration"], "entry_number": 2000}
+    assert api.post("/v1/events/death", other, key="k2").status_code == 201
+    api.publisher.publish = refuse_as_too_large  # type: ignore[method-assign]
+    other["registration"] = {**other["registration"], "entry_number": 2001}
+    assert api.post("/v1/events/death", other, key="k3").status_code == 413
+    del api.publisher.publish
+    other["registration"] = {**other["registration"], "entry_number": 2002}
+    assert api.post("/v1/events/death", other, key="k3").status_code == 201
