@@ -35,6 +35,7 @@ from tellusonce.codec import Codec
 from tellusonce.database import INSTANT, BulkInsert, connect, create_or_upgrade, reason, writing
 from tellusonce.errors import NotRecorded
 from tellusonce.events import LifeEvent
+from tellusonce.identity import as_issued
 
 log = structlog.get_logger("tellusonce.producer")
 metadata = MetaData()
@@ -158,7 +159,7 @@ class Ledger:
         or None: what a correction or cancellation is made from (one made again after Kafka did
         not acknowledge it is then the same event, published again) and what a status shows."""
         query = select(submissions.c.payload).where(
-            submissions.c.reference == reference.strip().upper(),
+            submissions.c.reference == as_issued(reference),
             submissions.c.unacknowledged.is_(None),
         )
         if office is not None:
@@ -186,7 +187,7 @@ class Ledger:
         registrations can share a reference (see chain)."""
         query = (
             select(submissions.c.office, submissions.c.event_type, submissions.c.payload)
-            .where(submissions.c.reference == reference.strip().upper())
+            .where(submissions.c.reference == as_issued(reference))
             .order_by(submissions.c.revision.desc())
         )
         if acknowledged:
@@ -202,7 +203,7 @@ class Ledger:
         Kafka acknowledged it."""
         query = (
             select(submissions.c.payload, submissions.c.unacknowledged)
-            .where(submissions.c.reference == reference.strip().upper())
+            .where(submissions.c.reference == as_issued(reference))
             .order_by(submissions.c.revision)
         )
         with self.engine.connect() as conn:

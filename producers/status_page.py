@@ -22,6 +22,7 @@ from producers.ledger import Ledger
 from producers.limits import RateLimit
 from tellusonce.errors import StoreBusy
 from tellusonce.events import REFERENCE_PATTERN, Action
+from tellusonce.identity import as_issued
 
 NOT_FOUND = (
     "We could not find a notification with that reference and date of birth. "
@@ -83,6 +84,7 @@ birth of the person the registration was about.</p>
 </fieldset><button type="submit">Show what has been done</button></form>"""
 
 
+NOT_A_DATE = "Enter the date of birth as numbers: day, month and year, for example 14 5 1946."
 BUSY = "We cannot show this right now"
 REFERENCE_ATTEMPTS_PER_HOUR = 10  # a family checks a few times; a guesser needs thousands
 
@@ -114,6 +116,14 @@ def answers(latest: EventStatus) -> str:
             "</section>"
         )
     return "".join(parts)
+
+
+def _date_of_birth(day: str, month: str, year: str) -> date | None:
+    """The date the form's three numbers make, or None if they make none."""
+    try:
+        return date(int(year), int(month), int(day))
+    except (ValueError, OverflowError):  # not a date, or a year no C long holds
+        return None
 
 
 def _how_long(seconds: int) -> str:
@@ -161,22 +171,21 @@ def router(ledger: Ledger, tracker: TrackerStore, attempts_per_minute: int = 5) 
         year: Annotated[str, Form()] = "",
     ) -> HTMLResponse:
         client = _network(request.client.host if request.client else "unknown")
-        reference = reference.strip().upper()
+        reference = as_issued(reference)  # 5d4z6 43n23, or with an en dash from a letter
         if not re.fullmatch(REFERENCE_PATTERN, reference):  # no such reference: none to count
             reference = ""  # (nor to keep: a megabyte's text each was held by the limiter)
+        born = _date_of_birth(day, month, year)
         wait = limit.take(client)
-        if wait is None and reference:
-            wait = per_reference.take(reference)  # now: requests at once each take one
+        if wait is None and reference and born is not None:  # a typing slip takes no try of
+            wait = per_reference.take(reference)  # a reference's; requests at once each one
         if wait is not None:
             response = page(
                 "Too many attempts", f"<p>Please wait {_how_long(wait)} and try again.</p>", 429
             )
             response.headers["Retry-After"] = str(wait)
             return response
-        try:
-            born = date(int(year), int(month), int(day))
-        except (ValueError, OverflowError):  # not a date, or a year no C long holds
-            return page("Check what has been done", form(NOT_FOUND, reference), status=404)
+        if born is None:
+            return page("Check what has been done", form(NOT_A_DATE, reference), status=422)
         found = await run_in_threadpool(ledger.registrations, reference) if reference else []
         event = next(
             (e for e in found if any(p.date_of_birth == born for p in e.facts.subjects())), None

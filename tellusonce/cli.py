@@ -156,9 +156,10 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.tracker import EventStatus, TrackerStore
     from producers.ledger import Ledger
     from tellusonce.codec import Codec
+    from tellusonce.identity import as_issued
     from tellusonce.topics import TRACKER
 
-    reference = args.reference.strip().upper()
+    reference = as_issued(args.reference)
     statuses = TrackerStore(settings.store_url_for(TRACKER)).status(reference)
     recorded = []  # what this registrar's ledger holds: just published, or not acknowledged
     url = settings.store_url_for("registrar")

@@ -23,6 +23,22 @@ def event_id(
     return uuid5(NAMESPACE, name)
 
 
+_NOT_WRITTEN = str.maketrans({"O": "0", "I": "1", "L": "1", " ": None, "-": None,
+                               "\u2010": None, "\u2011": None, "\u2012": None,
+                               "\u2013": None, "\u2014": None, "\u2212": None})  # fmt: skip
+
+
+def as_issued(typed: str) -> str:
+    """A reference as a person typed it, written as references are issued (7QK2M-93XDA):
+    Crockford's reading of base32, where O is 0 and I and L are 1, without case, spaces or
+    the dash (a hyphen, an en dash from a letter, or none); other text comes back upper-cased,
+    to match nothing."""
+    compact = typed.strip().upper().translate(_NOT_WRITTEN)
+    if len(compact) == 10 and all(c in _CROCKFORD for c in compact):
+        return f"{compact[:5]}-{compact[5:]}"
+    return typed.strip().upper()
+
+
 def reference(original_event_id: UUID, secret: bytes) -> str:
     """A short reference for the family, e.g. 7QK2M-93XDA: Crockford base32 of 50 bits of an
     HMAC of the registration's event id, keyed by the pseudonym secret. The event id is made of

@@ -17,6 +17,7 @@ from producers.submission import Registrar
 from tellusonce.codec import Codec
 from tellusonce.errors import BrokerUnavailable
 from tellusonce.events import EventType
+from tellusonce.identity import as_issued
 from tellusonce.settings import Settings
 from tests.factories import document
 from tests.handlers import SHARED, tracked
@@ -279,3 +280,40 @@ def test_text_that_is_no_reference_is_neither_kept_nor_echoed(
     assert answered.status_code == 404
     assert "AAAAAAAAAA" not in answered.text
     assert all(len(key) < 100 for key in kept)
+
+
+def test_a_date_not_written_as_numbers_is_said_so_and_takes_no_try(
+    registrar: Registrar, store: TrackerStore
+) -> None:
+    """ "May" for the month read as a wrong date of birth (404 "could not find"), and took one
+    of the reference's tries an hour: ten slips, from anyone, locked the family out."""
+    receipt = registrar.submit(EventType.DEATH, death())
+    app = FastAPI()
+    app.include_router(status_page.router(registrar.ledger, store, attempts_per_minute=100))
+    client = TestClient(app)
+    slip = {"reference": receipt.reference, "day": "14", "month": "May", "year": "1946"}
+    for _ in range(status_page.REFERENCE_ATTEMPTS_PER_HOUR + 1):
+        refused = client.post("/status", data=slip)
+        assert refused.status_code == 422
+        assert "as numbers" in refused.text
+    assert client.post("/status", data=slip | {"month": "5"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "typed", ["{a}{b}", "{a} {b}", " {a}\u2013{b} ", "lower {a}-{b}", "{a}\u2014{b}"]
+)
+def test_a_reference_typed_as_people_type_it_is_found(
+    registrar: Registrar, store: TrackerStore, typed: str
+) -> None:
+    """Without its dash, with a space, an en dash pasted from a letter: "could not find"."""
+    receipt = registrar.submit(EventType.DEATH, death())
+    first, second = receipt.reference.split("-")
+    written = typed.format(a=first, b=second)
+    if written.startswith("lower "):
+        written = written.removeprefix("lower ").lower()
+    assert ask(registrar, store, written, "1946-05-14").status_code == 200
+
+
+def test_crockford_letters_read_as_the_digits_they_look_like() -> None:
+    assert as_issued("o1il5 abcde") == "01115-ABCDE"
+    assert as_issued("not a reference") == "NOT A REFERENCE"
