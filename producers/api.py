@@ -312,7 +312,9 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
 
         def build_for(office: str, document: object) -> LifeEvent[Any]:
             reason = document.pop("correction_reason", None) if isinstance(document, dict) else None
-            return correction(latest(reference, office), document, settings, reason)
+            amended = latest(reference, office)
+            registered = registrar.ledger.registered_at(amended)
+            return correction(amended, document, settings, reason, registered=registered)
 
         return await accept(request, build_for)
 

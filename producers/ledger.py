@@ -219,6 +219,22 @@ class Ledger:
                 conn.execute(select(submissions.c.event_id).where(*_registration(event))).scalars()
             )
 
+    def registered_at(self, event: LifeEvent[Any]) -> datetime:
+        """When an event's registration was made (its revision 0's time; an amendment's own is
+        when it was made): what a correction's dates are checked against."""
+        if event.envelope.revision == 0:
+            return event.envelope.registered_at
+        query = select(submissions.c.payload).where(
+            *_registration(event), submissions.c.revision == 0
+        )
+        with self.engine.connect() as conn:
+            payload = conn.execute(query).scalar()
+        return (
+            event.envelope.registered_at
+            if payload is None
+            else (self._event(payload).envelope.registered_at)
+        )
+
     def acknowledged(self, event_ids: Sequence[str]) -> list[LifeEvent[Any]]:
         """Those of these events Kafka acknowledged."""
         query = select(submissions.c.payload).where(

@@ -135,10 +135,13 @@ def _strictly(model: type[ModelT], part: Mapping[str, Any]) -> ModelT:
 
 
 def parse(
-    event_type: EventType, document: object, correcting: str | None = None
+    event_type: EventType,
+    document: object,
+    correcting: str | None = None,
+    registered: datetime | None = None,
 ) -> tuple[Header, Facts]:
     """Validate a submission document (the whole corrected submission, when `correcting` a
-    reference); raise InvalidSubmission listing every problem found."""
+    reference `registered` then); raise InvalidSubmission listing every problem found."""
     if not isinstance(document, Mapping):
         raise InvalidSubmission([Problem("(document)", "must be a JSON object")])
     if not_text := _not_text(document):
@@ -165,15 +168,36 @@ def parse(
             else f"submit it to /v1/events/{kind.value} (CLI: tellusonce submit {kind.value})"
         )
         problems.insert(0, Problem("(document)", f"{what}: {where}"))
-    if header is not None and header.registered_at is not None:
+    if header is not None:
+        problems += _registration_dates(header, facts, registered)
+    if problems or header is None or facts is None:
+        raise InvalidSubmission(problems)
+    return header, facts
+
+
+def _registration_dates(
+    header: Header, facts: Facts | None, registered: datetime | None
+) -> list[Problem]:
+    """A registration's time against its event's date: the submission's own, or (a correction)
+    the time its entry was `registered`, which the correction does not change."""
+    problems = []
+    if registered is not None:
+        if header.registered_at is not None and header.registered_at != registered:
+            when = registered.astimezone(UTC).isoformat().replace("+00:00", "Z")
+            problems.append(
+                Problem("registered_at", f"is when the entry was registered ({when}): it is "
+                        "not corrected (leave it out)")
+            )  # fmt: skip
+        registered_on = registered.astimezone(LONDON).date()
+        if facts is not None and registered_on < facts.occurred_on():
+            problems.append(Problem(facts.OCCURRED, f"is after the registration ({registered_on})"))
+    elif header.registered_at is not None:
         registered_on = header.registered_at.astimezone(LONDON).date()
         if registered_on > today_in_london():
             problems.append(Problem("registered_at", "is in the future"))
         elif facts is not None and registered_on < facts.occurred_on():
             problems.append(Problem("registered_at", "is before the event it registers"))
-    if problems or header is None or facts is None:
-        raise InvalidSubmission(problems)
-    return header, facts
+    return problems
 
 
 NOT_SUBMITTED_HERE = Problem(
@@ -196,27 +220,27 @@ def build_event(
     action: Action = Action.REGISTERED,
     amends: LifeEvent[Any] | None = None,
     reason: str | None = None,
+    registered: datetime | None = None,
 ) -> LifeEvent[Any]:
     """The life event for validated facts; ids are deterministic in the register entry.
 
     A correction or cancellation (`amends` = the newest event of its reference) keeps the
-    reference, key (person_ref) and late flag of what it amends, supersedes it and counts the
-    revision up, so it travels on the same partition as the events it amends.
+    reference and key (person_ref) of what it amends, supersedes it and counts the revision
+    up, so it travels on the same partition as the events it amends; its late flag is worked
+    out again from its facts and the time its entry was `registered` (or kept, if not given).
     """
     now = datetime.now(UTC)
     secret = settings.pseudonym_secret.get_secret_value().encode()  # keys person_ref, reference
     if amends is None:
         registered_at = header.registered_at or now
         revision, supersedes = 0, None
-        period = REGISTRATION_PERIOD.get(event_type)
-        late = period is not None and (
-            registered_at.astimezone(LONDON).date() - facts.occurred_on() > period
-        )
+        late = _late(event_type, facts, registered_at)
         key = person_ref(facts.subject(), secret)
     else:
         old = amends.envelope
         registered_at, revision, supersedes = now, old.revision + 1, old.event_id
-        late, key = old.late_registration, old.person_ref
+        key = old.person_ref
+        late = old.late_registration if registered is None else _late(event_type, facts, registered)
     this_id = event_id(event_type, header.registration, action, revision)
     envelope = Envelope(
         event_id=this_id,
@@ -234,6 +258,14 @@ def build_event(
         reason=reason,
     )
     return life_event(envelope, facts)
+
+
+def _late(event_type: EventType, facts: Facts, registered_at: datetime) -> bool:
+    """Whether an event was registered after the period the law gives for it."""
+    period = REGISTRATION_PERIOD.get(event_type)
+    return period is not None and (
+        registered_at.astimezone(LONDON).date() - facts.occurred_on() > period
+    )
 
 
 REASON_MAX = 200  # characters: the envelope's free text
@@ -268,8 +300,13 @@ def correction(
     settings: Settings,
     reason: object,
     reason_field: str = "correction_reason",
+    registered: datetime | None = None,
 ) -> LifeEvent[Any]:
-    """A correction of the newest event of a reference with a whole corrected submission."""
+    """A correction of the newest event of a reference with a whole corrected submission,
+    checked against the time its entry was `registered` (if not given: latest's, if it is the
+    registration; else the document's own, as a registration's)."""
+    if registered is None and latest.envelope.revision == 0:
+        registered = latest.envelope.registered_at
     env = latest.envelope
     if env.action == Action.CANCELLED:
         raise SubmissionConflict([Problem("reference", "was cancelled; it cannot be corrected")])
@@ -280,7 +317,7 @@ def correction(
     except InvalidSubmission as exc:
         problems += exc.problems
     try:
-        header, facts = parse(env.event_type, document, correcting=env.reference)
+        header, facts = parse(env.event_type, document, env.reference, registered)
     except InvalidSubmission as exc:
         raise InvalidSubmission(problems + exc.problems) from exc
     if problems:
@@ -306,6 +343,7 @@ def correction(
         action=Action.CORRECTED,
         amends=latest,
         reason=why,
+        registered=registered,
     )
 
 
@@ -426,7 +464,9 @@ class Registrar:
         self, reference: str, document: object, reason: str | None = None
     ) -> LifeEvent[Any]:
         """The correction of a reference a submission makes, validated, not published."""
-        return correction(self._latest(reference), document, self.settings, reason, "reason")
+        latest = self._latest(reference)
+        registered = self.ledger.registered_at(latest)
+        return correction(latest, document, self.settings, reason, "reason", registered)
 
     def cancel(self, reference: str, reason: str) -> Receipt:
         """Publish the cancellation of a registration made in error."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Generic, NamedTuple, TypeVar, overload
+from typing import Annotated, Any, ClassVar, Generic, NamedTuple, TypeVar, overload
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -236,6 +236,8 @@ class Problem(NamedTuple):
 class Facts(Frozen):
     """The body of a life event; each kind says who is in it and when it happened."""
 
+    OCCURRED: ClassVar[str] = ""  # the field of the date the event happened
+
     def occurred_on(self) -> date:
         """The date the event happened."""
         raise NotImplementedError
@@ -274,6 +276,8 @@ class DeathFacts(Facts):
     date_of_death: PastDate
     surviving_partner: Person | None = None
     informant: Informant
+
+    OCCURRED = "date_of_death"
 
     def occurred_on(self) -> date:
         return self.date_of_death
@@ -314,6 +318,8 @@ class BirthFacts(Facts):
     child: Person
     parents: Annotated[tuple[Person, ...], Field(min_length=1, max_length=2, fail_fast=True)]
     address: Address
+
+    OCCURRED = "child.date_of_birth"
 
     def occurred_on(self) -> date:
         return self.child.date_of_birth
@@ -359,6 +365,8 @@ class MarriageFacts(Facts):
     parties: Annotated[tuple[Spouse, ...], Field(min_length=2, max_length=2, fail_fast=True)]
     address_after: Address
 
+    OCCURRED = "married_on"
+
     def occurred_on(self) -> date:
         return self.married_on
 
@@ -397,6 +405,8 @@ class AddressChangeFacts(Facts):
     old_address: Address
     new_address: Address
     effective_on: PastDate
+
+    OCCURRED = "effective_on"
 
     def occurred_on(self) -> date:
         return self.effective_on

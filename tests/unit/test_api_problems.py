@@ -474,3 +474,19 @@ def test_a_key_whose_request_was_refused_unpublished_is_free_for_the_next(api: A
     del api.publisher.publish
     other["registration"] = {**other["registration"], "entry_number": 2002}
     assert api.post("/v1/events/death", other, key="k3").status_code == 201
+
+
+def test_a_second_correction_is_checked_against_the_registration_s_time(api: Api) -> None:
+    """Its registered_at was the first correction's (now), so a date after the registration
+    passed; the entry was registered on 2026-03-13."""
+    reference = api.post("/v1/events/death", document(EventType.DEATH)).json()["reference"]
+    path = f"/v1/events/{reference}/corrections"
+    first = document(EventType.DEATH, date_of_death="2026-03-10")
+    assert api.post(path, first, key="c1").status_code == 201
+    after = document(EventType.DEATH, date_of_death="2026-03-20")
+    del after["registered_at"]
+    refused = api.post(path, after, key="c2")
+    assert is_problem(refused, 422)
+    assert refused.json()["errors"] == [
+        {"pointer": "/date_of_death", "detail": "is after the registration (2026-03-13)"}
+    ]

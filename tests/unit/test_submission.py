@@ -222,12 +222,38 @@ class TestAmendmentReasons:
 
     def test_a_correction_that_changes_nothing_is_refused(self) -> None:
         """It was published: a new revision each service undid and applied again."""
-        unchanged = document(EventType.DEATH, registered_at="2026-03-14T09:00:00Z")
         with pytest.raises(InvalidSubmission) as refused:
-            correction(event(EventType.DEATH), unchanged, Settings(), "no reason")
+            correction(event(EventType.DEATH), document(EventType.DEATH), Settings(), "no reason")
         assert dict(refused.value.problems) == {
             "(document)": "changes none of the registration's facts: nothing to correct"
         }
+
+    def test_a_correction_is_checked_against_the_registration_it_corrects(self) -> None:
+        """A date of death after the registration passed (registered_at left out: it was
+        "now"), a registered_at sent was dropped unsaid, and the late flag was the
+        registration's whatever the corrected date."""
+        registered = event(EventType.DEATH)  # 2026-03-13, five days after the example's death
+        assert registered.envelope.late_registration is False
+        with pytest.raises(InvalidSubmission) as refused:
+            correction(registered, _without_time(date_of_death="2026-04-01"), Settings(), None)
+        assert dict(refused.value.problems) == {
+            "date_of_death": "is after the registration (2026-03-13)"
+        }
+        moved = document(EventType.DEATH, registered_at="2026-03-14T09:00:00Z")
+        with pytest.raises(InvalidSubmission) as refused:
+            correction(registered, moved, Settings(), None)
+        assert dict(refused.value.problems) == {
+            "registered_at": "is when the entry was registered (2026-03-13T10:30:00Z): it is not "
+            "corrected (leave it out)"
+        }
+        late = correction(registered, _without_time(date_of_death="2024-01-01"), Settings(), None)
+        assert late.envelope.late_registration is True
+
+
+def _without_time(**changes: Any) -> dict[str, Any]:
+    doc = document(EventType.DEATH, **changes)
+    del doc["registered_at"]
+    return doc
 
 
 def _edit(event_type: EventType, path: str, value: Any) -> dict[str, Any]:
