@@ -151,6 +151,9 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         if getattr(route, "path", None) == "/status":  # its refusals too (a form not parsed)
             for name, value in status_page.HEADERS.items():
                 response.headers.setdefault(name, value)
+        # a receipt, a reference's outcomes (an overpayment, a partner's award): for the
+        # office that asked alone, not kept by a proxy or a browser's cache
+        response.headers.setdefault("Cache-Control", "no-store")
         path = getattr(route, "path", "unmatched")
         method = "HEAD" if request.scope.get(ASKED_HEAD) else request.method
         method = method if method in METHODS else "OTHER"  # any token is one

@@ -490,3 +490,15 @@ def test_a_second_correction_is_checked_against_the_registration_s_time(api: Api
     assert refused.json()["errors"] == [
         {"pointer": "/date_of_death", "detail": "is after the registration (2026-03-13)"}
     ]
+
+
+def test_no_answer_of_the_api_is_kept_by_a_cache(api: Api) -> None:
+    """A reference's outcomes (an overpayment, a partner's award) had no Cache-Control."""
+    submitted = api.post("/v1/events/death", document(EventType.DEATH))
+    read = api.client.get(
+        f"/v1/events/{submitted.json()['reference']}",
+        headers={"Authorization": f"Bearer {api.key}"},
+    )
+    refused = api.client.get("/v1/events/ABCDE-FGHJK")
+    for response in (submitted, read, refused, api.client.get("/healthz")):
+        assert response.headers["Cache-Control"] == "no-store"
