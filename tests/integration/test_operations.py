@@ -160,7 +160,7 @@ def test_prometheus_sees_every_panel_and_alert(
     )
     for rule in prometheus.rules:  # every alert's series exist, thresholds and exceptions aside
         firing_on = re.sub(r"\bunless\b.*", "", rule["expr"], flags=re.DOTALL)
-        relaxed = re.sub(r"(>|==)\s*\d+", ">= 0", firing_on)
+        relaxed = re.sub(r"(>|==)\s*[\d.]+", ">= 0", firing_on)
         wait_for(lambda e=relaxed: prometheus.query(e), f"data for {rule['alert']}", 60)
 
     for name, port in stack["targets"].items():
