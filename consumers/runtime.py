@@ -39,6 +39,7 @@ from tellusonce.headers import (
 from tellusonce.kafka import Outgoing, Publisher, Received, Subscriber
 from tellusonce.metrics import (
     BATCH_SECONDS,
+    BROKERS_REACHABLE,
     CONSUMER_LAG,
     DEAD_LETTERS,
     EVENTS_CONSUMED,
@@ -135,6 +136,8 @@ class Runtime(Generic[M]):
         self._turned = time.monotonic()
         self._brokers_up = True
         self._loop_turned = LOOP_TURNED.labels(handler.name)
+        self._reachable = BROKERS_REACHABLE.labels(handler.name)
+        self._reachable.set(1)  # until librdkafka's statistics say none answers
         self.joined = threading.Event()
         self._event_types = {t: self._label(t) for t in handler.topics}  # per topic, once
         self._processing = PROCESSING_SECONDS.labels(handler.name)
@@ -220,6 +223,7 @@ class Runtime(Generic[M]):
                 first.setdefault((received.topic, received.partition), received)
             for received in first.values():
                 self._retry_later(received, exc)
+            self._batches.observe(time.perf_counter() - started)  # a locked store's wait too
             return
         outcomes: Counter[str] = Counter()
         for (event_type, outcome), n in counts.items():
@@ -418,6 +422,7 @@ class Runtime(Generic[M]):
         self._loop_turned.set_to_current_time()
         if self.subscriber.brokers_up != self._brokers_up:
             self._brokers_up = self.subscriber.brokers_up
+            self._reachable.set(1 if self._brokers_up else 0)
             if self._brokers_up:
                 self.log.info("brokers_reachable")
             else:

@@ -101,6 +101,12 @@ LOOP_TURNED = Gauge(
     "served by another thread, which answers while the loop is stuck)",
     ["service"],
 )
+BROKERS_REACHABLE = Gauge(
+    "tellusonce_kafka_brokers_reachable",
+    "1 while a consumer has a connection up to a Kafka broker (librdkafka's statistics, every "
+    "5 s), 0 while none answers: its loop goes on turning, its lag figures frozen",
+    ["service"],
+)
 DEAD_LETTERS = Counter(
     "tellusonce_dead_letters_total",
     "Messages a service sent to its dead-letter topic, by error class",

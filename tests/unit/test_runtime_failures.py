@@ -30,7 +30,7 @@ from tellusonce.settings import Settings
 from tellusonce.topics import Topics
 from tests.factories import deaths
 from tests.handlers import CODEC, handler
-from tests.messages import as_received
+from tests.messages import as_received, encoded, received
 from tests.mock_kafka import mock_cluster, taken_away
 from tests.stand_ins import Kept
 
@@ -257,3 +257,14 @@ def test_a_message_s_own_dead_letter_headers_are_not_kept_as_its_dead_letter_s(
     assert header(letter.headers, "dlq_origin_topic") == topic
     assert "QQ123456C" not in str(letter.headers)
     assert ("ce_type", b"x") in letter.headers  # its other headers kept
+
+
+def test_a_batch_its_store_refused_is_timed_too(tmp_path: Path) -> None:
+    """Only committed batches were timed: a store locked for good showed as no traffic on the
+    processing-time panel, not as slow."""
+    kept = Limited()
+    runtime = Runtime(Busy(handler(tmp_path, "pensions")), kept, kept, Topics())  # type: ignore[arg-type]
+    timed = {"service": "pensions"}
+    before = REGISTRY.get_sample_value("tellusonce_batch_seconds_count", timed) or 0
+    runtime.process(received(encoded(deaths(3), Topics())))
+    assert REGISTRY.get_sample_value("tellusonce_batch_seconds_count", timed) == before + 1

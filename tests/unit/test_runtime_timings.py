@@ -98,10 +98,13 @@ def test_a_consumer_whose_brokers_do_not_answer_is_not_ready_and_says_so(
     kept.brokers_up = False  # librdkafka's statistics: no broker connection up
     assert not runtime.ready()
     runtime._gauges()
+    reachable = {"service": "pensions"}  # and Prometheus sees it (the loop turns on)
+    assert REGISTRY.get_sample_value("tellusonce_kafka_brokers_reachable", reachable) == 0
     kept.brokers_up = True
     assert runtime.ready()
     runtime._next_gauges = 0.0
     runtime._gauges()
+    assert REGISTRY.get_sample_value("tellusonce_kafka_brokers_reachable", reachable) == 1
     captured = capsys.readouterr()
     said = captured.out + captured.err
     assert said.index("brokers_unreachable") < said.index("brokers_reachable")
