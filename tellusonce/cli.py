@@ -393,20 +393,32 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         f"metrics on http://{settings.metrics_host}:{served.server_port}/metrics",
         flush=True,
     )
+
+    class Server(uvicorn.Server):
+        async def on_tick(self, counter: int) -> bool:
+            if shutdown.requested.is_set():  # a SIGTERM before uvicorn took the signals over
+                self.should_exit = True  # (building the app, its start-up): it never knew
+            return await super().on_tick(counter)
+
     try:
-        if shutdown.requested.is_set():  # SIGTERM while starting: uvicorn would not know of it
+        if shutdown.requested.is_set():  # SIGTERM while starting: nothing to start
             return 0
-        uvicorn.run(
-            create_app(settings, registrar),
-            host=args.host,
-            port=port,
-            access_log=False,
-            log_config=None,
-            # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: through a local proxy
-            # passing it on, each guess at a family's date of birth could name another client
-            proxy_headers=settings.api_trusted_proxies is not None,
-            forwarded_allow_ips=settings.api_trusted_proxies or "",
+        server = Server(
+            uvicorn.Config(
+                create_app(settings, registrar),
+                host=args.host,
+                port=port,
+                access_log=False,
+                log_config=None,
+                # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: through a local
+                # proxy passing it on, each guess at a family's date of birth could name another
+                proxy_headers=settings.api_trusted_proxies is not None,
+                forwarded_allow_ips=settings.api_trusted_proxies or "",
+            )
         )
+        server.run()
+        if not server.started:  # as uvicorn.run: its start-up failed (its log says why)
+            return 3
     finally:
         metrics.stop_serving(served)
     return 0

@@ -120,7 +120,12 @@ def test_the_api_believes_x_forwarded_for_only_from_proxies_it_is_told_of(
     import uvicorn
 
     ran: dict[str, Any] = {}
-    monkeypatch.setattr(uvicorn, "run", lambda _app, **options: ran.update(options))
+
+    def run(server: uvicorn.Server) -> None:
+        server.started = True
+        ran.update(vars(server.config))
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
     monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
     if trusted:
         monkeypatch.setenv("TELLUSONCE_API_TRUSTED_PROXIES", trusted)
@@ -140,12 +145,13 @@ def test_the_api_serves_its_metrics_on_the_metrics_port_while_it_runs(
     api_port, metrics_port = _free(), _free()
     scraped: list[str] = []
 
-    def running(_app: object, **_options: object) -> None:
+    def running(server: uvicorn.Server) -> None:
+        server.started = True
         url = f"http://127.0.0.1:{metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as answer:
             scraped.append(answer.read().decode())
 
-    monkeypatch.setattr(uvicorn, "run", running)
+    monkeypatch.setattr(uvicorn.Server, "run", running)
     monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
     assert run_cli(["serve", "--port", str(api_port), "--metrics-port", str(metrics_port)]) == 0
     assert "tellusonce_events_published_total" in scraped[0]
@@ -175,7 +181,7 @@ def test_the_api_starts_on_a_port_whose_last_connections_wait_out_time_wait(
             accepted, _ = server.accept()
             accepted.close()  # the server's side closes first: its port waits in TIME_WAIT
             client.recv(1)
-    monkeypatch.setattr(uvicorn, "run", lambda _app, **_options: None)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda server: setattr(server, "started", True))
     monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
     assert run_cli(["serve", "--port", str(port), "--metrics-port", "0"]) == 0
 

@@ -152,7 +152,7 @@ def test_serve_asked_to_stop_while_starting_does_not_start(
     import uvicorn
 
     served: list[object] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **_options: served.append(app))
+    monkeypatch.setattr(uvicorn.Server, "run", served.append)
     monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("TELLUSONCE_BOOTSTRAP_SERVERS", "127.0.0.1:1")
     shutdown.requested.set()
@@ -183,3 +183,43 @@ def test_ctrl_c_on_a_submit_waiting_for_a_broker_ends_it_by_the_signal(tmp_path:
     assert child.returncode == -signal.SIGINT
     assert said.endswith("error: interrupted: it may have reached Kafka; run the same command "
                          "again (services apply it once)\n")  # fmt: skip
+
+
+def test_serve_stopped_before_uvicorn_took_the_signals_stops_once_started(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, run_cli: Callable[[list[str]], int]
+) -> None:
+    """A SIGTERM while the app was built (after the check above, before uvicorn installed its
+    handlers) was only noted: the API served on until a second one killed it (exit 143)."""
+    import uvicorn
+
+    from producers import api
+
+    built, forced = api.create_app, threading.Event()
+    servers: list[uvicorn.Server] = []
+
+    def building(*args: Any) -> Any:
+        app = built(*args)
+        shutdown.requested.set()  # the SIGTERM, as our handler takes it
+        return app
+
+    def watchdog() -> None:  # were it served on, the test would not end: ended after 20 s
+        if not served.wait(20):
+            forced.set()
+            for server in servers:
+                server.should_exit = True
+
+    monkeypatch.setattr(api, "create_app", building)
+    kept_init = uvicorn.Server.__init__
+
+    def init(server: uvicorn.Server, config: uvicorn.Config) -> None:
+        servers.append(server)
+        kept_init(server, config)
+
+    monkeypatch.setattr(uvicorn.Server, "__init__", init)
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TELLUSONCE_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    served = threading.Event()
+    threading.Thread(target=watchdog, daemon=True).start()
+    ended = run_cli(["serve", "--port", "0", "--metrics-port", "0"])
+    served.set()
+    assert (ended, forced.is_set(), [s.started for s in servers]) == (0, False, [True])
