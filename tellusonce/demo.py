@@ -18,6 +18,7 @@ from tellusonce.settings import Settings
 from tellusonce.stack import (
     WAIT_SECONDS,
     ensure_topics,
+    local_host,
     say,
     seed_stores,
     start_processes,
@@ -56,7 +57,7 @@ def run(settings: Settings, owned: bool = False) -> int:
     base = f"http://127.0.0.1:{settings.api_port}"
     children = start_processes(settings, api_port=settings.api_port)
     try:
-        wait_ready(children, settings.data_dir / "logs")
+        wait_ready(children, settings.data_dir / "logs", local_host(settings.metrics_host))
         document = json.loads(EXAMPLE.read_text(encoding="utf-8"))
         receipt = submit_over_http(base, key, document)
         acknowledged = time.monotonic()

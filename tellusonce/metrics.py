@@ -6,6 +6,7 @@ and route: never ids or personal data, and never a value without bound.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -149,11 +150,25 @@ def serve(
 
     # a thread per connection: one that sent nothing held the only one, and /healthz, /readyz
     # and scrapes went unanswered until it closed (a probe failing, the process restarted)
-    server = make_server(
-        host, port, app, server_class=ThreadingWSGIServer, handler_class=_QuietHandler
-    )
+    server = make_server(host, port, app, server_class=_server_for(host, port),
+                         handler_class=_QuietHandler)  # fmt: skip
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server
+
+
+def _server_for(host: str, port: int) -> type[ThreadingWSGIServer]:
+    """The server class for the address family of `host` (an IPv6 address such as ::1 could
+    not be bound by the IPv4 server: the process ended as it started)."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family = found[0][0]
+    except socket.gaierror:
+        return ThreadingWSGIServer  # its own bind says what is wrong with the host
+
+    class Server(ThreadingWSGIServer):
+        address_family = family
+
+    return Server
 
 
 def stop_serving(server: WSGIServer) -> None:

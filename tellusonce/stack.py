@@ -106,13 +106,13 @@ def start_processes(
         raise SystemExit(f"{clash}: choose another")
     if max(ports) > PORT_MAX:
         raise SystemExit(f"metrics ports from {base_port} would end past {PORT_MAX}: a lower base")
+    host = local_host(settings.metrics_host)
     for port in ports:  # a process already there would answer for the one started now
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                raise SystemExit(
-                    f"port {port} is in use (another tellusonce process: `up`, the demo, a "
-                    "`consume` or `serve`?): stop it first"
-                )
+        if _answers(host if port != api_port else "127.0.0.1", port):
+            raise SystemExit(
+                f"port {port} is in use (another tellusonce process: `up`, the demo, a "
+                "`consume` or `serve`?): stop it first"
+            )
     commands = {
         name: (["consume", name, "--metrics-port", str(port)], port)
         for name, port in ((n, metrics_port(n, base_port)) for n in NAMES)
@@ -132,16 +132,35 @@ def start_processes(
                     env=os.environ | settings.as_environment(),
                 )
             children[name] = (child, port)
-            say(f"started {name:<16} pid {child.pid:<7} metrics http://127.0.0.1:{port}/metrics")
+            say(f"started {name:<16} pid {child.pid:<7} metrics {url(host, port, '/metrics')}")
     except BaseException:  # those started so far are stopped, not left running on their own
         stop_processes(children)
         raise
     return children
 
 
-def wait_ready(children: Children, logs: Path | None = None) -> None:
-    """Wait until every child has joined its consumer group (/readyz answers 200); one that
-    exits meanwhile is named, with its log in `logs` (where start_processes put it)."""
+def local_host(bound: str) -> str:
+    """The address this machine reaches a server on that is bound to `bound` (a process's
+    TELLUSONCE_METRICS_HOST): the loopback for one bound to every address."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(bound, bound)  # noqa: S104
+
+
+def url(host: str, port: int, path: str) -> str:
+    """An http URL of a host (an IPv6 address bracketed) and port."""
+    return f"http://[{host}]:{port}{path}" if ":" in host else f"http://{host}:{port}{path}"
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def wait_ready(children: Children, logs: Path | None = None, host: str = "127.0.0.1") -> None:
+    """Wait until every child has joined its consumer group (/readyz on `host` answers 200);
+    one that exits meanwhile is named, with its log in `logs` (where start_processes put it)."""
     deadline = time.monotonic() + WAIT_SECONDS
     waiting = set(children)
     while waiting:
@@ -151,7 +170,7 @@ def wait_ready(children: Children, logs: Path | None = None) -> None:
                 where = f", {logs / f'{name}.log'}" if logs else ""
                 raise SystemExit(f"{name} exited with {child.returncode}; see its log{where}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
+                with urllib.request.urlopen(url(host, port, "/readyz"), timeout=1):  # noqa: S310
                     waiting.discard(name)
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass

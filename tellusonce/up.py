@@ -18,10 +18,12 @@ from tellusonce.settings import Settings
 from tellusonce.stack import (
     Children,
     ensure_topics,
+    local_host,
     say,
     seed_stores,
     start_processes,
     stop_processes,
+    url,
     wait_ready,
 )
 
@@ -30,13 +32,13 @@ SUMMARY_SECONDS = 2.0
 SHOWN = ("applied", "no_record", "not_applicable", "rejected", "dead_lettered", "duplicate")
 
 
-def scrape(children: Children) -> tuple[Counter[str], int]:
-    """Summed samples of every child's /metrics, and how many children answered."""
+def scrape(children: Children, host: str = "127.0.0.1") -> tuple[Counter[str], int]:
+    """Summed samples of every child's /metrics (on `host`), and how many children answered."""
     totals: Counter[str] = Counter()
     answered = 0
     for _child, port in children.values():
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as r:
+            with urllib.request.urlopen(url(host, port, "/metrics"), timeout=1) as r:  # noqa: S310
                 text = r.read().decode()
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             continue
@@ -53,9 +55,9 @@ def scrape(children: Children) -> tuple[Counter[str], int]:
     return totals, answered
 
 
-def summary(children: Children) -> str:
+def summary(children: Children, host: str = "127.0.0.1") -> str:
     """One line: what the services did so far, lag, confirmations awaited, processes up."""
-    totals, answered = scrape(children)
+    totals, answered = scrape(children, host)
     done = " · ".join(f"{outcome.replace('_', ' ')} {totals[outcome]}" for outcome in SHOWN)
     return (
         f"{time.strftime('%H:%M:%S')}  {done} · lag {totals['tellusonce_consumer_lag_messages']}"
@@ -82,15 +84,16 @@ def run(settings: Settings, base_port: int) -> int:
         ensure_topics(settings)
         seed_stores(settings, fresh=False)  # the stores holding none (what events changed kept)
         children = start_processes(settings, base_port, api_port=settings.api_port)
+        host = local_host(settings.metrics_host)  # where /metrics and /readyz answer
         try:
-            wait_ready(children, settings.data_dir / "logs")
+            wait_ready(children, settings.data_dir / "logs", host)
             say(
                 f"ready; registrar API http://127.0.0.1:{settings.api_port}/docs, family status "
                 f"page http://127.0.0.1:{settings.api_port}/status; Ctrl-C stops everything"
             )
             live = sys.stdout.isatty()
             while True:
-                line = summary(children)
+                line = summary(children, host)
                 print(f"\r{line}" if live else line, end="" if live else "\n", flush=True)
                 if stop.wait(SUMMARY_SECONDS if live else 5 * SUMMARY_SECONDS):
                     break

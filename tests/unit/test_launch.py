@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from consumers import launch
 from consumers.launch import TRACKER_BATCH, build
 from consumers.runtime import BATCH, Runtime
 from consumers.tracker import TrackerHandler, TrackerStore, events
+from tellusonce import metrics, stack
 from tellusonce.codec import Codec
 from tellusonce.events import EventType
 from tellusonce.settings import Settings
@@ -105,3 +108,31 @@ def test_metrics_ports_past_the_last_port_are_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="metrics ports from 65533 would end past 65535"):
         start_processes(Settings(data_dir=tmp_path), base_port=65533)
     assert not (tmp_path / "logs" / "pensions.log").exists()
+
+
+def test_processes_are_looked_for_and_waited_for_where_their_metrics_host_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`up` and the demo looked at 127.0.0.1 whatever TELLUSONCE_METRICS_HOST said: with ::1
+    (or a LAN address) no process was ever ready ("not ready after 60 s"), and one already on
+    a port went unseen; a process could not serve its metrics on an IPv6 address at all."""
+    assert (stack.local_host("::"), stack.local_host("0.0.0.0")) == ("::1", "127.0.0.1")  # noqa: S104
+    served = metrics.serve(0, lambda: True, "::1")  # ended the process: IPv4's server class
+    try:
+        port = served.server_port
+        with monkeypatch.context() as patched:
+            patched.setattr(stack.subprocess, "Popen", _not_started)
+            with pytest.raises(SystemExit, match=f"port {port} is in use"):
+                start_processes(Settings(data_dir=tmp_path, metrics_host="::"), base_port=port)
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            stack.wait_ready({"pensions": (child, port)}, host="::1")  # returns: /readyz 200
+        finally:
+            child.kill()
+            child.wait()
+    finally:
+        metrics.stop_serving(served)
+
+
+def _not_started(*_args: object, **_kwargs: object) -> None:
+    raise AssertionError("a process was started beside one already on its port")
