@@ -39,7 +39,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 tools: ## Prometheus, promtool, Chromium and a PostgreSQL server for the tests (Debian, if missing)
 	@missing=""; \
 	command -v prometheus >/dev/null && command -v promtool >/dev/null || missing="prometheus"; \
-	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
+	  || missing="$$missing chromium"; \
 	command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 \
 	  || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \

@@ -4,6 +4,7 @@ submission flowed through every service; and its refusals over plain HTTP."""
 from __future__ import annotations
 
 import re
+import shutil
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -24,7 +25,7 @@ from tellusonce.topics import TRACKER, Topics
 from tests.factories import document
 from tests.integration.conftest import Fleet, free_ports, wait_for
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
 
 
 @pytest.fixture
