@@ -229,11 +229,8 @@ class Ledger:
         )
         with self.engine.connect() as conn:
             payload = conn.execute(query).scalar()
-        return (
-            event.envelope.registered_at
-            if payload is None
-            else (self._event(payload).envelope.registered_at)
-        )
+        registration = event if payload is None else self._event(payload)  # (none: not here)
+        return registration.envelope.registered_at
 
     def acknowledged(self, event_ids: Sequence[str]) -> list[LifeEvent[Any]]:
         """Those of these events Kafka acknowledged."""
