@@ -36,6 +36,8 @@ INTERRUPTED = {
     "cancel": _MAYBE_SENT,
     "replay": ": `tellusonce dlq list` shows which letters are marked replayed (one sent, not "
     "yet marked, is sent again by the next replay: services apply it once)",
+    "create": ": a key may have been made and not shown: `tellusonce keys list` names the "
+    "office's keys (`tellusonce keys revoke KEY_ID` refuses one nobody has)",
 }
 DEMO_DATA_DIR = ".run/demo"  # the demo's own stores (make run's), emptied by each run
 

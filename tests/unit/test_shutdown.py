@@ -223,3 +223,21 @@ def test_serve_stopped_before_uvicorn_took_the_signals_stops_once_started(
     ended = run_cli(["serve", "--port", "0", "--metrics-port", "0"])
     served.set()
     assert (ended, forced.is_set(), [s.started for s in servers]) == (0, False, [True])
+
+
+def test_keys_create_interrupted_says_a_key_may_have_been_made(
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[[list[str]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Interrupted after its commit and before it printed the key: a key nobody saw, unsaid."""
+    from tellusonce import cli
+
+    def made_then_interrupted(_args: object, _settings: object) -> int:
+        os.kill(os.getpid(), signal.SIGINT)
+        threading.Event().wait(10)
+        return 0
+
+    monkeypatch.setattr(cli, "_keys", made_then_interrupted)
+    assert run_cli(["keys", "create", "LEEDS-RO-1", "--district", "Leeds"]) == 128 + signal.SIGINT
+    assert "`tellusonce keys list` names the office's keys" in capsys.readouterr().err
