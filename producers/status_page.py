@@ -84,7 +84,10 @@ birth of the person the registration was about.</p>
 </fieldset><button type="submit">Show what has been done</button></form>"""
 
 
-NOT_A_DATE = "Enter the date of birth as numbers: day, month and year, for example 14 5 1946."
+NOT_A_DATE = (
+    "Enter the date of birth as numbers, a day that exists: day, month and year, for example "
+    "14 5 1946."
+)
 BUSY = "We cannot show this right now"
 REFERENCE_ATTEMPTS_PER_HOUR = 10  # a family checks a few times; a guesser needs thousands
 

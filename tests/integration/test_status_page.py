@@ -106,7 +106,7 @@ def test_wrong_date_of_birth_answers_like_an_unknown_reference(
         "/status",
         data={"reference": receipt.reference, "day": "14", "month": "5", "year": "9" * 20},
     )
-    assert no_such_year.status_code == 404  # not a 500 from an OverflowError
+    assert no_such_year.status_code == 422  # not a date (not a 500 from an OverflowError)
 
     def without_echo(html: str) -> str:  # the form echoes the reference typed, nothing else
         return re.sub(r'value="[^"]*"', "", html)

@@ -94,6 +94,9 @@ class Stuck:
         """Nothing to close."""
 
 
+NOT_FOUND = {"reference": "AAAAA-BBBBB", "day": "1", "month": "1", "year": "1950"}
+
+
 def test_submissions_waiting_on_kafka_leave_threads_for_everything_else(tmp_path: Path) -> None:
     """Forty submissions waiting on a broker that did not answer took every thread of the pool
     reads share: status queries and the family's status page waited with them."""
@@ -134,9 +137,7 @@ def test_submissions_waiting_on_kafka_leave_threads_for_everything_else(tmp_path
         assert more == [503] * 30  # said at once, not waiting on Kafka in a thread each
         page: list[int] = []
         asked = threading.Thread(
-            target=lambda: page.append(
-                client.post("/status", data={"reference": "AAAAA-BBBBB", "day": "1"}).status_code
-            )
+            target=lambda: page.append(client.post("/status", data=NOT_FOUND).status_code)
         )
         asked.start()
         asked.join(10)
