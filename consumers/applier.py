@@ -12,6 +12,7 @@ from consumers.store import AlreadyProcessed, Lookup, Pending, ServiceStore, Tra
 from tellusonce.codec import CONFIRMATION, Codec, Message
 from tellusonce.errors import PermanentError, RuleRejected
 from tellusonce.events import Action, Envelope, LifeEvent, Outcome
+from tellusonce.fields import shown
 from tellusonce.headers import confirmation_headers, header
 from tellusonce.identity import confirmation_id_text, message_digest
 from tellusonce.kafka import Received
@@ -71,7 +72,8 @@ class ServiceHandler:
         """
         if not isinstance(message, LifeEvent):
             return
-        decision = Decision(Outcome.REJECTED, (f"Rejected: {error}",))
+        decision = Decision(Outcome.REJECTED, (shown(f"Rejected: {error}"),))  # as the tracker
+        # takes a confirmation's text: a line break in a message would make it refuse ours
         envelope = message.envelope
         with self.store.event_transaction() as tx:
             if not tx.processed(envelope.event_id_text):

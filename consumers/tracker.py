@@ -156,6 +156,7 @@ _KNOWN_ANSWERS = Query(
         confirmations.c.service,
         confirmations.c.outcome,
         confirmations.c.confirmation_id,
+        confirmations.c.processed_at,
     ).where(confirmations.c.event_id.in_(bindparam("event_ids", expanding=True)))
 )
 _REPLACE_ANSWER = Bulk(
@@ -196,15 +197,15 @@ class TrackerBatch:
         ids = list(set(event_ids))
         self._published: dict[str, int] = {}
         self._expected: dict[str, Sequence[str]] = {}
-        # each service's answer to each event: its outcome and confirmation id
-        self._answers: dict[tuple[str, str], tuple[str, str]] = {}
+        # each service's answer to each event: its outcome, confirmation id and processing time
+        self._answers: dict[tuple[str, str], tuple[str, str, datetime]] = {}
         if ids:
             for event_id, published_ms, expected in _KNOWN_EVENTS.rows(conn, {"event_ids": ids}):
                 self._published[event_id] = published_ms
                 self._expected[event_id] = orjson.loads(expected)
             known = _KNOWN_ANSWERS.rows(conn, {"event_ids": ids})
-            for event_id, service, outcome, confirmation_id in known:
-                self._answers[(event_id, service)] = (outcome, confirmation_id)
+            for event_id, service, outcome, confirmation_id, at in known:
+                self._answers[(event_id, service)] = (outcome, confirmation_id, _in_utc(at))
         self._new_events: dict[str, dict[str, Any]] = {}
         self._new_answers: dict[tuple[str, str], dict[str, Any]] = {}
         self._replaced: list[dict[str, Any]] = []
@@ -234,12 +235,15 @@ class TrackerBatch:
         """Record a service's confirmation; False if it is a repeat of the one recorded.
 
         A newer, different answer from the same service (an event applied after a replay from the
-        dead-letter topic, say, or refused again for another reason) replaces a REJECTED one.
+        dead-letter topic, say, or refused again for another reason) replaces a REJECTED one; an
+        older one sent again (redelivered after it) does not.
         """
         key = (confirmation.event_id_text, confirmation.service)
         known = self._answers.get(key)
         if known is not None and (
-            known[0] != Outcome.REJECTED.value or known[1] == confirmation.confirmation_id_text
+            known[0] != Outcome.REJECTED.value
+            or known[1] == confirmation.confirmation_id_text
+            or confirmation.processed_at <= known[2]
         ):
             return False
         row = {
@@ -252,7 +256,11 @@ class TrackerBatch:
             "processed_at": confirmation.processed_at,
             "received_ms": received_ms,
         }
-        self._answers[key] = (confirmation.outcome.value, confirmation.confirmation_id_text)
+        self._answers[key] = (
+            confirmation.outcome.value,
+            confirmation.confirmation_id_text,
+            confirmation.processed_at,
+        )
         if known is None or key in self._new_answers:
             self._new_answers[key] = row
         else:
@@ -514,5 +522,6 @@ class TrackerHandler:
 
 
 def _in_utc(stored: datetime) -> datetime:
-    """A time the store kept (in UTC: SQLite keeps no offset, and gives it back without one)."""
-    return stored if stored.tzinfo else stored.replace(tzinfo=UTC)
+    """A time the store kept, in UTC (SQLite keeps no offset, and gives it back without one;
+    PostgreSQL gives it in the server's time zone: 11:30+01:00 was printed "11:30 UTC")."""
+    return stored.astimezone(UTC) if stored.tzinfo else stored.replace(tzinfo=UTC)

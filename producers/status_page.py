@@ -99,10 +99,16 @@ def what(event_type: str, action: str) -> str:
 
 def answers(latest: EventStatus) -> str:
     """Each service notified and what it did, in plain English, for the newest event."""
+    done = latest.confirmed - latest.rejected  # a refusal is an answer, not a thing done
+    refused = (
+        f" {latest.rejected} could not do it automatically and will contact you."
+        if latest.rejected
+        else ""
+    )
     parts = [
         f"<p>The {what(latest.event_type, latest.action)} was shared with "
-        f"{len(latest.services)} services. {latest.confirmed} have confirmed what they "
-        "did.</p>"
+        f"{len(latest.services)} services. {done} {'has' if done == 1 else 'have'} confirmed "
+        f"what they did.{refused}</p>"
     ]
     for service in latest.services:
         if service.outcome is None:
@@ -112,10 +118,10 @@ def answers(latest: EventStatus) -> str:
                 "</section>"
             )
             continue
-        done = "".join(f"<li>{escape(a)}</li>" for a in service.actions)
+        listed = "".join(f"<li>{escape(a)}</li>" for a in service.actions)
         parts.append(
             f'<section class="service"><h2>{escape(service.title)}</h2>'
-            f"<p><strong>{escape(PLAIN[service.outcome])}</strong></p><ul>{done}</ul>"
+            f"<p><strong>{escape(PLAIN[service.outcome])}</strong></p><ul>{listed}</ul>"
             "</section>"
         )
     return "".join(parts)

@@ -18,6 +18,7 @@ from tellusonce.fields import (
     Nino,
     PastDate,
     Postcode,
+    ShownText,
     Text,
     age_on,
     name_key,
@@ -472,8 +473,8 @@ class Confirmation(Frozen):
     event_type: EventType
     service: Annotated[str, Field(pattern=SERVICE_PATTERN)]
     outcome: Outcome
-    actions: tuple[str, ...]
-    service_reference: str | None = None
+    actions: Annotated[tuple[ShownText, ...], Field(max_length=50, fail_fast=True)]
+    service_reference: Annotated[ShownText, Field(min_length=1, max_length=100)] | None = None
     processed_at: AwareDatetime
 
     @once

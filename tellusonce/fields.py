@@ -280,6 +280,31 @@ Text = Annotated[
 """Free text of 1 to 200 characters (address lines, relationships, reasons), without control
 or invisible characters."""
 
+SHOWN_MAX = 1000  # characters of a text a service sends to be shown
+
+
+def _shown(value: str) -> str:
+    if hides_characters(value):
+        raise PydanticCustomError(
+            "text_characters", "contains a control or invisible formatting character"
+        )
+    return value
+
+
+def shown(text: str) -> str:
+    """Text made fit to be shown (ShownText): control and invisible characters as spaces,
+    single-spaced, at most SHOWN_MAX characters."""
+    text = " ".join(text.split())
+    if hides_characters(text):
+        text = "".join(" " if invisible(c) else c for c in text)
+    return text[:SHOWN_MAX]
+
+
+ShownText = Annotated[str, StringConstraints(max_length=SHOWN_MAX), AfterValidator(_shown)]
+"""Text a service sends to be shown to registrars and families (a confirmation's actions, its
+record's reference), at most 1,000 characters, never a control or invisible character, from
+whichever service sent it (a NUL, which PostgreSQL's text refuses; a terminal's escape codes)."""
+
 Code = Annotated[str, BeforeValidator(_code_text), AfterValidator(_code)]
 """A registration district or an office code, single-spaced and trimmed: "Leeds " and "Leeds"
 are one district (and, as event ids fold case, so is "LEEDS"); Welsh and other letters,

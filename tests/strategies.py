@@ -144,7 +144,10 @@ confirmations = st.builds(
     event_type=st.sampled_from(EventType),
     service=st.sampled_from(["pensions", "disability", "council_tax", "housing_benefit"]),
     outcome=st.sampled_from(Outcome),
-    actions=st.lists(st.text(max_size=80), max_size=5).map(tuple),
+    actions=st.lists(  # shown to people: no control or invisible character (fields.ShownText)
+        st.text(st.characters(categories=["L", "M", "N", "P", "S", "Zs"]), max_size=80),
+        max_size=5,
+    ).map(tuple),
     service_reference=st.none() | texts,
     processed_at=instants,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -346,6 +346,7 @@ class TestTrackerBatch:
             update={
                 "actions": why,
                 "confirmation_id": confirmation_id(death.envelope.event_id, service, why[0]),
+                "processed_at": first.processed_at + timedelta(minutes=5),
             }
         )
         with tracker.batch([death.envelope, first]):
@@ -354,6 +355,10 @@ class TestTrackerBatch:
         with tracker.batch([again, first]):
             assert tracker.handle(again, at(3)) == "recorded"
             assert tracker.handle(again, at(4)) == "duplicate"
+        # the first sent again after it (redelivered) replaced it: a stale reason shown
+        for batch in ([first], [first, again]):
+            with tracker.batch(batch):
+                assert [tracker.handle(m, at(5)) for m in batch] == ["duplicate"] * len(batch)
         [status] = store.status(death.envelope.reference)
         answered = {s.service: s.actions for s in status.services}
         assert answered[service] == why

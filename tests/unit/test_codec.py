@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from tellusonce.codec import HEADER_LENGTH, MAGIC, MODEL_VERSIONS, Codec, schema_dir
 from tellusonce.errors import UndecodableMessage, UnknownSchema
-from tellusonce.events import Confirmation, EventType, LifeEvent
+from tellusonce.events import Confirmation, EventType, LifeEvent, Outcome
+from tellusonce.fields import shown
 from tests.factories import event, with_deceased_nino
 from tests.strategies import confirmations, life_events
 
@@ -297,3 +298,29 @@ def test_a_long_run_of_combining_marks_is_refused_without_normalising_it(
     with pytest.raises(UndecodableMessage):
         CODEC.decode(CODEC.encode_record("death", record))
     assert max(normalised) < 1_000
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("service_reference", "DLA\x00-1"),  # PostgreSQL's text refuses a NUL
+        ("actions", ("Done\x1b[2J",)),  # a terminal's escape code, printed by `status`
+        ("service_reference", "R" * 101),
+        ("actions", ("done",) * 51),
+    ],
+)
+def test_a_confirmation_with_text_unfit_to_show_is_undecodable(field: str, value: Any) -> None:
+    """A service (any service, in any language) whose confirmation held a NUL ended the tracker
+    on PostgreSQL, again at each restart: it is dead-lettered, as any invalid message."""
+    from tests.messages import answer
+
+    fit = answer(event(EventType.DEATH), "pensions", Outcome.APPLIED)
+    data = Codec().encode(fit.model_copy(update={field: value}))
+    with pytest.raises(UndecodableMessage, match=field):
+        Codec().decode(data)
+    assert Codec().decode(Codec().encode(fit)) == fit
+
+
+def test_a_refusal_said_over_lines_is_shown_on_one() -> None:
+    assert shown("Rejected: no rule\n\tfor\x00 this") == "Rejected: no rule for  this"
+    assert len(shown("x" * 5000)) == 1000

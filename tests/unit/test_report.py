@@ -64,3 +64,26 @@ def test_two_registrations_sharing_a_reference_do_not_supersede_each_other() -> 
         "Reference R · death registered 2026-03-13 10:30 UTC · answered by 1/1 services",
         "Reference R · death corrected 2026-03-13 10:30 UTC · answered by 1/1 services",
     ]
+
+
+def test_the_family_page_does_not_count_a_refusal_as_done() -> None:
+    """ "4 have confirmed what they did" above "Could not be done automatically"."""
+    from producers.status_page import answers
+
+    refused = ServiceStatus("disability", "Disability", "REJECTED", ("Rejected: x",), None, AT)
+    status = _status("REGISTERED", 0)
+    status = EventStatus("e0", "death", "REGISTERED", 0, AT, (*status.services, refused))
+    assert "2 services. 1 has confirmed what they did. 1 could not do it automatically" in (
+        answers(status)
+    )
+
+
+def test_a_time_postgresql_gives_in_its_zone_is_said_in_utc() -> None:
+    """11:30+01:00 (the server's Europe/London, in summer) was printed "11:30 UTC"."""
+    from zoneinfo import ZoneInfo
+
+    from consumers.tracker import _in_utc
+
+    london = datetime(2026, 7, 2, 11, 30, tzinfo=ZoneInfo("Europe/London"))
+    assert _in_utc(london) == datetime(2026, 7, 2, 10, 30, tzinfo=UTC)
+    assert _in_utc(london).tzinfo is UTC
