@@ -13,7 +13,7 @@ from tellusonce.codec import CONFIRMATION, Codec, Message
 from tellusonce.errors import PermanentError, RuleRejected
 from tellusonce.events import Action, Envelope, LifeEvent, Outcome
 from tellusonce.fields import shown
-from tellusonce.headers import confirmation_headers, header
+from tellusonce.headers import EVENT_ID, confirmation_headers, header
 from tellusonce.identity import confirmation_id_text, message_digest
 from tellusonce.kafka import Received
 from tellusonce.topics import Topics, subscriptions
@@ -96,8 +96,8 @@ class ServiceHandler:
         named = {}
         for position, received in enumerate(batch):
             event_id = header(received.headers, "ce_id")
-            if event_id is not None:
-                named[position] = event_id
+            if event_id is not None and EVENT_ID.fullmatch(event_id):  # (a NUL in one, looked
+                named[position] = event_id  # up, ended the process on PostgreSQL: its text)
         self._known = known = self.store.look_up(named.values())
         repeats: dict[int, str] = {}
         first: dict[str, int] = {}  # each id's first position in the batch

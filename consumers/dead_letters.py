@@ -15,14 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tellusonce.errors import BrokerUnavailable
-from tellusonce.headers import DEAD_LETTER_BODY_DROPPED, DEAD_LETTER_PREFIX, header
+from tellusonce.headers import DEAD_LETTER_BODY_DROPPED, DEAD_LETTER_PREFIX, EVENT_ID, header
 from tellusonce.kafka import Admin, Outgoing, Publisher, Reader, Received, commit_offsets
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics
 
 # what a letter's own headers say it is, shown only in these forms (another producer's headers
 # may hold anything)
-_EVENT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _EVENT_TYPE = re.compile(r"[a-z0-9.-]{1,100}")
 
 
@@ -71,7 +70,7 @@ def read(settings: Settings, service: str) -> list[DeadLetter]:
             error=header(m.headers, "dlq_error_message") or "",
             message=m,
             body_dropped=header(m.headers, DEAD_LETTER_BODY_DROPPED),
-            event_id=_shown(header(m.headers, "ce_id"), _EVENT_ID),
+            event_id=_shown(header(m.headers, "ce_id"), EVENT_ID),
             event_type=_shown(header(m.headers, "ce_type"), _EVENT_TYPE),
             replayed=m.offset < marks.get((topic, m.partition), 0),
         ))  # fmt: skip

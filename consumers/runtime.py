@@ -28,9 +28,10 @@ from tellusonce.errors import (
     MessageTooLarge,
     PermanentError,
     TransientError,
+    UndecodableMessage,
     UnitFailed,
 )
-from tellusonce.events import Confirmation, Envelope
+from tellusonce.events import Confirmation, Envelope, LifeEvent
 from tellusonce.headers import (
     DEAD_LETTER_BODY_DROPPED,
     DEAD_LETTER_PREFIX,
@@ -245,9 +246,14 @@ class Runtime(Generic[M]):
 
     def _decode(self, received: Received) -> M | PermanentError:
         try:
-            return self.handler.decode(received.value)
+            message = self.handler.decode(received.value)
         except PermanentError as exc:
             return exc
+        kind, carried = _kind(message), self._event_type(received.topic)
+        if kind != carried:  # a death on the birth topic: applied by birth's services, awaited
+            # by the tracker from death's, which never see it
+            return UndecodableMessage(f"a {kind} message on the {carried} topic")
+        return message
 
     def _handle(self, received: Received, message: M | PermanentError | Repeat) -> str:
         started = time.perf_counter()
@@ -455,6 +461,13 @@ class Runtime(Generic[M]):
                 self.subscriber.close()
                 self.publisher.close()
         self.log.info("consumer_stopped")
+
+
+def _kind(message: object) -> str:
+    """The kind of a decoded message, as topics carry them: its event type, or confirmation."""
+    if isinstance(message, LifeEvent):
+        return message.envelope.event_type.value
+    return message.event_type.value if isinstance(message, Envelope) else "confirmation"
 
 
 def _ids(message: Message | Envelope) -> dict[str, str]:

@@ -5,6 +5,7 @@ Headers never carry personal data: ids, types, times, topic coordinates and erro
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from tellusonce.events import Envelope
@@ -64,6 +65,11 @@ def dead_letter_headers(
         ("dlq_error_class", type(error).__name__.encode()),
         ("dlq_error_message", str(error)[:1000].encode()),
     ]
+
+
+EVENT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+"""An event id as text, as our producers write it in ce_id (a header is another producer's word:
+one that is not this is no id)."""
 
 
 def header(headers: list[tuple[str, bytes]], name: str) -> str | None:

@@ -97,3 +97,29 @@ def test_a_ce_id_header_that_is_not_text_does_not_stop_the_consumer(tmp_path: Pa
     runtime.relay()
     assert service.store.outcomes() == {death.envelope.event_id_text: "APPLIED"}
     assert len(kept.sent) == 1  # its confirmation
+
+
+def test_an_event_on_another_type_s_topic_is_dead_lettered_by_services_and_tracker(
+    tmp_path: Path,
+) -> None:
+    """A death published on the birth topic: Housing Benefit applied it, and the tracker awaited
+    it from death's services, which never saw it."""
+    from consumers.tracker import TrackerHandler, TrackerStore
+    from tellusonce.topics import TRACKER
+
+    death = event(EventType.DEATH)
+    on_births = as_received(death, Codec().encode(death))._replace(
+        topic=Topics().events(EventType.BIRTH)
+    )
+    for name in ("housing_benefit", TRACKER):
+        kept = Kept()
+        tracker_store = TrackerStore(f"sqlite:///{tmp_path / 'tracker.db'}")
+        consumer = (
+            handler(tmp_path, name)
+            if name != TRACKER
+            else TrackerHandler(tracker_store, Topics(), Codec())
+        )
+        runtime = Runtime(consumer, kept, kept, Topics())  # type: ignore[arg-type]
+        runtime.process([on_births])
+        runtime.relay()
+        assert [m.topic for m in kept.sent] == [Topics().dead_letter(name)], name

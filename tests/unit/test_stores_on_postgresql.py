@@ -137,3 +137,20 @@ def test_a_connection_dropped_mid_batch_has_the_whole_batch_tried_again(
     finally:
         handler.store.close()
         admin.dispose()
+
+
+def test_a_ce_id_header_holding_a_nul_is_dead_lettered_not_the_end_of_the_service(
+    url: str,
+) -> None:
+    """Looked up as an event id, it ended the process (PostgreSQL's text refuses a NUL), again
+    at each restart: the partition stopped for good."""
+    kept, service = Kept(), instance(url)
+    runtime = Runtime(service, kept, kept, Topics())  # type: ignore[arg-type]
+    poison = as_received(event(EventType.DEATH), b"garbage")._replace(
+        topic=Topics().events(EventType.DEATH), headers=[("ce_id", b"x\x00y")]
+    )
+    try:
+        runtime.process([poison])  # raised DataError
+    finally:
+        service.store.close()
+    assert [m.topic for m in kept.sent] == [Topics().dead_letter("pensions")]
