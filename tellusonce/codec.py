@@ -51,6 +51,7 @@ class WriterSchema:
     parsed: Any
     reading: Any  # the same schema with uuid strings left as strings (the models parse them)
     envelope: Any  # a life event's first field, the envelope, as a schema of its own (reading)
+    source: Path
 
     @classmethod
     def load(cls, path: Path) -> WriterSchema:
@@ -64,7 +65,33 @@ class WriterSchema:
         digest = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))  # already little-endian
         reading = fastavro.parse_schema(_without_uuid_conversion(schema))
         envelope = _leading_envelope(schema)
-        return cls(path.parent.name, int(match.group(1)), digest, parsed, reading, envelope)
+        kind, version = path.parent.name, int(match.group(1))
+        return cls(kind, version, digest, parsed, reading, envelope, path)
+
+
+def load_schemas(extra_directories: Sequence[Path] = ()) -> list[WriterSchema]:
+    """The shipped schema files and those of extra directories (each <kind>/vN.avsc). A
+    ValueError for an extra directory holding none (a path mistyped, or files not in the layout:
+    the schemas an operator deployed would be missing), and for two files of one fingerprint
+    that differ: Avro's canonical form, which the fingerprint is made of, leaves out logical
+    types, so a version changing one alone (timestamp-micros to -millis) would be read as the
+    other and every message of the kind dead-lettered."""
+    schemas: list[WriterSchema] = []
+    for root in (schema_dir(), *extra_directories):
+        found = [WriterSchema.load(path) for path in sorted(root.glob("*/v*.avsc"))]
+        if not found:
+            raise ValueError(f"{root} holds no schema files (<kind>/vN.avsc, as schemas/ does)")
+        schemas += found
+    seen: dict[bytes, WriterSchema] = {}
+    for schema in schemas:
+        other = seen.setdefault(schema.fingerprint, schema)
+        if other.parsed != schema.parsed:
+            raise ValueError(
+                f"{other.source} and {schema.source} have one fingerprint and differ (in a "
+                "logical type, say, which fingerprints leave out): give the change a field "
+                "of its own"
+            )
+    return schemas
 
 
 Message = LifeEvent[Any] | Confirmation
@@ -80,11 +107,7 @@ class Codec:
         extra_directories: Sequence[Path] = (),
         reader_versions: Mapping[str, int] = MODEL_VERSIONS,
     ) -> None:
-        schemas = [
-            WriterSchema.load(path)
-            for root in (schema_dir(), *extra_directories)
-            for path in sorted(root.glob("*/v*.avsc"))
-        ]
+        schemas = load_schemas(extra_directories)
         self.writers = {s.fingerprint: s for s in schemas}
         by_version = {(s.kind, s.version): s for s in schemas}
         self.readers = {kind: by_version[(kind, v)] for kind, v in reader_versions.items()}

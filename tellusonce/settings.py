@@ -6,12 +6,23 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field, SecretStr
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tellusonce.events import SOURCE_PATTERN
 
 DEVELOPMENT_SECRET = "local-development-only-not-a-secret"  # noqa: S105 (a labelled placeholder)
+
+
+def _schemas_there(directories: list[Path]) -> list[Path]:
+    """Extra schema directories that hold schemas the codec can tell apart (a directory not
+    there was ignored: the schemas deployed ahead of the code missing, their messages
+    dead-lettered until someone looked)."""
+    if directories:
+        from tellusonce.codec import load_schemas
+
+        load_schemas(directories)  # its ValueError says what is wrong
+    return directories
 
 
 class Settings(BaseSettings):
@@ -30,7 +41,7 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("", description="prefix for every topic and group (test isolation)")
     partitions: int = Field(6, ge=1)
     replication_factor: int = Field(1, ge=1)
-    schema_dirs: list[Path] = Field(
+    schema_dirs: Annotated[list[Path], AfterValidator(_schemas_there)] = Field(
         default_factory=list, description="extra writer schemas (schemas/<kind>/vN.avsc layout)"
     )
     instance_id: str | None = Field(

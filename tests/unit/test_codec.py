@@ -324,3 +324,35 @@ def test_a_confirmation_with_text_unfit_to_show_is_undecodable(field: str, value
 def test_a_refusal_said_over_lines_is_shown_on_one() -> None:
     assert shown("Rejected: no rule\n\tfor\x00 this") == "Rejected: no rule for  this"
     assert len(shown("x" * 5000)) == 1000
+
+
+def test_an_extra_schema_directory_without_schemas_is_refused(tmp_path: Path) -> None:
+    """A directory mistyped, or its files not in the layout, was ignored: the deployed schema
+    missing, its messages dead-lettered as of an unknown schema, the replay failing again."""
+    from pydantic import ValidationError
+
+    from tellusonce.settings import Settings
+
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "v2.avsc").write_text("{}")
+    for wrong in (tmp_path / "nowhere", tmp_path / "flat"):
+        with pytest.raises(ValidationError, match="holds no schema files"):
+            Settings(schema_dirs=[wrong])
+
+
+def test_a_version_changing_a_logical_type_alone_is_refused(tmp_path: Path) -> None:
+    """Its fingerprint is v1's (the canonical form leaves logical types out): v1's messages were
+    read with it, every death dead-lettered ("corrupt or truncated Avro body")."""
+    from pydantic import ValidationError
+
+    from tellusonce.settings import Settings
+
+    v1 = json.loads((schema_dir() / "death" / "v1.avsc").read_text(encoding="utf-8"))
+    text = json.dumps(v1).replace('"timestamp-micros"', '"timestamp-millis"')
+    assert text != json.dumps(v1)
+    (tmp_path / "death").mkdir()
+    (tmp_path / "death" / "v2.avsc").write_text(text)
+    with pytest.raises(ValidationError, match="have one fingerprint and differ"):
+        Settings(schema_dirs=[tmp_path])
+    (tmp_path / "death" / "v2.avsc").write_text(json.dumps(v1))  # a copy of v1: the same
+    assert Settings(schema_dirs=[tmp_path]).schema_dirs == [tmp_path]
