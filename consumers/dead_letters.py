@@ -72,7 +72,9 @@ def read(settings: Settings, service: str) -> list[DeadLetter]:
             body_dropped=header(m.headers, DEAD_LETTER_BODY_DROPPED),
             event_id=_shown(header(m.headers, "ce_id"), EVENT_ID),
             event_type=_shown(header(m.headers, "ce_type"), _EVENT_TYPE),
-            replayed=m.offset < marks.get((topic, m.partition), 0),
+            # a letter kept without its message is passed by the mark, never sent
+            replayed=m.offset < marks.get((topic, m.partition), 0)
+            and header(m.headers, DEAD_LETTER_BODY_DROPPED) is None,
         ))  # fmt: skip
     return letters
 

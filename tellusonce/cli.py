@@ -283,12 +283,18 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
 
 def _list_dead_letters(service: str, letters: list[DeadLetter]) -> None:
     replayed = sum(d.replayed for d in letters)
+    bodiless = sum(bool(d.body_dropped) for d in letters)
     print(
         f"{len(letters)} dead letters for {service}"
         + (f", {replayed} of them replayed" if replayed else "")
+        + (f", {bodiless} kept without their message (not replayable)" if bodiless else "")
     )
     for d in letters:
-        dropped = f" (kept without its {d.body_dropped} bytes)" if d.body_dropped else ""
+        dropped = (
+            f" (kept without its {d.body_dropped} bytes: not replayable, read it from its origin)"
+            if d.body_dropped
+            else ""
+        )
         event = f" · event {d.event_id} ({d.event_type})" if d.event_id else ""
         print(
             f"  partition {d.partition} offset {d.offset}: from {d.where()}{event}: "

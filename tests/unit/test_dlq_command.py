@@ -13,6 +13,7 @@ import pytest
 from consumers import dead_letters
 from consumers.dead_letters import DeadLetter
 from tellusonce import cli
+from tellusonce.headers import DEAD_LETTER_BODY_DROPPED
 from tellusonce.kafka import Received
 
 
@@ -37,8 +38,11 @@ def replayed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     return sent
 
 
-def on_the_topic(monkeypatch: pytest.MonkeyPatch, messages: list[Received]) -> None:
-    """A dead-letter topic holding these messages, as read from Kafka; nothing replayed."""
+def on_the_topic(
+    monkeypatch: pytest.MonkeyPatch, messages: list[Received], marks: dict[Any, int] | None = None
+) -> None:
+    """A dead-letter topic holding these messages, as read from Kafka; replayed up to `marks`
+    (none, if not given)."""
 
     class Reader:
         def __init__(self, *_args: Any) -> None:
@@ -52,7 +56,7 @@ def on_the_topic(monkeypatch: pytest.MonkeyPatch, messages: list[Received]) -> N
             pass
 
         def committed(self, _group: str) -> dict[tuple[str, int], int]:
-            return {}
+            return marks or {}
 
     monkeypatch.setattr(dead_letters, "Reader", Reader)
     monkeypatch.setattr(dead_letters, "Admin", Admin)
@@ -81,7 +85,7 @@ def test_a_letter_kept_without_its_message_is_not_replayed(
     assert run_cli(["dlq", "list", "pensions"]) == 0
     assert (
         "partition 0 offset 2: from life-events.death [0]@9: RuleRejected: x (kept without "
-        "its 1048600 bytes)" in capsys.readouterr().out
+        "its 1048600 bytes: not replayable, read it from its origin)" in capsys.readouterr().out
     )
     assert run_cli(["dlq", "replay", "pensions", "--partition", "0"]) == 0
     assert replayed == [(0, 0)]
@@ -182,3 +186,23 @@ def test_a_letter_whose_numbers_are_not_numbers_is_listed(
     on_the_topic(monkeypatch, [message])
     assert run_cli(["dlq", "list", "pensions"]) == 0
     assert "from life-events.death [-1]@-1" in capsys.readouterr().out
+
+
+def test_a_letter_kept_without_its_message_is_never_listed_as_replayed(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    run_cli: Callable[[list[str]], int],
+) -> None:
+    """The replay mark passes it (there is nothing to send), and it was listed "[replayed]":
+    the next replay said every letter had been, the event it was never applied, unsaid."""
+    topic = "life-events.dead-letter.pensions"
+    kept = Received(topic, 0, 0, b"k", b"", [(DEAD_LETTER_BODY_DROPPED, b"1048000")], 0)
+    sent = Received(topic, 0, 1, b"k", b"v", [], 0)
+    on_the_topic(monkeypatch, [kept, sent], marks={(topic, 0): 2})
+    assert run_cli(["dlq", "list", "pensions"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0] == (
+        "2 dead letters for pensions, 1 of them replayed, 1 kept without their message (not "
+        "replayable)"
+    )
+    assert [line.endswith("[replayed]") for line in listed[1:]] == [False, True]
