@@ -30,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    case,
     func,
     select,
     update,
@@ -156,7 +157,9 @@ _KNOWN_ANSWERS = Query(
         confirmations.c.service,
         confirmations.c.outcome,
         confirmations.c.confirmation_id,
-        confirmations.c.processed_at,
+        case(  # when, for an answer a newer one may replace (a time read costs: not the others)
+            (confirmations.c.outcome == Outcome.REJECTED.value, confirmations.c.processed_at)
+        ),
     ).where(confirmations.c.event_id.in_(bindparam("event_ids", expanding=True)))
 )
 _REPLACE_ANSWER = Bulk(
@@ -205,7 +208,8 @@ class TrackerBatch:
                 self._expected[event_id] = orjson.loads(expected)
             known = _KNOWN_ANSWERS.rows(conn, {"event_ids": ids})
             for event_id, service, outcome, confirmation_id, at in known:
-                self._answers[(event_id, service)] = (outcome, confirmation_id, _in_utc(at))
+                when = _in_utc(at) if at is not None else _NEVER
+                self._answers[(event_id, service)] = (outcome, confirmation_id, when)
         self._new_events: dict[str, dict[str, Any]] = {}
         self._new_answers: dict[tuple[str, str], dict[str, Any]] = {}
         self._replaced: list[dict[str, Any]] = []
@@ -519,6 +523,9 @@ class TrackerHandler:
         count, oldest = self.store.awaiting()
         AWAITING.set(count)
         OLDEST_AWAITING.set(oldest)
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)  # the time of an answer nothing replaces
 
 
 def _in_utc(stored: datetime) -> datetime:
