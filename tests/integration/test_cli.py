@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from consumers.services import SERVICES
+from consumers.store import ServiceStore
+from tellusonce.codec import Codec
 from tellusonce.events import EventType
 from tellusonce.settings import Settings
 from tellusonce.topics import Topics
@@ -127,6 +130,17 @@ class TestDemo:
                 assert re.fullmatch(rb"[0-9a-f]{64}|[0-9a-f-]{36}", message.key or b"")
                 for name, value in message.headers:
                     assert not PERSONAL.search(value.decode()), f"{name} on {topic}"
+        # and the outcomes themselves: four confirmations of the one death on the topic, and
+        # the pension stopped in State Pension's own store
+        (death,) = read_topic(settings, topics.events(EventType.DEATH))
+        answers = [Codec().decode(m.value) for m in read_topic(settings, topics.confirmations)]
+        assert sorted((a.service, str(a.event_id)) for a in answers) == sorted(  # type: ignore[union-attr]
+            (name, dict(death.headers)["ce_id"].decode()) for name in SERVICES
+        )
+        store = ServiceStore(settings.store_url_for("pensions"), SERVICES["pensions"].record_type)
+        (pension,) = [r for r in store.records() if r.record_id == "SP-100001"]
+        store.close()
+        assert pension.status == "STOPPED"  # type: ignore[attr-defined]
 
 
 def test_acls_applied_to_a_broker_without_an_authorizer_says_so(settings: Settings) -> None:

@@ -7,6 +7,7 @@ import json
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -233,3 +234,6 @@ def test_up_runs_until_interrupted(settings: Settings, topics: Topics) -> None:
     saw("")
     assert any(f"http://127.0.0.1:{base}/metrics" in line for line in seen)
     assert any("stopped 6/6 processes cleanly" in line for line in seen)
+    for port in range(base, base + 7):  # and nothing of it goes on: every port is let go
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, port
