@@ -122,23 +122,32 @@ class EventStatus:
         """How many services have answered REJECTED (answered, but not done)."""
         return sum(s.outcome == Outcome.REJECTED.value for s in self.services)
 
-    @classmethod
-    def unseen(cls, env: Envelope) -> EventStatus:
-        """An event published but not read by the tracker yet: every entitled service pending."""
-        titles = _titles()
-        pending = tuple(
-            ServiceStatus(service, titles.get(service, service), None, (), None, None)
-            for service in subscribers(env.event_type)
+
+def _answered(
+    conn: Connection, event_id: str, expected: Sequence[str], titles: dict[str, str]
+) -> tuple[ServiceStatus, ...]:
+    """Each expected service's answer to an event (None while it has not answered), then any
+    other subscribed service's that answered: one that joined since the event was recorded (its
+    answer says what it did with the family's data; one the matrix does not name is not shown)."""
+    answers = {
+        c.service: c
+        for c in conn.execute(select(confirmations).where(confirmations.c.event_id == event_id))
+    }
+    joined = sorted(s for s in answers.keys() - set(expected) if s in titles)
+    services = []
+    for service in [*expected, *joined]:
+        c = answers.get(service)
+        services.append(
+            ServiceStatus(
+                service,
+                titles.get(service, service),
+                c.outcome if c else None,
+                tuple(orjson.loads(c.actions)) if c else (),
+                c.service_reference if c else None,
+                _in_utc(c.processed_at) if c else None,
+            )
         )
-        return cls(
-            env.event_id_text,
-            env.event_type.value,
-            env.action.value,
-            env.revision,
-            env.registered_at,
-            pending,
-            str(env.supersedes) if env.supersedes else None,
-        )
+    return tuple(services)
 
 
 def _titles() -> dict[str, str]:
@@ -358,29 +367,7 @@ class TrackerStore:
             found = conn.execute(query.order_by(events.c.revision, events.c.published_ms)).all()
             out = []
             for row in found:
-                answers = {
-                    c.service: c
-                    for c in conn.execute(
-                        select(confirmations).where(confirmations.c.event_id == row.event_id)
-                    )
-                }
-                expected = orjson.loads(row.expected)  # then any other subscribed service
-                # that answered: one that joined since the event was recorded (its answer says
-                # what it did with the family's data; one the matrix does not name is not shown)
-                joined = sorted(s for s in answers.keys() - set(expected) if s in titles)
-                services = []
-                for service in expected + joined:
-                    c = answers.get(service)
-                    services.append(
-                        ServiceStatus(
-                            service,
-                            titles.get(service, service),
-                            c.outcome if c else None,
-                            tuple(orjson.loads(c.actions)) if c else (),
-                            c.service_reference if c else None,
-                            _in_utc(c.processed_at) if c else None,
-                        )
-                    )
+                services = _answered(conn, row.event_id, orjson.loads(row.expected), titles)
                 out.append(
                     EventStatus(
                         row.event_id,
@@ -388,11 +375,33 @@ class TrackerStore:
                         row.action,
                         row.revision,
                         _in_utc(row.registered_at),
-                        tuple(services),
+                        services,
                         row.supersedes,
                     )
                 )
         return out
+
+    def unrecorded(self, envelopes: Sequence[Envelope]) -> list[EventStatus]:
+        """Events published that the tracker has not recorded (just published, or dead-lettered
+        by it while the services applied them: a schema it did not ship yet), each with what
+        the services entitled to it answered so far, if anything."""
+        titles = _titles()
+        try:
+            with self.engine.connect() as conn:
+                return [
+                    EventStatus(
+                        env.event_id_text,
+                        env.event_type.value,
+                        env.action.value,
+                        env.revision,
+                        env.registered_at,
+                        _answered(conn, env.event_id_text, subscribers(env.event_type), titles),
+                        str(env.supersedes) if env.supersedes else None,
+                    )
+                    for env in envelopes
+                ]
+        except OperationalError as exc:
+            raise StoreBusy(f"tracker store busy: {type(exc.orig).__name__}") from exc
 
     def awaiting(self) -> tuple[int, float]:
         """Events some expected service has not confirmed, and the oldest one's age in seconds."""

@@ -347,11 +347,9 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         statuses = await run_in_threadpool(tracker.status, event.envelope.reference, chain)
         seen = {s.event_id for s in statuses}
         published = await run_in_threadpool(registrar.ledger.acknowledged, chain)
-        unseen = [  # just published: the tracker has not read them yet
-            EventStatus.unseen(e.envelope)
-            for e in published
-            if e.envelope.event_id_text not in seen
-        ]
+        unrecorded = [e.envelope for e in published if e.envelope.event_id_text not in seen]
+        # just published (the tracker has not read them yet), or dead-lettered by the tracker
+        unseen = await run_in_threadpool(tracker.unrecorded, unrecorded)
         events = sorted([*statuses, *unseen], key=lambda s: s.revision)
         return JSONResponse(
             {"reference": event.envelope.reference, "events": [_status(s) for s in events]}

@@ -209,7 +209,13 @@ def router(ledger: Ledger, tracker: TrackerStore, attempts_per_minute: int = 5) 
             return page(BUSY, "<p>Please try again in a minute.</p>", status=503)
         env = event.envelope
         newest = next((s for s in statuses if s.event_id == env.event_id_text), None)
-        if newest is None:  # the tracker has not seen it yet: what it replaces is not the news
+        if newest is None:  # not recorded by the tracker: the services' answers, if any
+            try:
+                (unrecorded,) = await run_in_threadpool(tracker.unrecorded, [env])
+            except StoreBusy:
+                return page(BUSY, "<p>Please try again in a minute.</p>", status=503)
+            newest = unrecorded if unrecorded.confirmed else None
+        if newest is None:  # just sent: what it replaces is not the news
             kind = what(env.event_type.value, env.action.value)
             body = f"<p>The {kind} has been sent. No service has confirmed it yet.</p>"
         else:

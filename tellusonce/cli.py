@@ -155,26 +155,25 @@ def _metrics_port(args: argparse.Namespace, settings: Settings, name: str) -> in
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.report import render
-    from consumers.tracker import EventStatus, TrackerStore
+    from consumers.tracker import TrackerStore
     from producers.ledger import Ledger
     from tellusonce.codec import Codec
     from tellusonce.identity import as_issued
     from tellusonce.topics import TRACKER
 
     reference = as_issued(args.reference)
-    statuses = TrackerStore(settings.store_url_for(TRACKER)).status(reference)
+    tracker = TrackerStore(settings.store_url_for(TRACKER))
+    statuses = tracker.status(reference)
     recorded = []  # what this registrar's ledger holds: just published, or not acknowledged
     url = settings.store_url_for("registrar")
     if not _no_store(url):
         recorded = Ledger(url, Codec(settings.schema_dirs)).under(reference)
     seen = {s.event_id for s in statuses}
-    statuses += [
-        EventStatus.unseen(e.envelope)
-        for e, acknowledged in recorded
-        if acknowledged and e.envelope.event_id_text not in seen
-    ]
+    statuses += tracker.unrecorded(
+        [e.envelope for e, ok in recorded if ok and e.envelope.event_id_text not in seen]
+    )
     statuses.sort(key=lambda s: s.revision)  # stable: the tracker's order within a revision
-    waiting = [EventStatus.unseen(e.envelope) for e, acknowledged in recorded if not acknowledged]
+    waiting = tracker.unrecorded([e.envelope for e, acknowledged in recorded if not acknowledged])
     reasons = {e.envelope.event_id_text: why for e, _ in recorded if (why := e.envelope.reason)}
     print(render(reference, statuses, reasons, waiting))
     return 0 if statuses or waiting else 1

@@ -16,7 +16,7 @@ from producers import limits, status_page, submission
 from producers.submission import Registrar
 from tellusonce.codec import Codec
 from tellusonce.errors import BrokerUnavailable
-from tellusonce.events import EventType
+from tellusonce.events import EventType, Outcome
 from tellusonce.identity import as_issued
 from tellusonce.settings import Settings
 from tests.factories import document
@@ -317,3 +317,28 @@ def test_a_reference_typed_as_people_type_it_is_found(
 def test_crockford_letters_read_as_the_digits_they_look_like() -> None:
     assert as_issued("o1il5 abcde") == "01115-ABCDE"
     assert as_issued("not a reference") == "NOT A REFERENCE"
+
+
+def test_answers_to_an_event_the_tracker_never_recorded_are_shown(
+    registrar: Registrar, store: TrackerStore
+) -> None:
+    """The tracker dead-lettered the event (a schema it did not ship yet) while the services
+    applied it: their four confirmations were stored, and every view said none had answered."""
+    from consumers.tracker import TrackerHandler
+    from tellusonce.topics import Topics, subscribers
+    from tests.messages import answer, at
+
+    receipt = registrar.submit(EventType.DEATH, death())
+    published = registrar.ledger.latest(receipt.reference)
+    assert published is not None
+    answered = [answer(published, s, Outcome.APPLIED) for s in subscribers(EventType.DEATH)]
+    tracker = TrackerHandler(store, Topics(), Codec())
+    with tracker.batch(answered):
+        for confirmation in answered:
+            tracker.handle(confirmation, at(1))
+    assert store.status(receipt.reference) == []  # not recorded
+
+    (shown,) = store.unrecorded([published.envelope])
+    assert (shown.confirmed, len(shown.services)) == (4, 4)
+    page = ask(registrar, store, receipt.reference, "1946-05-14")
+    assert "4 have confirmed what they did" in page.text
