@@ -36,6 +36,7 @@ from producers.submission import (
     Registrar,
     cancellation,
     correction,
+    entry_of,
     parse,
     problems_of,
 )
@@ -275,13 +276,17 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
             headers={"Location": stored.response["status_url"]},
         )
 
-    def latest(reference: str, office: str) -> LifeEvent[Any]:
-        found = registrar.ledger.latest(reference, office)
-        if found is None:
+    def latest(reference: str, office: str, entry: tuple[str, int] | None = None) -> LifeEvent[Any]:
+        """The newest revision of the office's registration under a reference (of its register
+        entry, if the reference names several: a SubmissionConflict, 409, if none is said)."""
+        try:
+            return registrar.registration(reference, office, entry)
+        except SubmissionConflict as exc:  # several, or one Kafka has not acknowledged yet
+            raise Rejected(problem(409, "Say which registration", exc.problems)) from None
+        except InvalidSubmission:  # none
             raise Rejected(
                 problem(404, "No event with this reference was submitted by your office")
-            )
-        return found
+            ) from None
 
     def new_event(event_type: EventType) -> Builder:
         def build_for(office: str, document: object) -> LifeEvent[Any]:
@@ -315,7 +320,7 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
 
         def build_for(office: str, document: object) -> LifeEvent[Any]:
             reason = document.pop("correction_reason", None) if isinstance(document, dict) else None
-            amended = latest(reference, office)
+            amended = latest(reference, office, entry_of(document))
             registered = registrar.ledger.registered_at(amended)
             return correction(amended, document, settings, reason, registered=registered)
 
@@ -332,10 +337,14 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         def build_for(office: str, document: object) -> LifeEvent[Any]:
             if not isinstance(document, dict):
                 raise InvalidSubmission([Problem("(document)", "must be a JSON object")])
-            if other := sorted(set(document) - {"reason"}):  # read strictly, as submissions
+            if other := sorted(set(document) - {"reason", "registration"}):  # read strictly
                 named = other[0] if documents.FIELD_NAME.fullmatch(other[0]) else "(document)"
                 raise InvalidSubmission([Problem(named, "is not a field of a cancellation")])
-            return cancellation(latest(reference, office), settings, document.get("reason"))
+            entry = entry_of(document)  # which registration, if the reference names several
+            if "registration" in document and entry is None:
+                problem_ = Problem("registration", "must be {district, entry_number} of an entry")
+                raise InvalidSubmission([problem_])
+            return cancellation(latest(reference, office, entry), settings, document.get("reason"))
 
         return await accept(request, build_for)
 

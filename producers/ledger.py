@@ -34,8 +34,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from tellusonce.codec import Codec
 from tellusonce.database import INSTANT, BulkInsert, connect, create_or_upgrade, reason, writing
 from tellusonce.errors import NotRecorded
-from tellusonce.events import LifeEvent
-from tellusonce.identity import as_issued
+from tellusonce.events import Action, LifeEvent
+from tellusonce.identity import as_issued, event_id
 
 log = structlog.get_logger("tellusonce.producer")
 metadata = MetaData()
@@ -172,14 +172,13 @@ class Ledger:
         """The newest revision recorded of an event's registration (see chain), acknowledged by
         Kafka or not, or None: what a new revision must follow."""
         query = (
-            select(submissions.c.payload)
+            select(*_IDENTIFIED, submissions.c.payload)
             .where(*_registration(event))
             .order_by(submissions.c.revision.desc())
-            .limit(1)
         )
         with self.engine.connect() as conn:
-            payload = conn.execute(query).scalar()
-        return None if payload is None else self._event(payload)
+            mine = next((row for row in conn.execute(query) if _of(event, row)), None)
+        return None if mine is None else self._event(mine.payload)
 
     def registrations(self, reference: str, acknowledged: bool = True) -> list[LifeEvent[Any]]:
         """The newest revision Kafka acknowledged (or recorded, acknowledged or not) of each
@@ -192,11 +191,13 @@ class Ledger:
         )
         if acknowledged:
             query = query.where(submissions.c.unacknowledged.is_(None))
-        newest: dict[tuple[str, str], bytes] = {}
+        newest: dict[tuple[str, str, tuple[str, int]], LifeEvent[Any]] = {}
         with self.engine.connect() as conn:
             for office, event_type, payload in conn.execute(query):
-                newest.setdefault((office, event_type), payload)
-        return [self._event(payload) for payload in newest.values()]
+                event = self._event(payload)  # one registration: its office's register entry
+                key = (office, event_type, event.envelope.registration.entry)
+                newest.setdefault(key, event)
+        return list(newest.values())
 
     def under(self, reference: str) -> list[tuple[LifeEvent[Any], bool]]:
         """Every event recorded under a reference, oldest revision first, each with whether
@@ -215,21 +216,20 @@ class Ledger:
         bits of an event id, so two registrations' can be the same (about 4% over ten million);
         their events are not each other's."""
         with self.engine.connect() as conn:
-            return list(
-                conn.execute(select(submissions.c.event_id).where(*_registration(event))).scalars()
-            )
+            rows = conn.execute(select(*_IDENTIFIED).where(*_registration(event)))
+            return [row.event_id for row in rows if _of(event, row)]
 
     def registered_at(self, event: LifeEvent[Any]) -> datetime:
         """When an event's registration was made (its revision 0's time; an amendment's own is
         when it was made): what a correction's dates are checked against."""
         if event.envelope.revision == 0:
             return event.envelope.registered_at
-        query = select(submissions.c.payload).where(
+        query = select(*_IDENTIFIED, submissions.c.payload).where(
             *_registration(event), submissions.c.revision == 0
         )
         with self.engine.connect() as conn:
-            payload = conn.execute(query).scalar()
-        registration = event if payload is None else self._event(payload)  # (none: not here)
+            mine = next((row for row in conn.execute(query) if _of(event, row)), None)
+        registration = event if mine is None else self._event(mine.payload)  # (none: not here)
         return registration.envelope.registered_at
 
     def acknowledged(self, event_ids: Sequence[str]) -> list[LifeEvent[Any]]:
@@ -255,8 +255,22 @@ class Ledger:
         return event
 
 
+_IDENTIFIED = (submissions.c.event_id, submissions.c.action, submissions.c.revision)
+
+
+def _of(event: LifeEvent[Any], row: Any) -> bool:
+    """Whether a ledger row of an event's reference, office and type is of its registration:
+    its id is the one its register entry makes for its action and revision (two entries of an
+    office can share a reference: a correction of one read the other's revisions as its own,
+    and a cancellation of one cancelled the other)."""
+    env = event.envelope
+    made = event_id(env.event_type, env.registration, Action(row.action), row.revision)
+    return bool(str(made) == row.event_id)
+
+
 def _registration(event: LifeEvent[Any]) -> tuple[Any, ...]:
-    """The conditions that pick an event's registration's rows: its reference, office, type."""
+    """The conditions that pick an event's registration's rows, and others' that share its
+    reference (filter them with _of): its reference, office, type."""
     env = event.envelope
     return (
         submissions.c.reference == env.reference,

@@ -38,7 +38,7 @@ from tellusonce.events import (
 )
 from tellusonce.fields import LONDON, SUBMITTED, Instant, hides_characters, today_in_london
 from tellusonce.headers import event_headers
-from tellusonce.identity import event_id, person_ref, reference
+from tellusonce.identity import as_issued, event_id, person_ref, reference
 from tellusonce.kafka import Outgoing, Publisher
 from tellusonce.metrics import EVENTS_PUBLISHED
 from tellusonce.settings import DEVELOPMENT_SECRET, Settings
@@ -464,7 +464,7 @@ class Registrar:
         self, reference: str, document: object, reason: str | None = None
     ) -> LifeEvent[Any]:
         """The correction of a reference a submission makes, validated, not published."""
-        latest = self._latest(reference)
+        latest = self.registration(reference, entry=entry_of(document))
         registered = self.ledger.registered_at(latest)
         return correction(latest, document, self.settings, reason, "reason", registered)
 
@@ -472,9 +472,12 @@ class Registrar:
         """Publish the cancellation of a registration made in error."""
         return self.publish_new(self.cancellation_of(reference, reason))
 
-    def cancellation_of(self, reference: str, reason: str) -> LifeEvent[Any]:
-        """The cancellation of a reference, validated, not published."""
-        return cancellation(self._latest(reference), self.settings, reason)
+    def cancellation_of(
+        self, reference: str, reason: str, entry: tuple[str, int] | None = None
+    ) -> LifeEvent[Any]:
+        """The cancellation of a reference (of its register entry `entry`, if it names several
+        registrations), validated, not published."""
+        return cancellation(self.registration(reference, entry=entry), self.settings, reason)
 
     def acknowledged_already(self, event: LifeEvent[Any]) -> bool:
         """Whether Kafka acknowledged this very event to this registrar already (sent again,
@@ -511,8 +514,37 @@ class Registrar:
             self.publish(found)
         return found, unacknowledged
 
-    def _latest(self, reference: str) -> LifeEvent[Any]:
-        latest = self.ledger.latest(reference)
+    def registration(
+        self, reference: str, office: str | None = None, entry: tuple[str, int] | None = None
+    ) -> LifeEvent[Any]:
+        """The newest acknowledged revision of the registration a reference names (of `office`,
+        if given): of its register entry `entry` where the reference names several (two can
+        share one: an amendment of one was made from the other's newest revision, and a
+        cancellation cancelled the other family's registration). SubmissionConflict if it
+        names several and `entry` none of them; InvalidSubmission if it names none."""
+        found = [
+            e
+            for e in self.ledger.registrations(reference)
+            if office is None or e.envelope.registration.office == office
+        ]
+        if len(found) > 1:
+            named = [e for e in found if e.envelope.registration.entry == entry]
+            if len(named) != 1:
+                regs = [e.envelope.registration for e in found]
+                entries = ", ".join(sorted(f"{r.district} {r.entry_number}" for r in regs))
+                raise _conflict(
+                    f"{as_issued(reference)} names {len(found)} registrations ({entries}): say "
+                    "which by its register entry (a correction's `registration`; a "
+                    "cancellation's `registration` {district, entry_number}, or --entry)",
+                    "reference",
+                )
+            found = named
+        if found:
+            return found[0]
+        return self._latest(reference, office)
+
+    def _latest(self, reference: str, office: str | None = None) -> LifeEvent[Any]:
+        latest = self.ledger.latest(reference, office)
         if latest is None and self.ledger.registrations(reference, acknowledged=False):
             raise _conflict(
                 "Kafka has not acknowledged this registration: submit it again once Kafka "
@@ -563,6 +595,18 @@ class Registrar:
                 late_registration=env.late_registration,
             )
         return [receipt(e) for e in events]
+
+
+def entry_of(document: object) -> tuple[str, int] | None:
+    """The register entry a document's `registration` names, as entries are compared, or None
+    if it names none plainly (its own validation says why)."""
+    registration = document.get("registration") if isinstance(document, Mapping) else None
+    if not isinstance(registration, Mapping):
+        return None
+    try:
+        return Registration.model_validate({"office": "X"} | dict(registration)).entry
+    except ValidationError:
+        return None
 
 
 def _local(bootstrap_servers: str) -> bool:

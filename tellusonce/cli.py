@@ -42,6 +42,35 @@ INTERRUPTED = {
 DEMO_DATA_DIR = ".run/demo"  # the demo's own stores (make run's), emptied by each run
 
 
+def _add_cancel(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cancel = sub.add_parser("cancel", help="cancel a registration made in error")
+    cancel.add_argument("reference")
+    cancel.add_argument("--reason", required=True, help="why the registration is cancelled")
+    cancel.add_argument(
+        "--entry",
+        type=_entry,
+        default=None,
+        metavar="DISTRICT:NUMBER",
+        help="its register entry, if the reference names several registrations",
+    )
+    cancel.set_defaults(run=_publishing)
+
+
+def _entry(text: str) -> tuple[str, int]:
+    """A register entry given as DISTRICT:NUMBER (Leeds:1042), as entries are compared."""
+    from producers.submission import entry_of
+
+    district, _, number = text.rpartition(":")
+    found = entry_of({"registration": {"district": district, "entry_number": _number(number)}})
+    if found is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not DISTRICT:NUMBER (e.g. Leeds:1042)")
+    return found
+
+
+def _number(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
+
+
 def _read_json(path: str) -> object:
     from producers import documents
     from tellusonce.errors import InvalidSubmission
@@ -82,7 +111,7 @@ def _publishing(args: argparse.Namespace, settings: Settings) -> int:
         if args.command == "correct":
             event = registrar.correction_of(args.reference, document, args.reason)
         elif args.command == "cancel":
-            event = registrar.cancellation_of(args.reference, args.reason)
+            event = registrar.cancellation_of(args.reference, args.reason, args.entry)
         sent = registrar.acknowledged_already(event)  # answered from the ledger, no broker
         if not sent and not Admin(settings).reachable(5.0):  # now, not after the publish's 30 s
             print(
@@ -561,10 +590,7 @@ def parser() -> argparse.ArgumentParser:
     correct.add_argument("file")
     correct.add_argument("--reason", default=None, help="why the entry is corrected")
     correct.set_defaults(run=_publishing)
-    cancel = sub.add_parser("cancel", help="cancel a registration made in error")
-    cancel.add_argument("reference")
-    cancel.add_argument("--reason", required=True, help="why the registration is cancelled")
-    cancel.set_defaults(run=_publishing)
+    _add_cancel(sub)
     consume = sub.add_parser("consume", help="run a service (or the tracker) until SIGTERM")
     consume.add_argument("name", choices=NAMES)
     consume.add_argument("--metrics-port", type=_port, default=None)

@@ -502,3 +502,30 @@ def test_no_answer_of_the_api_is_kept_by_a_cache(api: Api) -> None:
     refused = api.client.get("/v1/events/ABCDE-FGHJK")
     for response in (submitted, read, refused, api.client.get("/healthz")):
         assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_a_cancellation_of_a_reference_two_registrations_share_says_which(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One office's entries 1042 and 2 under one reference: a cancellation cancelled whichever
+    was amended last. It is a 409 naming both until its body names the register entry."""
+    from producers import submission
+    from tests.handlers import SHARED
+
+    monkeypatch.setattr(submission, "reference", lambda *_args: SHARED)
+    api = Api(tmp_path)
+    for n in (1042, 2):
+        registration = {"district": "Leeds", "entry_number": n, "office": OFFICE}
+        assert api.post("/v1/events/death", document(EventType.DEATH, registration=registration),
+                        key=f"r{n}").status_code == 201  # fmt: skip
+    path = f"/v1/events/{SHARED}/cancellation"
+    which = api.post(path, {"reason": "registered in error"}, key="c1")
+    assert is_problem(which, 409)
+    assert "names 2 registrations (Leeds 1042, Leeds 2)" in which.json()["errors"][0]["detail"]
+    named = {"reason": "registered in error", "registration": {"district": "Leeds",
+                                                               "entry_number": 2}}  # fmt: skip
+    cancelled = api.post(path, named, key="c2")
+    assert cancelled.status_code == 201
+    sent = api.registrar.ledger.find(cancelled.json()["event_id"])
+    assert sent is not None
+    assert sent.envelope.registration.entry_number == 2

@@ -495,3 +495,15 @@ def test_the_demo_empties_its_stores_only(tmp_path: Path) -> None:
     seed_stores(Settings(data_dir=tmp_path), fresh=True)
     assert {name: (tmp_path / name).read_bytes() for name in kept} == kept
     assert not (tmp_path / "tracker.db-wal").exists()
+
+
+def test_a_cancellation_s_register_entry_is_read_as_entries_are_compared(
+    run_cli: Callable[[list[str]], int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`cancel REF --entry Leeds:1042`: which of the registrations sharing a reference."""
+    from tellusonce import cli
+
+    assert cli._entry("King’s  Lynn:7") == ("king's lynn", 7)
+    with pytest.raises(SystemExit):
+        run_cli(["cancel", "ABCDE-FGHJK", "--reason", "x", "--entry", "Leeds"])
+    assert "'Leeds' is not DISTRICT:NUMBER (e.g. Leeds:1042)" in capsys.readouterr().err

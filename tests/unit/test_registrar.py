@@ -93,7 +93,7 @@ def test_an_amendment_made_from_an_older_revision_is_a_conflict(
     first = registrar.submit(EventType.DEATH, death())
     stale = registrar.ledger.latest(first.reference)
     registrar.cancel(first.reference, "registered in error")
-    monkeypatch.setattr(registrar, "_latest", lambda _reference: stale)  # made before the cancel
+    monkeypatch.setattr(registrar, "registration", lambda *_args, **_kw: stale)  # made before
     corrected = death(date_of_death="2026-03-10")
     reason = conflict(registrar, lambda: registrar.correct(first.reference, corrected))
     assert reason == (

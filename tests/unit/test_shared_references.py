@@ -70,3 +70,41 @@ def test_registrations_sharing_a_reference_are_amended_each_on_its_own(
     assert registrar.submit(EventType.DEATH, leeds).action.value == "REGISTERED"  # not refused
     assert newest("YORK-1").envelope.action.value == "CANCELLED"
     assert newest("YORK-1").envelope.supersedes == first_york.event_id
+
+
+def test_one_office_s_two_registrations_sharing_a_reference_are_told_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries 1042 and 2 of one office under one reference: once 1042 was corrected, a
+    correction of 2 was refused (made from 1042's newest revision), a cancellation meant for 2
+    cancelled 1042 (the other family's death undone at every service), and 2's status showed
+    1042's events."""
+    from tellusonce.errors import SubmissionConflict
+
+    monkeypatch.setattr(submission, "reference", lambda *_args: SHARED)
+    registrar = Registrar(Settings(data_dir=tmp_path), Kept(), Codec())  # type: ignore[arg-type]
+
+    def entry(number: int, **changes: Any) -> dict[str, Any]:
+        registration = {"district": "Leeds", "entry_number": number, "office": "LEEDS-RO-1"}
+        return document(EventType.DEATH, registration=registration, **changes)
+
+    first = registrar.submit(EventType.DEATH, entry(1042))
+    second = registrar.submit(EventType.DEATH, entry(2))
+    registrar.correct(SHARED, entry(1042, date_of_death="2026-03-10"), "misread")
+    corrected = registrar.correct(SHARED, entry(2, date_of_death="2026-03-09"), "misread")
+    amended = registrar.ledger.find(str(corrected.event_id))
+    assert amended is not None
+    assert str(amended.envelope.supersedes) == str(second.event_id)  # 2's, not 1042's
+    with pytest.raises(SubmissionConflict, match="names 2 registrations \\(Leeds 1042, Leeds 2\\)"):
+        registrar.cancel(SHARED, "registered in error")  # which one?
+    cancelled = registrar.publish_new(
+        registrar.cancellation_of(SHARED, "registered in error", entry=("leeds", 2))
+    )
+    chain = registrar.ledger.chain(amended)
+    assert str(cancelled.event_id) in chain
+    assert str(first.event_id) not in chain  # 1042's events are not 2's
+    registered_1042 = registrar.ledger.find(str(first.event_id))
+    assert registered_1042 is not None
+    newest_of_1042 = registrar.ledger.newest(registered_1042)
+    assert newest_of_1042 is not None
+    assert newest_of_1042.envelope.action.value == "CORRECTED"  # not cancelled
