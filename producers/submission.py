@@ -509,6 +509,11 @@ class Registrar:
             except MessageTooLarge:  # recorded just now: never published
                 self.ledger.withdraw(event.envelope.event_id_text)
                 raise
+            except BrokerUnavailable as exc:
+                if not exc.went_out:  # refused, not lost: kept, a retry sent alone and refused
+                    # as too large would have been kept too (it might have gone out before)
+                    self.ledger.withdraw(event.envelope.event_id_text)  # and blocked its entry
+                raise
             return event, True
         if unacknowledged:  # refused as too large, it stays: an earlier try may have gone out
             self.publish(found)

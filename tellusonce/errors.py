@@ -60,7 +60,12 @@ class TransientError(TellUsOnceError):
 
 
 class BrokerUnavailable(TransientError):
-    """Kafka could not be reached or did not acknowledge a message in time."""
+    """Kafka could not be reached or did not acknowledge a message in time: it may have gone
+    out all the same, unless `went_out` is False (Kafka refused it)."""
+
+    def __init__(self, message: str, went_out: bool = True) -> None:
+        super().__init__(message)
+        self.went_out = went_out
 
 
 class NotRecorded(TransientError):

@@ -223,7 +223,8 @@ class Publisher:
                 reason = f"the topic refused a batch holding them as too large ({reason})"
             raise BrokerUnavailable(
                 f"{unacknowledged or len(failures)} of {len(messages)} messages not acknowledged "
-                f"by Kafka: {reason}"
+                f"by Kafka: {reason}",
+                went_out=not (large and len(large) == len(messages) and not unacknowledged),
             )
 
     def _drop_queued(self) -> None:

@@ -102,8 +102,11 @@ def test_a_message_the_topic_refuses_alone_is_too_large_and_one_batched_is_sent_
         with pytest.raises(MessageTooLarge):  # alone: refused for good
             publisher.publish([large])
         # the next, at once, answered for what they are
-        with pytest.raises(BrokerUnavailable, match="refused a batch holding them as too large"):
+        with pytest.raises(
+            BrokerUnavailable, match="refused a batch holding them as too large"
+        ) as refused:
             publisher.publish([small, large])  # may fit alone: try again (a 503, not a 413)
+        assert refused.value.went_out is False  # refused: neither can have gone out
         publisher.publish([small])
         assert [m.value for m in read_topic(settings, topic)] == [b"small"]
         publisher.close()

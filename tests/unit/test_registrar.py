@@ -420,3 +420,27 @@ def test_two_processes_on_postgresql_cannot_both_amend_one_reference(
     assert [type(e) for e in refused] == [SubmissionConflict]
     assert sent(cli) == 0
     assert under == ["REGISTERED", "CORRECTED"]
+
+
+def test_an_event_refused_in_a_batch_too_large_is_not_kept_to_block_its_entry(
+    failing: Registrar,
+) -> None:
+    """Batched with other threads' messages, the batch was refused as too large ("not
+    acknowledged": kept, as it might have gone out); sent again alone and refused as too large,
+    it stayed kept, unacknowledged, for ever: every submission of its register entry with
+    other facts a 409 ("send that submission again once Kafka answers")."""
+    from tellusonce.errors import MessageTooLarge
+
+    publisher = failing.publisher
+    refused = BrokerUnavailable("the topic refused a batch holding them as too large", False)
+    publisher.error = refused  # type: ignore[attr-defined]
+    with pytest.raises(BrokerUnavailable):
+        failing.submit(EventType.DEATH, death())
+    publisher.error = MessageTooLarge("larger than the topic takes")  # type: ignore[attr-defined]
+    with pytest.raises(MessageTooLarge):
+        failing.submit(EventType.DEATH, death())
+    with failing.ledger.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM submissions").scalar() == 0
+    publisher.error = None  # type: ignore[attr-defined]
+    smaller = failing.submit(EventType.DEATH, death(date_of_death="2026-03-10"))
+    assert failing.ledger.find(str(smaller.event_id)) is not None  # not a conflict
