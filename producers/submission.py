@@ -374,13 +374,16 @@ class Registrar:
         self.publisher = publisher
         self.codec = codec
         self.topics = Topics(settings.topic_prefix)
-        if settings.pseudonym_secret.get_secret_value() == DEVELOPMENT_SECRET and not _local(
-            settings.bootstrap_servers
-        ):  # a NINO's key, made with a published secret, is found again in an hour on one core
+        secret = settings.pseudonym_secret.get_secret_value()
+        weak = "the published placeholder" if secret == DEVELOPMENT_SECRET else (
+            f"shorter than {SECRET_MIN} characters" if len(secret) < SECRET_MIN else None
+        )  # fmt: skip
+        if weak and not _local(settings.bootstrap_servers):  # a NINO's key, made with a
+            # published secret (or an empty one: an unset variable), is found again in an hour
             raise UnsafeSettings(
-                "the pseudonym secret is the published placeholder and Kafka is not on this "
-                "machine: Kafka keys (person_ref) made with it can be reversed to the NINOs they "
-                "stand for; set TELLUSONCE_PSEUDONYM_SECRET to a secret of your own"
+                f"the pseudonym secret is {weak} and Kafka is not on this machine: Kafka keys "
+                "(person_ref) made with it can be reversed to the NINOs they stand for; set "
+                "TELLUSONCE_PSEUDONYM_SECRET to a secret of your own (e.g. openssl rand -hex 32)"
             )
         settings.data_dir.mkdir(parents=True, exist_ok=True)  # refused, it makes no store
         self.ledger = Ledger(settings.store_url_for("registrar"), codec)
@@ -612,6 +615,9 @@ def entry_of(document: object) -> tuple[str, int] | None:
         return Registration.model_validate({"office": "X"} | dict(registration)).entry
     except ValidationError:
         return None
+
+
+SECRET_MIN = 16  # characters of a pseudonym secret used away from this machine
 
 
 def _local(bootstrap_servers: str) -> bool:

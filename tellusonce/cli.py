@@ -71,14 +71,20 @@ def _number(text: str) -> int | str:
     return int(text) if text.isdigit() else text
 
 
+FILE_MAX = 1024 * 1024  # bytes of a submission file (the API takes 16 KiB)
+
+
 def _read_json(path: str) -> object:
     from producers import documents
     from tellusonce.errors import InvalidSubmission
 
     try:
-        data = Path(path).read_bytes()
+        with Path(path).open("rb") as file:  # no more than a submission can be: /dev/zero
+            data = file.read(FILE_MAX + 1)  # given for a file grew the process until it died
     except OSError as exc:
         raise InvalidSubmission([("(file)", f"cannot read {path}: {exc.strerror}")]) from exc
+    if len(data) > FILE_MAX:
+        raise InvalidSubmission([("(file)", f"{path} is larger than {FILE_MAX // 1024} KiB")])
     try:
         return documents.load(data)
     except documents.NotJson as exc:
@@ -390,6 +396,10 @@ def _acls(args: argparse.Namespace, settings: Settings) -> int:
 def _principal(text: str) -> str:
     if "{name}" not in text:
         raise argparse.ArgumentTypeError("must hold {name}: each process its own principal")
+    try:
+        text.format(name="pensions")
+    except (KeyError, IndexError, ValueError):
+        raise argparse.ArgumentTypeError("may hold {name} and no other {field}") from None
     return text
 
 
@@ -721,10 +731,10 @@ def _settings() -> Settings | None:
 
 def _failed(exc: Exception, settings: Settings) -> int:
     """A command's failure said in one line, with its exit code; one not foreseen is raised."""
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import DatabaseError, OperationalError
 
     from tellusonce.database import reason
-    from tellusonce.errors import BrokerUnavailable, StoreBusy, UnsafeSettings
+    from tellusonce.errors import BadSettings, BrokerUnavailable, StoreBusy, UnsafeSettings
 
     if isinstance(exc, BrokenPipeError):  # `tellusonce dlq list | head`: what is left unsaid
         devnull = os.open(os.devnull, os.O_WRONLY)  # (Python's own flush at exit would fail too)
@@ -738,9 +748,11 @@ def _failed(exc: Exception, settings: Settings) -> int:
         return 1
     if isinstance(exc, OperationalError):  # a store locked by another process, say (keys, seed)
         exc = StoreBusy(f"store busy: {reason(exc)}")
+    elif isinstance(exc, DatabaseError):  # a file there that is not a store (not SQLite's)
+        exc = StoreBusy(f"store not usable: {reason(exc)}")
     if isinstance(exc, StoreBusy) or (isinstance(exc, OSError) and exc.filename is not None):
         raise _unusable(exc, settings) from exc
-    if isinstance(exc, OSError | UnsafeSettings):
+    if isinstance(exc, OSError | UnsafeSettings | BadSettings):
         print(f"error: {exc}", file=sys.stderr)
         return 1
     raise exc

@@ -3,6 +3,7 @@
     TellUsOnceError
     ├── InvalidSubmission        bad input from a registrar: nothing was published (exit 2)
     ├── UnsafeSettings           settings that would expose people's data: refused (exit 1)
+    ├── BadSettings              settings Kafka's client refuses (exit 1)
     ├── TransientError           may succeed if tried again: retry with backoff
     │   ├── BrokerUnavailable    Kafka did not acknowledge in time
     │   └── StoreBusy            a service's store is locked or unreachable
@@ -53,6 +54,11 @@ class SubmissionConflict(InvalidSubmission):
 
 class UnsafeSettings(TellUsOnceError):
     """Settings a process refuses to start with, as they would expose people's data."""
+
+
+class BadSettings(TellUsOnceError):
+    """Settings a library refuses as they are used (librdkafka's, given in
+    TELLUSONCE_KAFKA_SECURITY): the process cannot work with them."""
 
 
 class TransientError(TellUsOnceError):

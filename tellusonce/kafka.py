@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from confluent_kafka import (
     Consumer,
@@ -33,7 +33,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from tellusonce import logs
 from tellusonce.acls import Grant
-from tellusonce.errors import BrokerUnavailable, MessageTooLarge
+from tellusonce.errors import BadSettings, BrokerUnavailable, MessageTooLarge
 from tellusonce.settings import Settings
 
 Headers = list[tuple[str, bytes]]
@@ -83,6 +83,7 @@ def _received(message: Any) -> Received:
     )
 
 
+T = TypeVar("T")
 LOCAL_BROKER = "127.0.0.1:9092"  # the one deploy/kafka/broker.sh runs
 LIBRDKAFKA = logging.getLogger("librdkafka")
 LIBRDKAFKA.addFilter(logs.QuietRepeats())  # a line per failed connection, 4 a second, otherwise
@@ -96,6 +97,15 @@ def client_config(settings: Settings, client_id: str) -> dict[str, Any]:
         "logger": LIBRDKAFKA,  # its lines as JSON (served by poll), not plain text on stderr
         **settings.kafka_security,
     }
+
+
+def _made(kind: Callable[[dict[str, Any]], T], config: dict[str, Any]) -> T:
+    """A librdkafka client; BadSettings if librdkafka refuses its settings (an unknown property
+    in TELLUSONCE_KAFKA_SECURITY, a value out of its range): said in one line, not a trace."""
+    try:
+        return kind(config)
+    except KafkaException as exc:
+        raise BadSettings(f"Kafka's client refused its settings: {exc.args[0].str()}") from exc
 
 
 def consumer_config(settings: Settings, group: str, client_id: str) -> dict[str, Any]:
@@ -152,7 +162,7 @@ class Publisher:
             "linger.ms": 5,
             "message.timeout.ms": int(self.timeout * 1000),
         }
-        self._producer = Producer(self._config)
+        self._producer = _made(Producer, self._config)
         self._publishing = 0  # publish calls under way (threads share a Publisher)
         self._begun = 0  # publish calls begun, ever
         self._count = threading.Lock()
@@ -275,7 +285,7 @@ class Subscriber:
         # librdkafka's statistics, served by poll, say whether any broker connection is up
         # (readiness): a consumer otherwise only logs and retries while its brokers are down
         config |= {"statistics.interval.ms": STATISTICS_INTERVAL_MS, "stats_cb": self._statistics}
-        self._consumer = Consumer(config)
+        self._consumer = _made(Consumer, config)
         self.assigned: set[tuple[str, int]] = set()
         self.brokers_up = True  # until librdkafka's statistics say none is
         # Where a rewound partition reads from next: librdkafka knows no position for it until it
@@ -410,7 +420,7 @@ class Admin:
     """Topic administration and broker reachability."""
 
     def __init__(self, settings: Settings) -> None:
-        self._admin = AdminClient(client_config(settings, "admin"))
+        self._admin = _made(AdminClient, client_config(settings, "admin"))
         self.settings = settings
 
     def reachable(self, timeout: float = 5.0) -> bool:
@@ -532,7 +542,7 @@ class Admin:
 def commit_offsets(settings: Settings, group: str, offsets: dict[tuple[str, int], int]) -> None:
     """Commit offsets for a consumer group that reads nothing itself: a mark, such as how far a
     dead-letter topic was replayed. BrokerUnavailable if Kafka did not take them."""
-    consumer = Consumer(client_config(settings, "marker") | {"group.id": group})
+    consumer = _made(Consumer, client_config(settings, "marker") | {"group.id": group})
     try:
         consumer.commit(
             offsets=[TopicPartition(t, p, offset) for (t, p), offset in offsets.items()],
@@ -548,9 +558,10 @@ class Reader:
     """Reads a whole topic from the start without a group (inspection, tests, dead letters)."""
 
     def __init__(self, settings: Settings, topic: str) -> None:
-        self._consumer = Consumer(
+        self._consumer = _made(
+            Consumer,
             client_config(settings, "reader")
-            | {"group.id": "tellusonce-reader", "enable.auto.commit": False}
+            | {"group.id": "tellusonce-reader", "enable.auto.commit": False},
         )
         metadata = _metadata(self._consumer, settings, topic).topics[topic]
         self._ends = {}

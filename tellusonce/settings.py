@@ -21,8 +21,33 @@ def _schemas_there(directories: list[Path]) -> list[Path]:
     if directories:
         from tellusonce.codec import load_schemas
 
-        load_schemas(directories)  # its ValueError says what is wrong
+        try:
+            load_schemas(directories)  # its ValueError says what is wrong
+        except OSError as exc:  # a file this process cannot read
+            raise ValueError(f"{exc.filename}: {exc.strerror}") from None
     return directories
+
+
+def _one_store_each(template: str | None) -> str | None:
+    """A store URL template naming each service's own database ({service}), and no other
+    field: without it every service shared one database (each service's records beside the
+    others', and an event one applied taken by the others for one they had)."""
+    if template is None:
+        return None
+    if "{service}" not in template:
+        raise ValueError("must name each service's own database with {service}")
+    try:
+        url = template.format(service="pensions")
+    except (KeyError, IndexError, ValueError):
+        raise ValueError("may hold {service} and no other {field}") from None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url)
+    except ArgumentError:
+        raise ValueError("is not a SQLAlchemy URL (e.g. postgresql+psycopg://...)") from None
+    return template
 
 
 class Settings(BaseSettings):
@@ -48,7 +73,7 @@ class Settings(BaseSettings):
         None, description="static group membership id of this instance (fast restarts)"
     )
     data_dir: Path = Field(Path(".run/data"), description="where SQLite stores live")
-    store_url: str | None = Field(
+    store_url: Annotated[str | None, AfterValidator(_one_store_each)] = Field(
         None, description="SQLAlchemy URL template with {service}; default SQLite in data_dir"
     )
     pseudonym_secret: SecretStr = Field(
@@ -60,7 +85,7 @@ class Settings(BaseSettings):
         pattern=SOURCE_PATTERN,
         max_length=200,
     )
-    publish_timeout_seconds: float = Field(30.0, gt=0)
+    publish_timeout_seconds: float = Field(30.0, gt=0, le=2_147_483)  # librdkafka's most
     fetch_wait_ms: int = Field(
         25,
         ge=0,

@@ -507,3 +507,54 @@ def test_a_cancellation_s_register_entry_is_read_as_entries_are_compared(
     with pytest.raises(SystemExit):
         run_cli(["cancel", "ABCDE-FGHJK", "--reason", "x", "--entry", "Leeds"])
     assert "'Leeds' is not DISTRICT:NUMBER (e.g. Leeds:1042)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("sqlite:////tmp/one.db", "must name each service's own database with {service}"),
+        ("sqlite:///{service}_{x}.db", "may hold {service} and no other {field}"),
+        ("nonsense_{service}", "is not a SQLAlchemy URL (e.g. postgresql+psycopg://...)"),
+    ],
+)
+def test_a_store_url_not_one_database_each_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[[list[str]], int],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    value: str,
+    said: str,
+) -> None:
+    """Without {service}, `seed` wrote every service's records into one database (an event one
+    service applied would be a duplicate to the others); a malformed one was a traceback."""
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TELLUSONCE_STORE_URL", value)
+    assert run_cli(["seed"]) == 1
+    assert capsys.readouterr().err == f"error: setting TELLUSONCE_STORE_URL: Value error, {said}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_settings_and_files_the_libraries_refuse_are_said_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[[list[str]], int],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """Each was a traceback: librdkafka refusing TELLUSONCE_KAFKA_SECURITY, a store file that
+    is not a database; /dev/zero given as a submission grew the process until the system killed
+    it; a principal with another {field}."""
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TELLUSONCE_KAFKA_SECURITY", '{"bogus.key": "x"}')
+    assert run_cli(["topics"]) == 1
+    assert capsys.readouterr().err == (
+        'error: Kafka\'s client refused its settings: No such configuration property: "bogus.key"\n'
+    )
+    monkeypatch.delenv("TELLUSONCE_KAFKA_SECURITY")
+    (tmp_path / "registrar.db").write_text("not a database")
+    with pytest.raises(SystemExit, match="error: store not usable: file is not a database"):
+        run_cli(["keys", "list"])
+    assert run_cli(["submit", "death", "/dev/zero"]) == 2
+    assert "(file): /dev/zero is larger than 1024 KiB" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_cli(["acls", "--principal", "User:{name}{0}"])
+    assert "may hold {name} and no other {field}" in capsys.readouterr().err

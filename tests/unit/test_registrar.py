@@ -256,7 +256,9 @@ def test_two_processes_amending_one_reference_at_once_cannot_both_publish(
         ("kafka1.example:9093,kafka2.example:9093", None, True),
         ("127.0.0.1:9092,kafka1.example:9093", None, True),
         ("127.0.0.1:9092,localhost:9093,[::1]:9094", None, False),
-        ("kafka1.example:9093", "a real secret", False),
+        ("kafka1.example:9093", "a real secret of our own", False),
+        ("kafka1.example:9093", " ", True),  # an unset variable's: as easily reversed
+        ("kafka1.example:9093", "short", True),
     ],
 )
 def test_the_placeholder_secret_is_refused_away_from_this_machine(
@@ -269,6 +271,7 @@ def test_the_placeholder_secret_is_refused_away_from_this_machine(
     if refused:
         with pytest.raises(UnsafeSettings, match="set TELLUSONCE_PSEUDONYM_SECRET"):
             Registrar(settings, Kept(), Codec())  # type: ignore[arg-type]
+        assert not (tmp_path / "registrar.db").exists()  # refused, it makes no store
     else:
         Registrar(settings, Kept(), Codec())  # type: ignore[arg-type]
 
