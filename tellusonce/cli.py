@@ -527,7 +527,7 @@ def _create(offices: Offices, args: argparse.Namespace) -> str:
     known = any(k.office == office for k in offices.listing())
     if args.any_district and before is not None:
         raise ValueError(
-            f"office {args.name} registers in {', '.join(sorted(before))} only (its districts "
+            f"office {office} registers in {', '.join(sorted(before))} only (its districts "
             "are kept for every key of the office): name more with --district"
         )
     key = offices.create_key(args.name, args.district)
@@ -535,12 +535,12 @@ def _create(offices: Offices, args: argparse.Namespace) -> str:
     where = "any district" if allowed is None else ", ".join(sorted(allowed))
     if known and before is None and allowed is not None:
         print(
-            f"note: office {args.name} registered in any district until now; every key of it "
+            f"note: office {office} registered in any district until now; every key of it "
             f"now registers in {where} only",
             file=sys.stderr,
         )
     return (
-        f"API key {key_id(key)} for office {args.name}, registering in {where}\n"
+        f"API key {key_id(key)} for office {office}, registering in {where}\n"
         f"(shown once; only its hash is stored):\n{key}"
     )
 

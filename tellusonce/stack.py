@@ -17,7 +17,7 @@ from pathlib import Path
 from consumers.launch import NAMES
 from consumers.seed import seed
 from tellusonce import shutdown
-from tellusonce.errors import UnsafeSettings
+from tellusonce.errors import BrokerUnavailable, UnsafeSettings
 from tellusonce.kafka import Admin
 from tellusonce.settings import Settings
 from tellusonce.topics import REGISTRAR, TRACKER, Topics
@@ -36,8 +36,8 @@ def say(text: str) -> None:
 def ensure_topics(settings: Settings) -> None:
     """Check the broker answers and create the topics that are missing."""
     admin = Admin(settings)
-    if not admin.reachable(10):
-        raise SystemExit(
+    if not admin.reachable(10):  # exit 3, as every command Kafka does not answer
+        raise BrokerUnavailable(
             f"no Kafka broker answers at {settings.bootstrap_servers}: run `make broker-start` or "
             "set TELLUSONCE_BOOTSTRAP_SERVERS"
         )

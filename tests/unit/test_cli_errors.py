@@ -558,3 +558,30 @@ def test_settings_and_files_the_libraries_refuse_are_said_in_one_line(
     with pytest.raises(SystemExit):
         run_cli(["acls", "--principal", "User:{name}{0}"])
     assert "may hold {name} and no other {field}" in capsys.readouterr().err
+
+
+def test_up_and_the_demo_without_a_broker_exit_3_as_every_command_kafka_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[[list[str]], int],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """They exited 1 (a store's, a setting's), without `error:`."""
+    from tellusonce import cli, kafka
+
+    monkeypatch.setattr(kafka.Admin, "reachable", lambda _self, _timeout=5.0: False)
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path / "demo"))
+    monkeypatch.setenv("TELLUSONCE_BOOTSTRAP_SERVERS", "kafka.example:9092")
+    assert run_cli(["demo"]) == cli.EXIT_BROKER
+    assert capsys.readouterr().err.startswith("error: no Kafka broker answers at kafka.example")
+
+
+def test_keys_create_names_the_office_as_it_keeps_it(
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[[list[str]], int],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    assert run_cli(["keys", "create", "  LEEDS-RO-1 ", "--district", "Leeds"]) == 0
+    assert " for office LEEDS-RO-1, registering in " in capsys.readouterr().out
