@@ -553,7 +553,12 @@ class Registrar:
 
     def _latest(self, reference: str, office: str | None = None) -> LifeEvent[Any]:
         latest = self.ledger.latest(reference, office)
-        if latest is None and self.ledger.registrations(reference, acknowledged=False):
+        recorded = [  # (another office's is not said to be there)
+            e
+            for e in self.ledger.registrations(reference, acknowledged=False)
+            if office is None or e.envelope.registration.office == office
+        ]
+        if latest is None and recorded:
             raise _conflict(
                 "Kafka has not acknowledged this registration: submit it again once Kafka "
                 "answers, then correct or cancel it",

@@ -529,3 +529,27 @@ def test_a_cancellation_of_a_reference_two_registrations_share_says_which(
     sent = api.registrar.ledger.find(cancelled.json()["event_id"])
     assert sent is not None
     assert sent.envelope.registration.entry_number == 2
+
+
+def test_another_office_s_reference_is_not_found_even_unacknowledged(
+    api: Api, tmp_path: Path
+) -> None:
+    """York asking of Leeds's reference, whose publication Kafka had not acknowledged, was told
+    409 "Kafka has not acknowledged this registration": that the reference was there."""
+    api.publisher.publish = refuse_with_outage  # type: ignore[method-assign]
+    assert api.post("/v1/events/death", document(EventType.DEATH)).status_code == 503
+    with api.registrar.ledger.engine.connect() as conn:
+        reference = conn.exec_driver_sql("SELECT reference FROM submissions").scalar()
+    york = Offices(f"sqlite:///{tmp_path / 'registrar.db'}").create_key("YORK-1", ["York"])
+
+    def read_as(key: str) -> Any:
+        return api.client.get(f"/v1/events/{reference}", headers={"Authorization": f"Bearer {key}"})
+
+    assert is_problem(read_as(york), 404)
+    assert is_problem(read_as(api.key), 409)  # its own office is told why it cannot read it yet
+
+
+def refuse_with_outage(messages: Any) -> None:
+    from tellusonce.errors import BrokerUnavailable
+
+    raise BrokerUnavailable(f"0 of {len(messages)} messages acknowledged by Kafka: broker down")
