@@ -417,7 +417,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from tellusonce.topics import REGISTRAR
 
     port = settings.api_port if args.port is None else args.port
-    with socket.socket() as probe:  # uvicorn's own failure to bind is exit 3, Kafka's code here
+    if port and port == _metrics_port(args, settings, REGISTRAR):  # the probe below lets go
+        # of it before the metrics server binds it: uvicorn then failed, after "registrar API
+        # on ..." was said
+        print(f"error: port {port} is the API's and its metrics': choose another", file=sys.stderr)
+        return 1
+    with socket.socket() as probe:  # said before anything starts, rather than by uvicorn
         # as uvicorn binds: a port whose last connections wait out TIME_WAIT is free to listen
         # on (without this, a second `make run` within a minute of the first was refused)
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -463,8 +468,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             )
         )
         server.run()
-        if not server.started:  # as uvicorn.run: its start-up failed (its log says why)
-            return 3
+        if not server.started:  # its start-up failed (its log line says why): a port, say
+            print(f"error: the API did not start on {args.host}:{port}", file=sys.stderr)
+            return 1
     finally:
         metrics.stop_serving(served)
     return 0

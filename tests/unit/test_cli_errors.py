@@ -585,3 +585,19 @@ def test_keys_create_names_the_office_as_it_keeps_it(
     monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
     assert run_cli(["keys", "create", "  LEEDS-RO-1 ", "--district", "Leeds"]) == 0
     assert " for office LEEDS-RO-1, registering in " in capsys.readouterr().out
+
+
+def test_serve_on_one_port_for_the_api_and_its_metrics_is_refused_before_it_starts(
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[[list[str]], int],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """It said "registrar API on ...", then uvicorn could not bind, and it exited 3 (Kafka's)."""
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    port = str(_free())
+    assert run_cli(["serve", "--port", port, "--metrics-port", port]) == 1
+    said = capsys.readouterr()
+    assert said.err == f"error: port {port} is the API's and its metrics': choose another\n"
+    assert said.out == ""
+    assert list(tmp_path.iterdir()) == []
