@@ -60,6 +60,7 @@ def read(settings: Settings, service: str) -> list[DeadLetter]:
     marks = Admin(settings).committed(replay_group(settings, service))
     letters = []
     for m in found:
+        dropped = header(m.headers, DEAD_LETTER_BODY_DROPPED)
         letters.append(DeadLetter(
             offset=m.offset,
             partition=m.partition,
@@ -69,12 +70,11 @@ def read(settings: Settings, service: str) -> list[DeadLetter]:
             error_class=header(m.headers, "dlq_error_class") or "?",
             error=header(m.headers, "dlq_error_message") or "",
             message=m,
-            body_dropped=header(m.headers, DEAD_LETTER_BODY_DROPPED),
+            body_dropped=dropped,
             event_id=_shown(header(m.headers, "ce_id"), EVENT_ID),
             event_type=_shown(header(m.headers, "ce_type"), _EVENT_TYPE),
             # a letter kept without its message is passed by the mark, never sent
-            replayed=m.offset < marks.get((topic, m.partition), 0)
-            and header(m.headers, DEAD_LETTER_BODY_DROPPED) is None,
+            replayed=m.offset < marks.get((topic, m.partition), 0) and dropped is None,
         ))  # fmt: skip
     return letters
 

@@ -36,6 +36,7 @@ from consumers.rules import (
     counted,
     day_after,
     entries_of,
+    entries_of_any,
     is_person,
     matched,
     no_record,
@@ -220,7 +221,7 @@ def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:
         and c.address.same_place(facts.old_address)
         and c.ended_from is not None
         and day < c.ended_from
-        and 0 in set().union(*(entries_of(c.household(), p) for p in facts.people_moving))
+        and 0 in entries_of_any(c.household(), facts.people_moving)
     ]
     if ended_later:
         return _ended_earlier(ended_later, day)
@@ -232,7 +233,7 @@ def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:
     for c in claims:
         if c.address.same_place(facts.new_address):
             continue
-        moved = set().union(*(entries_of(c.household(), p) for p in facts.people_moving))
+        moved = entries_of_any(c.household(), facts.people_moving)
         if 0 in moved:
             elsewhere = not c.address.same_place(facts.old_address)
             flags = (*c.flags, NEW_CLAIM, *([END_TO_CONFIRM] if elsewhere else []))

@@ -84,9 +84,14 @@ def entries_of(people: Sequence[Person], person: Person) -> set[int]:
     return alike
 
 
+def entries_of_any(people: Sequence[Person], persons: Sequence[Person]) -> set[int]:
+    """Which of a record's people are any of these (entries_of each)."""
+    return set().union(*(entries_of(people, person) for person in persons))
+
+
 def without(people: tuple[Person, ...], *leaving: Person) -> tuple[Person, ...]:
     """A record's people but those the event names as leaving (entries_of each)."""
-    gone = set().union(*(entries_of(people, person) for person in leaving))
+    gone = entries_of_any(people, leaving)
     return tuple(p for i, p in enumerate(people) if i not in gone)
 
 

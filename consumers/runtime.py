@@ -140,8 +140,9 @@ class Runtime(Generic[M]):
         self._reachable = BROKERS_REACHABLE.labels(handler.name)
         self._reachable.set(1)  # until librdkafka's statistics say none answers
         self.joined = threading.Event()
-        self._event_types = {t: self._label(t) for t in handler.topics}  # per topic, once
-        self._carries = {t: self.topics.event_type_of(t) for t in handler.topics}  # (_decode)
+        # per topic, once: the event type it carries (None: confirmations), and as a label
+        self._carries = {t: self.topics.event_type_of(t) for t in handler.topics}
+        self._event_types = {t: _label(carried) for t, carried in self._carries.items()}
         self._processing = PROCESSING_SECONDS.labels(handler.name)
         self._batches = BATCH_SECONDS.labels(handler.name)
         self._consumed: dict[tuple[str, str], Any] = {}  # counter children, made once each
@@ -254,7 +255,7 @@ class Runtime(Generic[M]):
         carried = self._carries[topic] if topic in self._carries else self._carried(topic)
         if _event_type_of(message) is not carried:  # a death on the birth topic: applied by
             # birth's services, awaited by the tracker from death's, which never see it
-            kind, where = _kind(message), self._event_type(topic)
+            kind, where = _label(_event_type_of(message)), self._event_type(topic)
             return UndecodableMessage(f"a {kind} message on the {where} topic")
         return message
 
@@ -302,11 +303,7 @@ class Runtime(Generic[M]):
         child.inc(n)
 
     def _event_type(self, topic: str) -> str:
-        return self._event_types.get(topic) or self._label(topic)
-
-    def _label(self, topic: str) -> str:
-        event_type = self.topics.event_type_of(topic)
-        return event_type.value if event_type else "confirmation"
+        return self._event_types.get(topic) or _label(self.topics.event_type_of(topic))
 
     def _dead_letter(self, received: Received, error: PermanentError, ids: dict[str, str]) -> None:
         self.log.warning(
@@ -482,9 +479,8 @@ def _event_type_of(message: Any) -> EventType | None:
     return event_type
 
 
-def _kind(message: object) -> str:
-    """The kind of a decoded message, as topics carry them: its event type, or confirmation."""
-    event_type = _event_type_of(message)
+def _label(event_type: EventType | None) -> str:
+    """A kind of message as labels and topics name it: its event type, or confirmation."""
     return event_type.value if event_type is not None else "confirmation"
 
 

@@ -254,7 +254,7 @@ class TrackerBatch:
         key = (confirmation.event_id_text, confirmation.service)
         known = self._answers.get(key)
         if known is not None and (
-            known[0] != Outcome.REJECTED.value
+            known[0] != _REJECTED
             or known[1] == confirmation.confirmation_id_text
             or confirmation.processed_at <= known[2]
         ):
@@ -535,6 +535,7 @@ class TrackerHandler:
 
 
 _NEVER = datetime.min.replace(tzinfo=UTC)  # the time of an answer nothing replaces
+_REJECTED = Outcome.REJECTED.value  # once: an enum's value is a Python property
 
 
 def _in_utc(stored: datetime) -> datetime:

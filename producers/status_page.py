@@ -203,18 +203,15 @@ def router(ledger: Ledger, tracker: TrackerStore, attempts_per_minute: int = 5) 
             return page("Check what has been done", form(NOT_FOUND, reference), status=404)
         per_reference.give_back(reference)  # the right date: a family's view does not count
         chain = await run_in_threadpool(ledger.chain, event)
+        env = event.envelope
         try:
             statuses = await run_in_threadpool(tracker.status, reference, chain)
+            newest = next((s for s in statuses if s.event_id == env.event_id_text), None)
+            if newest is None:  # not recorded by the tracker: the services' answers, if any
+                (unrecorded,) = await run_in_threadpool(tracker.unrecorded, [env])
+                newest = unrecorded if unrecorded.confirmed else None
         except StoreBusy:
             return page(BUSY, "<p>Please try again in a minute.</p>", status=503)
-        env = event.envelope
-        newest = next((s for s in statuses if s.event_id == env.event_id_text), None)
-        if newest is None:  # not recorded by the tracker: the services' answers, if any
-            try:
-                (unrecorded,) = await run_in_threadpool(tracker.unrecorded, [env])
-            except StoreBusy:
-                return page(BUSY, "<p>Please try again in a minute.</p>", status=503)
-            newest = unrecorded if unrecorded.confirmed else None
         if newest is None:  # just sent: what it replaces is not the news
             kind = what(env.event_type.value, env.action.value)
             body = f"<p>The {kind} has been sent. No service has confirmed it yet.</p>"
