@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
 from typing import Any
 
 from consumers.rules import Decision, Matches, Rule, Service
@@ -127,7 +126,7 @@ class ServiceHandler:
         """
         refusal = "; ".join(decision.actions) if decision.outcome == Outcome.REJECTED else None
         confirmation = confirmation_id_text(envelope.event_id, self.name, refusal)
-        processed_at = datetime.now(UTC)
+        processed_at = tx.at
         record = {
             "confirmation_id": confirmation,
             "event_id": envelope.event_id_text,

@@ -281,6 +281,9 @@ class Transaction:
         self._changes: list[dict[str, Any]] = []
         self._outbox: list[dict[str, Any]] = []
         self._undo: list[Callable[[], object]] = []
+        self.at = datetime.now(UTC)
+        """The time of the event under way: its processed row's, its records' and its
+        confirmation's (one time, bound as one text)."""
 
     def processed(self, event_id: str) -> bool:
         """Whether this event was already applied."""
@@ -417,7 +420,7 @@ class Transaction:
         self._undo.append(lambda: _put_back(record_id, kept))
         self._stored.setdefault(record_id, existed)
         self._images[record_id] = image
-        self._changed_at[record_id] = datetime.now(UTC)
+        self._changed_at[record_id] = self.at
 
     def _index(self, record_id: str, keys: Sequence[PersonKey]) -> None:
         """Keep a record's matching keys (none if it was removed) to be written at the end."""
@@ -484,7 +487,7 @@ class Transaction:
         self._claims[event_id] = {
             "event_id": event_id,
             "outcome": outcome,
-            "processed_at": datetime.now(UTC),
+            "processed_at": self.at,
             "digest": digest,
             "supersedes": supersedes,
         }
@@ -502,7 +505,7 @@ class Transaction:
                 "event_id": confirmation.event_id,
                 "payload": confirmation.payload,
                 "headers": orjson.dumps(headers).decode(),
-                "created_at": datetime.now(UTC),
+                "created_at": self.at,
                 "sent_at": None,
             }
         )
@@ -514,7 +517,8 @@ class Transaction:
         return bool(self._outbox)
 
     def mark(self) -> int:
-        """A point to roll back to (before an event)."""
+        """A point to roll back to, before an event (whose time begins now)."""
+        self.at = datetime.now(UTC)
         return len(self._undo)
 
     def rollback_to(self, mark: int) -> None:

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event as sql_event
+from sqlalchemy import select
 
 from consumers.applier import ServiceHandler
 from consumers.seed import MARGARET
-from consumers.store import Pending
+from consumers.store import Pending, outbox, processed, records
 from consumers.tracker import TrackerHandler, TrackerStore
 from tellusonce.codec import CONFIRMATION, Codec
 from tellusonce.errors import RuleRejected, StoreBusy
@@ -92,6 +93,34 @@ class TestServiceBatch:
         assert headers["ce_source"] == b"urn:tellusonce:service:pensions"
         assert headers["ce_type"] == b"uk.gov.tellusonce.confirmation.v1"
         assert datetime.fromisoformat(headers["ce_time"].decode()) == confirmation.processed_at
+
+    def test_an_events_times_here_are_its_confirmations(
+        self, tmp_path: Path, death: LifeEvent[Any]
+    ) -> None:
+        """What one event changed is stamped with one time: its processed row, its outbox row
+        and the records it changed say when the confirmation says it was processed (two
+        events of a batch, each its own)."""
+        h = handler(tmp_path, "pensions")
+        other = another_death()
+        with h.batch([death, other]):
+            assert h.handle(death, NOWHERE) == "applied"
+            assert h.handle(other, NOWHERE) == "not_applicable"
+        confirmed = {}
+        for queued in h.store.pending():
+            confirmation = Codec().decode(queued.payload)
+            assert isinstance(confirmation, Confirmation)
+            confirmed[queued.event_id] = confirmation.processed_at.replace(tzinfo=None)
+        with h.store.engine.connect() as conn:
+            processed_at = dict(
+                conn.execute(select(processed.c.event_id, processed.c.processed_at)).all()
+            )
+            created_at = dict(conn.execute(select(outbox.c.event_id, outbox.c.created_at)).all())
+            [updated_at] = conn.execute(
+                select(records.c.updated_at).where(records.c.record_id == pension(h).record_id)
+            ).scalars()
+        assert processed_at == created_at == confirmed
+        assert updated_at == confirmed[str(death.envelope.event_id)]
+        assert len(set(confirmed.values())) == 2
 
     def test_an_event_and_its_correction_in_one_batch_apply_once(
         self, tmp_path: Path, death: LifeEvent[Any]

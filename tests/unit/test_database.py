@@ -481,6 +481,33 @@ def test_a_failed_statement_does_not_show_the_values_bound_to_it(tmp_path: Path)
         assert reason(failed.value) in {"no", "UNIQUE constraint failed: things.name"}
 
 
+def test_each_time_bound_is_stored_as_its_own_text_however_many(tmp_path: Path) -> None:
+    """Texts of times are kept by the time's identity for the next bind of it: times made and
+    dropped one after another (their memory, and ids, used again), more than are kept, are
+    each stored as themselves, as are dates and NULLs and blobs bound beside them."""
+    meta = MetaData()
+    table = Table("t", meta, Column("id", Integer, primary_key=True), Column("i", INSTANT),
+                  Column("d", DAY), Column("b", LargeBinary))  # fmt: skip
+    engine = connect(f"sqlite:///{tmp_path}/t.db")
+    meta.create_all(engine)
+    start = datetime(2026, 12, 7, 16, 0, tzinfo=UTC)
+    count = 3 * database._TEXTS_KEPT
+    with engine.begin() as conn:
+        for n in range(count):
+            at = start + timedelta(microseconds=n)  # a new object each time, the last dropped
+            day = date(2000, 1, 1) + timedelta(days=n % 3000)
+            blob = None if n % 2 else n.to_bytes(4, "big")
+            conn.execute(insert(table), {"id": n, "i": at, "d": day, "b": blob})
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT id, i, d, b FROM t ORDER BY id").all()
+    engine.dispose()
+    assert len(rows) == count
+    for n, stored, day, blob in rows:
+        assert stored == (start + timedelta(microseconds=n)).isoformat(" ", "microseconds")[:26]
+        assert day == (date(2000, 1, 1) + timedelta(days=n % 3000)).isoformat()
+        assert blob == (None if n % 2 else n.to_bytes(4, "big"))
+
+
 def test_day_and_instant_store_on_sqlite_the_text_sqlalchemys_own_types_store(
     tmp_path: Path,
 ) -> None:
