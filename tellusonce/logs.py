@@ -24,16 +24,20 @@ def configure(level: str = "info", to: BinaryIO | None = None) -> None:
     structlog's recipe for speed, as consumers log a line per message), to stderr or as JSON
     lines to `to`. Context variables are not merged into lines: nothing binds any (loggers are
     bound), and the merging processor cost 0.6% of the consumers' instructions."""
-    rendering: list[structlog.typing.Processor]
+    processors: list[structlog.typing.Processor]
     factory: Callable[..., Any]
     if to is None and sys.stderr.isatty():  # the renderer formats a traceback itself (_as_text)
-        rendering = [structlog.dev.ConsoleRenderer(exception_formatter=_as_text)]
+        processors = [
+            structlog.processors.add_log_level,
+            Timestamp(),
+            structlog.dev.ConsoleRenderer(exception_formatter=_as_text),
+        ]
         factory = structlog.PrintLoggerFactory(sys.stderr)
     else:
-        rendering = [_TRACEBACKS, structlog.processors.JSONRenderer(serializer=orjson.dumps)]
+        processors = [JsonLine()]
         factory = structlog.BytesLoggerFactory(to or sys.stderr.buffer)
     structlog.configure(
-        processors=[structlog.processors.add_log_level, Timestamp(), *rendering],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
@@ -162,6 +166,35 @@ class QuietRepeats(logging.Filter):
                 del self._seen[next(iter(self._seen))]
         record.repeated = held
         return True
+
+
+_LEVELS = {"warn": "warning", "exception": "error"}  # as structlog's add_log_level names them
+
+
+class JsonLine:
+    """A line's level, time (Timestamp's) and traceback (SafeTracebacks', if it carries one)
+    added, and the line rendered as JSON by orjson: in one processor what structlog's
+    add_log_level, ExceptionRenderer and JSONRenderer do in three (with Timestamp, four calls
+    a line: consumers log one per message, and the calls cost 0.6% of their instructions)."""
+
+    def __init__(self) -> None:
+        self._stamp = Timestamp()
+
+    def __call__(self, logger: Any, method: str, event_dict: EventDict) -> bytes:
+        event_dict["level"] = _LEVELS.get(method, method)
+        self._stamp(logger, method, event_dict)
+        if "exc_info" in event_dict:
+            event_dict = _TRACEBACKS(logger, method, event_dict)
+        return orjson.dumps(event_dict, default=_unserialisable)
+
+
+def _unserialisable(value: Any) -> Any:
+    """What JSON has no form for, as structlog's JSONRenderer writes it: by its __structlog__,
+    else its repr."""
+    try:
+        return value.__structlog__()
+    except AttributeError:
+        return repr(value)
 
 
 class Timestamp:
