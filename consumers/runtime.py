@@ -144,6 +144,7 @@ class Runtime(Generic[M]):
         self._carries = {t: self.topics.event_type_of(t) for t in handler.topics}
         self._event_types = {t: _label(carried) for t, carried in self._carries.items()}
         self._processing = PROCESSING_SECONDS.labels(handler.name)
+        self._timings: list[float] = []  # each message's of the batch, observed at its end
         self._batches = BATCH_SECONDS.labels(handler.name)
         self._consumed: dict[tuple[str, str], Any] = {}  # counter children, made once each
         self._zero_counters()
@@ -191,8 +192,16 @@ class Runtime(Generic[M]):
         say, or its transaction, ended by the database: UnitFailed), every partition of the
         batch is rewound to its first message in it. Each message
         is logged as it is handled; once the unit committed, the batch's outcomes are counted (in
-        one increment per event type and outcome) and logged in one line.
+        one increment per event type and outcome) and logged in one line. Each message's
+        handling time is observed once the batch ends, with the others' (whatever its end).
         """
+        try:
+            self._process(batch)
+        finally:
+            self._processing.add(self._timings)
+            self._timings.clear()
+
+    def _process(self, batch: list[Received]) -> None:
         started = time.perf_counter()
         self._dead_letters_down = False
         held: set[tuple[str, int]] = set()
@@ -282,7 +291,7 @@ class Runtime(Generic[M]):
         if outcome != "duplicate":
             self._outbox_dirty = True
         elapsed = time.perf_counter() - started
-        self._processing.observe(elapsed)
+        self._timings.append(elapsed)
         self.log.info(
             "message_handled",
             topic=received.topic,

@@ -485,11 +485,14 @@ class TrackerHandler:
     def _observe(self, event_ids: Sequence[str]) -> None:
         """Observe the batch's latencies, once it committed (a batch tried again would observe
         them again), and forget the early confirmations of its events."""
+        seconds: dict[str, list[float]] = {}
         for service, milliseconds in self._observed:
             # a service the matrix does not name (whoever can write to the topic may name any)
             # is one series, not one each
-            child = self._latency.get(service) or self._latency["other"]
-            child.observe(max(milliseconds, 0) / 1000)
+            named = service if service in self._latency else "other"
+            seconds.setdefault(named, []).append(max(milliseconds, 0) / 1000)
+        for service, values in seconds.items():
+            self._latency[service].add(values)
         for event_id in event_ids:
             self._early.pop(event_id, None)
 

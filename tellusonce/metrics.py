@@ -6,13 +6,29 @@ and route: never ids or personal data, and never a value without bound.
 
 from __future__ import annotations
 
+import math
 import socket
 import threading
-from collections.abc import Callable, Iterable
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
+from itertools import accumulate
+from typing import cast
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info, make_wsgi_app
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    make_wsgi_app,
+)
 from prometheus_client.exposition import ThreadingWSGIServer
+from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from tellusonce import __version__
 
@@ -24,6 +40,87 @@ PROCESSING_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.25, 1, 2.5, 10,
 )  # fmt: skip
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+_as_go_writes = cast(Callable[[float], str], floatToGoString)
+
+
+class Tally:
+    """One service's series of a BatchedHistogram: counts per bucket, and their sum."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self._counts = [0] * len(bounds)
+        self._sum = 0.0
+        self._lock = threading.Lock()  # the metrics thread reads while the consumer adds
+        self.created = time.time()
+
+    def add(self, values: Iterable[float]) -> None:
+        """Observe each of these values (a batch's), under one lock."""
+        bounds, counts = self._bounds, self._counts
+        with self._lock:
+            total = self._sum
+            for value in values:
+                counts[bisect_left(bounds, value)] += 1  # the first bucket it is <= to
+                total += value
+            self._sum = total
+
+    def observe(self, value: float) -> None:
+        """Observe one value."""
+        self.add((value,))
+
+    def read(self) -> tuple[list[int], float]:
+        """The counts per bucket (not cumulative) and the sum, as of one moment."""
+        with self._lock:
+            return list(self._counts), self._sum
+
+
+class BatchedHistogram:
+    """A histogram labelled by service that consumers add to a batch at a time (each message's
+    handling time, each confirmation's latency), exposed as prometheus_client's Histogram
+    exposes one (buckets, count, sum, created) by a collector of the registry. Histogram.observe
+    walks the buckets in Python and takes two locks for each value: 1.9% of the consumers'
+    instructions per event; here a value costs a bisect, and a batch one lock."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        buckets: Iterable[float],
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = (*(float(b) for b in buckets), math.inf)
+        self._les = [_as_go_writes(b) for b in self.bounds]  # "le" as prometheus_client writes
+        self._children: dict[str, Tally] = {}
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def labels(self, service: str) -> Tally:
+        """The series of a service, made on first use (from 0, so rate() sees its first)."""
+        with self._lock:
+            child = self._children.get(service)
+            if child is None:
+                child = self._children[service] = Tally(self.bounds)
+            return child
+
+    def describe(self) -> list[Metric]:
+        return [HistogramMetricFamily(self.name, self.documentation, labels=["service"])]
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=["service"])
+        with self._lock:
+            children = list(self._children.items())
+        for service, child in children:
+            counts, total = child.read()
+            buckets = list(zip(self._les, accumulate(counts), strict=True))
+            family.add_metric([service], buckets, total)
+            family.samples.append(
+                Sample(f"{self.name}_created", {"service": service}, child.created)
+            )
+        yield family
+
 
 BUILD = Info("tellusonce_build", "Version of the running tellusonce code")
 BUILD.info({"version": __version__})
@@ -39,11 +136,10 @@ EVENTS_CONSUMED = Counter(
     "rejected, duplicate, retried, dead_lettered; the tracker's: recorded)",
     ["service", "event_type", "outcome"],
 )
-PROCESSING_SECONDS = Histogram(
+PROCESSING_SECONDS = BatchedHistogram(
     "tellusonce_processing_seconds",
     "Time a consumer spent handling one decoded message in its batch's unit of work (the "
     "unit's commit is the batch's: tellusonce_batch_seconds)",
-    ["service"],
     buckets=PROCESSING_BUCKETS,
 )
 BATCH_SECONDS = Histogram(
@@ -52,10 +148,9 @@ BATCH_SECONDS = Histogram(
     ["service"],
     buckets=BATCH_BUCKETS,
 )
-CONFIRMATION_SECONDS = Histogram(
+CONFIRMATION_SECONDS = BatchedHistogram(
     "tellusonce_submission_to_confirmation_seconds",
     "Time from an event's publication to a service's confirmation reaching the tracker (the SLO)",
-    ["service"],
     buckets=LATENCY_BUCKETS,
 )
 OUTBOX_PENDING = Gauge(
