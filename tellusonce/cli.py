@@ -407,6 +407,27 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     """The API on its port, for registration offices and families; its /metrics, /healthz and
     /readyz on the metrics port (127.0.0.1 unless TELLUSONCE_METRICS_HOST), not beside the API:
     its counters show each registration as it is made, to anyone who asks."""
+    from tellusonce.topics import REGISTRAR
+
+    port = settings.api_port if args.port is None else args.port
+    if port and port == _metrics_port(args, settings, REGISTRAR):  # the metrics server took
+        # the port the API's socket was bound to but not yet listening on: uvicorn then
+        # failed, after "registrar API on ..." was said
+        print(f"error: port {port} is the API's and its metrics': choose another", file=sys.stderr)
+        return 1
+    # The API's socket, bound here: a port in use is said before anything starts, rather than
+    # by uvicorn, and the port is known (--port 0: the one the system chose, announced and
+    # probed by /readyz, which probed port 0). SO_REUSEADDR as uvicorn binds: a port whose last
+    # connections wait out TIME_WAIT is free to listen on (a second `make run` within a
+    # minute of the first was refused).
+    with socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((args.host, port))
+        return _serve_on(args, settings, listener)
+
+
+def _serve_on(args: argparse.Namespace, settings: Settings, listener: socket.socket) -> int:
+    """The API on its bound socket, and its metrics (see _serve)."""
     import uvicorn
 
     from producers.api import create_app
@@ -416,17 +437,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from tellusonce.kafka import Admin, Publisher
     from tellusonce.topics import REGISTRAR
 
-    port = settings.api_port if args.port is None else args.port
-    if port and port == _metrics_port(args, settings, REGISTRAR):  # the probe below lets go
-        # of it before the metrics server binds it: uvicorn then failed, after "registrar API
-        # on ..." was said
-        print(f"error: port {port} is the API's and its metrics': choose another", file=sys.stderr)
-        return 1
-    with socket.socket() as probe:  # said before anything starts, rather than by uvicorn
-        # as uvicorn binds: a port whose last connections wait out TIME_WAIT is free to listen
-        # on (without this, a second `make run` within a minute of the first was refused)
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind((args.host, port))
+    port = int(listener.getsockname()[1])
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     registrar = Registrar(settings, Publisher(settings, "api"), Codec(settings.schema_dirs))
     admin = Admin(settings)
@@ -467,7 +478,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
                 forwarded_allow_ips=settings.api_trusted_proxies or "",
             )
         )
-        server.run()
+        server.run(sockets=[listener])
         if not server.started:  # its start-up failed (its log line says why): a port, say
             print(f"error: the API did not start on {args.host}:{port}", file=sys.stderr)
             return 1

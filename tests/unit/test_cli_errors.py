@@ -121,7 +121,7 @@ def test_the_api_believes_x_forwarded_for_only_from_proxies_it_is_told_of(
 
     ran: dict[str, Any] = {}
 
-    def run(server: uvicorn.Server) -> None:
+    def run(server: uvicorn.Server, sockets: list[socket.socket] | None = None) -> None:
         server.started = True
         ran.update(vars(server.config))
 
@@ -145,7 +145,7 @@ def test_the_api_serves_its_metrics_on_the_metrics_port_while_it_runs(
     api_port, metrics_port = _free(), _free()
     scraped: list[str] = []
 
-    def running(server: uvicorn.Server) -> None:
+    def running(server: uvicorn.Server, sockets: list[socket.socket] | None = None) -> None:
         server.started = True
         url = f"http://127.0.0.1:{metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as answer:
@@ -181,9 +181,48 @@ def test_the_api_starts_on_a_port_whose_last_connections_wait_out_time_wait(
             accepted, _ = server.accept()
             accepted.close()  # the server's side closes first: its port waits in TIME_WAIT
             client.recv(1)
-    monkeypatch.setattr(uvicorn.Server, "run", lambda server: setattr(server, "started", True))
+    monkeypatch.setattr(
+        uvicorn.Server, "run", lambda server, sockets=None: setattr(server, "started", True)
+    )
     monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
     assert run_cli(["serve", "--port", str(port), "--metrics-port", "0"]) == 0
+
+
+def test_the_api_on_any_free_port_says_and_probes_the_port_it_has(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[[list[str]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`serve --port 0` said "http://127.0.0.1:0", and its /readyz connected to port 0: never
+    ready. The API's socket is bound first, and the port the system chose is the one said,
+    served and probed (its connection answered while the API runs)."""
+    import urllib.request
+
+    import uvicorn
+
+    from tellusonce.kafka import Admin
+
+    metrics_port = _free()
+    seen: dict[str, Any] = {}
+
+    def run(server: uvicorn.Server, sockets: list[socket.socket] | None = None) -> None:
+        assert sockets is not None
+        [listener] = sockets
+        listener.listen()
+        server.started = True
+        seen["port"] = listener.getsockname()[1]
+        url = f"http://127.0.0.1:{metrics_port}/readyz"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            seen["ready"] = answer.status
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    monkeypatch.setattr(Admin, "reachable", lambda _admin, _timeout: True)  # no broker needed
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
+    assert run_cli(["serve", "--port", "0", "--metrics-port", str(metrics_port)]) == 0
+    assert seen["port"] != 0
+    assert f"registrar API on http://127.0.0.1:{seen['port']} " in capsys.readouterr().out
+    assert seen["ready"] == 200
 
 
 @pytest.mark.parametrize(("asked", "level"), [(None, "warning"), ("info", "info")])
