@@ -110,7 +110,7 @@ def replay(
             publisher.publish([
                 Outgoing(
                     topic=letter.origin_topic,
-                    key=letter.message.key or b"",
+                    key=letter.message.key,  # None for a message that had none
                     value=letter.message.value,
                     headers=[
                         (k, v) for k, v in letter.message.headers

@@ -332,7 +332,7 @@ class Runtime(Generic[M]):
         why = dead_letter_headers(
             received.topic, received.partition, received.offset, received.timestamp_ms, error
         )
-        key, value = received.key or b"", received.value
+        key, value = received.key, received.value  # a message without a key stays without
         # its own dlq_ headers dropped: read first, they would say where it came from and why
         own = [h for h in received.headers if not h[0].startswith(DEAD_LETTER_PREFIX)]
         try:
@@ -342,8 +342,8 @@ class Runtime(Generic[M]):
             raise
         except MessageTooLarge:  # with our headers, more than Kafka takes: kept without its
             # body, key and headers, which stay on the origin topic (for its retention)
-            dropped = (DEAD_LETTER_BODY_DROPPED, str(len(key) + len(value)).encode())
-            self.publisher.publish([Outgoing(topic, b"", b"", [*why, dropped])])
+            dropped = (DEAD_LETTER_BODY_DROPPED, str(len(key or b"") + len(value)).encode())
+            self.publisher.publish([Outgoing(topic, None, b"", [*why, dropped])])
         DEAD_LETTERS.labels(self.handler.name, received.topic, type(error).__name__).inc()
 
     def _retry_later(self, received: Received, error: TransientError) -> None:

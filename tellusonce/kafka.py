@@ -51,10 +51,10 @@ PartitionsCallback = Callable[[list[tuple[str, int]]], None]
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message to publish."""
+    """A message to publish (a key of None: none, as Kafka keeps a message without one)."""
 
     topic: str
-    key: bytes
+    key: bytes | None
     value: bytes
     headers: Headers
 

@@ -15,6 +15,8 @@ from consumers.dead_letters import DeadLetter
 from tellusonce import cli
 from tellusonce.headers import DEAD_LETTER_BODY_DROPPED
 from tellusonce.kafka import Received
+from tellusonce.settings import Settings
+from tests.stand_ins import Kept
 
 
 def letter(partition: int, offset: int, body_dropped: str | None = None) -> DeadLetter:
@@ -206,3 +208,23 @@ def test_a_letter_kept_without_its_message_is_never_listed_as_replayed(
         "replayable)"
     )
     assert [line.endswith("[replayed]") for line in listed[1:]] == [False, True]
+
+
+def test_a_letter_of_a_message_without_a_key_is_replayed_without_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Replayed with an empty key, a key-less message went to the partition of that key's hash,
+    as no message of its own had; a keyed one keeps its key."""
+    keyless = letter(0, 0)
+    keyless = replace(keyless, message=keyless.message._replace(key=None))
+    kept = Kept()
+    marks: list[dict[tuple[str, int], int]] = []
+    monkeypatch.setattr(dead_letters, "commit_offsets", lambda _s, _g, mark: marks.append(mark))
+    chosen = [keyless, letter(0, 1)]
+    sent = dead_letters.replay(Settings(), "pensions", chosen, chosen, kept)  # type: ignore[arg-type]
+    assert sent == 2
+    assert [(m.topic, m.key) for m in kept.sent] == [
+        ("life-events.death", None),
+        ("life-events.death", b"k"),
+    ]
+    assert marks == [{("pensions.dead-letters", 0): 2}]

@@ -122,7 +122,7 @@ def test_a_poison_message_too_large_to_dead_letter_whole_is_dead_lettered_withou
     runtime.process([poison])
 
     (letter,) = [m for m in kept.sent if m.topic == service.dead_letter_topic]
-    assert (letter.key, letter.value) == (b"", b"")
+    assert (letter.key, letter.value) == (None, b"")
     assert header(letter.headers, DEAD_LETTER_BODY_DROPPED) == str(LIMIT + 3)
     assert header(letter.headers, "dlq_origin_offset") == "7"
     assert header(letter.headers, "origin") is None  # the original's headers stay with it
@@ -257,6 +257,22 @@ def test_a_message_s_own_dead_letter_headers_are_not_kept_as_its_dead_letter_s(
     assert header(letter.headers, "dlq_origin_topic") == topic
     assert "QQ123456C" not in str(letter.headers)
     assert ("ce_type", b"x") in letter.headers  # its other headers kept
+
+
+def test_a_message_without_a_key_is_dead_lettered_without_one(tmp_path: Path) -> None:
+    """A message without a key (another producer's) was dead-lettered, and so replayed, with
+    an empty key: Kafka places a keyed message by its key's hash, one without by its own."""
+    service = handler(tmp_path, "pensions")
+    kept = Kept()
+    runtime = Runtime(service, kept, kept, Topics())  # type: ignore[arg-type]
+    topic = service.topics[0]
+    kept.assigned.add((topic, 0))
+    runtime.process([
+        Received(topic, 0, 5, None, b"not avro", [], 0),
+        Received(topic, 0, 6, b"", b"not avro either", [], 0),
+    ])  # fmt: skip
+
+    assert [letter.key for letter in kept.sent] == [None, b""]
 
 
 def test_a_batch_its_store_refused_is_timed_too(tmp_path: Path) -> None:
