@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from consumers.rules import Decision, Matches, Rule, Service
+from consumers.rules import Decision, Matches, Record, Rule, Service
 from consumers.store import AlreadyProcessed, Lookup, Pending, ServiceStore, Transaction
 from tellusonce.codec import CONFIRMATION, Codec, Message
 from tellusonce.errors import PermanentError, RuleRejected
@@ -33,6 +33,7 @@ class ServiceHandler:
         self.dead_letter_topic: str | None = topics.dead_letter(service.name)
         self.outcomes: tuple[str, ...] = OUTCOMES
         self._known: Lookup | None = None  # what repeats() read, for the next batch()
+        self._places = service.record_type.places is not Record.places  # records at places
 
     def decode(self, data: bytes) -> Message:
         """The whole event: the service matches and applies its facts."""
@@ -156,8 +157,12 @@ class ServiceHandler:
         known already if repeats() was asked about it)."""
         events = [m for m in messages if isinstance(m, LifeEvent)]
         people = [key for e in events for key in e.facts.people().values()]
+        places = (
+            [a.place for e in events for a in e.facts.places().values()] if self._places else []
+        )
         known, self._known = self._known, None
-        return self.store.unit([e.envelope.event_id_text for e in events], people, known)
+        ids = [e.envelope.event_id_text for e in events]
+        return self.store.unit(ids, people, known, places)
 
     def outbox(self) -> list[Pending]:
         return self.store.pending()
@@ -179,7 +184,16 @@ class ServiceHandler:
 
 
 def _matches(tx: Transaction, event: LifeEvent[Any]) -> Matches:
-    return {role: tx.match(key) for role, key in event.facts.people().items()}
+    """The record each person in the event matched; and, for records at places, the record at
+    each of the event's places (the first by id, should there be several)."""
+    found: dict[str, Record | None] = {
+        role: tx.match(key) for role, key in event.facts.people().items()
+    }
+    if tx.with_places:
+        for role, address in event.facts.places().items():
+            there = tx.at_place(address.place)
+            found[role] = there[0] if there else None
+    return found
 
 
 def amend(tx: Transaction, event: LifeEvent[Any], rule: Rule) -> Decision:

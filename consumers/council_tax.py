@@ -11,12 +11,15 @@
   home here, from the date of the union (closed if nobody is left, its discount re-evaluated
   otherwise). A home elsewhere: NOT_APPLICABLE.
 - Address change: the movers' residency at the old property ends on the effective date (the
-  account closes if nobody is left, otherwise its discount is re-evaluated); if the new address is
-  in the authority's area a new account is opened there (valuation band to be confirmed). A move
-  is keyed by its first mover, so two moves of one person may be read in either order: an
-  account a later move opened is not left by an earlier one, and a mover on such an account
-  (who has moved on since) is not put on the account the earlier move opens.
-- Nobody in the event is on an account: NO_RECORD.
+  account closes if nobody is left, otherwise its discount is re-evaluated). At the new address,
+  if the property has an open account here (found by its address, written alike but for case,
+  spacing and commas), the movers join it and its discount is re-evaluated (a single person
+  discount ends when a second adult moves in); otherwise, if the address is in the authority's
+  area, a new account is opened there (valuation band to be confirmed). A move is keyed by its
+  first mover, so two moves of one person may be read in either order: a mover who came to an
+  account by a later move (its opening, or joining it) does not leave it by an earlier one, and
+  is not put on the account at the earlier move's new address (they have moved on since).
+- Nobody in the event is on an account, and the new address has none: NO_RECORD.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from tellusonce.events import (
     AddressChangeFacts,
     DeathFacts,
     EventType,
+    Frozen,
     LifeEvent,
     MarriageFacts,
     Outcome,
@@ -59,8 +63,17 @@ AREA = ("LS",)
 WHAT = "Council Tax account"
 
 
+class MovedIn(Frozen):
+    """A resident who joined an account by a move, and the move's day."""
+
+    person: Person
+    on: date
+
+
 class CouncilTaxAccount(Record):
     """A property's Council Tax account and the adults counted on it."""
+
+    PEOPLE_VERSION = 2  # 2: found at its property too (places), while it is open
 
     property: Address
     residents: tuple[Person, ...]
@@ -70,6 +83,7 @@ class CouncilTaxAccount(Record):
     status: Literal["OPEN", "CLOSED"] = "OPEN"
     closed_from: date | None = None
     opened_from: date | None = None  # the move's day, for an account a move opened
+    moved_in: tuple[MovedIn, ...] = ()  # residents who joined it by a move since it opened
 
     def people(self) -> list[PersonKey]:
         """Whom the account matches: its residents, while it is open. A closed account (its
@@ -77,6 +91,26 @@ class CouncilTaxAccount(Record):
         if self.status == "CLOSED":
             return []
         return [r.key(self.property.postcode) for r in self.residents]
+
+    def places(self) -> list[str]:
+        """Where the account is found by an address: its property, while it is open (nobody
+        moving in joins a closed one)."""
+        return [] if self.status == "CLOSED" else [self.property.place]
+
+    def arrived(self, person: Person) -> date | None:
+        """The day a resident came to the account by a move (joining it, or opening it), or
+        None if not by a move, or not a resident."""
+        joined = entries_of([m.person for m in self.moved_in], person) if self.moved_in else ()
+        if joined:
+            return max(self.moved_in[i].on for i in joined)
+        if self.opened_from is not None and entries_of(self.residents, person):
+            return self.opened_from
+        return None
+
+    def latest_arrival(self) -> date | None:
+        """The day of the latest move that brought anyone to the account, if any did."""
+        days = [m.on for m in self.moved_in] + ([self.opened_from] if self.opened_from else [])
+        return max(days, default=None)
 
     def summary(self) -> str:
         if self.status == "CLOSED":
@@ -137,6 +171,8 @@ def with_residents(
             "residents": residents,
             "discount": discount,
             "discount_from": from_day if discount != account.discount else account.discount_from,
+            # who moved in, of those still resident
+            "moved_in": tuple(m for m in account.moved_in if entries_of(residents, m.person)),
         }
     )
     if discount == account.discount:
@@ -227,50 +263,91 @@ def _leaving(
 
 
 def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:
-    """End residency at the old property; open an account at the new one if it is in the area."""
+    """End residency at the old property; join the account at the new one, or open one there
+    if it has none and is in the area."""
     facts: AddressChangeFacts = event.facts
-    found = open_accounts(matches)
-    if not found:
+    found = [a for _, a in open_accounts(matches, *facts.people())]
+    there = next((a for _, a in open_accounts(matches, "new_address")), None)
+    first = found[0] if found else there  # the account the confirmation names
+    if first is None:
         return no_record(WHAT)
     day = facts.effective_on
-    later = [a for _, a in found if a.opened_from is not None and a.opened_from > day]
-    moved_on = {  # movers on an account a later move opened: they live there now
-        i
-        for i, mover in enumerate(facts.people_moving)
-        if any(entries_of(a.residents, mover) for a in later)
-    }
+    later = _brought_later(found, facts.people_moving, day)
+    moved_on = {i for _, i in later}
     movers = tuple(p for i, p in enumerate(facts.people_moving) if i not in moved_on)
-    changed: list[Record] = []
-    actions: list[str] = []
-    for _, account in found:
-        left = None if account in later else _leaving(account, facts.people_moving, day)
-        if left is not None:
-            changed.append(left[0])
-            actions += left[1]
-    newest = max((a.opened_from for a in later if a.opened_from is not None), default=None)
+    changes: list[tuple[CouncilTaxAccount | None, list[str]] | None] = [
+        _leaving(
+            account,
+            [m for i, m in enumerate(facts.people_moving) if (account.record_id, i) not in later],
+            day,
+        )
+        for account in found
+        if there is None or account.record_id != there.record_id  # on it already: stays
+    ]
     if moved_on:
-        actions.append(
-            f"{counted(len(moved_on), 'mover')} moved on since (a move from {newest} is "
-            "recorded): not added at the new address"
-        )
-    if in_area(facts.new_address) and movers:
-        new = CouncilTaxAccount(
-            record_id=f"CT-N{event.envelope.event_id.hex.upper()}",
-            property=facts.new_address,
-            residents=movers,
-            annual_charge_pence=None,
-            discount=discount_for(adults(movers, day)),
-            discount_from=day,
-            opened_from=day,
-        )
-        changed.append(new)
-        actions.append(
-            f"New account {new.record_id} opened at the new address from {day} "
-            "(valuation band to be confirmed)"
-        )
-    if not changed and later:
-        return unchanged(f"A later move, from {newest}, is recorded", later[0])
-    return Decision(Outcome.APPLIED, tuple(actions), tuple(changed), found[0][1].record_id)
+        changes.append((None, [
+            f"{counted(len(moved_on), 'mover')} moved on since (a move from "
+            f"{max(later.values())} is recorded): not added at the new address"
+        ]))  # fmt: skip
+    if there is not None and movers:
+        changes.append(_joining(there, movers, day))
+    elif in_area(facts.new_address) and movers:
+        changes.append(_opening(event, movers, day))
+    changed = tuple(c[0] for c in changes if c is not None and c[0] is not None)
+    if not changed:
+        if later:
+            return unchanged(f"A later move, from {max(later.values())}, is recorded", first)
+        return unchanged("Already on the account at the new address", first)
+    actions = tuple(said for c in changes if c is not None for said in c[1])
+    return Decision(Outcome.APPLIED, actions, changed, first.record_id)
+
+
+def _brought_later(
+    accounts: Sequence[CouncilTaxAccount], movers: Sequence[Person], day: date
+) -> dict[tuple[str, int], date]:
+    """(account, mover's position): the day of a move later than `day` that brought the mover
+    to the account (opening or joining it), where one did: the mover lives there now."""
+    later = {}
+    for account in accounts:
+        if (account.latest_arrival() or date.min) > day:
+            for i, mover in enumerate(movers):
+                arrived = account.arrived(mover)
+                if arrived is not None and arrived > day:
+                    later[account.record_id, i] = arrived
+    return later
+
+
+def _opening(
+    event: LifeEvent[Any], movers: tuple[Person, ...], day: date
+) -> tuple[CouncilTaxAccount, list[str]]:
+    """A new account at the movers' new address, and what it is in words."""
+    facts: AddressChangeFacts = event.facts
+    new = CouncilTaxAccount(
+        record_id=f"CT-N{event.envelope.event_id.hex.upper()}",
+        property=facts.new_address,
+        residents=movers,
+        annual_charge_pence=None,
+        discount=discount_for(adults(movers, day)),
+        discount_from=day,
+        opened_from=day,
+    )
+    opened = f"New account {new.record_id} opened at the new address from {day}"
+    return new, [f"{opened} (valuation band to be confirmed)"]
+
+
+def _joining(
+    account: CouncilTaxAccount, movers: tuple[Person, ...], day: date
+) -> tuple[CouncilTaxAccount, list[str]] | None:
+    """The account at the new address once the movers joined it on the move's day (its
+    discount re-evaluated), and what changed in words; None if they are all on it."""
+    new = [m for m in movers if not entries_of(account.residents, m)]
+    if not new:
+        return None
+    joined, words = with_residents(account, (*account.residents, *new), day)
+    arrivals = tuple(MovedIn(person=p, on=day) for p in new)
+    joined = joined.model_copy(update={"moved_in": (*joined.moved_in, *arrivals)})
+    said = f"{counted(len(new), 'mover')} joined account {account.record_id} at the new address"
+    return joined, [f"{said} from {day}", *words]
 
 
 SERVICE = Service(

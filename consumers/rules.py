@@ -31,6 +31,11 @@ class Record(Frozen):
         """Everyone this record is about, as events will match them."""
         raise NotImplementedError
 
+    def places(self) -> list[str]:
+        """The places (Address.place) this record is at, as events will find it by an address:
+        none, unless the record is about a property."""
+        return []
+
     def summary(self) -> str:
         """The record's state in a few plain words (used when a change is undone)."""
         return "previous state"
@@ -49,7 +54,9 @@ class Decision:
 R = TypeVar("R", bound="Record")
 
 Matches = Mapping[str, Record | None]
-"""The record each person in the event matched, by role (deceased, partner, ...), or None."""
+"""The record each person in the event matched, by role (deceased, partner, ...), or None; for a
+service whose records are at places, also the record at each of the event's places, by its
+role (Facts.places: new_address), or None."""
 
 Rule = Callable[[LifeEvent[Any], Matches], Decision]
 

@@ -82,6 +82,14 @@ record_people = Table(
     # people are matched without a NINO by surname + date of birth (+ postcode)
     Index("ix_record_people_details", "surname", "date_of_birth"),
 )
+# The places (tellusonce.events.Address.place) a record is at, for a record type whose
+# records are about a property (a Council Tax account): an event finds the record at an address
+record_places = Table(
+    "record_places",
+    metadata,
+    Column("record_id", String, nullable=False, index=True),
+    Column("place", String, nullable=False, index=True),
+)
 processed = Table(
     "processed",
     metadata,
@@ -115,7 +123,7 @@ refused = Table(
     Column("supersedes", String, nullable=False, index=True),
 )
 # what a store keeps about itself: "people_version", the record type's PEOPLE_VERSION and the
-# NAME_KEY_VERSION its matching keys were made by
+# NAME_KEY_VERSION its matching keys (and places) were made by
 store_meta = Table(
     "store_meta",
     metadata,
@@ -184,6 +192,15 @@ _KEYS_OF_DETAILS = Query(
         ),
     )
 )
+_RECORDS_AT = Query(
+    select(record_places.c.place, record_places.c.record_id, records.c.data)
+    .outerjoin(records, records.c.record_id == record_places.c.record_id)
+    .where(record_places.c.place.in_(bindparam("places", expanding=True)))
+)
+_DELETE_PLACES = Query(
+    delete(record_places).where(record_places.c.record_id.in_(bindparam("ids", expanding=True)))
+)
+_INSERT_PLACES = BulkInsert(record_places)
 _RAW = select(records.c.data).where(records.c.record_id == bindparam("id"))
 _INSERT_RECORDS = BulkInsert(records)
 _UPDATE_RECORD = Bulk(
@@ -276,6 +293,12 @@ class Transaction:
         self._stored: dict[str, bool] = {}
         self._changed_at: dict[str, datetime] = {}
         self._keys: dict[str, Sequence[PersonKey]] = {}  # records whose matching keys changed
+        # records by place (Record.places), of the places read or asked about; those whose
+        # places changed here, with their places now, kept until flush()
+        self.with_places = record_type.places is not Record.places
+        self._at_place: dict[str, set[str]] = {}
+        self._places_read: set[str] = set()
+        self._placed: dict[str, Sequence[str]] = {}
         self._claims: dict[str, dict[str, Any]] = {}
         self._refused: dict[str, str] = {}  # amendments refused: what each superseded
         self._changes: list[dict[str, Any]] = []
@@ -355,6 +378,26 @@ class Transaction:
             people.append((record_id, PersonKey(nino, surname, born, postcode)))
         self._people.read(ninos, details, people)
 
+    def look_up_places(self, places: Iterable[str]) -> None:
+        """Read which records are at these places (a batch's), in one query."""
+        wanted = list(set(places) - self._places_read)
+        if not wanted:
+            return
+        for place, record_id, data in _RECORDS_AT.rows(self.conn, {"places": wanted}):
+            if record_id in self._placed:  # changed here: known already
+                continue
+            if record_id not in self._images:
+                self._unread[record_id] = data
+            self._at_place.setdefault(place, set()).add(record_id)
+        self._places_read.update(wanted)
+
+    def at_place(self, place: str) -> list[Record]:
+        """The records at a place (Address.place), by record id."""
+        if place not in self._places_read:
+            self.look_up_places([place])
+        found = [self.get(record_id) for record_id in sorted(self._at_place.get(place, ()))]
+        return [record for record in found if record is not None]
+
     def match(self, key: PersonKey) -> Record | None:
         """The record of a person: by NINO, else by surname + date of birth + postcode."""
         if not self._people.knows(key):
@@ -388,7 +431,8 @@ class Transaction:
         return self._images[record_id][0]
 
     def put(self, record: Record, event_id: str | None = None) -> None:
-        """Insert or replace a record, its matching keys and (for an event) its change images."""
+        """Insert or replace a record, its matching keys, its places and (for an event) its
+        change images."""
         record_id = record.record_id
         previous = self.get(record_id)
         before = self._images[record_id][0]
@@ -397,6 +441,10 @@ class Transaction:
         self._change(record_id, (after, record), existed=previous is not None)
         if previous is None or previous.people() != keys:
             self._index(record_id, keys)
+        if self.with_places:
+            was, places = [] if previous is None else previous.places(), record.places()
+            if was != places:
+                self._place(record_id, was, places)
         if event_id is not None:
             self._changes.append(
                 {"event_id": event_id, "record_id": record_id, "before": before, "after": after}
@@ -406,9 +454,11 @@ class Transaction:
     def restore(self, record_id: str, image: str | None) -> None:
         """Put a record back to a stored JSON image; None removes it (it did not exist)."""
         if image is None:
-            existed = self.get(record_id) is not None
+            existing = self.get(record_id)
             self._index(record_id, [])
-            self._change(record_id, (None, None), existed)
+            if self.with_places and existing is not None and existing.places():
+                self._place(record_id, existing.places(), [])
+            self._change(record_id, (None, None), existing is not None)
         else:
             self.put(self._read(record_id, image))
 
@@ -433,6 +483,24 @@ class Transaction:
         self._undo.append(undo)
         self._people.replace(record_id, keys)
         self._keys[record_id] = keys
+
+    def _place(self, record_id: str, before: Sequence[str], after: Sequence[str]) -> None:
+        """Keep a record's places (none if it was removed) to be written at the end."""
+        pending = self._placed.get(record_id, _ABSENT)
+
+        def move(leaving: Sequence[str], coming: Sequence[str]) -> None:
+            for place in leaving:
+                self._at_place.get(place, set()).discard(record_id)
+            for place in coming:
+                self._at_place.setdefault(place, set()).add(record_id)
+
+        def undo() -> None:
+            move(after, before)
+            _put_back(record_id, [(self._placed, pending)])
+
+        self._undo.append(undo)
+        move(before, after)
+        self._placed[record_id] = after
 
     def in_effect(self, event_id: str) -> str:
         """The event whose effects here an amendment of `event_id` acts on: that event, or,
@@ -543,10 +611,13 @@ class Transaction:
             self.conn.execute(_DELETE_RECORDS, {"ids": deleted})
         if self._keys:
             self.conn.execute(_DELETE_PEOPLE, {"ids": list(self._keys)})
+        if self._placed:
+            _DELETE_PLACES.rows(self.conn, {"ids": list(self._placed)})
         for bulk, rows in (
             (_INSERT_RECORDS, inserted),
             (_UPDATE_RECORD, updated),
             (_INSERT_PEOPLE, people),
+            (_INSERT_PLACES, _place_rows(self._placed)),
             (_CLAIM, list(self._claims.values())),
             (_REFUSE, self._new_refusals()),
             (_INSERT_CHANGES, self._changes),
@@ -554,7 +625,14 @@ class Transaction:
         ):
             bulk.execute(self.conn, rows)
         self._seen.update(self._claims)
-        for kept in (self._stored, self._changed_at, self._keys, self._claims, self._refused):
+        for kept in (
+            self._stored,
+            self._changed_at,
+            self._keys,
+            self._placed,
+            self._claims,
+            self._refused,
+        ):
             kept.clear()
         self._changes.clear()
         self._outbox.clear()
@@ -572,6 +650,15 @@ class Transaction:
             for event_id, supersedes in self._refused.items()
             if event_id not in known
         ]
+
+
+def _place_rows(places: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
+    """record_places rows of records' places."""
+    return [
+        {"record_id": record_id, "place": place}
+        for record_id, of_record in places.items()
+        for place in of_record
+    ]
 
 
 def _key_rows(keys: Mapping[str, Sequence[PersonKey]]) -> list[dict[str, Any]]:
@@ -667,15 +754,19 @@ class ServiceStore:
             if conn.execute(version).scalar() == wanted:
                 return
             remade: dict[str, list[PersonKey]] = {}
+            placed: dict[str, list[str]] = {}
             for record_id, data in conn.execute(select(records.c.record_id, records.c.data)):
                 try:
-                    remade[record_id] = self.record_type.model_validate_json(data).people()
+                    record = self.record_type.model_validate_json(data)
                 except ValidationError:
                     continue
+                remade[record_id], placed[record_id] = record.people(), record.places()
             ids = list(remade)
             for start in range(0, len(ids), 500):
                 conn.execute(_DELETE_PEOPLE, {"ids": ids[start : start + 500]})
+                _DELETE_PLACES.rows(conn, {"ids": ids[start : start + 500]})
             _INSERT_PEOPLE.execute(conn, _key_rows(remade))
+            _INSERT_PLACES.execute(conn, _place_rows(placed))
             conn.execute(delete(store_meta).where(store_meta.c.name == "people_version"))
             conn.execute(store_meta.insert().values(name="people_version", value=wanted))
 
@@ -693,10 +784,12 @@ class ServiceStore:
         event_ids: Sequence[str] = (),
         people: Iterable[PersonKey] = (),
         known: Lookup | None = None,
+        places: Iterable[str] = (),
     ) -> Iterator[None]:
         """One transaction around a consumer's whole batch: one commit (and fsync) for many
         events. Which of them were processed before (unless `known` says), and the records of
-        the people they name, are read up front. An event that fails is undone (see
+        the people they name (and, for records at places, of the places they name), are read
+        up front. An event that fails is undone (see
         event_transaction); the others are kept.
 
         `known` may be read before the transaction: an event processed stays processed, and one
@@ -705,6 +798,8 @@ class ServiceStore:
         with self._outbox_transaction() as tx:
             tx.look_up_processed(event_ids, known)
             tx.look_up_people(people)
+            if tx.with_places:
+                tx.look_up_places(places)
             self._batch = tx
             try:
                 yield

@@ -137,6 +137,12 @@ class Address(Frozen):
         """Whether two addresses are one, written alike but for case, spacing and commas."""
         return self.postcode == other.postcode and _folded(self.lines) == _folded(other.lines)
 
+    @once
+    def place(self) -> str:
+        """The address as records at it are found by: the same for two addresses that are the
+        same place (same_place), and for no others (made once)."""
+        return "\n".join((self.postcode, *_folded(self.lines)))
+
 
 def _folded(lines: tuple[str, ...]) -> list[str]:
     return [" ".join(line.replace(",", " ").casefold().split()) for line in lines]
@@ -255,6 +261,11 @@ class Facts(Frozen):
     def people(self) -> dict[str, PersonKey]:
         """The people in the event by role, as services match them."""
         raise NotImplementedError
+
+    def places(self) -> dict[str, Address]:
+        """The addresses in the event by role whose records services find by place (a
+        property's account at the address people move to), if any."""
+        return {}
 
     def problems(self) -> list[Problem]:
         """Checks across fields that pydantic's per-field checks cannot make."""
@@ -421,6 +432,9 @@ class AddressChangeFacts(Facts):
     def people(self) -> dict[str, PersonKey]:
         postcode = self.old_address.postcode
         return {f"mover{i}": p.key(postcode) for i, p in enumerate(self.people_moving, start=1)}
+
+    def places(self) -> dict[str, Address]:
+        return {"new_address": self.new_address}
 
     def problems(self) -> list[Problem]:
         found = []

@@ -707,6 +707,91 @@ def test_council_tax_ends_up_the_same_whichever_of_two_moves_is_read_first(
     ]
 
 
+def test_a_move_into_a_household_joins_its_account_and_its_cancellation_undoes_that(
+    tmp_path: Path,
+) -> None:
+    """Margaret moved out first and opened an account at the new address; Arthur followed,
+    the address written otherwise: a second account was opened there, each on a single person
+    discount. He joins hers (no discount: two adults), and cancelling his move puts him back
+    on the old account and her account as it was."""
+    from producers.submission import cancellation
+    from tellusonce.settings import Settings
+    from tests.unit.test_amend import last_confirmation
+
+    h = handler(tmp_path, "council_tax")
+    hers = moving((MARGARET,), HOME, NEW_HOME, "2025-01-06", 1)
+    written_otherwise = NEW_HOME.model_copy(update={"lines": ("5 NEW ROAD,", "leeds")})
+    his = moving((ARTHUR,), HOME, written_otherwise, "2025-02-03", 2)
+
+    def accounts() -> dict[str, tuple[Any, ...]]:
+        return {
+            a.record_id: (a.status, [p.given_names for p in a.residents], a.discount)
+            for a in h.store.records()
+            if a.record_id == "CT-300001" or a.record_id.startswith("CT-N")
+        }
+
+    assert h.handle(hers, NOWHERE) == "applied"
+    new_account = f"CT-N{hers.envelope.event_id.hex.upper()}"
+    assert h.handle(his, NOWHERE) == "applied"
+    assert accounts() == {
+        "CT-300001": ("CLOSED", ["Arthur James"], "SINGLE_PERSON"),
+        new_account: ("OPEN", ["Margaret", "Arthur James"], "NONE"),
+    }
+    confirmed = last_confirmation(h)
+    assert confirmed.service_reference == "CT-300001"
+    assert f"1 mover joined account {new_account} at the new address from 2025-02-03" in (
+        confirmed.actions
+    )
+    assert h.handle(cancellation(his, Settings(), "registered in error"), NOWHERE) == "applied"
+    assert accounts() == {
+        "CT-300001": ("OPEN", ["Arthur James"], "SINGLE_PERSON"),
+        new_account: ("OPEN", ["Margaret"], "SINGLE_PERSON"),
+    }
+
+
+def test_a_move_read_after_a_later_one_that_joined_an_account_leaves_him_there(
+    tmp_path: Path,
+) -> None:
+    """Arthur joined Margaret's account at the new address in February; his move of January
+    to York (keyed by him, Margaret's by her) read after: he came to that account by the later
+    move, so he stays on it, and is put on no other."""
+    h = handler(tmp_path, "council_tax")
+    for moved in (
+        moving((MARGARET,), HOME, NEW_HOME, "2025-01-06", 1),
+        moving((ARTHUR,), HOME, NEW_HOME, "2025-02-03", 2),
+    ):
+        assert h.handle(moved, NOWHERE) == "applied"
+    before = {a.record_id: a for a in h.store.records()}
+    assert h.handle(moving((ARTHUR,), HOME, LS8, "2025-01-20", 3), NOWHERE) == "not_applicable"
+    assert {a.record_id: a for a in h.store.records()} == before
+    from tests.unit.test_amend import last_confirmation
+
+    assert last_confirmation(h).actions == ("A later move, from 2025-02-03, is recorded",)
+
+
+def test_a_store_from_before_accounts_had_places_finds_them_at_their_property(
+    tmp_path: Path,
+) -> None:
+    """A store of the release before kept no places: opened by this one, its open accounts are
+    found at their property (a move into one joins it), its closed ones are not."""
+    from sqlalchemy import delete, update
+
+    from consumers.store import ServiceStore, record_places, store_meta
+
+    h = handler(tmp_path, "council_tax")
+    with h.store.engine.begin() as conn:
+        conn.execute(delete(record_places))
+        conn.execute(update(store_meta).values(value="1.2"))  # that release's version
+    h.store = ServiceStore(h.store.engine.url.render_as_string(), h.service.record_type)
+    with h.store.transaction() as tx:
+        (home,) = tx.at_place(
+            HOME.model_copy(update={"lines": ("14 ELM ROAD,", *HOME.lines[1:])}).place
+        )
+        assert home.record_id == "CT-300001"
+        tx.put(home.model_copy(update={"status": "CLOSED"}))
+        assert tx.at_place(HOME.place) == []
+
+
 def test_a_housing_benefit_claim_ends_from_the_first_move_whichever_is_read_first(
     tmp_path: Path,
 ) -> None:
