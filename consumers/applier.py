@@ -33,7 +33,7 @@ class ServiceHandler:
         self.dead_letter_topic: str | None = topics.dead_letter(service.name)
         self.outcomes: tuple[str, ...] = OUTCOMES
         self._known: Lookup | None = None  # what repeats() read, for the next batch()
-        self._places = service.record_type.places is not Record.places  # records at places
+        self._places = Transaction.places_of(service.record_type)  # records found at places
 
     def decode(self, data: bytes) -> Message:
         """The whole event: the service matches and applies its facts."""

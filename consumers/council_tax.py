@@ -38,6 +38,7 @@ from consumers.rules import (
     counted,
     day_after,
     entries_of,
+    entries_of_any,
     matched,
     no_record,
     unchanged,
@@ -339,15 +340,43 @@ def _joining(
     account: CouncilTaxAccount, movers: tuple[Person, ...], day: date
 ) -> tuple[CouncilTaxAccount, list[str]] | None:
     """The account at the new address once the movers joined it on the move's day (its
-    discount re-evaluated), and what changed in words; None if they are all on it."""
-    new = [m for m in movers if not entries_of(account.residents, m)]
-    if not new:
+    discount re-evaluated), and what changed in words; None if nothing did. A mover on it
+    already (their move away not recorded here: a move back read first) is recorded as moving
+    in on this day, so the move away, read after, is known as the earlier one."""
+    on_it = [_resident(account, m) is not None for m in movers]
+    new = [m for m, there in zip(movers, on_it, strict=True) if not there]
+    back = [
+        m
+        for m, there in zip(movers, on_it, strict=True)
+        if there and (account.arrived(m) or date.min) < day
+    ]
+    if not new and not back:
         return None
-    joined, words = with_residents(account, (*account.residents, *new), day)
-    arrivals = tuple(MovedIn(person=p, on=day) for p in new)
-    joined = joined.model_copy(update={"moved_in": (*joined.moved_in, *arrivals)})
-    said = f"{counted(len(new), 'mover')} joined account {account.record_id} at the new address"
-    return joined, [f"{said} from {day}", *words]
+    joined, words = (
+        with_residents(account, (*account.residents, *new), day) if new else (account, [])
+    )
+    arrivals = tuple(MovedIn(person=p, on=day) for p in (*new, *back))
+    earlier = tuple(m for m in joined.moved_in if not entries_of_any([m.person], back))
+    joined = joined.model_copy(update={"moved_in": (*earlier, *arrivals)})
+    said = []
+    if new:
+        who = counted(len(new), "mover")
+        said.append(f"{who} joined account {account.record_id} at the new address from {day}")
+    if back:
+        who = counted(len(back), "mover")
+        said.append(f"{who} already on account {account.record_id}: moved in again from {day}")
+    return joined, [*said, *words]
+
+
+def _resident(account: CouncilTaxAccount, person: Person) -> Person | None:
+    """The resident who is this person: alike by NINO, else by surname and date of birth (as
+    records are matched) with the same given names where neither has a NINO (a twin moving
+    into their twin's home is not already there)."""
+    for i in entries_of(account.residents, person):
+        resident = account.residents[i]
+        if (resident.nino and person.nino) or resident.same_as(person):
+            return resident
+    return None
 
 
 SERVICE = Service(

@@ -201,6 +201,12 @@ _DELETE_PLACES = Query(
     delete(record_places).where(record_places.c.record_id.in_(bindparam("ids", expanding=True)))
 )
 _INSERT_PLACES = BulkInsert(record_places)
+# On PostgreSQL a unit whose events name places takes this lock before it reads anything, so
+# that its snapshot is taken once another instance's unit about places committed: at
+# REPEATABLE READ two units that each found no account at a place opened one each (two new
+# rows conflict in nothing). SQLite writes one transaction at a time, and refuses the write of
+# a transaction whose reads another's commit outdated.
+_LOCK_PLACES = text("LOCK TABLE record_places IN SHARE ROW EXCLUSIVE MODE")
 _RAW = select(records.c.data).where(records.c.record_id == bindparam("id"))
 _INSERT_RECORDS = BulkInsert(records)
 _UPDATE_RECORD = Bulk(
@@ -295,7 +301,7 @@ class Transaction:
         self._keys: dict[str, Sequence[PersonKey]] = {}  # records whose matching keys changed
         # records by place (Record.places), of the places read or asked about; those whose
         # places changed here, with their places now, kept until flush()
-        self.with_places = record_type.places is not Record.places
+        self.with_places = self.places_of(record_type)
         self._at_place: dict[str, set[str]] = {}
         self._places_read: set[str] = set()
         self._placed: dict[str, Sequence[str]] = {}
@@ -307,6 +313,11 @@ class Transaction:
         self.at = datetime.now(UTC)
         """The time of the event under way: its processed row's, its records' and its
         confirmation's (one time, bound as one text)."""
+
+    @staticmethod
+    def places_of(record_type: type[Record]) -> bool:
+        """Whether records of a type are found at places (Record.places)."""
+        return record_type.places is not Record.places
 
     def processed(self, event_id: str) -> bool:
         """Whether this event was already applied."""
@@ -724,6 +735,9 @@ class ServiceStore:
         # though confirmed. At REPEATABLE READ the unit's write fails instead (a serialization
         # failure: StoreBusy) and its batch is tried again. SQLite writes one at a time.
         self._whole_unit = self.engine.dialect.name != "sqlite"
+        self._places_locked = (  # see _LOCK_PLACES
+            self.engine.dialect.name == "postgresql" and Transaction.places_of(record_type)
+        )
         if self._whole_unit:
             self.engine = self.engine.execution_options(isolation_level="REPEATABLE READ")
         self.connections = Connections(self.engine)
@@ -795,7 +809,8 @@ class ServiceStore:
         `known` may be read before the transaction: an event processed stays processed, and one
         another instance processes meanwhile fails this unit's commit (StoreBusy, retried).
         """
-        with self._outbox_transaction() as tx:
+        places = list(places)
+        with self._outbox_transaction(lock_places=bool(places)) as tx:
             tx.look_up_processed(event_ids, known)
             tx.look_up_people(people)
             if tx.with_places:
@@ -831,12 +846,16 @@ class ServiceStore:
             raise
 
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
+    def transaction(self, lock_places: bool = False) -> Iterator[Transaction]:
         """One atomic unit of work; a locked or unreachable store raises StoreBusy, and so does
-        another instance having processed one of its events meanwhile."""
+        another instance having processed one of its events meanwhile. With `lock_places`
+        (events naming places, for records at places), one such transaction at a time on
+        PostgreSQL (_LOCK_PLACES)."""
         self._unsent = None  # this transaction may queue confirmations
         try:
             with self.connections.begin() as conn:
+                if lock_places and self._places_locked:
+                    conn.execute(_LOCK_PLACES)
                 tx = Transaction(conn, self.record_type)
                 yield tx
                 tx.flush()
@@ -890,10 +909,10 @@ class ServiceStore:
                 pass
 
     @contextmanager
-    def _outbox_transaction(self) -> Iterator[Transaction]:
+    def _outbox_transaction(self, lock_places: bool = False) -> Iterator[Transaction]:
         """A transaction that first marks the acknowledged rows sent."""
         acknowledged = list(self._acknowledged)  # (the list itself would count what came since)
-        with self.transaction() as tx:
+        with self.transaction(lock_places) as tx:
             _mark_sent(tx, acknowledged)
             yield tx
         self._acknowledged = self._acknowledged[len(acknowledged) :]

@@ -769,6 +769,41 @@ def test_a_move_read_after_a_later_one_that_joined_an_account_leaves_him_there(
     assert last_confirmation(h).actions == ("A later move, from 2025-02-03, is recorded",)
 
 
+@pytest.mark.parametrize("back_first", [False, True])
+def test_a_move_back_home_read_before_the_move_away_ends_him_at_home(
+    tmp_path: Path, back_first: bool
+) -> None:
+    """Arthur moves to LS7 in January and back home in June (keyed by him, read in either
+    order). June's read first found him still on the home account ("already on it") and noted
+    nothing; January's then took him off it and opened an account for him at LS7, an address
+    he had left. Now his return is recorded, and the move away is known as the earlier one."""
+    h = handler(tmp_path, "council_tax")
+    away = moving((ARTHUR,), HOME, NEW_HOME, "2025-01-06", 1)
+    back = moving((ARTHUR,), NEW_HOME, HOME, "2025-06-02", 2)
+    for moved in (back, away) if back_first else (away, back):
+        h.handle(moved, NOWHERE)
+    open_accounts = sorted(
+        (a.property.postcode, sorted(p.given_names or "" for p in a.residents), a.discount)
+        for a in h.store.records()
+        if (a.record_id == "CT-300001" or a.record_id.startswith("CT-N")) and a.status == "OPEN"
+    )
+    assert open_accounts == [("LS6 2AB", ["Arthur James", "Margaret"], "NONE")]
+
+
+def test_a_twin_moving_into_their_twins_home_joins_the_account() -> None:
+    """Beth (no NINO; Amy's surname and date of birth) was taken for Amy, already on the
+    account at her new address: not added, Amy's single person discount kept."""
+    account = record("council_tax", "CT-300001").model_copy(
+        update={"property": LS8, "residents": (AMY,), "discount": "SINGLE_PERSON"}
+    )
+    decision = council_tax.on_address_change(
+        moving((BETH,), HOME, LS8, "2025-03-03", 1), roles(mover1=None, new_address=account)
+    )
+    (joined,) = decision.changed
+    assert [p.given_names for p in joined.residents] == ["Amy", "Beth"]  # type: ignore[attr-defined]
+    assert joined.discount == "NONE"  # type: ignore[attr-defined]
+
+
 def test_a_store_from_before_accounts_had_places_finds_them_at_their_property(
     tmp_path: Path,
 ) -> None:

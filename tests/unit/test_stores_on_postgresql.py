@@ -21,7 +21,7 @@ from tellusonce.settings import Settings
 from tellusonce.topics import Topics
 from tests.factories import NEW_HOME, deaths, document, event, move
 from tests.handlers import CODEC
-from tests.messages import as_received
+from tests.messages import NOWHERE, as_received
 from tests.postgres import USER, Server
 from tests.stand_ins import Kept
 
@@ -154,3 +154,77 @@ def test_a_ce_id_header_holding_a_nul_is_dead_lettered_not_the_end_of_the_servic
     finally:
         service.store.close()
     assert [m.topic for m in kept.sent] == [Topics().dead_letter("pensions")]
+
+
+def test_two_instances_moving_people_into_one_property_open_one_account(
+    postgres: Server,
+) -> None:
+    """Margaret and another Leeds resident move into one empty property, their moves on two
+    instances at once: each unit found no account there and opened one (REPEATABLE READ sees
+    no conflict between two new rows). B's unit now waits for A's and then joins its account."""
+    import threading
+
+    from tests.integration.conftest import wait_for
+
+    url = postgres.fresh().format(service="council_tax")
+    record_type = SERVICES["council_tax"].record_type
+    seeded = ServiceStore(url, record_type)
+    records = demo_records(others=3)["council_tax"]
+    with seeded.transaction() as tx:
+        for record in records:
+            tx.put(record)
+    seeded.close()
+    neighbour = next(
+        r for r in records if r.property.postcode.startswith("LS") and r.record_id != "CT-300001"
+    )
+    a, b = (
+        ServiceHandler(SERVICES["council_tax"], ServiceStore(url, record_type), CODEC, Topics())
+        for _ in "ab"
+    )
+    hers = move(MARGARET)
+    theirs = event(
+        EventType.ADDRESS_CHANGE,
+        people_moving=[neighbour.residents[0].model_dump(mode="json")],
+        old_address=neighbour.property.model_dump(mode="json"),
+        new_address=NEW_HOME.model_dump(mode="json"),
+        registration={"district": "Leeds", "entry_number": 2, "office": "L"},
+    )
+    outcomes: list[str] = []
+
+    def on_b() -> None:
+        with b.batch([theirs]):
+            outcomes.append(b.handle(theirs, NOWHERE))
+
+    admin = create_engine(
+        f"postgresql+psycopg://{USER}@127.0.0.1:{postgres.port}/postgres",
+        isolation_level="AUTOCOMMIT",
+    )
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = :db"
+    )
+    database = url.rsplit("/", 1)[1]
+    try:
+        with a.batch([hers]):
+            assert a.handle(hers, NOWHERE) == "applied"
+            other = threading.Thread(target=on_b)
+            other.start()
+            with admin.connect() as conn:  # B waits for A's unit, or (as before) is done
+                wait_for(
+                    lambda: outcomes or conn.execute(waiting, {"db": database}).scalar_one(),
+                    "B's unit waiting for A's",
+                    10,
+                )
+        other.join(30)
+        at_new_home = [
+            (r.status, sorted(p.family_name for p in r.residents))
+            for r in a.store.records()
+            if r.property.same_place(NEW_HOME)
+        ]
+    finally:
+        for handler in (a, b):
+            handler.store.close()
+        admin.dispose()
+    assert outcomes == ["applied"]
+    assert at_new_home == [
+        ("OPEN", sorted([MARGARET.family_name, neighbour.residents[0].family_name]))
+    ]
