@@ -25,6 +25,7 @@ from prometheus_client import (
     Info,
     make_wsgi_app,
 )
+from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 from prometheus_client.samples import Sample
@@ -43,6 +44,12 @@ BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 
 
 _as_go_writes = cast(Callable[[float], str], floatToGoString)
+
+
+def _created_series() -> bool:
+    """Whether histograms have a `_created` series, as prometheus_client's own do: not once
+    PROMETHEUS_DISABLE_CREATED_SERIES or its disable_created_metrics() turned them off."""
+    return bool(getattr(prometheus_metrics, "_use_created", True))
 
 
 class Tally:
@@ -116,9 +123,10 @@ class BatchedHistogram:
             counts, total = child.read()
             buckets = list(zip(self._les, accumulate(counts), strict=True))
             family.add_metric([service], buckets, total)
-            family.samples.append(
-                Sample(f"{self.name}_created", {"service": service}, child.created)
-            )
+            if _created_series():
+                family.samples.append(
+                    Sample(f"{self.name}_created", {"service": service}, child.created)
+                )
         yield family
 
 

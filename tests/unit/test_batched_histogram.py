@@ -83,3 +83,19 @@ def test_values_added_while_read_are_counted_whole() -> None:
         assert counts[0] == counts[1] == counts[2]
         assert total == counts[0] * 5.0
     assert readings[-1] == ([2000, 2000, 2000], 10000.0)
+
+
+def test_no_series_says_when_it_was_made_once_those_are_turned_off() -> None:
+    """As prometheus_client's histograms: PROMETHEUS_DISABLE_CREATED_SERIES, or
+    disable_created_metrics(), leaves every `_created` series out."""
+    from prometheus_client import disable_created_metrics, enable_created_metrics
+
+    registry = CollectorRegistry()
+    BatchedHistogram("t_seconds", "t", (1, 2), registry=registry).labels("pensions")
+    disable_created_metrics()
+    try:
+        text = generate_latest(registry).decode()
+    finally:
+        enable_created_metrics()
+    assert "t_seconds_count" in text
+    assert "_created" not in text
