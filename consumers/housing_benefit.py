@@ -5,7 +5,8 @@
   the claim, reassessed as a single person's from the day after death. Death of a child: the child
   leaves the household and the claim is reassessed.
 - Birth to a claimant or partner: the child joins the household from the date of birth and the
-  claim is reassessed. Already on the claim: NOT_APPLICABLE.
+  claim is reassessed (parents living apart, each with a claim: the claim at the child's
+  address, else the first found). Already on the claim: NOT_APPLICABLE.
 - Marriage or civil partnership of a claimant: the partner joins the claim, which is reassessed as
   a couple's from the date of the union; each takes the family name they have after it. Already
   the partner: NOT_APPLICABLE. Both claimants: a couple has one claim, the one at their home
@@ -150,11 +151,13 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
 
 
 def on_birth(event: LifeEvent[Any], matches: Matches) -> Decision:
-    """Add the child to a parent's claim and reassess it."""
+    """Add the child to a parent's claim and reassess it: the claim at the child's address, if
+    one is (parents living apart may each hold one), else the first found."""
     facts: BirthFacts = event.facts
-    claim = active_claim(matches, "parent1", "parent2", "child")
-    if isinstance(claim, Decision):
-        return claim
+    claims = active_claims(matches, "parent1", "parent2", "child")
+    if isinstance(claims, Decision):
+        return claims
+    claim = min(claims, key=lambda c: not c.address.same_place(facts.address))
     if any(c.same_as(facts.child) for c in claim.children):  # by given names too: twins
         return unchanged("Child already on the claim", claim)
     born = facts.child.date_of_birth

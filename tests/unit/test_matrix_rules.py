@@ -295,6 +295,22 @@ class TestHousingBenefit:
         assert (len(claim.children), claim.reassess_from) == (1, date(2024, 6, 2))
         assert housing_benefit.REASSESS in claim.flags
 
+    def test_a_birth_to_parents_living_apart_goes_to_the_claim_at_the_childs_address(
+        self,
+    ) -> None:
+        """Each parent holds a claim: the child was added to the first parent's, in Newport,
+        though registered at the other's, in Cardiff, the household the child lives in."""
+        born = baby()
+        first_parent = self.claim()
+        at_the_childs = first_parent.model_copy(
+            update={"record_id": "HB-P2", "address": born.facts.address}
+        )
+        elsewhere = first_parent.model_copy(update={"address": AWAY})
+        decision = housing_benefit.on_birth(born, roles(parent1=elsewhere, parent2=at_the_childs))
+        (claim,) = decision.changed
+        assert (claim.record_id, len(claim.children)) == ("HB-P2", 1)
+        assert decision.service_reference == "HB-P2"
+
     def test_birth_already_recorded_is_not_applicable(self) -> None:
         first = housing_benefit.on_birth(baby(), roles(parent1=self.claim())).changed[0]
         assert housing_benefit.on_birth(baby(), roles(parent1=first)).outcome == (
