@@ -33,6 +33,7 @@ from sqlalchemy import (
     case,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -317,12 +318,21 @@ class TrackerBatch:
             )
 
 
+# On PostgreSQL (READ COMMITTED) the tracker's units take turns, each reading once the one
+# before committed: an instance recording an event read that a service had not answered yet,
+# while another recorded that answer, finding the event unknown; both committed (they wrote
+# different tables), and the event awaited that answer for ever. SQLite writes one transaction
+# at a time, and refuses the write of a transaction whose reads another's commit outdated.
+_ONE_UNIT_AT_A_TIME = text("LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE")
+
+
 class TrackerStore:
     """The tracker's own store of events and confirmations."""
 
     def __init__(self, url: str) -> None:
         self.engine = connect(url)
         self.connections = Connections(self.engine)
+        self._serialised = self.engine.dialect.name == "postgresql"  # see _ONE_UNIT_AT_A_TIME
         try:
             create_or_upgrade(self.engine, metadata)
         except OperationalError as exc:
@@ -338,10 +348,13 @@ class TrackerStore:
 
     @contextmanager
     def unit(self, event_ids: Sequence[str]) -> Iterator[TrackerBatch]:
-        """One transaction for a consumer batch about these events. A row another instance
-        wrote meanwhile fails the batch as transient: on retry it is known, and skipped."""
+        """One transaction for a consumer batch about these events (on PostgreSQL, one at a
+        time: _ONE_UNIT_AT_A_TIME). A row another instance wrote meanwhile fails the batch as
+        transient: on retry it is known, and skipped."""
         try:
             with self.connections.begin() as conn:
+                if self._serialised:
+                    conn.execute(_ONE_UNIT_AT_A_TIME)
                 batch = TrackerBatch(conn, event_ids)
                 yield batch
                 batch.write()
@@ -442,7 +455,10 @@ class TrackerHandler:
         # instance of the tracker, or never)
         self._early: dict[str, dict[str, int]] = {}
         self._batch: TrackerBatch | None = None
-        self._observed: list[tuple[str, int]] = []  # this batch's, observed once it committed
+        # this batch's, kept once it committed (a batch the store refused is handled again):
+        self._observed: list[tuple[str, int]] = []  # latencies, observed then
+        self._batch_early: dict[str, dict[str, int]] = {}  # early confirmations, kept then
+        self._recorded: list[str] = []  # events recorded, whose early ones are forgotten then
 
     def decode(self, data: bytes) -> Tracked:
         """A life event's envelope (what the status shows: the tracker has no use for anyone's
@@ -468,23 +484,32 @@ class TrackerHandler:
                 return "recorded"
             published = batch.published_ms(event_id)
             if published is None:
-                self._early.setdefault(event_id, {})[message.service] = received.timestamp_ms
-                while len(self._early) > EARLY_KEPT:
-                    del self._early[next(iter(self._early))]
+                self._batch_early.setdefault(event_id, {})[message.service] = received.timestamp_ms
             elif batch.expects(event_id, message.service):  # (a joiner's backlog is not late)
                 self._observed.append((message.service, received.timestamp_ms - published))
             return "recorded"
         event_id = message.event_id_text
         if not batch.add_event(message, received.timestamp_ms):
             return "duplicate"
-        for service, confirmed_ms in self._early.get(event_id, {}).items():
+        self._recorded.append(event_id)
+        early = self._early.get(event_id, {}) | self._batch_early.get(event_id, {})
+        for service, confirmed_ms in early.items():
             if batch.expects(event_id, service):
                 self._observed.append((service, confirmed_ms - received.timestamp_ms))
         return "recorded"
 
-    def _observe(self, event_ids: Sequence[str]) -> None:
-        """Observe the batch's latencies, once it committed (a batch tried again would observe
-        them again), and forget the early confirmations of its events."""
+    def _observe(self) -> None:
+        """Once the batch committed (a batch tried again would observe them again): observe
+        its latencies, forget the early confirmations of the events it recorded, and keep its
+        own early ones, of events not recorded yet."""
+        recorded = set(self._recorded)
+        for event_id in recorded:
+            self._early.pop(event_id, None)
+        for event_id, answers in self._batch_early.items():
+            if event_id not in recorded:
+                self._early.setdefault(event_id, {}).update(answers)
+        while len(self._early) > EARLY_KEPT:
+            del self._early[next(iter(self._early))]
         seconds: dict[str, list[float]] = {}
         for service, milliseconds in self._observed:
             # a service the matrix does not name (whoever can write to the topic may name any)
@@ -493,8 +518,6 @@ class TrackerHandler:
             seconds.setdefault(named, []).append(max(milliseconds, 0) / 1000)
         for service, values in seconds.items():
             self._latency[service].add(values)
-        for event_id in event_ids:
-            self._early.pop(event_id, None)
 
     def reject(self, message: Tracked, error: Exception) -> None:
         """The tracker refuses nothing it can decode."""
@@ -507,14 +530,14 @@ class TrackerHandler:
     def batch(self, messages: Sequence[Tracked]) -> Iterator[None]:
         """One store transaction for a consumer batch."""
         event_ids = [m.event_id_text for m in messages]
-        self._observed = []
+        self._observed, self._batch_early, self._recorded = [], {}, []
         with self.store.unit(event_ids) as batch:
             self._batch = batch
             try:
                 yield
             finally:
                 self._batch = None
-        self._observe([m.event_id_text for m in messages if isinstance(m, Envelope)])
+        self._observe()
 
     def outbox(self) -> list[Pending]:
         return []

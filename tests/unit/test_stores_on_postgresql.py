@@ -228,3 +228,61 @@ def test_two_instances_moving_people_into_one_property_open_one_account(
     assert at_new_home == [
         ("OPEN", sorted([MARGARET.family_name, neighbour.residents[0].family_name]))
     ]
+
+
+def test_two_tracker_instances_recording_an_event_and_its_last_answer_await_nothing(
+    postgres: Server,
+) -> None:
+    """One instance records an event (reading that a service had not answered it) while the
+    other records that service's answer (finding the event unknown): both committed, and the
+    event awaited the answer for ever (an overdue alert, though 4/4 had answered). The second
+    unit now waits for the first, and reads what it committed."""
+    import threading
+
+    from consumers.tracker import TrackerHandler, TrackerStore
+    from tellusonce.codec import Codec
+    from tellusonce.events import Outcome
+    from tellusonce.topics import subscribers
+    from tests.integration.conftest import wait_for
+    from tests.messages import answer, at
+
+    url = postgres.fresh().format(service="tracker")
+    a, b = (TrackerHandler(TrackerStore(url), Topics(), Codec()) for _ in "ab")
+    dead = event(EventType.DEATH)
+    answers = [answer(dead, s, Outcome.APPLIED) for s in subscribers(EventType.DEATH)]
+    admin = create_engine(
+        f"postgresql+psycopg://{USER}@127.0.0.1:{postgres.port}/postgres",
+        isolation_level="AUTOCOMMIT",
+    )
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = :db"
+    )
+    database = url.rsplit("/", 1)[1]
+    done: list[str] = []
+
+    def last_answer() -> None:
+        with b.batch(answers[-1:]):
+            done.append(b.handle(answers[-1], at(3_000)))
+
+    try:
+        with b.batch(answers[:-1]):
+            for answered in answers[:-1]:
+                b.handle(answered, at(2_000))
+        with a.batch([dead.envelope]):
+            assert a.handle(dead.envelope, at(1_000)) == "recorded"
+            other = threading.Thread(target=last_answer)
+            other.start()
+            with admin.connect() as conn:  # B waits for A's unit, or (as before) is done
+                wait_for(
+                    lambda: done or conn.execute(waiting, {"db": database}).scalar_one(),
+                    "B's unit waiting for A's",
+                    10,
+                )
+        other.join(30)
+        awaiting, _oldest = a.store.awaiting()
+    finally:
+        for handler in (a, b):
+            handler.store.close()
+        admin.dispose()
+    assert done == ["recorded"]
+    assert awaiting == 0

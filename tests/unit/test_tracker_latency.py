@@ -198,3 +198,63 @@ def test_only_a_tracker_exports_the_awaiting_gauges(tmp_path: Path) -> None:
         check=True,
     )
     assert done.stdout.split() == ["None", "0.0"]
+
+
+def test_an_early_confirmation_in_a_batch_the_store_refused_is_observed_once(
+    handler: TrackerHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The confirmation came before its event, in a batch the store refused: it was kept as
+    early all the same, observed when its event came from another partition, and observed
+    again when its batch was tried again."""
+    dead = death(8)
+    answered = confirmed(dead)
+    write, failures = TrackerBatch.write, [StoreBusy("locked")]
+
+    def refused_once(batch: TrackerBatch) -> None:
+        if failures:
+            raise failures.pop()
+        write(batch)
+
+    monkeypatch.setattr(TrackerBatch, "write", refused_once)
+    before = observed()
+    with pytest.raises(StoreBusy), handler.batch([answered]):
+        handler.handle(answered, at(5_000))
+    with handler.batch([dead.envelope]):
+        handler.handle(dead.envelope, at(1_000))
+    with handler.batch([answered]):  # tried again
+        assert handler.handle(answered, at(5_000)) == "recorded"
+    assert observed() == before + 1
+
+
+def test_an_event_held_back_in_its_batch_keeps_its_early_confirmation(
+    handler: TrackerHandler,
+) -> None:
+    """The event's partition was held back for a retry (its dead-letter topic down), the event
+    itself not handled: its early confirmation was forgotten all the same, and its latency
+    never observed once it was recorded."""
+    from consumers.runtime import Runtime
+    from tellusonce.kafka import Received
+    from tests.stand_ins import Outage
+
+    class Rewinding(Outage):
+        def rewind(self, _topic: str, _partition: int, _offset: int) -> None:
+            """Read again from there (the runtime is given the batch again below)."""
+
+    topics, codec = Topics(), Codec()
+    subscriber, dead_letters = Rewinding(), Outage()
+    runtime = Runtime(handler, subscriber, dead_letters, topics)  # type: ignore[arg-type]
+    dead = death(7)
+    on_its_topic = topics.events(EventType.DEATH)
+    subscriber.assigned = {(on_its_topic, 0), (topics.confirmations, 0)}
+    before = observed()
+    answered = codec.encode(confirmed(dead))
+    runtime.process([Received(topics.confirmations, 0, 0, b"k", answered, [], 5_000)])
+    partition = [
+        Received(on_its_topic, 0, 0, b"k", b"\x00not avro", [], 900),  # its letter not sent
+        Received(on_its_topic, 0, 1, b"k", codec.encode(dead), [], 1_000),
+    ]
+    runtime.process(partition)  # held back at the first
+    dead_letters.up = True
+    runtime._resume_at.clear()
+    runtime.process(partition)
+    assert observed() == before + 1
