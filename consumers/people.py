@@ -4,8 +4,10 @@ A consumer batch reads the matching keys (record_people rows) of every NINO, and
 with date of birth, its events name, up front. Matching a person is then a look-up here, with the
 same rules as the store's queries: by NINO (the record at the event's postcode first, then by
 record id), else by surname + date of birth + postcode (only keys without a NINO if the person has
-one). Keys the batch writes are kept here too. A NINO, or a surname with date of birth, that was
-not read up front is not known here, and the store asks the database instead.
+one; of several records so found, the one whose person has the given names asked for, if only
+one has: twins share the rest). Keys the batch writes are kept here too. A NINO, or a surname
+with date of birth, that was not read up front is not known here, and the store asks the
+database instead.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ class KnownPeople:
         self.details: set[Born] = set()
         self._keys: dict[str, list[PersonKey]] = {}
         self._by_nino: dict[str, set[tuple[str, str | None]]] = {}
-        self._by_details: dict[Details, set[tuple[str, bool]]] = {}
+        # (record id, whether its key has a NINO, its given names) by surname, birth, postcode
+        self._by_details: dict[Details, set[tuple[str, bool, str | None]]] = {}
 
     def read(
         self, ninos: Iterable[str], details: Iterable[Born], rows: Iterable[tuple[str, PersonKey]]
@@ -56,7 +59,12 @@ class KnownPeople:
         if key.postcode is None:
             return None
         found = self._by_details.get((key.surname, key.date_of_birth, key.postcode), set())
-        ids = [record_id for record_id, has_nino in found if not (key.nino and has_nino)]
+        alike = [(r, given) for r, has_nino, given in found if not (key.nino and has_nino)]
+        ids = {record_id for record_id, _ in alike}
+        if len(ids) > 1 and key.given:  # twins' records: the one with their given names
+            named = {record_id for record_id, given in alike if given == key.given}
+            if len(named) == 1:
+                return named.pop()
         return min(ids) if ids else None
 
     def keys_of(self, record_id: str) -> list[PersonKey]:
@@ -70,7 +78,7 @@ class KnownPeople:
                 self._by_nino[key.nino].discard((record_id, key.postcode))
             if key.postcode is not None:
                 details = (key.surname, key.date_of_birth, key.postcode)
-                self._by_details[details].discard((record_id, key.nino is not None))
+                self._by_details[details].discard((record_id, key.nino is not None, key.given))
         for key in keys:
             self._add(record_id, key)
 
@@ -80,7 +88,8 @@ class KnownPeople:
             self._by_nino.setdefault(key.nino, set()).add((record_id, key.postcode))
         if key.postcode is not None:
             details = (key.surname, key.date_of_birth, key.postcode)
-            self._by_details.setdefault(details, set()).add((record_id, key.nino is not None))
+            entry = (record_id, key.nino is not None, key.given)
+            self._by_details.setdefault(details, set()).add(entry)
 
 
 def _postcode_rank(postcode: str | None, wanted: str | None) -> int:

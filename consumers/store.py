@@ -79,6 +79,7 @@ record_people = Table(
     Column("surname", String, nullable=False),
     Column("date_of_birth", DAY, nullable=False),
     Column("postcode", String),
+    Column("given_names", String),  # as matched (name_key): to tell twins' records apart
     # people are matched without a NINO by surname + date of birth (+ postcode)
     Index("ix_record_people_details", "surname", "date_of_birth"),
 )
@@ -180,6 +181,7 @@ _KEYS = select(
     record_people.c.surname,
     record_people.c.date_of_birth,
     record_people.c.postcode,
+    record_people.c.given_names,
     records.c.data,
 ).outerjoin(records, records.c.record_id == record_people.c.record_id)
 _KEYS_OF_NINOS = Query(_KEYS.where(record_people.c.nino.in_(bindparam("ninos", expanding=True))))
@@ -381,12 +383,12 @@ class Transaction:
                 self.conn, {"surnames": surnames, "details": list(details)}
             )
         people = []
-        for record_id, nino, surname, born, postcode, data in rows:
+        for record_id, nino, surname, born, postcode, given, data in rows:
             if record_id in self._keys:  # changed here: known already
                 continue
             if record_id not in self._images:
                 self._unread[record_id] = data
-            people.append((record_id, PersonKey(nino, surname, born, postcode)))
+            people.append((record_id, PersonKey(nino, surname, born, postcode, given)))
         self._people.read(ninos, details, people)
 
     def look_up_places(self, places: Iterable[str]) -> None:
@@ -681,6 +683,7 @@ def _key_rows(keys: Mapping[str, Sequence[PersonKey]]) -> list[dict[str, Any]]:
             "surname": k.surname,
             "date_of_birth": k.date_of_birth,
             "postcode": k.postcode,
+            "given_names": k.given,
         }
         for record_id, of_record in keys.items()
         for k in of_record

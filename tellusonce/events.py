@@ -116,12 +116,14 @@ class UnionKind(StrEnum):
 
 
 class PersonKey(NamedTuple):
-    """What services match a person on: NINO, else surname + date of birth + postcode."""
+    """What services match a person on: NINO, else surname + date of birth + postcode; and,
+    to tell apart records of people alike in those (twins), given names."""
 
     nino: str | None
     surname: str
     date_of_birth: date
     postcode: str | None
+    given: str | None = None  # given names as matched (name_key), if any
 
 
 class Address(Frozen):
@@ -158,7 +160,10 @@ class Person(Frozen):
 
     def key(self, postcode: str | None) -> PersonKey:
         """This person's matching key at an address."""
-        return PersonKey(self.nino, name_key(self.family_name), self.date_of_birth, postcode)
+        given = name_key(self.given_names) if self.given_names else None
+        return PersonKey(
+            self.nino, name_key(self.family_name), self.date_of_birth, postcode, given or None
+        )
 
     def same_as(self, other: Person) -> bool:
         """Whether two entries of a submission are one person: the same NINO, or (either

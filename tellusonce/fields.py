@@ -311,9 +311,9 @@ are one district (and, as event ids fold case, so is "LEEDS"); Welsh and other l
 apostrophes and ampersands as district names have them (Ynys Môn, King's Lynn)."""
 
 
-NAME_KEY_VERSION = 2
-"""Raised when name_key() changes: stores make their matching keys again (2: marks kept outside
-the Latin, Greek and Cyrillic scripts)."""
+NAME_KEY_VERSION = 3
+"""Raised when name_key() or the matching keys change: stores make their matching keys again
+(2: marks kept outside the Latin, Greek and Cyrillic scripts; 3: given names kept too)."""
 _ACCENTED_SCRIPTS = ("LATIN", "GREEK", "CYRILLIC")
 
 

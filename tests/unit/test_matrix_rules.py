@@ -820,6 +820,42 @@ def test_a_twin_moving_into_their_twins_home_joins_the_account() -> None:
     assert joined.discount == "NONE"  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("died", ["Ethel", "Edna"])
+def test_a_twins_death_registered_without_a_nino_stops_that_twins_pension(
+    tmp_path: Path, died: str
+) -> None:
+    """Twin sisters, pensioners at one address; the death registration gives no NINO: the
+    record with the lower id was stopped, whichever twin had died (a living twin's pension
+    stopped, with an overpayment to recover, and the deceased's paid on)."""
+    from consumers.pensions import PensionRecord
+    from tellusonce.events import MaritalStatus
+
+    twins = {
+        name: Person(
+            given_names=name, family_name="Hart", date_of_birth=date(1940, 1, 1), nino=nino
+        )
+        for name, nino in (("Ethel", "AB111111A"), ("Edna", "AB222222B"))
+    }
+    h = handler(tmp_path, "pensions")
+    with h.store.transaction() as tx:
+        for i, twin in enumerate(twins.values()):
+            tx.put(PensionRecord(
+                record_id=f"SP-9{i}", pensioner=twin, address=HOME, weekly_amount_pence=20_000,
+                paid_to=date(2026, 3, 15), marital_status=MaritalStatus.SINGLE,
+            ))  # fmt: skip
+    without_nino = twins[died].model_copy(update={"nino": None}).model_dump(mode="json")
+    death = event(
+        EventType.DEATH, deceased=without_nino, marital_status="SINGLE", surviving_partner=None
+    )
+    assert h.handle(death, NOWHERE) == "applied"
+    status = {
+        r.pensioner.given_names: r.status  # type: ignore[attr-defined]
+        for r in h.store.records()
+        if r.record_id.startswith("SP-9")
+    }
+    assert status == {name: "STOPPED" if name == died else "IN_PAYMENT" for name in twins}
+
+
 def test_a_store_from_before_accounts_had_places_finds_them_at_their_property(
     tmp_path: Path,
 ) -> None:

@@ -57,3 +57,20 @@ def test_only_ninos_and_surnames_with_dates_of_birth_read_up_front_are_known() -
     assert not people.knows(PersonKey("ZX123456A", "smith", BORN, None))
     assert not people.knows(PersonKey(None, "brown", BORN, None))
     assert not people.knows(PersonKey(None, "smith", date(1946, 5, 2), "LS6 2AB"))
+
+
+def test_of_records_alike_but_for_given_names_the_one_named_is_matched() -> None:
+    """Twins share a surname, a date of birth and a postcode: without a NINO the record with
+    the lower id was matched, whichever twin an event named. The given names tell them apart
+    where they single one out; where they do not (none given, or no record with them), the
+    lower id is matched, as before."""
+    people = known(
+        ("R1", PersonKey("AB111111A", "hart", BORN, "LS6 2AB", "ethel")),
+        ("R2", PersonKey("AB222222B", "hart", BORN, "LS6 2AB", "edna")),
+    )
+    assert people.match(PersonKey(None, "hart", BORN, "LS6 2AB", "edna")) == "R2"
+    assert people.match(PersonKey(None, "hart", BORN, "LS6 2AB", "ethel")) == "R1"
+    assert people.match(PersonKey(None, "hart", BORN, "LS6 2AB")) == "R1"
+    assert people.match(PersonKey(None, "hart", BORN, "LS6 2AB", "enid")) == "R1"
+    people.replace("R2", [PersonKey("AB222222B", "hart", BORN, "YO1 7HH", "edna")])
+    assert people.match(PersonKey(None, "hart", BORN, "LS6 2AB", "edna")) == "R1"  # moved away
