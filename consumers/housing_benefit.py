@@ -13,8 +13,9 @@
   after the union (else the first found); the other ends from the date of the union.
 - Address change of the claimant: the claim at the old address ends on the effective date and a
   new claim is needed for the new home (each active claim of the movers, if they hold several).
-  A move is keyed by its first mover, so two moves of one claimant may be read in either order:
-  a claim a move from another address ends (the claimant left its address before, on a day not
+  A move is keyed by its first mover, so two moves of one claimant (or a move and the
+  claimant's death) may be read in either order: a claim a move from another address, or a
+  death at another usual address, ends (the claimant left its address before, on a day not
   known here) is flagged for its end date to be confirmed, and still matches the claimant; the
   move from its address, read later, ends it from that move's day instead.
   A partner or child moving without the claimant leaves the household: the claim goes on,
@@ -133,13 +134,23 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
     from_day = day_after(facts.date_of_death)
     died = entries_of(claim.household(), facts.deceased)  # 0: the claimant, then the partner
     if 0 in died:
-        flags = (*claim.flags, PARTNER_TO_CLAIM) if claim.partner else claim.flags
+        elsewhere = not claim.address.same_place(facts.usual_address)
+        flags = (
+            *claim.flags,
+            *([PARTNER_TO_CLAIM] if claim.partner else []),
+            *([END_TO_CONFIRM] if elsewhere else []),
+        )
         changed = claim.model_copy(
             update={"status": "ENDED", "ended_from": from_day, "flags": flags}
         )
         actions = [f"Housing Benefit claim {claim.record_id} ended from {from_day}"]
         if claim.partner:
             actions.append("Surviving partner flagged to be invited to make a new claim")
+        if elsewhere:
+            actions.append(
+                "The deceased's usual address is not the claim's: they left it earlier, on a "
+                "day not known here; its end date is to be confirmed"
+            )
     elif claim.partner and 1 in died:
         changed = claim.reassessed(from_day, partner=None)
         actions = [f"Partner removed; claim reassessed as a single person from {from_day}"]
@@ -270,17 +281,22 @@ def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:
 
 
 def _ended_earlier(claims: list[HousingBenefitClaim], day: date) -> Decision:
-    """Claims a later move ended, from an address not theirs, ended from the day of the move
-    from their address instead."""
+    """Claims a later move or death ended, away from their address, ended from the day of the
+    move from their address instead, as that move read first would have ended them (a new
+    claim needed; a partner who moved too is not invited to claim for the home left)."""
+    gone = (END_TO_CONFIRM, PARTNER_TO_CLAIM, NEW_CLAIM)
     changed = tuple(
         c.model_copy(
-            update={"ended_from": day, "flags": tuple(f for f in c.flags if f != END_TO_CONFIRM)}
+            update={
+                "ended_from": day,
+                "flags": (*(f for f in c.flags if f not in gone), NEW_CLAIM),
+            }
         )
         for c in claims
     )
     actions = tuple(
         f"{WHAT} {c.record_id} ended from {day}, the day of the move from its address "
-        f"(a later move had ended it from {c.ended_from})"
+        f"(a later move or death had ended it from {c.ended_from})"
         for c in claims
     )
     return Decision(Outcome.APPLIED, actions, changed, changed[0].record_id)

@@ -856,6 +856,27 @@ def test_a_twins_death_registered_without_a_nino_stops_that_twins_pension(
     assert status == {name: "STOPPED" if name == died else "IN_PAYMENT" for name in twins}
 
 
+@pytest.mark.parametrize("death_first", [False, True])
+def test_a_housing_benefit_claim_of_a_claimant_who_moved_then_died_ends_from_the_move(
+    tmp_path: Path, death_first: bool
+) -> None:
+    """Arthur and Margaret move in January 2025; he dies at the new home in March 2026 (a death
+    and a move: two topics, read in either order). Read first, the death ended the claim on the
+    home they had left from the day after it, 14 months late, with Margaret invited to claim
+    for it; the move then found no claim."""
+    h = handler(tmp_path, "housing_benefit")
+    moved = move(ARTHUR, MARGARET)
+    died = event(EventType.DEATH, usual_address=NEW_HOME.model_dump(mode="json"))
+    for happened in (died, moved) if death_first else (moved, died):
+        h.handle(happened, NOWHERE)
+    claim = next(c for c in h.store.records() if c.record_id == "HB-500001")
+    assert (claim.status, claim.ended_from, claim.flags) == (  # type: ignore[attr-defined]
+        "ENDED",
+        date(2025, 1, 6),
+        (housing_benefit.NEW_CLAIM,),
+    )
+
+
 def test_a_store_from_before_accounts_had_places_finds_them_at_their_property(
     tmp_path: Path,
 ) -> None:
