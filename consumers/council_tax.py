@@ -5,11 +5,12 @@
   Class F exemption (the liable person has died: nothing is charged while the estate is settled);
   two or more pay the full charge. No adult left otherwise (only children left by adults who
   moved) is not Class F: the account is charged, its liability to be reviewed.
-- Marriage or civil partnership: if the couple's home afterwards is a property on an account, the
-  partner joins that account (and new family names are recorded), and the discount is
-  re-evaluated (a single person discount ends); the partner leaves the account of their former
-  home here, from the date of the union (closed if nobody is left, its discount re-evaluated
-  otherwise). A home elsewhere: NOT_APPLICABLE.
+- Marriage or civil partnership: if the couple's home afterwards is a property on an account
+  (found by its address, whether or not either party is on it), the partner joins that account
+  (and new family names are recorded), and the discount is re-evaluated (a single person
+  discount ends); the partner leaves the account of their former home here, from the date of
+  the union (closed if nobody is left, its discount re-evaluated otherwise). A home elsewhere:
+  NOT_APPLICABLE.
 - Address change: the movers' residency at the old property ends on the effective date (the
   account closes if nobody is left, otherwise its discount is re-evaluated). At the new address,
   if the property has an open account here (found by its address, written alike but for case,
@@ -214,9 +215,10 @@ def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
     own former home here; each account's discount is re-evaluated."""
     facts: MarriageFacts = event.facts
     found = open_accounts(matches, "party1", "party2")
-    if not found:
+    there = next((a for _, a in open_accounts(matches, "home")), None)  # found at the address
+    if not found and there is None:
         return no_record(WHAT)
-    home = next((a for _, a in found if a.property.same_place(facts.address_after)), None)
+    home = there or next((a for _, a in found if a.property.same_place(facts.address_after)), None)
     if home is None:
         reason = "The couple's home after the marriage is not on an account here"
         return unchanged(reason, found[0][1])

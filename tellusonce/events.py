@@ -269,7 +269,7 @@ class Facts(Frozen):
 
     def places(self) -> dict[str, Address]:
         """The addresses in the event by role whose records services find by place (a
-        property's account at the address people move to), if any."""
+        property's account at the address people move to, or a couple's home), if any."""
         return {}
 
     def problems(self) -> list[Problem]:
@@ -398,6 +398,9 @@ class MarriageFacts(Facts):
             f"party{i}": s.person.key(s.address_before.postcode)
             for i, s in enumerate(self.parties, start=1)
         }
+
+    def places(self) -> dict[str, Address]:
+        return {"home": self.address_after}
 
     def problems(self) -> list[Problem]:
         """Each party born before the union and 16 or over on its day (no part of the UK

@@ -199,6 +199,25 @@ class TestCouncilTax:
     def test_marriage_of_people_without_account_is_no_record(self) -> None:
         assert council_tax.on_marriage(wedding(), roles(party1=None)).outcome == Outcome.NO_RECORD
 
+    def test_a_couple_marrying_into_a_household_join_its_account(self) -> None:
+        """Neither party on an account here, their home after the union on one (a parent's,
+        single person discount): NO_RECORD, the discount kept for a household of three."""
+        parent = Person(given_names="Joan", family_name="Ellis", date_of_birth=date(1930, 1, 1))
+        account = record("council_tax", "CT-300001").model_copy(
+            update={
+                "record_id": "CT-J",
+                "property": AWAY,
+                "residents": (parent,),
+                "discount": "SINGLE_PERSON",
+            }
+        )
+        union = wedding(home=AWAY)
+        decision = council_tax.on_marriage(union, roles(party1=None, party2=None, home=account))
+        (joined,) = decision.changed
+        assert [p.given_names for p in joined.residents] == ["Joan", "Margaret", "Ruth"]  # type: ignore[attr-defined]
+        assert joined.discount == "NONE"  # type: ignore[attr-defined]
+        assert decision.service_reference == "CT-J"
+
     def test_move_within_area_closes_old_and_opens_new_account(self) -> None:
         decision = council_tax.on_address_change(
             move(ARTHUR, MARGARET), roles(mover1=record("council_tax", "CT-300001"))
