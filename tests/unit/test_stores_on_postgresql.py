@@ -4,6 +4,8 @@ transaction it met: two instances' batches about one record, and a connection dr
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ from tellusonce.settings import Settings
 from tellusonce.topics import Topics
 from tests.factories import NEW_HOME, deaths, document, event, move
 from tests.handlers import CODEC
+from tests.integration.conftest import wait_for
 from tests.messages import NOWHERE, as_received
 from tests.postgres import USER, Server
 from tests.stand_ins import Kept
@@ -156,16 +159,39 @@ def test_a_ce_id_header_holding_a_nul_is_dead_lettered_not_the_end_of_the_servic
     assert [m.topic for m in kept.sent] == [Topics().dead_letter("pensions")]
 
 
+def started_meanwhile(
+    postgres: Server, url: str, unit: Callable[[], None], done: list[str]
+) -> threading.Thread:
+    """Another instance's `unit` run in a thread, returned once it waits for a lock on this
+    store's database (the unit under way holds it) or, where nothing makes it wait, is done."""
+    admin = create_engine(
+        f"postgresql+psycopg://{USER}@127.0.0.1:{postgres.port}/postgres",
+        isolation_level="AUTOCOMMIT",
+    )
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = :db"
+    )
+    database = url.rsplit("/", 1)[1]
+    other = threading.Thread(target=unit)
+    other.start()
+    try:
+        with admin.connect() as conn:
+            wait_for(
+                lambda: done or conn.execute(waiting, {"db": database}).scalar_one(),
+                "the other instance's unit waiting for this one's, or done",
+                10,
+            )
+    finally:
+        admin.dispose()
+    return other
+
+
 def test_two_instances_moving_people_into_one_property_open_one_account(
     postgres: Server,
 ) -> None:
     """Margaret and another Leeds resident move into one empty property, their moves on two
     instances at once: each unit found no account there and opened one (REPEATABLE READ sees
     no conflict between two new rows). B's unit now waits for A's and then joins its account."""
-    import threading
-
-    from tests.integration.conftest import wait_for
-
     url = postgres.fresh().format(service="council_tax")
     record_type = SERVICES["council_tax"].record_type
     seeded = ServiceStore(url, record_type)
@@ -195,25 +221,10 @@ def test_two_instances_moving_people_into_one_property_open_one_account(
         with b.batch([theirs]):
             outcomes.append(b.handle(theirs, NOWHERE))
 
-    admin = create_engine(
-        f"postgresql+psycopg://{USER}@127.0.0.1:{postgres.port}/postgres",
-        isolation_level="AUTOCOMMIT",
-    )
-    waiting = text(
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = :db"
-    )
-    database = url.rsplit("/", 1)[1]
     try:
         with a.batch([hers]):
             assert a.handle(hers, NOWHERE) == "applied"
-            other = threading.Thread(target=on_b)
-            other.start()
-            with admin.connect() as conn:  # B waits for A's unit, or (as before) is done
-                wait_for(
-                    lambda: outcomes or conn.execute(waiting, {"db": database}).scalar_one(),
-                    "B's unit waiting for A's",
-                    10,
-                )
+            other = started_meanwhile(postgres, url, on_b, outcomes)
         other.join(30)
         at_new_home = [
             (r.status, sorted(p.family_name for p in r.residents))
@@ -223,7 +234,6 @@ def test_two_instances_moving_people_into_one_property_open_one_account(
     finally:
         for handler in (a, b):
             handler.store.close()
-        admin.dispose()
     assert outcomes == ["applied"]
     assert at_new_home == [
         ("OPEN", sorted([MARGARET.family_name, neighbour.residents[0].family_name]))
@@ -237,27 +247,16 @@ def test_two_tracker_instances_recording_an_event_and_its_last_answer_await_noth
     other records that service's answer (finding the event unknown): both committed, and the
     event awaited the answer for ever (an overdue alert, though 4/4 had answered). The second
     unit now waits for the first, and reads what it committed."""
-    import threading
-
     from consumers.tracker import TrackerHandler, TrackerStore
     from tellusonce.codec import Codec
     from tellusonce.events import Outcome
     from tellusonce.topics import subscribers
-    from tests.integration.conftest import wait_for
     from tests.messages import answer, at
 
     url = postgres.fresh().format(service="tracker")
     a, b = (TrackerHandler(TrackerStore(url), Topics(), Codec()) for _ in "ab")
     dead = event(EventType.DEATH)
     answers = [answer(dead, s, Outcome.APPLIED) for s in subscribers(EventType.DEATH)]
-    admin = create_engine(
-        f"postgresql+psycopg://{USER}@127.0.0.1:{postgres.port}/postgres",
-        isolation_level="AUTOCOMMIT",
-    )
-    waiting = text(
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = :db"
-    )
-    database = url.rsplit("/", 1)[1]
     done: list[str] = []
 
     def last_answer() -> None:
@@ -270,19 +269,11 @@ def test_two_tracker_instances_recording_an_event_and_its_last_answer_await_noth
                 b.handle(answered, at(2_000))
         with a.batch([dead.envelope]):
             assert a.handle(dead.envelope, at(1_000)) == "recorded"
-            other = threading.Thread(target=last_answer)
-            other.start()
-            with admin.connect() as conn:  # B waits for A's unit, or (as before) is done
-                wait_for(
-                    lambda: done or conn.execute(waiting, {"db": database}).scalar_one(),
-                    "B's unit waiting for A's",
-                    10,
-                )
+            other = started_meanwhile(postgres, url, last_answer, done)
         other.join(30)
         awaiting, _oldest = a.store.awaiting()
     finally:
         for handler in (a, b):
             handler.store.close()
-        admin.dispose()
     assert done == ["recorded"]
     assert awaiting == 0
