@@ -278,31 +278,39 @@ def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:
     later = _brought_later(found, facts.people_moving, day)
     moved_on = {i for _, i in later}
     movers = tuple(p for i, p in enumerate(facts.people_moving) if i not in moved_on)
-    changes: list[tuple[CouncilTaxAccount | None, list[str]] | None] = [
-        _leaving(
-            account,
-            [m for i, m in enumerate(facts.people_moving) if (account.record_id, i) not in later],
-            day,
-        )
+    left = [
+        change
         for account in found
         if there is None or account.record_id != there.record_id  # on it already: stays
+        if (change := _leaving(account, _who_leave(facts.people_moving, account, later), day))
     ]
-    if moved_on:
-        changes.append((None, [
-            f"{counted(len(moved_on), 'mover')} moved on since (a move from "
-            f"{max(later.values())} is recorded): not added at the new address"
-        ]))  # fmt: skip
+    arrived = None
     if there is not None and movers:
-        changes.append(_joining(there, movers, day))
+        arrived = _joining(there, movers, day)
     elif in_area(facts.new_address) and movers:
-        changes.append(_opening(event, movers, day))
-    changed = tuple(c[0] for c in changes if c is not None and c[0] is not None)
+        arrived = _opening(event, movers, day)
+    changed = (*(record for record, _ in left), *([arrived[0]] if arrived else []))
     if not changed:
         if later:
             return unchanged(f"A later move, from {max(later.values())}, is recorded", first)
         return unchanged("Already on the account at the new address", first)
-    actions = tuple(said for c in changes if c is not None for said in c[1])
+    moved_on_since = [
+        f"{counted(len(moved_on), 'mover')} moved on since (a move from "
+        f"{max(later.values())} is recorded): not added at the new address"
+    ] if moved_on else []  # fmt: skip
+    actions = (
+        *(said for _, words in left for said in words),
+        *moved_on_since,
+        *(arrived[1] if arrived else ()),
+    )
     return Decision(Outcome.APPLIED, actions, changed, first.record_id)
+
+
+def _who_leave(
+    movers: Sequence[Person], account: CouncilTaxAccount, later: dict[tuple[str, int], date]
+) -> list[Person]:
+    """The movers who leave an account: all but those a later move brought to it."""
+    return [m for i, m in enumerate(movers) if (account.record_id, i) not in later]
 
 
 def _brought_later(
@@ -345,7 +353,7 @@ def _joining(
     discount re-evaluated), and what changed in words; None if nothing did. A mover on it
     already (their move away not recorded here: a move back read first) is recorded as moving
     in on this day, so the move away, read after, is known as the earlier one."""
-    on_it = [_resident(account, m) is not None for m in movers]
+    on_it = [_on_account(account, m) for m in movers]
     new = [m for m, there in zip(movers, on_it, strict=True) if not there]
     back = [
         m
@@ -370,15 +378,10 @@ def _joining(
     return joined, [*said, *words]
 
 
-def _resident(account: CouncilTaxAccount, person: Person) -> Person | None:
-    """The resident who is this person: alike by NINO, else by surname and date of birth (as
-    records are matched) with the same given names where neither has a NINO (a twin moving
-    into their twin's home is not already there)."""
-    for i in entries_of(account.residents, person):
-        resident = account.residents[i]
-        if (resident.nino and person.nino) or resident.same_as(person):
-            return resident
-    return None
+def _on_account(account: CouncilTaxAccount, person: Person) -> bool:
+    """Whether a person is a resident already: the same NINO, else the same names and date of
+    birth (a twin moving into their twin's home is not already there)."""
+    return any(resident.same_as(person) for resident in account.residents)
 
 
 SERVICE = Service(

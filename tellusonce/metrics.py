@@ -72,10 +72,6 @@ class Tally:
                 total += value
             self._sum = total
 
-    def observe(self, value: float) -> None:
-        """Observe one value."""
-        self.add((value,))
-
     def read(self) -> tuple[list[int], float]:
         """The counts per bucket (not cumulative) and the sum, as of one moment."""
         with self._lock:
