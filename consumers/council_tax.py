@@ -20,6 +20,11 @@
   first mover, so two moves of one person may be read in either order: a mover who came to an
   account by a later move (its opening, or joining it) does not leave it by an earlier one, and
   is not put on the account at the earlier move's new address (they have moved on since).
+- A death and a union or a move before it come on different topics, and the death may be read
+  first: an account keeps who died on it (`died`, and matches them while open). A party or
+  mover who died since the event's day joins, then leaves from the day after the death (the
+  discount re-evaluated twice, as read in order); one who left an account and died since
+  leaves it from the event's day.
 - Nobody in the event is on an account, and the new address has none: NO_RECORD.
 """
 
@@ -33,11 +38,14 @@ from typing import Any, Literal
 from consumers.money import pounds
 from consumers.rules import (
     Decision,
+    Died,
     Matches,
     Record,
     Service,
     counted,
     day_after,
+    died_on,
+    died_since,
     entries_of,
     entries_of_any,
     matched,
@@ -75,7 +83,8 @@ class MovedIn(Frozen):
 class CouncilTaxAccount(Record):
     """A property's Council Tax account and the adults counted on it."""
 
-    PEOPLE_VERSION = 2  # 2: found at its property too (places), while it is open
+    PEOPLE_VERSION = 3  # 2: found at its property too (places), while it is open; 3: and
+    # by the residents who died on it (a marriage or a move of theirs read after the death)
 
     property: Address
     residents: tuple[Person, ...]
@@ -86,13 +95,16 @@ class CouncilTaxAccount(Record):
     closed_from: date | None = None
     opened_from: date | None = None  # the move's day, for an account a move opened
     moved_in: tuple[MovedIn, ...] = ()  # residents who joined it by a move since it opened
+    died: tuple[Died, ...] = ()  # residents who died (an earlier event read later: kept off)
 
     def people(self) -> list[PersonKey]:
-        """Whom the account matches: its residents, while it is open. A closed account (its
-        residents kept as its history) matches nobody: they have left."""
+        """Whom the account matches: its residents, and those who died on it, while it is
+        open. A closed account (its residents kept as its history) matches nobody: they have
+        left."""
         if self.status == "CLOSED":
             return []
-        return [r.key(self.property.postcode) for r in self.residents]
+        people = (*self.residents, *(d.person for d in self.died))
+        return [p.key(self.property.postcode) for p in people]
 
     def places(self) -> list[str]:
         """Where the account is found by an address: its property, while it is open (nobody
@@ -203,11 +215,33 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
     if not found:
         return no_record(WHAT)
     account = found[0][1]
-    leave_from = day_after(facts.date_of_death)
-    remaining = without(account.residents, facts.deceased)
-    changed, words = with_residents(account, remaining, leave_from, died=True)
-    actions = (f"Deceased removed from account {account.record_id} from {leave_from}", *words)
-    return Decision(Outcome.APPLIED, actions, (changed,), account.record_id)
+    if not entries_of(account.residents, facts.deceased):  # found by who died on it
+        return unchanged(f"Death already recorded on account {account.record_id}", account)
+    changed, words = _dying(account, (Died(person=facts.deceased, on=facts.date_of_death),))
+    return Decision(Outcome.APPLIED, tuple(words), (changed,), account.record_id)
+
+
+def _dying(account: CouncilTaxAccount, died: Sequence[Died]) -> tuple[CouncilTaxAccount, list[str]]:
+    """The account once these residents left it, each from the day after their death (the
+    discount re-evaluated: Class F if no adult is left), and what changed in words."""
+    words: list[str] = []
+    for d in sorted(died, key=lambda d: d.on):
+        leave_from = day_after(d.on)
+        remaining = without(account.residents, d.person)
+        account, said = with_residents(account, remaining, leave_from, died=True)
+        if died_on(account.died, d.person) != d.on:  # (the death read first recorded it)
+            account = account.model_copy(update={"died": (*account.died, d)})
+        words += [f"Deceased removed from account {account.record_id} from {leave_from}", *said]
+    return account, words
+
+
+def _died_since(
+    accounts: Sequence[CouncilTaxAccount], people: Sequence[Person], day: date
+) -> list[Died]:
+    """Those of these people who died on or after `day`, as the accounts tell it: their
+    deaths, on another topic, were read before this event."""
+    died = [a.died for a in accounts]
+    return [Died(person=p, on=on) for p in people if (on := died_since(died, p, day))]
 
 
 def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
@@ -227,11 +261,15 @@ def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
     residents = home.residents
     for party, spouse in zip(parties, facts.parties, strict=True):
         residents = (*without(residents, party), spouse.after())
+    died = _died_since([home, *(a for _, a in found)], [s.after() for s in facts.parties], day)
     changed: list[Record] = []
     actions: list[str] = []
-    if set(residents) != set(home.residents):
+    if set(residents) != set(home.residents) or died:
         updated, words = with_residents(home, residents, day)
         joined = len(residents) > len(home.residents)
+        if died:  # a party's death read first: they joined, and left on dying
+            updated, dying = _dying(updated, died)
+            words += dying
         changed.append(updated)
         actions += [
             f"Partner joined account {home.record_id} from {day}"
@@ -256,10 +294,14 @@ def _leaving(
     """The account once these people left it on a day (closed if nobody is left), and what
     changed in words; None if none of them is on it."""
     remaining = without(account.residents, *people)
-    if remaining == account.residents:
+    died = _died_since([account], people, day)  # left before dying (the death read first)
+    if remaining == account.residents and not died:
         return None
     if not remaining:
-        closed = account.model_copy(update={"status": "CLOSED", "closed_from": day})
+        history = (*account.residents, *(d.person for d in died))
+        closed = account.model_copy(
+            update={"status": "CLOSED", "closed_from": day, "residents": history}
+        )
         return closed, [f"Account {account.record_id} closed from {day}: nobody left"]
     updated, words = with_residents(account, remaining, day)
     return updated, [f"Residency at {account.record_id} ended from {day}", *words]
@@ -289,6 +331,10 @@ def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:
         arrived = _joining(there, movers, day)
     elif in_area(facts.new_address) and movers:
         arrived = _opening(event, movers, day)
+    died = _died_since([*found, *([there] if there else [])], movers, day)
+    if arrived is not None and died:  # a mover's death read first: arrived, and left on dying
+        dying = _dying(arrived[0], died)
+        arrived = dying[0], [*arrived[1], *dying[1]]
     changed = (*(record for record, _ in left), *([arrived[0]] if arrived else []))
     if not changed:
         if later:

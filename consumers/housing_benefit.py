@@ -20,6 +20,11 @@
   move from its address, read later, ends it from that move's day instead.
   A partner or child moving without the claimant leaves the household: the claim goes on,
   reassessed from the effective date. A claim already at the new address: NOT_APPLICABLE.
+- A death and a union or a birth before it come on different topics, and the death may be read
+  first: a claim keeps who of its household died (`died`), and one its claimant's death ended
+  still matches them. The union, read after, makes that claim the couple's (the widow on it,
+  invited to claim; her own claim ended from the union), and adds nobody who has died since;
+  the birth puts the child on it.
 - The event is for the active claim of whoever in it holds one (one party's claim may have ended
   while the other's goes on). An ended claim matches nobody (its household is its history, as
   a closed council tax account's): nobody on an active claim is NO_RECORD.
@@ -32,11 +37,14 @@ from typing import Any, Literal
 
 from consumers.rules import (
     Decision,
+    Died,
     Matches,
     Record,
     Service,
     counted,
     day_after,
+    died_on,
+    died_since,
     entries_of,
     entries_of_any,
     is_person,
@@ -55,6 +63,7 @@ from tellusonce.events import (
     Outcome,
     Person,
     PersonKey,
+    Spouse,
 )
 
 PARTNER_TO_CLAIM = "PARTNER_INVITED_TO_CLAIM"
@@ -67,7 +76,7 @@ WHAT = "Housing Benefit claim"
 class HousingBenefitClaim(Record):
     """A Housing Benefit claim and the household it is assessed on."""
 
-    PEOPLE_VERSION = 2  # 2: an ended claim matches nobody
+    PEOPLE_VERSION = 3  # 2: an ended claim matches nobody; 3: but its claimant's, if died
 
     claimant: Person
     partner: Person | None = None
@@ -78,10 +87,14 @@ class HousingBenefitClaim(Record):
     ended_from: date | None = None
     reassess_from: date | None = None
     flags: tuple[str, ...] = ()
+    died: tuple[Died, ...] = ()  # who of the household died (death read first: kept off)
 
     def people(self) -> list[PersonKey]:
         if self.status == "ENDED" and END_TO_CONFIRM not in self.flags:  # a person's new
-            return []  # claim, not this one, is theirs now; one to confirm awaits its move
+            # claim, not this one, is theirs now (one to confirm awaits its move), but a
+            # claimant who died has none: a union read after the death finds theirs
+            died = died_on(self.died, self.claimant) is not None
+            return [self.claimant.key(self.address.postcode)] if died else []
         return [p.key(self.address.postcode) for p in self.household()]
 
     def household(self) -> tuple[Person, ...]:
@@ -101,8 +114,13 @@ class HousingBenefitClaim(Record):
         return f"claim active for the claimant{partner} and {children}"
 
     def reassessed(self, from_day: date, **changes: Any) -> HousingBenefitClaim:
-        """This claim with a household change, flagged for reassessment from a date."""
-        flags = self.flags if REASSESS in self.flags else (*self.flags, REASSESS)
+        """This claim with a household change, flagged for reassessment from a date (from the
+        earlier day, if one is due already: a partner joining, then dying, changed both)."""
+        if REASSESS in self.flags:
+            flags, due = self.flags, self.reassess_from
+            from_day = from_day if due is None else min(due, from_day)
+        else:
+            flags = (*self.flags, REASSESS)
         return self.model_copy(update={**changes, "reassess_from": from_day, "flags": flags})
 
 
@@ -113,10 +131,12 @@ def active_claims(matches: Matches, *roles: str) -> list[HousingBenefitClaim] | 
     if not found:
         return no_record(WHAT)
     active = [claim for _, claim in found if claim.status == "ACTIVE"]
-    if not active:
-        claim = found[0][1]
-        return unchanged(f"Claim already ended from {claim.ended_from}", claim)
-    return active
+    return active or ended_already(found[0][1])
+
+
+def ended_already(claim: HousingBenefitClaim) -> Decision:
+    """The decision when the claims an event is for have ended."""
+    return unchanged(f"Claim already ended from {claim.ended_from}", claim)
 
 
 def active_claim(matches: Matches, *roles: str) -> HousingBenefitClaim | Decision:
@@ -133,6 +153,11 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
         return claim
     from_day = day_after(facts.date_of_death)
     died = entries_of(claim.household(), facts.deceased)  # 0: the claimant, then the partner
+    deaths = (
+        *claim.died,
+        *(Died(person=claim.household()[i], on=facts.date_of_death) for i in sorted(died)),
+    )
+    claim = claim.model_copy(update={"died": deaths})
     if 0 in died:
         elsewhere = not claim.address.same_place(facts.usual_address)
         flags = (
@@ -163,15 +188,20 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
 
 def on_birth(event: LifeEvent[Any], matches: Matches) -> Decision:
     """Add the child to a parent's claim and reassess it: the claim at the child's address, if
-    one is (parents living apart may each hold one), else the first found."""
+    one is (parents living apart may each hold one), else the first found; a claim ended by
+    its claimant's death since the birth (read first) too."""
     facts: BirthFacts = event.facts
-    claims = active_claims(matches, "parent1", "parent2", "child")
-    if isinstance(claims, Decision):
-        return claims
+    born = facts.child.date_of_birth
+    found = [c for _, c in matched(matches, HousingBenefitClaim, "parent1", "parent2", "child")]
+    if not found:
+        return no_record(WHAT)
+    # a claim its claimant's death ended since the birth (read first) was the child's then
+    claims = [c for c in found if c.status == "ACTIVE" or died_since([c.died], c.claimant, born)]
+    if not claims:
+        return ended_already(found[0])
     claim = min(claims, key=lambda c: not c.address.same_place(facts.address))
     if any(c.same_as(facts.child) for c in claim.children):  # by given names too: twins
         return unchanged("Child already on the claim", claim)
-    born = facts.child.date_of_birth
     changed = claim.reassessed(born, children=(*claim.children, facts.child))
     actions = (f"Child added to the household of claim {claim.record_id}; reassessed from {born}",)
     return Decision(Outcome.APPLIED, actions, (changed,), claim.record_id)
@@ -179,11 +209,16 @@ def on_birth(event: LifeEvent[Any], matches: Matches) -> Decision:
 
 def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
     """Add the new partner to the claim and reassess it as a couple's; a claim the partner held
-    ends (one claim for the couple: the one at their home, else the first found)."""
+    ends (one claim for the couple: the one at their home, else the first found). A party's
+    death on another topic may be read first: a claim it ended is the couple's still."""
     facts: MarriageFacts = event.facts
-    claims = active_claims(matches, "party1", "party2")
-    if isinstance(claims, Decision):
-        return claims
+    day = facts.married_on
+    found = [c for _, c in matched(matches, HousingBenefitClaim, "party1", "party2")]
+    if not found:
+        return no_record(WHAT)
+    claims = [c for c in found if c.status == "ACTIVE" or died_since([c.died], c.claimant, day)]
+    if not claims:
+        return ended_already(found[0])
     keys = facts.people()
     held = [  # (claim, the party holding it as claimant), the couple's home's first
         (c, role)
@@ -196,31 +231,61 @@ def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
             "Neither party is the claimant; the household is reviewed separately", claims[0]
         )
     claim, claimant_role = held[0]
-    day = facts.married_on
     named = facts.parties[int(claimant_role[-1]) - 1].family_name_after
     claimant = claim.claimant  # as the claim knows them (a NINO the event may not give)
     if named is not None:
         claimant = claimant.model_copy(update={"family_name": named})
     other = facts.parties[2 - int(claimant_role[-1])]
+    names = (other.person, other.after())
     changed: list[HousingBenefitClaim] = []
     actions: list[str] = []
-    if not claim.partner or not any(
-        is_person(claim.partner, p.key(None)) for p in (other.person, other.after())
-    ):
-        changed.append(claim.reassessed(day, partner=other.after(), claimant=claimant))
-        actions.append(
-            f"Partner added to claim {claim.record_id}; reassessed as a couple from {day}"
-        )
+    on_it = any(claim.partner and is_person(claim.partner, p.key(None)) for p in names)
+    if not on_it and not any(died_on(claim.died, p) for p in names):  # (or was, and died)
+        deaths = [c.died for c in found]
+        died = next((on for p in names if (on := died_since(deaths, p, day))), None)
+        couple, said = _joined(claim, claimant, other, day, died)
+        changed.append(couple)
+        actions += said
     for own, role in held[1:]:  # the partner's own claim: the couple's claim is the other
-        if role != claimant_role:
-            changed.append(own.model_copy(update={"status": "ENDED", "ended_from": day}))
-            actions.append(
-                f"{WHAT} {own.record_id} ended from {day}: its claimant is the partner on "
-                f"claim {claim.record_id}"
-            )
+        if role == claimant_role:
+            continue
+        # ended by its claimant's death (read first): ended by the union, before it
+        flags = tuple(f for f in own.flags if f not in (END_TO_CONFIRM, PARTNER_TO_CLAIM))
+        changed.append(
+            own.model_copy(update={"status": "ENDED", "ended_from": day, "flags": flags})
+        )
+        actions.append(
+            f"{WHAT} {own.record_id} ended from {day}: its claimant is the partner on "
+            f"claim {claim.record_id}"
+        )
     if not changed:
         return unchanged("Partner already on the claim", claim)
     return Decision(Outcome.APPLIED, tuple(actions), tuple(changed), claim.record_id)
+
+
+def _joined(
+    claim: HousingBenefitClaim, claimant: Person, other: Spouse, day: date, died: date | None
+) -> tuple[HousingBenefitClaim, list[str]]:
+    """The couple's claim once the partner joined it on the day of the union, and what changed
+    in words: a claim its claimant's death ended since (read first) is the widow's to be invited
+    from; a partner who died since (read first) joined and left, and is not on it."""
+    if claim.status == "ENDED":
+        couple = claim.reassessed(day, partner=other.after(), claimant=claimant)
+        if PARTNER_TO_CLAIM not in couple.flags:
+            couple = couple.model_copy(update={"flags": (*couple.flags, PARTNER_TO_CLAIM)})
+        return couple, [
+            f"Partner added to claim {claim.record_id}, ended from {claim.ended_from} by the "
+            f"claimant's death; reassessed as a couple from {day}",
+            "Surviving partner flagged to be invited to make a new claim",
+        ]
+    if died is not None:
+        return claim.reassessed(day, claimant=claimant), [
+            f"Partner joined claim {claim.record_id} from {day} and died on {died}; "
+            f"reassessed from {day}"
+        ]
+    return claim.reassessed(day, partner=other.after(), claimant=claimant), [
+        f"Partner added to claim {claim.record_id}; reassessed as a couple from {day}"
+    ]
 
 
 def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:

@@ -6,10 +6,14 @@
   seventh of the weekly rate, the total rounded to the penny in the family's favour:
   consumers/money.py). A surviving spouse or civil partner who also draws State
   Pension is flagged for a bereavement review (inherited entitlement) and recorded as widowed,
-  whether or not the deceased drew it. A pension already stopped is not stopped twice, nor a
-  partner flagged twice: nothing left to do is NOT_APPLICABLE.
+  whether or not the deceased drew it (still married, if a later union of the partner's was
+  read first). A pension already stopped is not stopped twice, nor a partner flagged twice:
+  nothing left to do is NOT_APPLICABLE.
 - Marriage or civil partnership of a pensioner: marital status and partner recorded, and a new
-  family name taken. Already recorded: NOT_APPLICABLE.
+  family name taken. Already recorded: NOT_APPLICABLE. A union on or before the day a
+  pensioner was widowed (the partner's death, on another topic, read first) records the partner
+  and the name, and the pensioner stays widowed; a union before the one recorded (read later)
+  changes nothing: NOT_APPLICABLE.
 - Address change of a pensioner: the address is updated, from the move's day. Already at that
   address, or at one from a later move (moves about one person come on different partitions):
   NOT_APPLICABLE.
@@ -64,6 +68,8 @@ class PensionRecord(Record):
     arrears_pence: int = 0
     marital_status: MaritalStatus
     partner: Person | None = None
+    united_on: date | None = None  # the day of the union recorded (marital status, partner)
+    widowed_on: date | None = None  # the day the partner died, as a death told it
     flags: tuple[str, ...] = ()
 
     def people(self) -> list[PersonKey]:
@@ -100,11 +106,14 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
         actions.append(f"State Pension stopped from {stop_from}")
         actions += describe(settlement, "State Pension")
     if isinstance(partner, PensionRecord) and partner.status == "IN_PAYMENT":
-        widowed = {
+        widowed: dict[str, object] = {
             "marital_status": MaritalStatus.WIDOWED,
             "flags": tuple(dict.fromkeys((*partner.flags, BEREAVEMENT_REVIEW))),
         }
+        if partner.united_on is not None and partner.united_on > facts.date_of_death:
+            del widowed["marital_status"]  # a later union is recorded (read first)
         if any(getattr(partner, k) != v for k, v in widowed.items()):
+            widowed["widowed_on"] = facts.date_of_death
             changed.append(partner.model_copy(update=widowed))
             actions.append(
                 f"Surviving partner's State Pension ({partner.record_id}) "
@@ -120,7 +129,8 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
 
 
 def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
-    """Record the new marital status, partner and family name of each pensioner party."""
+    """Record the new marital status, partner and family name of each pensioner party (one
+    widowed on or after the day of the union stays widowed: the death was read first)."""
     facts: MarriageFacts = event.facts
     found = matched(matches, PensionRecord, "party1", "party2")
     if not found:
@@ -137,12 +147,22 @@ def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
         pensioner = record.pensioner
         if me.family_name_after:
             pensioner = pensioner.model_copy(update={"family_name": me.family_name_after})
-        update = {"marital_status": status, "partner": other, "pensioner": pensioner}
+        if record.united_on is not None and record.united_on > facts.married_on:
+            continue  # a later union is recorded (read first)
+        widowed = record.widowed_on is not None and record.widowed_on >= facts.married_on
+        now = MaritalStatus.WIDOWED if widowed else status
+        update = {
+            "marital_status": now,
+            "partner": other,
+            "pensioner": pensioner,
+            "united_on": facts.married_on,
+        }
         if all(getattr(record, k) == v for k, v in update.items()):
             continue
         changed.append(record.model_copy(update=update))
         words = "married" if status == MaritalStatus.MARRIED else "in a civil partnership"
-        actions.append(f"{record.record_id}: recorded as {words} from {facts.married_on}")
+        since = f", widowed since {record.widowed_on}" if widowed else ""
+        actions.append(f"{record.record_id}: recorded as {words} from {facts.married_on}{since}")
     if not changed:
         return unchanged("Marriage already recorded", found[0][1])
     return Decision(Outcome.APPLIED, tuple(actions), tuple(changed), found[0][1].record_id)

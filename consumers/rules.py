@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, ClassVar, TypeVar
@@ -76,6 +76,31 @@ def is_person(person: Person, key: PersonKey) -> bool:
     if person.nino and key.nino:
         return person.nino == key.nino
     return name_key(person.family_name) == key.surname and person.date_of_birth == key.date_of_birth
+
+
+class Died(Frozen):
+    """One of a record's people who died, and the day: kept, so that an event of theirs dated
+    before the death and read after it (on another topic) does not bring them back."""
+
+    person: Person
+    on: date
+
+
+def died_on(died: Sequence[Died], person: Person) -> date | None:
+    """The day this person died, if they are one of these (by NINO, else names and date of
+    birth: a twin is not their twin)."""
+    key, given = person.key(None), name_key(person.given_names or "")
+    for d in died:
+        if is_person(d.person, key) and (
+            bool(d.person.nino and key.nino) or name_key(d.person.given_names or "") == given
+        ):
+            return d.on
+    return None
+
+
+def died_since(died: Iterable[Sequence[Died]], person: Person, day: date) -> date | None:
+    """The day this person died on or after `day`, as any of these records' deaths tell it."""
+    return min((on for d in died if (on := died_on(d, person)) and on >= day), default=None)
 
 
 def entries_of(people: Sequence[Person], person: Person) -> set[int]:

@@ -1,0 +1,342 @@
+"""Two events about the same people travel on different topics (a death and a marriage, a
+death and a birth): a service may read them in either order, and must end up the same."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumers import housing_benefit
+from consumers.applier import ServiceHandler
+from consumers.council_tax import CouncilTaxAccount
+from consumers.housing_benefit import HousingBenefitClaim
+from consumers.seed import ARTHUR, HOME, MARGARET
+from tellusonce.events import Address, EventType, MaritalStatus, Outcome, Person
+from tests.factories import NEW_HOME, event
+from tests.handlers import handler
+from tests.messages import NOWHERE
+from tests.unit.test_matrix_rules import AWAY, wedding
+
+RUTH = {
+    "given_names": "Ruth",
+    "family_name": "Ellis",
+    "date_of_birth": "1952-03-03",
+    "nino": "JT222222C",
+}
+
+
+def wed(first: Person, second: Person, home: Address, on: str, before: Address = HOME) -> Any:
+    """A marriage of two people who lived at `before` (the first) and at `home`, their home
+    after it."""
+    return event(
+        EventType.MARRIAGE,
+        married_on=on,
+        registered_at=f"{on}T12:00:00Z",
+        parties=[
+            {
+                "person": first.model_dump(mode="json"),
+                "address_before": before.model_dump(mode="json"),
+            },
+            {
+                "person": second.model_dump(mode="json"),
+                "address_before": home.model_dump(mode="json"),
+            },
+        ],
+        address_after=home.model_dump(mode="json"),
+    )
+
+
+def death(of: Person, at: Address, on: str, survivor: Person | None = None) -> Any:
+    """A death at a usual address, with the surviving partner if any."""
+    return event(
+        EventType.DEATH,
+        deceased=of.model_dump(mode="json"),
+        usual_address=at.model_dump(mode="json"),
+        marital_status="MARRIED" if survivor else "SINGLE",
+        date_of_death=on,
+        registered_at=f"{on}T18:00:00Z",
+        surviving_partner=survivor.model_dump(mode="json") if survivor else None,
+        informant={"name": "A Relative", "relationship": "Relative"},
+    )
+
+
+def ruths_death(died: str) -> Any:
+    """Ruth dies, Margaret's civil partner (`wedding`: their union of 2023-09-09)."""
+    return event(
+        EventType.DEATH,
+        deceased=RUTH,
+        usual_address=AWAY.model_dump(mode="json"),
+        marital_status="CIVIL_PARTNERSHIP",
+        date_of_death=died,
+        surviving_partner=MARGARET.model_dump(mode="json"),
+        informant={"name": "Margaret Thompson", "relationship": "Civil partner"},
+    )
+
+
+@pytest.mark.parametrize("death_first", [False, True])
+def test_a_pensioner_widowed_soon_after_a_union_stays_widowed_whichever_is_read_first(
+    tmp_path: Path, death_first: bool
+) -> None:
+    """Margaret and Ruth's civil partnership (2023-09-09), Ruth's death in January: read
+    first, the death recorded Margaret as widowed and the union then set her back to a civil
+    partnership, her bereavement review still flagged."""
+    h = handler(tmp_path, "pensions")
+    union, died = wedding(), ruths_death("2024-01-10")
+    for e in (died, union) if death_first else (union, died):
+        assert h.handle(e, NOWHERE) == "applied"
+    hers = next(r for r in h.store.records() if r.record_id == "SP-100002")
+    assert (hers.marital_status, hers.partner.given_names, hers.flags) == (
+        MaritalStatus.WIDOWED,
+        "Ruth",
+        ("BEREAVEMENT_REVIEW",),
+    )
+    assert hers.widowed_on == date(2024, 1, 10)
+
+
+def test_a_union_read_after_a_later_one_changes_nothing(tmp_path: Path) -> None:
+    """Widowed by Ruth's death, Margaret marries again in 2025; the 2023 union, read last, set
+    her partner back to Ruth and her status to a civil partnership."""
+    from consumers import pensions
+
+    h = handler(tmp_path, "pensions")
+    again = wedding()
+    later = again.facts.model_copy(update={"married_on": date(2025, 5, 1), "kind": "MARRIAGE"})
+    h.handle(ruths_death("2024-01-10"), NOWHERE)
+    h.handle(again.model_copy(update={"facts": later}), NOWHERE)
+    hers = next(r for r in h.store.records() if r.record_id == "SP-100002")
+    assert (hers.marital_status, hers.united_on) == (MaritalStatus.MARRIED, date(2025, 5, 1))
+    decision = pensions.on_marriage(wedding(), {"party1": hers})
+    assert (decision.outcome, decision.changed) == (Outcome.NOT_APPLICABLE, ())
+
+
+def claims(tmp_path: Path, *held: HousingBenefitClaim) -> ServiceHandler:
+    """Housing Benefit's handler on a store of these claims alone."""
+    h = handler(tmp_path, "housing_benefit", seeded=False)
+    with h.store.transaction() as tx:
+        for claim in held:
+            tx.put(claim)
+    return h
+
+
+def state(h: ServiceHandler, record_id: str) -> tuple[Any, ...]:
+    c = next(r for r in h.store.records() if r.record_id == record_id)
+    partner = c.partner.given_names if c.partner else None
+    return (c.status, c.ended_from, partner, c.reassess_from, c.flags)
+
+
+MARGARETS = HousingBenefitClaim(
+    record_id="HB-M", claimant=MARGARET, address=HOME, weekly_award_pence=7_000
+)
+RUTHS = HousingBenefitClaim(
+    record_id="HB-R", claimant=Person(**RUTH), address=AWAY, weekly_award_pence=8_000
+)
+
+
+@pytest.mark.parametrize("death_first", [False, True])
+def test_a_claimant_dying_soon_after_a_union_leaves_the_widow_invited_to_claim(
+    tmp_path: Path, death_first: bool
+) -> None:
+    """Ruth and Margaret each claim; their civil partnership makes Ruth's claim (at their
+    home) the couple's, and Ruth dies in January. Read first, her death ended her claim with
+    nobody to invite, and the union then found no claim of Ruth's: Margaret was not invited to
+    claim, and her own claim went on as a single person's."""
+    h = claims(tmp_path, MARGARETS, RUTHS)
+    union, died = wedding(home=AWAY), ruths_death("2024-01-10")
+    for e in (died, union) if death_first else (union, died):
+        assert h.handle(e, NOWHERE) == "applied"
+    assert state(h, "HB-R") == (
+        "ENDED",
+        date(2024, 1, 11),
+        "Margaret",
+        date(2023, 9, 9),
+        (housing_benefit.REASSESS, housing_benefit.PARTNER_TO_CLAIM),
+    )
+    assert state(h, "HB-M") == ("ENDED", date(2023, 9, 9), None, None, ())
+
+
+@pytest.mark.parametrize("death_first", [False, True])
+def test_a_partner_joining_a_claim_and_dying_soon_after_is_not_added_after_the_death(
+    tmp_path: Path, death_first: bool
+) -> None:
+    """The union makes Margaret's claim (at their home) the couple's; Ruth dies in January.
+    Read first, her death ended her own claim from the day after it, and the union then added
+    her, dead, to Margaret's claim as its partner."""
+    h = claims(tmp_path, MARGARETS, RUTHS)
+    union, died = wedding(home=HOME), ruths_death("2024-01-10")
+    for e in (died, union) if death_first else (union, died):
+        assert h.handle(e, NOWHERE) == "applied"
+    assert state(h, "HB-M") == (
+        "ACTIVE",
+        None,
+        None,
+        date(2023, 9, 9),
+        (housing_benefit.REASSESS,),
+    )
+    assert state(h, "HB-R") == ("ENDED", date(2023, 9, 9), None, None, ())
+
+
+@pytest.mark.parametrize("death_first", [False, True])
+def test_a_partner_on_the_claim_who_died_soon_after_marrying_its_claimant_stays_off_it(
+    tmp_path: Path, death_first: bool
+) -> None:
+    """Margaret, Arthur's partner on his claim, marries him in January and dies in March. Read
+    first, her death took her off the claim, and the marriage then put her back on it."""
+    h = handler(tmp_path, "housing_benefit")
+    union = wed(ARTHUR, MARGARET, HOME, "2026-01-10")
+    died = event(
+        EventType.DEATH,
+        deceased=MARGARET.model_dump(mode="json"),
+        surviving_partner=ARTHUR.model_dump(mode="json"),
+        informant={"name": "Arthur Thompson", "relationship": "Widower"},
+    )
+    outcomes = [h.handle(e, NOWHERE) for e in ((died, union) if death_first else (union, died))]
+    assert sorted(outcomes) == ["applied", "not_applicable"]
+    assert state(h, "HB-500001") == (
+        "ACTIVE",
+        None,
+        None,
+        date(2026, 3, 12),
+        (housing_benefit.REASSESS,),
+    )
+
+
+@pytest.mark.parametrize("death_first", [False, True])
+def test_a_death_long_before_a_remarriage_read_after_it_leaves_the_pensioner_married(
+    tmp_path: Path, death_first: bool
+) -> None:
+    """Ruth dies in 2024; Margaret marries again in 2025. Read last, the death set her back
+    to widowed."""
+    h = handler(tmp_path, "pensions")
+    died, again = ruths_death("2024-01-10"), wed(MARGARET, Person(**FRANK), HOME, "2025-05-01")
+    for e in (died, again) if death_first else (again, died):
+        assert h.handle(e, NOWHERE) == "applied"
+    hers = next(r for r in h.store.records() if r.record_id == "SP-100002")
+    assert (hers.marital_status, hers.partner.given_names, hers.flags) == (
+        MaritalStatus.MARRIED,
+        "Frank",
+        ("BEREAVEMENT_REVIEW",),
+    )
+
+
+FRANK = {
+    "given_names": "Frank",
+    "family_name": "Hale",
+    "date_of_birth": "1950-07-07",
+    "nino": "JT333333D",
+}
+OAK = Address(lines=("3 Oak Street", "Leeds"), postcode="LS8 1AA")
+BIRCH = Address(lines=("9 Birch Lane", "Leeds"), postcode="LS9 2BB")
+
+
+def accounts(tmp_path: Path, *held: CouncilTaxAccount) -> ServiceHandler:
+    """Council Tax's handler on its demo store and these accounts."""
+    h = handler(tmp_path, "council_tax")
+    with h.store.transaction() as tx:
+        for account in held:
+            tx.put(account)
+    return h
+
+
+def account(h: ServiceHandler, record_id: str) -> tuple[Any, ...]:
+    a = next(r for r in h.store.records() if r.record_id == record_id)
+    return (
+        a.status,
+        a.closed_from,
+        sorted(p.given_names for p in a.residents),
+        a.discount,
+        a.discount_from,
+    )
+
+
+@pytest.mark.parametrize("death_first", [False, True])
+def test_a_resident_dying_soon_after_a_union_is_not_put_back_on_the_account(
+    tmp_path: Path, death_first: bool
+) -> None:
+    """Ruth joins Frank at Oak Street on their marriage; he dies six weeks later. Read first,
+    his death left the account empty (Class F), and the union then put him back on it, with
+    Ruth, at no discount: she paid the full charge, alone, for ever."""
+    frank, ruth = Person(**FRANK), Person(**RUTH)
+    h = accounts(
+        tmp_path,
+        CouncilTaxAccount(
+            record_id="CT-OAK",
+            property=OAK,
+            residents=(frank,),
+            annual_charge_pence=150_000,
+            discount="SINGLE_PERSON",
+        ),
+        CouncilTaxAccount(
+            record_id="CT-BIRCH",
+            property=BIRCH,
+            residents=(ruth,),
+            annual_charge_pence=140_000,
+            discount="SINGLE_PERSON",
+        ),
+    )
+    union = wed(ruth, frank, OAK, "2026-05-04", before=BIRCH)
+    died = death(frank, OAK, "2026-06-15", survivor=ruth)
+    for e in (died, union) if death_first else (union, died):
+        assert h.handle(e, NOWHERE) == "applied"
+    assert account(h, "CT-OAK") == ("OPEN", None, ["Ruth"], "SINGLE_PERSON", date(2026, 6, 16))
+    assert account(h, "CT-BIRCH") == ("CLOSED", date(2026, 5, 4), ["Ruth"], "SINGLE_PERSON", None)
+
+
+@pytest.mark.parametrize("death_first", [False, True])
+def test_a_couple_moving_then_one_dying_opens_the_new_account_for_both_then_one(
+    tmp_path: Path, death_first: bool
+) -> None:
+    """Arthur and Margaret move to New Road in May; he dies there in July. Read first, his
+    death (at an address with no account yet) took him off the Elm Road account, and the move
+    then opened the New Road account with him on it, at no discount."""
+    h = accounts(tmp_path)
+    moved = event(
+        EventType.ADDRESS_CHANGE,
+        people_moving=[p.model_dump(mode="json") for p in (ARTHUR, MARGARET)],
+        old_address=HOME.model_dump(mode="json"),
+        new_address=NEW_HOME.model_dump(mode="json"),
+        effective_on="2026-05-04",
+        registered_at="2026-05-04T12:00:00Z",
+    )
+    died = death(ARTHUR, NEW_HOME, "2026-07-03", survivor=MARGARET)
+    for e in (died, moved) if death_first else (moved, died):
+        assert h.handle(e, NOWHERE) == "applied"
+    (new,) = (r.record_id for r in h.store.records() if r.record_id.startswith("CT-N"))
+    assert account(h, new) == ("OPEN", None, ["Margaret"], "SINGLE_PERSON", date(2026, 7, 4))
+    assert account(h, "CT-300001")[:2] == ("CLOSED", date(2026, 5, 4))
+
+
+@pytest.mark.parametrize("death_first", [False, True])
+def test_a_child_born_weeks_before_the_claimants_death_is_on_the_claim_it_ended(
+    tmp_path: Path, death_first: bool
+) -> None:
+    """Siân is born in June; her father, the claimant, dies four weeks later. Read first, his
+    death ended the claim, and the birth then found it ended: the child was never on it, and
+    the claim not reassessed for her weeks."""
+    born = event(EventType.BIRTH)
+    rhys, nia = born.facts.parents
+    h = claims(
+        tmp_path,
+        HousingBenefitClaim(
+            record_id="HB-E",
+            claimant=rhys,
+            partner=nia,
+            address=born.facts.address,
+            weekly_award_pence=9_000,
+        ),
+    )
+    died = death(rhys, born.facts.address, "2024-06-30", survivor=nia)
+    for e in (died, born) if death_first else (born, died):
+        assert h.handle(e, NOWHERE) == "applied"
+    claim = next(r for r in h.store.records() if r.record_id == "HB-E")
+    assert (claim.status, claim.ended_from, [c.given_names for c in claim.children]) == (
+        "ENDED",
+        date(2024, 7, 1),
+        ["Siân Elin"],
+    )
+    assert (claim.reassess_from, set(claim.flags)) == (
+        date(2024, 6, 2),
+        {housing_benefit.REASSESS, housing_benefit.PARTNER_TO_CLAIM},
+    )
