@@ -235,7 +235,7 @@ def _dying(account: CouncilTaxAccount, died: Sequence[Died]) -> tuple[CouncilTax
     return account, words
 
 
-def _died_since(
+def _deaths_since(
     accounts: Sequence[CouncilTaxAccount], people: Sequence[Person], day: date
 ) -> list[Died]:
     """Those of these people who died on or after `day`, as the accounts tell it: their
@@ -261,7 +261,7 @@ def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
     residents = home.residents
     for party, spouse in zip(parties, facts.parties, strict=True):
         residents = (*without(residents, party), spouse.after())
-    died = _died_since([home, *(a for _, a in found)], [s.after() for s in facts.parties], day)
+    died = _deaths_since([home, *(a for _, a in found)], [s.after() for s in facts.parties], day)
     changed: list[Record] = []
     actions: list[str] = []
     if set(residents) != set(home.residents) or died:
@@ -293,15 +293,21 @@ def _leaving(
 ) -> tuple[CouncilTaxAccount, list[str]] | None:
     """The account once these people left it on a day (closed if nobody is left), and what
     changed in words; None if none of them is on it."""
+    died = _deaths_since([account], people, day)
+    if died:  # they left before dying (the death read first): not its death, nor its discount
+        back = (*account.residents, *(d.person for d in died))
+        account = account.model_copy(
+            update={
+                "residents": back,
+                "discount": discount_for(adults(back, day)),
+                "died": tuple(d for d in account.died if died_on(died, d.person) is None),
+            }
+        )
     remaining = without(account.residents, *people)
-    died = _died_since([account], people, day)  # left before dying (the death read first)
-    if remaining == account.residents and not died:
+    if remaining == account.residents:
         return None
     if not remaining:
-        history = (*account.residents, *(d.person for d in died))
-        closed = account.model_copy(
-            update={"status": "CLOSED", "closed_from": day, "residents": history}
-        )
+        closed = account.model_copy(update={"status": "CLOSED", "closed_from": day})
         return closed, [f"Account {account.record_id} closed from {day}: nobody left"]
     updated, words = with_residents(account, remaining, day)
     return updated, [f"Residency at {account.record_id} ended from {day}", *words]
@@ -331,7 +337,7 @@ def on_address_change(event: LifeEvent[Any], matches: Matches) -> Decision:
         arrived = _joining(there, movers, day)
     elif in_area(facts.new_address) and movers:
         arrived = _opening(event, movers, day)
-    died = _died_since([*found, *([there] if there else [])], movers, day)
+    died = _deaths_since([*found, *([there] if there else [])], movers, day)
     if arrived is not None and died:  # a mover's death read first: arrived, and left on dying
         dying = _dying(arrived[0], died)
         arrived = dying[0], [*arrived[1], *dying[1]]

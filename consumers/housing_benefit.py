@@ -114,29 +114,30 @@ class HousingBenefitClaim(Record):
         return f"claim active for the claimant{partner} and {children}"
 
     def reassessed(self, from_day: date, **changes: Any) -> HousingBenefitClaim:
-        """This claim with a household change, flagged for reassessment from a date (from the
-        earlier day, if one is due already: a partner joining, then dying, changed both)."""
-        if REASSESS in self.flags:
-            flags, due = self.flags, self.reassess_from
-            from_day = from_day if due is None else min(due, from_day)
-        else:
-            flags = (*self.flags, REASSESS)
+        """This claim with a household change, flagged for reassessment from a date."""
+        flags = self.flags if REASSESS in self.flags else (*self.flags, REASSESS)
         return self.model_copy(update={**changes, "reassess_from": from_day, "flags": flags})
 
 
-def active_claims(matches: Matches, *roles: str) -> list[HousingBenefitClaim] | Decision:
+def active_claims(
+    matches: Matches, *roles: str, as_of: date | None = None
+) -> list[HousingBenefitClaim] | Decision:
     """The active claims matched by these roles (any role's: one party's claim may have ended
-    while the other's goes on), or the decision when there is none."""
+    while the other's goes on), and, as of an event's day, those its claimant's death ended
+    since (read first: active on that day); or the decision when there is none."""
     found = matched(matches, HousingBenefitClaim, *roles)
     if not found:
         return no_record(WHAT)
-    active = [claim for _, claim in found if claim.status == "ACTIVE"]
-    return active or ended_already(found[0][1])
-
-
-def ended_already(claim: HousingBenefitClaim) -> Decision:
-    """The decision when the claims an event is for have ended."""
-    return unchanged(f"Claim already ended from {claim.ended_from}", claim)
+    active = [
+        claim
+        for _, claim in found
+        if claim.status == "ACTIVE"
+        or (as_of is not None and died_since([claim.died], claim.claimant, as_of))
+    ]
+    if not active:
+        claim = found[0][1]
+        return unchanged(f"Claim already ended from {claim.ended_from}", claim)
+    return active
 
 
 def active_claim(matches: Matches, *roles: str) -> HousingBenefitClaim | Decision:
@@ -192,13 +193,9 @@ def on_birth(event: LifeEvent[Any], matches: Matches) -> Decision:
     its claimant's death since the birth (read first) too."""
     facts: BirthFacts = event.facts
     born = facts.child.date_of_birth
-    found = [c for _, c in matched(matches, HousingBenefitClaim, "parent1", "parent2", "child")]
-    if not found:
-        return no_record(WHAT)
-    # a claim its claimant's death ended since the birth (read first) was the child's then
-    claims = [c for c in found if c.status == "ACTIVE" or died_since([c.died], c.claimant, born)]
-    if not claims:
-        return ended_already(found[0])
+    claims = active_claims(matches, "parent1", "parent2", "child", as_of=born)
+    if isinstance(claims, Decision):
+        return claims
     claim = min(claims, key=lambda c: not c.address.same_place(facts.address))
     if any(c.same_as(facts.child) for c in claim.children):  # by given names too: twins
         return unchanged("Child already on the claim", claim)
@@ -213,12 +210,9 @@ def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
     death on another topic may be read first: a claim it ended is the couple's still."""
     facts: MarriageFacts = event.facts
     day = facts.married_on
-    found = [c for _, c in matched(matches, HousingBenefitClaim, "party1", "party2")]
-    if not found:
-        return no_record(WHAT)
-    claims = [c for c in found if c.status == "ACTIVE" or died_since([c.died], c.claimant, day)]
-    if not claims:
-        return ended_already(found[0])
+    claims = active_claims(matches, "party1", "party2", as_of=day)
+    if isinstance(claims, Decision):
+        return claims
     keys = facts.people()
     held = [  # (claim, the party holding it as claimant), the couple's home's first
         (c, role)
@@ -241,7 +235,7 @@ def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
     actions: list[str] = []
     on_it = any(claim.partner and is_person(claim.partner, p.key(None)) for p in names)
     if not on_it and not any(died_on(claim.died, p) for p in names):  # (or was, and died)
-        deaths = [c.died for c in found]
+        deaths = [c.died for c in claims]
         died = next((on for p in names if (on := died_since(deaths, p, day))), None)
         couple, said = _joined(claim, claimant, other, day, died)
         changed.append(couple)
@@ -278,10 +272,11 @@ def _joined(
             f"claimant's death; reassessed as a couple from {day}",
             "Surviving partner flagged to be invited to make a new claim",
         ]
-    if died is not None:
-        return claim.reassessed(day, claimant=claimant), [
+    if died is not None:  # reassessed from the death, as the death read after would have
+        since = day_after(died)
+        return claim.reassessed(since, claimant=claimant), [
             f"Partner joined claim {claim.record_id} from {day} and died on {died}; "
-            f"reassessed from {day}"
+            f"reassessed from {since}"
         ]
     return claim.reassessed(day, partner=other.after(), claimant=claimant), [
         f"Partner added to claim {claim.record_id}; reassessed as a couple from {day}"

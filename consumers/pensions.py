@@ -106,14 +106,13 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
         actions.append(f"State Pension stopped from {stop_from}")
         actions += describe(settlement, "State Pension")
     if isinstance(partner, PensionRecord) and partner.status == "IN_PAYMENT":
-        widowed: dict[str, object] = {
-            "marital_status": MaritalStatus.WIDOWED,
+        remarried = partner.united_on is not None and partner.united_on > facts.date_of_death
+        widowed = {  # (still married: a later union is recorded, read first)
+            "marital_status": partner.marital_status if remarried else MaritalStatus.WIDOWED,
             "flags": tuple(dict.fromkeys((*partner.flags, BEREAVEMENT_REVIEW))),
+            "widowed_on": max(partner.widowed_on or date.min, facts.date_of_death),
         }
-        if partner.united_on is not None and partner.united_on > facts.date_of_death:
-            del widowed["marital_status"]  # a later union is recorded (read first)
         if any(getattr(partner, k) != v for k, v in widowed.items()):
-            widowed["widowed_on"] = facts.date_of_death
             changed.append(partner.model_copy(update=widowed))
             actions.append(
                 f"Surviving partner's State Pension ({partner.record_id}) "

@@ -87,15 +87,20 @@ class Died(Frozen):
 
 
 def died_on(died: Sequence[Died], person: Person) -> date | None:
-    """The day this person died, if they are one of these (by NINO, else names and date of
-    birth: a twin is not their twin)."""
-    key, given = person.key(None), name_key(person.given_names or "")
+    """The day this person died, if they are one of these: by NINO, else by surname, date of
+    birth and first given name (a twin is not their twin; "Frank Edward" is "Frank")."""
+    key, first = person.key(None), _first_given(person)
     for d in died:
         if is_person(d.person, key) and (
-            bool(d.person.nino and key.nino) or name_key(d.person.given_names or "") == given
+            bool(d.person.nino and key.nino) or _first_given(d.person) == first
         ):
             return d.on
     return None
+
+
+def _first_given(person: Person) -> str:
+    words = (person.given_names or "").split()
+    return name_key(words[0]) if words else ""
 
 
 def died_since(died: Iterable[Sequence[Died]], person: Person, day: date) -> date | None:

@@ -3,6 +3,7 @@ death and a birth): a service may read them in either order, and must end up the
 
 from __future__ import annotations
 
+import itertools
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ RUTH = {
     "date_of_birth": "1952-03-03",
     "nino": "JT222222C",
 }
+
+
+ENTRIES = itertools.count(5_000)  # each death its own registration (its own event id)
 
 
 def wed(first: Person, second: Person, home: Address, on: str, before: Address = HOME) -> Any:
@@ -58,6 +62,7 @@ def death(of: Person, at: Address, on: str, survivor: Person | None = None) -> A
         marital_status="MARRIED" if survivor else "SINGLE",
         date_of_death=on,
         registered_at=f"{on}T18:00:00Z",
+        registration={"district": "Leeds", "entry_number": next(ENTRIES), "office": "L"},
         surviving_partner=survivor.model_dump(mode="json") if survivor else None,
         informant={"name": "A Relative", "relationship": "Relative"},
     )
@@ -172,7 +177,7 @@ def test_a_partner_joining_a_claim_and_dying_soon_after_is_not_added_after_the_d
         "ACTIVE",
         None,
         None,
-        date(2023, 9, 9),
+        date(2024, 1, 11),
         (housing_benefit.REASSESS,),
     )
     assert state(h, "HB-R") == ("ENDED", date(2023, 9, 9), None, None, ())
@@ -340,3 +345,68 @@ def test_a_child_born_weeks_before_the_claimants_death_is_on_the_claim_it_ended(
         date(2024, 6, 2),
         {housing_benefit.REASSESS, housing_benefit.PARTNER_TO_CLAIM},
     )
+
+
+@pytest.mark.parametrize("death_first", [False, True])
+def test_a_resident_moving_out_then_dying_leaves_the_other_a_single_person_from_the_move(
+    tmp_path: Path, death_first: bool
+) -> None:
+    """Arthur moves out of Elm Road in May and dies in July; Margaret stays. Read first, his
+    death gave her the single person discount from July, and the move then changed nothing:
+    two months of it lost, and the account still matched him."""
+    h = accounts(tmp_path)
+    moved = event(
+        EventType.ADDRESS_CHANGE,
+        people_moving=[ARTHUR.model_dump(mode="json")],
+        old_address=HOME.model_dump(mode="json"),
+        new_address=NEW_HOME.model_dump(mode="json"),
+        effective_on="2026-05-04",
+        registered_at="2026-05-04T12:00:00Z",
+    )
+    died = death(ARTHUR, NEW_HOME, "2026-07-03")
+    for e in (died, moved) if death_first else (moved, died):
+        assert h.handle(e, NOWHERE) == "applied"
+    assert account(h, "CT-300001") == (
+        "OPEN",
+        None,
+        ["Margaret"],
+        "SINGLE_PERSON",
+        date(2026, 5, 4),
+    )
+    home = next(r for r in h.store.records() if r.record_id == "CT-300001")
+    assert home.died == ()
+
+
+@pytest.mark.parametrize("death_first", [False, True])
+def test_a_widow_widowed_again_soon_after_a_new_union_stays_widowed(
+    tmp_path: Path, death_first: bool
+) -> None:
+    """Margaret, widowed by Ruth's death in 2024, marries Frank in March 2026; he dies in May.
+    Read first, his death changed nothing (she was widowed, her review flagged) and kept the
+    2024 widowing: the union then recorded her as married to him."""
+    h = handler(tmp_path, "pensions")
+    assert h.handle(ruths_death("2024-01-10"), NOWHERE) == "applied"
+    frank = Person(**FRANK)
+    union = wed(MARGARET, frank, HOME, "2026-03-20")
+    died = death(frank, HOME, "2026-05-01", survivor=MARGARET)
+    for e in (died, union) if death_first else (union, died):
+        h.handle(e, NOWHERE)
+    hers = next(r for r in h.store.records() if r.record_id == "SP-100002")
+    assert (hers.marital_status, hers.partner.given_names, hers.widowed_on) == (
+        MaritalStatus.WIDOWED,
+        "Frank",
+        date(2026, 5, 1),
+    )
+
+
+def test_who_died_is_told_by_nino_else_by_surname_birth_and_first_given_name() -> None:
+    """A marriage registration names "Frank Edward" without a NINO; his death named "Frank"
+    with one: he is the man who died. His twin brother is not."""
+    from consumers.rules import Died, died_on
+
+    frank = Person(**FRANK)
+    died = (Died(person=frank, on=date(2026, 6, 15)),)
+    unnumbered = frank.model_copy(update={"nino": None, "given_names": "Frank Edward"})
+    twin = unnumbered.model_copy(update={"given_names": "George"})
+    assert died_on(died, unnumbered) == date(2026, 6, 15)
+    assert died_on(died, twin) is None
