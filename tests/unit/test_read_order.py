@@ -14,6 +14,7 @@ from consumers import housing_benefit
 from consumers.applier import ServiceHandler
 from consumers.council_tax import CouncilTaxAccount
 from consumers.housing_benefit import HousingBenefitClaim
+from consumers.rules import Record
 from consumers.seed import ARTHUR, HOME, MARGARET
 from tellusonce.events import Address, EventType, MaritalStatus, Outcome, Person
 from tests.factories import NEW_HOME, event
@@ -117,13 +118,18 @@ def test_a_union_read_after_a_later_one_changes_nothing(tmp_path: Path) -> None:
     assert (decision.outcome, decision.changed) == (Outcome.NOT_APPLICABLE, ())
 
 
+def holding(tmp_path: Path, service: str, *held: Record, seeded: bool = True) -> ServiceHandler:
+    """A service's handler on a store of these records (and the demo's, if `seeded`)."""
+    h = handler(tmp_path, service, seeded=seeded)
+    with h.store.transaction() as tx:
+        for record in held:
+            tx.put(record)
+    return h
+
+
 def claims(tmp_path: Path, *held: HousingBenefitClaim) -> ServiceHandler:
     """Housing Benefit's handler on a store of these claims alone."""
-    h = handler(tmp_path, "housing_benefit", seeded=False)
-    with h.store.transaction() as tx:
-        for claim in held:
-            tx.put(claim)
-    return h
+    return holding(tmp_path, "housing_benefit", *held, seeded=False)
 
 
 def state(h: ServiceHandler, record_id: str) -> tuple[Any, ...]:
@@ -238,11 +244,7 @@ BIRCH = Address(lines=("9 Birch Lane", "Leeds"), postcode="LS9 2BB")
 
 def accounts(tmp_path: Path, *held: CouncilTaxAccount) -> ServiceHandler:
     """Council Tax's handler on its demo store and these accounts."""
-    h = handler(tmp_path, "council_tax")
-    with h.store.transaction() as tx:
-        for account in held:
-            tx.put(account)
-    return h
+    return holding(tmp_path, "council_tax", *held)
 
 
 def account(h: ServiceHandler, record_id: str) -> tuple[Any, ...]:
