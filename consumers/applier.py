@@ -10,7 +10,7 @@ from consumers.rules import Decision, Matches, Record, Rule, Service
 from consumers.store import AlreadyProcessed, Lookup, Pending, ServiceStore, Transaction
 from tellusonce.codec import CONFIRMATION, Codec, Message
 from tellusonce.errors import PermanentError, RuleRejected
-from tellusonce.events import Action, Envelope, LifeEvent, Outcome
+from tellusonce.events import Action, Envelope, EventType, LifeEvent, Outcome
 from tellusonce.fields import shown
 from tellusonce.headers import EVENT_ID, confirmation_headers, header
 from tellusonce.identity import confirmation_id_text, message_digest
@@ -56,12 +56,58 @@ class ServiceHandler:
                     decision = Decision(Outcome.NOT_APPLICABLE, (why,))
                 elif event.envelope.action != Action.REGISTERED:
                     decision = amend(tx, event, rule)
+                    if event.envelope.event_type == EventType.DEATH:
+                        tx.forget_death(str(event.envelope.supersedes))
+                        self._remember(tx, event, decision)
                 else:
                     decision = _decide(rule, event, _matches(tx, event))
+                    if event.envelope.event_type == EventType.DEATH:
+                        self._remember(tx, event, decision)
+                    else:
+                        decision = self._then_deaths(tx, event, decision)
                 self._commit(tx, event.envelope, decision, message_digest(received.value))
         except AlreadyProcessed:
             return "duplicate"
         return decision.outcome.value.lower()
+
+    def _remember(self, tx: Transaction, event: LifeEvent[Any], decision: Decision) -> None:
+        """Keep a death of someone nobody here has a record of (see _then_deaths)."""
+        if decision.outcome == Outcome.NO_RECORD:
+            key = event.facts.people()["deceased"]
+            message = self.codec.encode(event)
+            tx.remember_death(event.envelope.event_id_text, key, event.facts.date_of_death, message)
+
+    def _then_deaths(self, tx: Transaction, event: LifeEvent[Any], decision: Decision) -> Decision:
+        """The decision on an event with the deaths of its people nobody here had a record of,
+        dated on or after its day, applied again once its changes are made: read before it (on
+        another topic), each death found no record, and this event may put the person on one
+        (a baby's birth on its parent's claim, a partner joining an account on a marriage).
+        What both change is this event's change; its confirmation says so."""
+        rule = self.service.rules.get(EventType.DEATH)
+        if rule is None or not decision.changed:
+            return decision
+        deaths = tx.deaths_since(list(event.facts.people().values()), event.facts.occurred_on())
+        if not deaths:
+            return decision
+        changed = {record.record_id: record for record in decision.changed}
+        actions = list(decision.actions)
+        with tx.trying():
+            for record in decision.changed:
+                tx.put(record)
+            for death in deaths:
+                told = self.codec.decode(death.message)
+                if not isinstance(told, LifeEvent):
+                    continue
+                again = _decide(rule, told, _matches(tx, told))
+                for record in again.changed:
+                    tx.put(record)
+                    changed[record.record_id] = record
+                if again.changed:
+                    said = "; ".join(again.actions)
+                    actions.append(f"Death of {death.died_on}, read before this event: {said}")
+        return Decision(
+            decision.outcome, tuple(actions), tuple(changed.values()), decision.service_reference
+        )
 
     def reject(self, message: Message, error: PermanentError) -> None:
         """Confirm REJECTED for an event this service refused (it is also dead-lettered).

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
 import orjson
@@ -32,6 +32,7 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    union,
     union_all,
     update,
 )
@@ -90,6 +91,21 @@ record_places = Table(
     metadata,
     Column("record_id", String, nullable=False, index=True),
     Column("place", String, nullable=False, index=True),
+)
+# Deaths of people this service had no record of (NO_RECORD), with the message that told them:
+# a marriage, move or birth dated before a death and read after it (another topic) may put the
+# person on a record, and the death is then applied again (consumers/applier.py)
+unmatched_deaths = Table(
+    "unmatched_deaths",
+    metadata,
+    Column("event_id", String, primary_key=True),
+    Column("nino", String, index=True),
+    Column("surname", String, nullable=False),
+    Column("date_of_birth", DAY, nullable=False),
+    Column("given_names", String),  # as matched (name_key)
+    Column("died_on", DAY, nullable=False),
+    Column("message", LargeBinary, nullable=False),
+    Index("ix_unmatched_deaths_details", "surname", "date_of_birth"),
 )
 processed = Table(
     "processed",
@@ -163,6 +179,29 @@ class Pending:
     row_id: int | None = None
 
 
+class UnmatchedDeath(NamedTuple):
+    """A death of someone this service had no record of, as kept: the deceased's matching key
+    and the message that told it."""
+
+    event_id: str
+    nino: str | None
+    surname: str
+    date_of_birth: date
+    given: str | None
+    died_on: date
+    message: bytes
+
+    def of(self, key: PersonKey) -> bool:
+        """Whether the death is of this person: by NINO, else by surname, date of birth and
+        given names (one's the beginning of the other's: "Frank" and "Frank Edward")."""
+        if self.nino and key.nino:
+            return self.nino == key.nino
+        if (self.surname, self.date_of_birth) != (key.surname, key.date_of_birth):
+            return False
+        mine, theirs = self.given or "", key.given or ""
+        return mine.startswith(theirs) or theirs.startswith(mine)
+
+
 class AlreadyProcessed(Exception):
     """Another transaction (or instance) recorded this event first."""
 
@@ -203,6 +242,32 @@ _DELETE_PLACES = Query(
     delete(record_places).where(record_places.c.record_id.in_(bindparam("ids", expanding=True)))
 )
 _INSERT_PLACES = BulkInsert(record_places)
+_DEATHS = select(
+    unmatched_deaths.c.event_id,
+    unmatched_deaths.c.nino,
+    unmatched_deaths.c.surname,
+    unmatched_deaths.c.date_of_birth,
+    unmatched_deaths.c.given_names,
+    unmatched_deaths.c.died_on,
+    unmatched_deaths.c.message,
+)
+_DEATHS_OF = Query(  # by NINO (a family name changed since), and by surname and birth
+    union(
+        _DEATHS.where(unmatched_deaths.c.nino.in_(bindparam("ninos", expanding=True))),
+        _DEATHS.where(
+            unmatched_deaths.c.surname.in_(bindparam("surnames", expanding=True)),
+            tuple_(unmatched_deaths.c.surname, unmatched_deaths.c.date_of_birth).in_(
+                bindparam("details", expanding=True)
+            ),
+        ),
+    )
+)
+_REMEMBER_DEATHS = BulkInsert(unmatched_deaths)
+_FORGET_DEATHS = Query(
+    delete(unmatched_deaths).where(
+        unmatched_deaths.c.event_id.in_(bindparam("ids", expanding=True))
+    )
+)
 # On PostgreSQL a unit whose events name places takes this lock before it reads anything, so
 # that its snapshot is taken once another instance's unit about places committed: at
 # REPEATABLE READ two units that each found no account at a place opened one each (two new
@@ -312,6 +377,12 @@ class Transaction:
         self._changes: list[dict[str, Any]] = []
         self._outbox: list[dict[str, Any]] = []
         self._undo: list[Callable[[], object]] = []
+        # unmatched deaths (UnmatchedDeath) of the NINOs and surnames read, those remembered
+        # here, and the event ids of those forgotten here, kept until flush()
+        self._deaths: dict[str, UnmatchedDeath] = {}
+        self._deaths_read: tuple[set[str], set[tuple[str, date]]] = (set(), set())
+        self._remembered: dict[str, dict[str, Any]] = {}
+        self._forgotten: set[str] = set()
         self.at = datetime.now(UTC)
         """The time of the event under way: its processed row's, its records' and its
         confirmation's (one time, bound as one text)."""
@@ -390,6 +461,72 @@ class Transaction:
                 self._unread[record_id] = data
             people.append((record_id, PersonKey(nino, surname, born, postcode, given)))
         self._people.read(ninos, details, people)
+
+    def look_up_deaths(self, keys: Iterable[PersonKey]) -> None:
+        """Read the unmatched deaths of people (a batch's), in one query: by their NINOs, and
+        by their surnames with dates of birth."""
+        keys = list(keys)
+        ninos = {k.nino for k in keys if k.nino} - self._deaths_read[0]
+        details = {(k.surname, k.date_of_birth) for k in keys} - self._deaths_read[1]
+        if not ninos and not details:
+            return
+        asked = {
+            "ninos": list(ninos) or [""],
+            "surnames": list({surname for surname, _ in details}) or [""],
+            "details": list(details) or [("", date.min)],
+        }
+        for event_id, *death in _DEATHS_OF.rows(self.conn, asked):
+            self._deaths.setdefault(event_id, UnmatchedDeath(event_id, *death))
+        self._deaths_read[0].update(ninos)
+        self._deaths_read[1].update(details)
+
+    def deaths_since(self, keys: Sequence[PersonKey], day: date) -> list[UnmatchedDeath]:
+        """The unmatched deaths of these people on or after a day, earliest first."""
+        self.look_up_deaths(keys)
+        return sorted(
+            (
+                d
+                for d in self._deaths.values()
+                if d.died_on >= day and d.event_id not in self._forgotten
+                if any(d.of(key) for key in keys)
+            ),
+            key=lambda d: (d.died_on, d.event_id),
+        )
+
+    def remember_death(self, event_id: str, key: PersonKey, died_on: date, message: bytes) -> None:
+        """Keep a death nobody here had a record of, to be applied again after an earlier
+        event (read after it) that puts the person on one."""
+        row = {
+            "event_id": event_id,
+            "nino": key.nino,
+            "surname": key.surname,
+            "date_of_birth": key.date_of_birth,
+            "given_names": key.given,
+            "died_on": died_on,
+            "message": message,
+        }
+        death = UnmatchedDeath(event_id, key.nino, key.surname, key.date_of_birth, key.given,
+                               died_on, message)  # fmt: skip
+        self._remembered[event_id] = row
+        self._deaths[event_id] = death
+        self._undo.append(lambda: (self._remembered.pop(event_id), self._deaths.pop(event_id)))
+
+    def forget_death(self, event_id: str) -> None:
+        """No longer keep a death (corrected or cancelled)."""
+        if event_id in self._forgotten:
+            return
+        self._forgotten.add(event_id)
+        self._undo.append(lambda: self._forgotten.discard(event_id))
+
+    @contextmanager
+    def trying(self) -> Iterator[None]:
+        """Changes made inside are seen by what follows inside, and undone at its end: a rule
+        tried on the records another rule's decision would leave."""
+        mark = len(self._undo)
+        try:
+            yield
+        finally:
+            self.rollback_to(mark)
 
     def look_up_places(self, places: Iterable[str]) -> None:
         """Read which records are at these places (a batch's), in one query."""
@@ -635,8 +772,12 @@ class Transaction:
             (_REFUSE, self._new_refusals()),
             (_INSERT_CHANGES, self._changes),
             (_QUEUE, self._outbox),
-        ):
+            (_REMEMBER_DEATHS, [r for r in self._remembered.values()
+                                if r["event_id"] not in self._forgotten]),
+        ):  # fmt: skip
             bulk.execute(self.conn, rows)
+        if self._forgotten:
+            _FORGET_DEATHS.rows(self.conn, {"ids": list(self._forgotten)})
         self._seen.update(self._claims)
         for kept in (
             self._stored,
@@ -647,6 +788,10 @@ class Transaction:
             self._refused,
         ):
             kept.clear()
+        for event_id in self._forgotten:
+            self._deaths.pop(event_id, None)
+        self._remembered.clear()
+        self._forgotten.clear()
         self._changes.clear()
         self._outbox.clear()
         self._undo.clear()
@@ -812,10 +957,11 @@ class ServiceStore:
         `known` may be read before the transaction: an event processed stays processed, and one
         another instance processes meanwhile fails this unit's commit (StoreBusy, retried).
         """
-        places = list(places)
+        places, people = list(places), list(people)
         with self._outbox_transaction(lock_places=bool(places)) as tx:
             tx.look_up_processed(event_ids, known)
             tx.look_up_people(people)
+            tx.look_up_deaths(people)
             if tx.with_places:
                 tx.look_up_places(places)
             self._batch = tx

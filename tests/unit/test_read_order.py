@@ -412,3 +412,78 @@ def test_who_died_is_told_by_nino_else_by_surname_birth_and_first_given_name() -
     twin = unnumbered.model_copy(update={"given_names": "George"})
     assert died_on(died, unnumbered) == date(2026, 6, 15)
     assert died_on(died, twin) is None
+
+
+def evans_claim(born: Any) -> HousingBenefitClaim:
+    """Rhys's claim, Nia his partner, at the address their child is born at."""
+    rhys, nia = born.facts.parents
+    return HousingBenefitClaim(
+        record_id="HB-E", claimant=rhys, partner=nia, address=born.facts.address,
+        weekly_award_pence=9_000,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("death_first", [False, True])
+def test_a_babys_death_read_before_the_birth_takes_the_baby_off_the_claim(
+    tmp_path: Path, death_first: bool
+) -> None:
+    """Siân is born in June and dies five days later. Read first, her death found no record
+    (she was on no claim yet), and the birth then put her on her father's claim for good."""
+    born = event(EventType.BIRTH)
+    h = claims(tmp_path, evans_claim(born))
+    died = death(born.facts.child, born.facts.address, "2024-06-07")
+    for e in (died, born) if death_first else (born, died):
+        h.handle(e, NOWHERE)
+    claim = next(r for r in h.store.records() if r.record_id == "HB-E")
+    assert (claim.children, claim.reassess_from) == ((), date(2024, 6, 8))
+    outcomes = h.store.outcomes()
+    assert outcomes[born.envelope.event_id_text] == "APPLIED"
+
+
+@pytest.mark.parametrize("cancelled", [False, True])
+def test_a_death_nobody_had_a_record_of_is_kept_until_it_is_cancelled(
+    tmp_path: Path, cancelled: bool
+) -> None:
+    """The baby's death, read first, is kept in the store (another instance of the service, or
+    the same after a restart, applies it again after the birth), and forgotten when cancelled
+    (the birth then leaves the child on the claim)."""
+    from producers.submission import cancellation
+    from tellusonce.settings import Settings
+
+    born = event(EventType.BIRTH)
+    h = claims(tmp_path, evans_claim(born))
+    died = death(born.facts.child, born.facts.address, "2024-06-07")
+    assert h.handle(died, NOWHERE) == "no_record"
+    if cancelled:
+        undone = cancellation(died, Settings(), "registered in error")
+        assert h.handle(undone, NOWHERE) == "not_applicable"
+    h = handler(tmp_path, "housing_benefit", seeded=False)  # another instance, the same store
+    assert h.handle(born, NOWHERE) == "applied"
+    claim = next(r for r in h.store.records() if r.record_id == "HB-E")
+    assert [c.given_names for c in claim.children] == (["Siân Elin"] if cancelled else [])
+
+
+@pytest.mark.parametrize("death_first", [False, True])
+def test_a_partner_from_outside_the_area_dying_soon_after_joining_leaves_the_account(
+    tmp_path: Path, death_first: bool
+) -> None:
+    """Ruth, from Cardiff (no account here), joins Frank at Oak Street on their marriage and
+    dies six weeks later. Read first, her death found no account, and the union then put her
+    on his for good: his single person discount gone."""
+    frank, ruth = Person(**FRANK), Person(**RUTH)
+    h = accounts(
+        tmp_path,
+        CouncilTaxAccount(record_id="CT-OAK", property=OAK, residents=(frank,),
+                          annual_charge_pence=150_000, discount="SINGLE_PERSON"),
+    )  # fmt: skip
+    union = wed(frank, ruth, OAK, "2026-05-04", before=OAK)
+    union = union.model_copy(
+        update={"facts": union.facts.model_copy(update={"parties": (
+            union.facts.parties[0],
+            union.facts.parties[1].model_copy(update={"address_before": AWAY}),
+        )})}
+    )  # fmt: skip
+    died = death(ruth, OAK, "2026-06-15", survivor=frank)
+    for e in (died, union) if death_first else (union, died):
+        h.handle(e, NOWHERE)
+    assert account(h, "CT-OAK") == ("OPEN", None, ["Frank"], "SINGLE_PERSON", date(2026, 6, 16))

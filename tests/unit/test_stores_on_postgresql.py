@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import pytest
@@ -277,3 +278,30 @@ def test_two_tracker_instances_recording_an_event_and_its_last_answer_await_noth
             handler.store.close()
     assert done == ["recorded"]
     assert awaiting == 0
+
+
+def test_a_death_read_before_the_birth_is_kept_and_applied_after_it(postgres: Server) -> None:
+    """A baby's death read first (no claim had her: kept, with its message, by NINO-less
+    surname and birth), then her birth in a batch of its own: she is added, then taken off."""
+    from tests.unit.test_read_order import death, evans_claim
+
+    url = postgres.fresh().format(service="housing_benefit")
+    h = ServiceHandler(
+        SERVICES["housing_benefit"],
+        ServiceStore(url, SERVICES["housing_benefit"].record_type),
+        CODEC,
+        Topics(),
+    )
+    born = event(EventType.BIRTH)
+    try:
+        with h.store.transaction() as tx:
+            tx.put(evans_claim(born))
+        died = death(born.facts.child, born.facts.address, "2024-06-07")
+        with h.batch([died]):
+            assert h.handle(died, NOWHERE) == "no_record"
+        with h.batch([born]):
+            assert h.handle(born, NOWHERE) == "applied"
+        (claim,) = h.store.records()
+    finally:
+        h.store.close()
+    assert (claim.children, claim.reassess_from) == ((), date(2024, 6, 8))  # type: ignore[attr-defined]
