@@ -34,6 +34,7 @@ class ServiceHandler:
         self.outcomes: tuple[str, ...] = OUTCOMES
         self._known: Lookup | None = None  # what repeats() read, for the next batch()
         self._places = Transaction.places_of(service.record_type)  # records found at places
+        self._deaths = service.brings_people and EventType.DEATH in service.rules  # kept
 
     def decode(self, data: bytes) -> Message:
         """The whole event: the service matches and applies its facts."""
@@ -56,25 +57,35 @@ class ServiceHandler:
                     decision = Decision(Outcome.NOT_APPLICABLE, (why,))
                 elif event.envelope.action != Action.REGISTERED:
                     decision = amend(tx, event, rule)
-                    if event.envelope.event_type == EventType.DEATH:
+                    if self._deaths and event.envelope.event_type == EventType.DEATH:
                         tx.forget_death(str(event.envelope.supersedes))
-                        self._remember(tx, event, decision)
+                        self._remember(tx, event, decision, received)
                 else:
                     decision = _decide(rule, event, _matches(tx, event))
-                    if event.envelope.event_type == EventType.DEATH:
-                        self._remember(tx, event, decision)
-                    else:
-                        decision = self._then_deaths(tx, event, decision)
+                    if self._deaths:
+                        decision = self._with_deaths(tx, event, decision, received)
                 self._commit(tx, event.envelope, decision, message_digest(received.value))
         except AlreadyProcessed:
             return "duplicate"
         return decision.outcome.value.lower()
 
-    def _remember(self, tx: Transaction, event: LifeEvent[Any], decision: Decision) -> None:
+    def _with_deaths(
+        self, tx: Transaction, event: LifeEvent[Any], decision: Decision, received: Received
+    ) -> Decision:
+        """A death nobody here has a record of is kept; an event before deaths kept, read
+        after them, is followed by them again (_then_deaths)."""
+        if event.envelope.event_type != EventType.DEATH:
+            return self._then_deaths(tx, event, decision)
+        self._remember(tx, event, decision, received)
+        return decision
+
+    def _remember(
+        self, tx: Transaction, event: LifeEvent[Any], decision: Decision, received: Received
+    ) -> None:
         """Keep a death of someone nobody here has a record of (see _then_deaths)."""
         if decision.outcome == Outcome.NO_RECORD:
             key = event.facts.people()["deceased"]
-            message = self.codec.encode(event)
+            message = received.value or self.codec.encode(event)  # (as it came, if it did)
             tx.remember_death(event.envelope.event_id_text, key, event.facts.date_of_death, message)
 
     def _then_deaths(self, tx: Transaction, event: LifeEvent[Any], decision: Decision) -> Decision:
@@ -83,9 +94,9 @@ class ServiceHandler:
         another topic), each death found no record, and this event may put the person on one
         (a baby's birth on its parent's claim, a partner joining an account on a marriage).
         What both change is this event's change; its confirmation says so."""
-        rule = self.service.rules.get(EventType.DEATH)
-        if rule is None or not decision.changed:
+        if not decision.changed:
             return decision
+        rule = self.service.rules[EventType.DEATH]
         deaths = tx.deaths_since(list(event.facts.people().values()), event.facts.occurred_on())
         if not deaths:
             return decision
@@ -208,7 +219,7 @@ class ServiceHandler:
         )
         known, self._known = self._known, None
         ids = [e.envelope.event_id_text for e in events]
-        return self.store.unit(ids, people, known, places)
+        return self.store.unit(ids, people, known, places, deaths=self._deaths)
 
     def outbox(self) -> list[Pending]:
         return self.store.pending()

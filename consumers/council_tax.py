@@ -440,6 +440,7 @@ SERVICE = Service(
     name="council_tax",
     title="Council Tax",
     record_type=CouncilTaxAccount,
+    brings_people=True,
     rules={
         EventType.DEATH: on_death,
         EventType.MARRIAGE: on_marriage,

@@ -366,6 +366,7 @@ SERVICE = Service(
     name="housing_benefit",
     title="Housing Benefit",
     record_type=HousingBenefitClaim,
+    brings_people=True,
     rules={
         EventType.DEATH: on_death,
         EventType.BIRTH: on_birth,

@@ -69,6 +69,10 @@ class Service:
     title: str
     record_type: type[Record]
     rules: Mapping[EventType, Rule] = field(default_factory=dict)
+    # Whether its rules put people on records (a partner joining a claim, a mover an account):
+    # a death of someone it has no record of is then kept, to be applied again after an
+    # earlier event read after it (consumers/applier.py, ServiceHandler._then_deaths)
+    brings_people: bool = False
 
 
 def is_person(person: Person, key: PersonKey) -> bool:

@@ -32,7 +32,6 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
-    union,
     union_all,
     update,
 )
@@ -202,6 +201,12 @@ class UnmatchedDeath(NamedTuple):
         return mine.startswith(theirs) or theirs.startswith(mine)
 
 
+def _death_index(person: PersonKey | UnmatchedDeath) -> list[tuple[object, ...]]:
+    """Where a death is found in memory: by NINO, and by surname and date of birth."""
+    details = ("born", person.surname, person.date_of_birth)
+    return [("nino", person.nino), details] if person.nino else [details]
+
+
 class AlreadyProcessed(Exception):
     """Another transaction (or instance) recorded this event first."""
 
@@ -252,7 +257,7 @@ _DEATHS = select(
     unmatched_deaths.c.message,
 )
 _DEATHS_OF = Query(  # by NINO (a family name changed since), and by surname and birth
-    union(
+    union_all(
         _DEATHS.where(unmatched_deaths.c.nino.in_(bindparam("ninos", expanding=True))),
         _DEATHS.where(
             unmatched_deaths.c.surname.in_(bindparam("surnames", expanding=True)),
@@ -380,6 +385,7 @@ class Transaction:
         # unmatched deaths (UnmatchedDeath) of the NINOs and surnames read, those remembered
         # here, and the event ids of those forgotten here, kept until flush()
         self._deaths: dict[str, UnmatchedDeath] = {}
+        self._death_ids: dict[tuple[object, ...], set[str]] = {}  # by _death_index
         self._deaths_read: tuple[set[str], set[tuple[str, date]]] = (set(), set())
         self._remembered: dict[str, dict[str, Any]] = {}
         self._forgotten: set[str] = set()
@@ -476,22 +482,30 @@ class Transaction:
             "details": list(details) or [("", date.min)],
         }
         for event_id, *death in _DEATHS_OF.rows(self.conn, asked):
-            self._deaths.setdefault(event_id, UnmatchedDeath(event_id, *death))
+            if event_id not in self._deaths:
+                self._know_death(UnmatchedDeath(event_id, *death))
         self._deaths_read[0].update(ninos)
         self._deaths_read[1].update(details)
 
     def deaths_since(self, keys: Sequence[PersonKey], day: date) -> list[UnmatchedDeath]:
         """The unmatched deaths of these people on or after a day, earliest first."""
         self.look_up_deaths(keys)
+        ids = {i for key in keys for k in _death_index(key) for i in self._death_ids.get(k, ())}
+        found = [self._deaths[i] for i in ids - self._forgotten]
         return sorted(
-            (
-                d
-                for d in self._deaths.values()
-                if d.died_on >= day and d.event_id not in self._forgotten
-                if any(d.of(key) for key in keys)
-            ),
+            (d for d in found if d.died_on >= day and any(d.of(key) for key in keys)),
             key=lambda d: (d.died_on, d.event_id),
         )
+
+    def _know_death(self, death: UnmatchedDeath) -> None:
+        self._deaths[death.event_id] = death
+        for k in _death_index(death):
+            self._death_ids.setdefault(k, set()).add(death.event_id)
+
+    def _unknow_death(self, event_id: str) -> None:
+        death = self._deaths.pop(event_id, None)
+        for k in _death_index(death) if death else ():
+            self._death_ids[k].discard(event_id)
 
     def remember_death(self, event_id: str, key: PersonKey, died_on: date, message: bytes) -> None:
         """Keep a death nobody here had a record of, to be applied again after an earlier
@@ -508,8 +522,13 @@ class Transaction:
         death = UnmatchedDeath(event_id, key.nino, key.surname, key.date_of_birth, key.given,
                                died_on, message)  # fmt: skip
         self._remembered[event_id] = row
-        self._deaths[event_id] = death
-        self._undo.append(lambda: (self._remembered.pop(event_id), self._deaths.pop(event_id)))
+        self._know_death(death)
+
+        def undo() -> None:
+            self._remembered.pop(event_id)
+            self._unknow_death(event_id)
+
+        self._undo.append(undo)
 
     def forget_death(self, event_id: str) -> None:
         """No longer keep a death (corrected or cancelled)."""
@@ -789,7 +808,7 @@ class Transaction:
         ):
             kept.clear()
         for event_id in self._forgotten:
-            self._deaths.pop(event_id, None)
+            self._unknow_death(event_id)
         self._remembered.clear()
         self._forgotten.clear()
         self._changes.clear()
@@ -947,6 +966,7 @@ class ServiceStore:
         people: Iterable[PersonKey] = (),
         known: Lookup | None = None,
         places: Iterable[str] = (),
+        deaths: bool = False,
     ) -> Iterator[None]:
         """One transaction around a consumer's whole batch: one commit (and fsync) for many
         events. Which of them were processed before (unless `known` says), and the records of
@@ -961,7 +981,8 @@ class ServiceStore:
         with self._outbox_transaction(lock_places=bool(places)) as tx:
             tx.look_up_processed(event_ids, known)
             tx.look_up_people(people)
-            tx.look_up_deaths(people)
+            if deaths:
+                tx.look_up_deaths(people)
             if tx.with_places:
                 tx.look_up_places(places)
             self._batch = tx
