@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
+from consumers.deaths_read_first import DeathsReadFirst, Then
 from consumers.rules import Decision, Matches, Record, Rule, Service
 from consumers.store import AlreadyProcessed, Lookup, Pending, ServiceStore, Transaction
 from tellusonce.codec import CONFIRMATION, Codec, Message
@@ -34,7 +35,10 @@ class ServiceHandler:
         self.outcomes: tuple[str, ...] = OUTCOMES
         self._known: Lookup | None = None  # what repeats() read, for the next batch()
         self._places = Transaction.places_of(service.record_type)  # records found at places
-        self._deaths = service.brings_people and EventType.DEATH in service.rules  # kept
+        death = service.rules.get(EventType.DEATH)
+        self.deaths = (  # deaths it had no record of, kept (see DeathsReadFirst)
+            DeathsReadFirst(death, codec, _matches) if service.brings_people and death else None
+        )
 
     def decode(self, data: bytes) -> Message:
         """The whole event: the service matches and applies its facts."""
@@ -47,6 +51,7 @@ class ServiceHandler:
         if rule is None:
             raise RuleRejected(f"{self.name} has no rule for {event.envelope.event_type} events")
         event_id = event.envelope.event_id_text
+        then: Then = []
         try:
             with self.store.event_transaction() as tx:
                 if tx.processed(event_id):
@@ -57,68 +62,18 @@ class ServiceHandler:
                     decision = Decision(Outcome.NOT_APPLICABLE, (why,))
                 elif event.envelope.action != Action.REGISTERED:
                     decision = amend(tx, event, rule)
-                    if self._deaths and event.envelope.event_type == EventType.DEATH:
-                        tx.forget_death(str(event.envelope.supersedes))
-                        self._remember(tx, event, decision, received)
                 else:
                     decision = _decide(rule, event, _matches(tx, event))
-                    if self._deaths:
-                        decision = self._with_deaths(tx, event, decision, received)
+                    if self.deaths is not None:
+                        decision, then = self.deaths.then(tx, event, decision)
                 self._commit(tx, event.envelope, decision, message_digest(received.value))
+                for death_id, record in then:  # deaths read before it, applied again
+                    tx.put(record, death_id)
+                if self.deaths is not None and event.envelope.event_type == EventType.DEATH:
+                    self.deaths.kept(tx, event, decision, received.value)
         except AlreadyProcessed:
             return "duplicate"
         return decision.outcome.value.lower()
-
-    def _with_deaths(
-        self, tx: Transaction, event: LifeEvent[Any], decision: Decision, received: Received
-    ) -> Decision:
-        """A death nobody here has a record of is kept; an event before deaths kept, read
-        after them, is followed by them again (_then_deaths)."""
-        if event.envelope.event_type != EventType.DEATH:
-            return self._then_deaths(tx, event, decision)
-        self._remember(tx, event, decision, received)
-        return decision
-
-    def _remember(
-        self, tx: Transaction, event: LifeEvent[Any], decision: Decision, received: Received
-    ) -> None:
-        """Keep a death of someone nobody here has a record of (see _then_deaths)."""
-        if decision.outcome == Outcome.NO_RECORD:
-            key = event.facts.people()["deceased"]
-            message = received.value or self.codec.encode(event)  # (as it came, if it did)
-            tx.remember_death(event.envelope.event_id_text, key, event.facts.date_of_death, message)
-
-    def _then_deaths(self, tx: Transaction, event: LifeEvent[Any], decision: Decision) -> Decision:
-        """The decision on an event with the deaths of its people nobody here had a record of,
-        dated on or after its day, applied again once its changes are made: read before it (on
-        another topic), each death found no record, and this event may put the person on one
-        (a baby's birth on its parent's claim, a partner joining an account on a marriage).
-        What both change is this event's change; its confirmation says so."""
-        if not decision.changed:
-            return decision
-        rule = self.service.rules[EventType.DEATH]
-        deaths = tx.deaths_since(list(event.facts.people().values()), event.facts.occurred_on())
-        if not deaths:
-            return decision
-        changed = {record.record_id: record for record in decision.changed}
-        actions = list(decision.actions)
-        with tx.trying():
-            for record in decision.changed:
-                tx.put(record)
-            for death in deaths:
-                told = self.codec.decode(death.message)
-                if not isinstance(told, LifeEvent):
-                    continue
-                again = _decide(rule, told, _matches(tx, told))
-                for record in again.changed:
-                    tx.put(record)
-                    changed[record.record_id] = record
-                if again.changed:
-                    said = "; ".join(again.actions)
-                    actions.append(f"Death of {death.died_on}, read before this event: {said}")
-        return Decision(
-            decision.outcome, tuple(actions), tuple(changed.values()), decision.service_reference
-        )
 
     def reject(self, message: Message, error: PermanentError) -> None:
         """Confirm REJECTED for an event this service refused (it is also dead-lettered).
@@ -219,7 +174,7 @@ class ServiceHandler:
         )
         known, self._known = self._known, None
         ids = [e.envelope.event_id_text for e in events]
-        return self.store.unit(ids, people, known, places, deaths=self._deaths)
+        return self.store.unit(ids, people, known, places, deaths=self.deaths is not None)
 
     def outbox(self) -> list[Pending]:
         return self.store.pending()

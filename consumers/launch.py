@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from datetime import timedelta
 from typing import Any
 
 from consumers.applier import ServiceHandler
@@ -44,7 +45,8 @@ def build_handler(name: str, settings: Settings, codec: Codec) -> Handler[Any]:
     if name == TRACKER:
         return TrackerHandler(TrackerStore(settings.store_url_for(TRACKER)), topics, codec)
     service = SERVICES[name]
-    store = ServiceStore(settings.store_url_for(name), service.record_type)
+    keep = timedelta(days=settings.unmatched_deaths_days)
+    store = ServiceStore(settings.store_url_for(name), service.record_type, keep)
     return ServiceHandler(service, store, codec, topics)
 
 

@@ -92,19 +92,17 @@ class Died(Frozen):
 
 def died_on(died: Sequence[Died], person: Person) -> date | None:
     """The day this person died, if they are one of these: by NINO, else by surname, date of
-    birth and first given name (a twin is not their twin; "Frank Edward" is "Frank")."""
-    key, first = person.key(None), _first_given(person)
+    birth and given names, all known (a twin is not their twin; nobody living is taken for
+    the dead on less: "Frank Edward" without a NINO is not "Frank" who died)."""
+    key = person.key(None)
     for d in died:
-        if is_person(d.person, key) and (
-            bool(d.person.nino and key.nino) or _first_given(d.person) == first
-        ):
+        if not is_person(d.person, key):
+            continue
+        if d.person.nino and key.nino:
+            return d.on
+        if key.given and d.person.key(None).given == key.given:
             return d.on
     return None
-
-
-def _first_given(person: Person) -> str:
-    words = (person.given_names or "").split()
-    return name_key(words[0]) if words else ""
 
 
 def died_since(died: Iterable[Sequence[Died]], person: Person, day: date) -> date | None:

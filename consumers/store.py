@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
 import orjson
@@ -104,6 +104,7 @@ unmatched_deaths = Table(
     Column("given_names", String),  # as matched (name_key)
     Column("died_on", DAY, nullable=False),
     Column("message", LargeBinary, nullable=False),
+    Column("kept_at", INSTANT, nullable=False, index=True),  # forgotten some days after
     Index("ix_unmatched_deaths_details", "surname", "date_of_birth"),
 )
 processed = Table(
@@ -192,13 +193,15 @@ class UnmatchedDeath(NamedTuple):
 
     def of(self, key: PersonKey) -> bool:
         """Whether the death is of this person: by NINO, else by surname, date of birth and
-        given names (one's the beginning of the other's: "Frank" and "Frank Edward")."""
+        given names, all known (a twin is not their twin; nobody living is taken for the dead
+        on less)."""
         if self.nino and key.nino:
             return self.nino == key.nino
-        if (self.surname, self.date_of_birth) != (key.surname, key.date_of_birth):
-            return False
-        mine, theirs = self.given or "", key.given or ""
-        return mine.startswith(theirs) or theirs.startswith(mine)
+        return bool(self.given) and (self.surname, self.date_of_birth, self.given) == (
+            key.surname,
+            key.date_of_birth,
+            key.given,
+        )
 
 
 def _death_index(person: PersonKey | UnmatchedDeath) -> list[tuple[object, ...]]:
@@ -268,6 +271,8 @@ _DEATHS_OF = Query(  # by NINO (a family name changed since), and by surname and
     )
 )
 _REMEMBER_DEATHS = BulkInsert(unmatched_deaths)
+_PRUNE_DEATHS = delete(unmatched_deaths).where(unmatched_deaths.c.kept_at < bindparam("before"))
+PRUNE_EVERY = timedelta(hours=1)  # how often a store forgets the deaths kept too long
 _FORGET_DEATHS = Query(
     delete(unmatched_deaths).where(
         unmatched_deaths.c.event_id.in_(bindparam("ids", expanding=True))
@@ -518,6 +523,7 @@ class Transaction:
             "given_names": key.given,
             "died_on": died_on,
             "message": message,
+            "kept_at": self.at,
         }
         death = UnmatchedDeath(event_id, key.nino, key.surname, key.date_of_birth, key.given,
                                died_on, message)  # fmt: skip
@@ -894,8 +900,12 @@ def _why(error: Exception) -> str:
 class ServiceStore:
     """One service's store."""
 
-    def __init__(self, url: str, record_type: type[Record]) -> None:
+    def __init__(
+        self, url: str, record_type: type[Record], keep_deaths: timedelta = timedelta(days=35)
+    ) -> None:
         self.engine = connect(url)
+        self.keep_deaths = keep_deaths  # unmatched deaths (consumers/deaths_read_first.py)
+        self._pruned: datetime | None = None
         # A unit reads its records when its batch begins and writes them when it ends: on a
         # database whose transactions are READ COMMITTED (PostgreSQL's default), a record
         # another instance of the service changed meanwhile was overwritten, that change lost
@@ -982,6 +992,7 @@ class ServiceStore:
             tx.look_up_processed(event_ids, known)
             tx.look_up_people(people)
             if deaths:
+                self._prune_deaths(tx)
                 tx.look_up_deaths(people)
             if tx.with_places:
                 tx.look_up_places(places)
@@ -994,6 +1005,12 @@ class ServiceStore:
             tx.flush()
             unsent = _pending(tx) if queued else None
         self._keep_unsent(unsent)
+
+    def _prune_deaths(self, tx: Transaction) -> None:
+        """Forget the unmatched deaths kept longer than keep_deaths (at most once an hour)."""
+        if self._pruned is None or tx.at - self._pruned >= PRUNE_EVERY:
+            tx.conn.execute(_PRUNE_DEATHS, {"before": tx.at - self.keep_deaths})
+            self._pruned = tx.at
 
     @contextmanager
     def event_transaction(self) -> Iterator[Transaction]:

@@ -97,6 +97,13 @@ class Settings(BaseSettings):
         "about 0.8% of a core (tests/bench/README.md)",
     )
     fetch_min_bytes: int = Field(16384, ge=1, description="see fetch_wait_ms")
+    unmatched_deaths_days: int = Field(
+        35,
+        ge=1,
+        description="days Housing Benefit and Council Tax keep a death they had no record of, "
+        "to apply it again after a birth, marriage or move dated before it and read after it "
+        "(consumers/deaths_read_first.py)",
+    )
     api_port: int = Field(8080, ge=0, le=65535, description="port of `tellusonce serve`")
     api_rate_per_second: float = Field(5.0, gt=0, description="requests/s per office (average)")
     api_burst: int = Field(20, ge=1, description="requests an office may make at once")

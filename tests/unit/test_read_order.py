@@ -17,7 +17,7 @@ from consumers.housing_benefit import HousingBenefitClaim
 from consumers.rules import Record
 from consumers.seed import ARTHUR, HOME, MARGARET
 from tellusonce.events import Address, EventType, MaritalStatus, Outcome, Person
-from tests.factories import NEW_HOME, event
+from tests.factories import NEW_HOME, document, event
 from tests.handlers import handler
 from tests.messages import NOWHERE
 from tests.unit.test_matrix_rules import AWAY, wedding
@@ -401,17 +401,26 @@ def test_a_widow_widowed_again_soon_after_a_new_union_stays_widowed(
     )
 
 
-def test_who_died_is_told_by_nino_else_by_surname_birth_and_first_given_name() -> None:
-    """A marriage registration names "Frank Edward" without a NINO; his death named "Frank"
-    with one: he is the man who died. His twin brother is not."""
+def test_who_died_is_told_by_nino_else_by_surname_birth_and_every_given_name() -> None:
+    """Frank died, with his NINO; an event naming him without one is about him only by the
+    same surname, date of birth and given names: his twin brother George is not him, nor
+    "Frank Edward" (a twin may share a first name), nor someone whose given names are not
+    known. A living person is never taken off a record on less."""
     from consumers.rules import Died, died_on
+    from consumers.store import UnmatchedDeath
 
     frank = Person(**FRANK)
     died = (Died(person=frank, on=date(2026, 6, 15)),)
-    unnumbered = frank.model_copy(update={"nino": None, "given_names": "Frank Edward"})
-    twin = unnumbered.model_copy(update={"given_names": "George"})
-    assert died_on(died, unnumbered) == date(2026, 6, 15)
-    assert died_on(died, twin) is None
+    unnumbered = frank.model_copy(update={"nino": None})
+    kept = UnmatchedDeath("e", None, "hale", frank.date_of_birth, "frank", date(2026, 6, 15), b"")
+    for same in (frank, unnumbered):
+        assert died_on(died, same) == date(2026, 6, 15)
+        assert kept.of(same.key(None))
+    for other in ("Frank Edward", "George", None):
+        someone = unnumbered.model_copy(update={"given_names": other})
+        assert died_on(died, someone) is None
+        assert not kept.of(someone.key(None))
+    assert not kept._replace(given=None).of(unnumbered.key(None))
 
 
 def evans_claim(born: Any) -> HousingBenefitClaim:
@@ -487,3 +496,85 @@ def test_a_partner_from_outside_the_area_dying_soon_after_joining_leaves_the_acc
     for e in (died, union) if death_first else (union, died):
         h.handle(e, NOWHERE)
     assert account(h, "CT-OAK") == ("OPEN", None, ["Frank"], "SINGLE_PERSON", date(2026, 6, 16))
+
+
+def test_a_twin_born_after_her_sisters_death_was_read_stays_on_the_claim(
+    tmp_path: Path,
+) -> None:
+    """Siân Elin's death is read first (kept: no claim had her); then the birth of her twin
+    Siân, the same surname and day, is read: Siân is not taken for her sister."""
+    born = event(EventType.BIRTH)
+    twin = born.facts.child.model_copy(update={"given_names": "Siân"})
+    hers = born.model_copy(update={"facts": born.facts.model_copy(update={"child": twin})})
+    h = claims(tmp_path, evans_claim(born))
+    assert h.handle(death(born.facts.child, born.facts.address, "2024-06-07"), NOWHERE) == (
+        "no_record"
+    )
+    assert h.handle(hers, NOWHERE) == "applied"
+    claim = next(r for r in h.store.records() if r.record_id == "HB-E")
+    assert [c.given_names for c in claim.children] == ["Siân"]
+
+
+@pytest.mark.parametrize("amended", ["death cancelled", "birth corrected"])
+def test_a_death_applied_again_is_the_deaths_change(tmp_path: Path, amended: str) -> None:
+    """The baby's death (read first, as the bytes it came in) is applied again after her
+    birth, as the death's own change: cancelled, the death gives her back to the claim; the
+    birth corrected is referred for review (its records changed since), not applied over the
+    death (it put her back on the claim)."""
+    from producers.submission import cancellation, correction
+    from tellusonce.settings import Settings
+    from tests.messages import as_received
+
+    born = event(EventType.BIRTH)
+    h = claims(tmp_path, evans_claim(born))
+    died = death(born.facts.child, born.facts.address, "2024-06-07")
+    assert h.handle(died, as_received(died, h.codec.encode(died))) == "no_record"
+    assert h.handle(born, NOWHERE) == "applied"
+    claim = next(r for r in h.store.records() if r.record_id == "HB-E")
+    assert (claim.children, claim.reassess_from) == ((), date(2024, 6, 8))
+    if amended == "death cancelled":
+        undone = cancellation(died, Settings(), "registered in error")
+        assert h.handle(undone, NOWHERE) == "applied"
+        children, since = ["Siân Elin"], date(2024, 6, 2)
+    else:
+        moved = {"lines": ["8 Heol y Nant", "Cardiff"], "postcode": "CF10 3AT"}
+        again = correction(born, document(EventType.BIRTH, address=moved), Settings(), "typo")
+        assert h.handle(again, NOWHERE) == "rejected"
+        children, since = [], date(2024, 6, 8)
+    claim = next(r for r in h.store.records() if r.record_id == "HB-E")
+    assert ([c.given_names for c in claim.children], claim.reassess_from) == (children, since)
+
+
+def test_a_kept_death_that_no_longer_reads_does_not_stop_the_event_after_it(
+    tmp_path: Path,
+) -> None:
+    """A kept death whose message this version cannot read (or whose rule refuses it now) is
+    passed over: the birth is applied, not dead-lettered."""
+    born = event(EventType.BIRTH)
+    h = claims(tmp_path, evans_claim(born))
+    with h.store.transaction() as tx:
+        key = born.facts.child.key(None)
+        tx.remember_death("0" * 32, key, date(2024, 6, 7), b"not a message")
+    assert h.handle(born, NOWHERE) == "applied"
+    claim = next(r for r in h.store.records() if r.record_id == "HB-E")
+    assert [c.given_names for c in claim.children] == ["Siân Elin"]
+
+
+def test_a_kept_death_is_forgotten_after_the_days_it_is_kept_for(tmp_path: Path) -> None:
+    """Kept longer than TELLUSONCE_UNMATCHED_DEATHS_DAYS (here none at all), a death is
+    forgotten as a batch begins: the birth read after it keeps the child on the claim."""
+    from datetime import timedelta
+
+    from consumers.store import ServiceStore
+
+    born = event(EventType.BIRTH)
+    h = claims(tmp_path, evans_claim(born))
+    assert h.handle(death(born.facts.child, born.facts.address, "2024-06-07"), NOWHERE) == (
+        "no_record"
+    )
+    url = h.store.engine.url.render_as_string(hide_password=False)
+    h.store = ServiceStore(url, h.service.record_type, keep_deaths=timedelta(0))
+    with h.batch([born]):
+        assert h.handle(born, NOWHERE) == "applied"
+    claim = next(r for r in h.store.records() if r.record_id == "HB-E")
+    assert [c.given_names for c in claim.children] == ["Siân Elin"]
