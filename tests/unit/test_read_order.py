@@ -33,6 +33,16 @@ RUTH = {
 ENTRIES = itertools.count(5_000)  # each death its own registration (its own event id)
 
 
+def in_turn(h: ServiceHandler, events: tuple[Any, ...]) -> list[str]:
+    """Each event handled by the service, in this order: the outcomes."""
+    return [h.handle(e, NOWHERE) for e in events]
+
+
+def stored(h: ServiceHandler, record_id: str) -> Any:
+    """One record of the service's store, as it is now."""
+    return next(r for r in h.store.records() if r.record_id == record_id)
+
+
 def wed(first: Person, second: Person, home: Address, on: str, before: Address = HOME) -> Any:
     """A marriage of two people who lived at `before` (the first) and at `home`, their home
     after it."""
@@ -91,9 +101,8 @@ def test_a_pensioner_widowed_soon_after_a_union_stays_widowed_whichever_is_read_
     partnership, her bereavement review still flagged."""
     h = handler(tmp_path, "pensions")
     union, died = wedding(), ruths_death("2024-01-10")
-    for e in (died, union) if death_first else (union, died):
-        assert h.handle(e, NOWHERE) == "applied"
-    hers = next(r for r in h.store.records() if r.record_id == "SP-100002")
+    assert in_turn(h, (died, union) if death_first else (union, died)) == ["applied"] * 2
+    hers = stored(h, "SP-100002")
     assert (hers.marital_status, hers.partner.given_names, hers.flags) == (
         MaritalStatus.WIDOWED,
         "Ruth",
@@ -112,7 +121,7 @@ def test_a_union_read_after_a_later_one_changes_nothing(tmp_path: Path) -> None:
     later = again.facts.model_copy(update={"married_on": date(2025, 5, 1), "kind": "MARRIAGE"})
     h.handle(ruths_death("2024-01-10"), NOWHERE)
     h.handle(again.model_copy(update={"facts": later}), NOWHERE)
-    hers = next(r for r in h.store.records() if r.record_id == "SP-100002")
+    hers = stored(h, "SP-100002")
     assert (hers.marital_status, hers.united_on) == (MaritalStatus.MARRIED, date(2025, 5, 1))
     decision = pensions.on_marriage(wedding(), {"party1": hers})
     assert (decision.outcome, decision.changed) == (Outcome.NOT_APPLICABLE, ())
@@ -133,7 +142,7 @@ def claims(tmp_path: Path, *held: HousingBenefitClaim) -> ServiceHandler:
 
 
 def state(h: ServiceHandler, record_id: str) -> tuple[Any, ...]:
-    c = next(r for r in h.store.records() if r.record_id == record_id)
+    c = stored(h, record_id)
     partner = c.partner.given_names if c.partner else None
     return (c.status, c.ended_from, partner, c.reassess_from, c.flags)
 
@@ -156,8 +165,7 @@ def test_a_claimant_dying_soon_after_a_union_leaves_the_widow_invited_to_claim(
     claim, and her own claim went on as a single person's."""
     h = claims(tmp_path, MARGARETS, RUTHS)
     union, died = wedding(home=AWAY), ruths_death("2024-01-10")
-    for e in (died, union) if death_first else (union, died):
-        assert h.handle(e, NOWHERE) == "applied"
+    assert in_turn(h, (died, union) if death_first else (union, died)) == ["applied"] * 2
     assert state(h, "HB-R") == (
         "ENDED",
         date(2024, 1, 11),
@@ -177,8 +185,7 @@ def test_a_partner_joining_a_claim_and_dying_soon_after_is_not_added_after_the_d
     her, dead, to Margaret's claim as its partner."""
     h = claims(tmp_path, MARGARETS, RUTHS)
     union, died = wedding(home=HOME), ruths_death("2024-01-10")
-    for e in (died, union) if death_first else (union, died):
-        assert h.handle(e, NOWHERE) == "applied"
+    assert in_turn(h, (died, union) if death_first else (union, died)) == ["applied"] * 2
     assert state(h, "HB-M") == (
         "ACTIVE",
         None,
@@ -203,7 +210,7 @@ def test_a_partner_on_the_claim_who_died_soon_after_marrying_its_claimant_stays_
         surviving_partner=ARTHUR.model_dump(mode="json"),
         informant={"name": "Arthur Thompson", "relationship": "Widower"},
     )
-    outcomes = [h.handle(e, NOWHERE) for e in ((died, union) if death_first else (union, died))]
+    outcomes = in_turn(h, (died, union) if death_first else (union, died))
     assert sorted(outcomes) == ["applied", "not_applicable"]
     assert state(h, "HB-500001") == (
         "ACTIVE",
@@ -222,9 +229,8 @@ def test_a_death_long_before_a_remarriage_read_after_it_leaves_the_pensioner_mar
     to widowed."""
     h = handler(tmp_path, "pensions")
     died, again = ruths_death("2024-01-10"), wed(MARGARET, Person(**FRANK), HOME, "2025-05-01")
-    for e in (died, again) if death_first else (again, died):
-        assert h.handle(e, NOWHERE) == "applied"
-    hers = next(r for r in h.store.records() if r.record_id == "SP-100002")
+    assert in_turn(h, (died, again) if death_first else (again, died)) == ["applied"] * 2
+    hers = stored(h, "SP-100002")
     assert (hers.marital_status, hers.partner.given_names, hers.flags) == (
         MaritalStatus.MARRIED,
         "Frank",
@@ -248,7 +254,7 @@ def accounts(tmp_path: Path, *held: CouncilTaxAccount) -> ServiceHandler:
 
 
 def account(h: ServiceHandler, record_id: str) -> tuple[Any, ...]:
-    a = next(r for r in h.store.records() if r.record_id == record_id)
+    a = stored(h, record_id)
     return (
         a.status,
         a.closed_from,
@@ -285,8 +291,7 @@ def test_a_resident_dying_soon_after_a_union_is_not_put_back_on_the_account(
     )
     union = wed(ruth, frank, OAK, "2026-05-04", before=BIRCH)
     died = death(frank, OAK, "2026-06-15", survivor=ruth)
-    for e in (died, union) if death_first else (union, died):
-        assert h.handle(e, NOWHERE) == "applied"
+    assert in_turn(h, (died, union) if death_first else (union, died)) == ["applied"] * 2
     assert account(h, "CT-OAK") == ("OPEN", None, ["Ruth"], "SINGLE_PERSON", date(2026, 6, 16))
     assert account(h, "CT-BIRCH") == ("CLOSED", date(2026, 5, 4), ["Ruth"], "SINGLE_PERSON", None)
 
@@ -308,8 +313,7 @@ def test_a_couple_moving_then_one_dying_opens_the_new_account_for_both_then_one(
         registered_at="2026-05-04T12:00:00Z",
     )
     died = death(ARTHUR, NEW_HOME, "2026-07-03", survivor=MARGARET)
-    for e in (died, moved) if death_first else (moved, died):
-        assert h.handle(e, NOWHERE) == "applied"
+    assert in_turn(h, (died, moved) if death_first else (moved, died)) == ["applied"] * 2
     (new,) = (r.record_id for r in h.store.records() if r.record_id.startswith("CT-N"))
     assert account(h, new) == ("OPEN", None, ["Margaret"], "SINGLE_PERSON", date(2026, 7, 4))
     assert account(h, "CT-300001")[:2] == ("CLOSED", date(2026, 5, 4))
@@ -335,9 +339,8 @@ def test_a_child_born_weeks_before_the_claimants_death_is_on_the_claim_it_ended(
         ),
     )
     died = death(rhys, born.facts.address, "2024-06-30", survivor=nia)
-    for e in (died, born) if death_first else (born, died):
-        assert h.handle(e, NOWHERE) == "applied"
-    claim = next(r for r in h.store.records() if r.record_id == "HB-E")
+    assert in_turn(h, (died, born) if death_first else (born, died)) == ["applied"] * 2
+    claim = stored(h, "HB-E")
     assert (claim.status, claim.ended_from, [c.given_names for c in claim.children]) == (
         "ENDED",
         date(2024, 7, 1),
@@ -366,8 +369,7 @@ def test_a_resident_moving_out_then_dying_leaves_the_other_a_single_person_from_
         registered_at="2026-05-04T12:00:00Z",
     )
     died = death(ARTHUR, NEW_HOME, "2026-07-03")
-    for e in (died, moved) if death_first else (moved, died):
-        assert h.handle(e, NOWHERE) == "applied"
+    assert in_turn(h, (died, moved) if death_first else (moved, died)) == ["applied"] * 2
     assert account(h, "CT-300001") == (
         "OPEN",
         None,
@@ -375,7 +377,7 @@ def test_a_resident_moving_out_then_dying_leaves_the_other_a_single_person_from_
         "SINGLE_PERSON",
         date(2026, 5, 4),
     )
-    home = next(r for r in h.store.records() if r.record_id == "CT-300001")
+    home = stored(h, "CT-300001")
     assert home.died == ()
 
 
@@ -391,9 +393,8 @@ def test_a_widow_widowed_again_soon_after_a_new_union_stays_widowed(
     frank = Person(**FRANK)
     union = wed(MARGARET, frank, HOME, "2026-03-20")
     died = death(frank, HOME, "2026-05-01", survivor=MARGARET)
-    for e in (died, union) if death_first else (union, died):
-        h.handle(e, NOWHERE)
-    hers = next(r for r in h.store.records() if r.record_id == "SP-100002")
+    in_turn(h, (died, union) if death_first else (union, died))
+    hers = stored(h, "SP-100002")
     assert (hers.marital_status, hers.partner.given_names, hers.widowed_on) == (
         MaritalStatus.WIDOWED,
         "Frank",
@@ -441,9 +442,8 @@ def test_a_babys_death_read_before_the_birth_takes_the_baby_off_the_claim(
     born = event(EventType.BIRTH)
     h = claims(tmp_path, evans_claim(born))
     died = death(born.facts.child, born.facts.address, "2024-06-07")
-    for e in (died, born) if death_first else (born, died):
-        h.handle(e, NOWHERE)
-    claim = next(r for r in h.store.records() if r.record_id == "HB-E")
+    in_turn(h, (died, born) if death_first else (born, died))
+    claim = stored(h, "HB-E")
     assert (claim.children, claim.reassess_from) == ((), date(2024, 6, 8))
     outcomes = h.store.outcomes()
     assert outcomes[born.envelope.event_id_text] == "APPLIED"
@@ -468,7 +468,7 @@ def test_a_death_nobody_had_a_record_of_is_kept_until_it_is_cancelled(
         assert h.handle(undone, NOWHERE) == "not_applicable"
     h = handler(tmp_path, "housing_benefit", seeded=False)  # another instance, the same store
     assert h.handle(born, NOWHERE) == "applied"
-    claim = next(r for r in h.store.records() if r.record_id == "HB-E")
+    claim = stored(h, "HB-E")
     assert [c.given_names for c in claim.children] == (["Siân Elin"] if cancelled else [])
 
 
@@ -493,8 +493,7 @@ def test_a_partner_from_outside_the_area_dying_soon_after_joining_leaves_the_acc
         )})}
     )  # fmt: skip
     died = death(ruth, OAK, "2026-06-15", survivor=frank)
-    for e in (died, union) if death_first else (union, died):
-        h.handle(e, NOWHERE)
+    in_turn(h, (died, union) if death_first else (union, died))
     assert account(h, "CT-OAK") == ("OPEN", None, ["Frank"], "SINGLE_PERSON", date(2026, 6, 16))
 
 
@@ -511,7 +510,7 @@ def test_a_twin_born_after_her_sisters_death_was_read_stays_on_the_claim(
         "no_record"
     )
     assert h.handle(hers, NOWHERE) == "applied"
-    claim = next(r for r in h.store.records() if r.record_id == "HB-E")
+    claim = stored(h, "HB-E")
     assert [c.given_names for c in claim.children] == ["Siân"]
 
 
@@ -530,7 +529,7 @@ def test_a_death_applied_again_is_the_deaths_change(tmp_path: Path, amended: str
     died = death(born.facts.child, born.facts.address, "2024-06-07")
     assert h.handle(died, as_received(died, h.codec.encode(died))) == "no_record"
     assert h.handle(born, NOWHERE) == "applied"
-    claim = next(r for r in h.store.records() if r.record_id == "HB-E")
+    claim = stored(h, "HB-E")
     assert (claim.children, claim.reassess_from) == ((), date(2024, 6, 8))
     if amended == "death cancelled":
         undone = cancellation(died, Settings(), "registered in error")
@@ -541,7 +540,7 @@ def test_a_death_applied_again_is_the_deaths_change(tmp_path: Path, amended: str
         again = correction(born, document(EventType.BIRTH, address=moved), Settings(), "typo")
         assert h.handle(again, NOWHERE) == "rejected"
         children, since = [], date(2024, 6, 8)
-    claim = next(r for r in h.store.records() if r.record_id == "HB-E")
+    claim = stored(h, "HB-E")
     assert ([c.given_names for c in claim.children], claim.reassess_from) == (children, since)
 
 
@@ -556,7 +555,7 @@ def test_a_kept_death_that_no_longer_reads_does_not_stop_the_event_after_it(
         key = born.facts.child.key(None)
         tx.remember_death("0" * 32, key, date(2024, 6, 7), b"not a message")
     assert h.handle(born, NOWHERE) == "applied"
-    claim = next(r for r in h.store.records() if r.record_id == "HB-E")
+    claim = stored(h, "HB-E")
     assert [c.given_names for c in claim.children] == ["Siân Elin"]
 
 
@@ -576,5 +575,5 @@ def test_a_kept_death_is_forgotten_after_the_days_it_is_kept_for(tmp_path: Path)
     h.store = ServiceStore(url, h.service.record_type, keep_deaths=timedelta(0))
     with h.batch([born]):
         assert h.handle(born, NOWHERE) == "applied"
-    claim = next(r for r in h.store.records() if r.record_id == "HB-E")
+    claim = stored(h, "HB-E")
     assert [c.given_names for c in claim.children] == ["Siân Elin"]
