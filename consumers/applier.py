@@ -37,7 +37,9 @@ class ServiceHandler:
         self._places = Transaction.places_of(service.record_type)  # records found at places
         death = service.rules.get(EventType.DEATH)
         self.deaths = (  # deaths it had no record of, kept (see DeathsReadFirst)
-            DeathsReadFirst(death, codec, _matches) if service.brings_people and death else None
+            DeathsReadFirst(death, service.brings_people, codec, _matches)
+            if service.brings_people and death
+            else None
         )
 
     def decode(self, data: bytes) -> Message:
@@ -174,7 +176,8 @@ class ServiceHandler:
         )
         known, self._known = self._known, None
         ids = [e.envelope.event_id_text for e in events]
-        return self.store.unit(ids, people, known, places, deaths=self.deaths is not None)
+        brought = [k for e in events for k in self.deaths.brought(e)] if self.deaths else []
+        return self.store.unit(ids, people, known, places, deaths_of=brought)
 
     def outbox(self) -> list[Pending]:
         return self.store.pending()

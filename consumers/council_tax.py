@@ -176,9 +176,14 @@ def in_area(address: Address) -> bool:
 
 
 def with_residents(
-    account: CouncilTaxAccount, residents: tuple[Person, ...], from_day: date, died: bool = False
+    account: CouncilTaxAccount,
+    residents: tuple[Person, ...],
+    from_day: date,
+    died: bool = False,
+    dead: tuple[Died, ...] | None = None,
 ) -> tuple[CouncilTaxAccount, list[str]]:
-    """The account with new residents and its discount re-evaluated, and what changed in words."""
+    """The account with new residents (and who died on it, if `dead` says) and its discount
+    re-evaluated, and what changed in words."""
     discount = discount_for(adults(residents, from_day), died)
     changed = account.model_copy(
         update={
@@ -187,6 +192,7 @@ def with_residents(
             "discount_from": from_day if discount != account.discount else account.discount_from,
             # who moved in, of those still resident
             "moved_in": tuple(m for m in account.moved_in if entries_of(residents, m.person)),
+            "died": account.died if dead is None else dead,
         }
     )
     if discount == account.discount:
@@ -228,9 +234,9 @@ def _dying(account: CouncilTaxAccount, died: Sequence[Died]) -> tuple[CouncilTax
     for d in sorted(died, key=lambda d: d.on):
         leave_from = day_after(d.on)
         remaining = without(account.residents, d.person)
-        account, said = with_residents(account, remaining, leave_from, died=True)
-        if died_on(account.died, d.person) != d.on:  # (the death read first recorded it)
-            account = account.model_copy(update={"died": (*account.died, d)})
+        known = died_on(account.died, d.person) == d.on  # (the death read first recorded it)
+        dead = account.died if known else (*account.died, d)
+        account, said = with_residents(account, remaining, leave_from, died=True, dead=dead)
         words += [f"Deceased removed from account {account.record_id} from {leave_from}", *said]
     return account, words
 
@@ -440,7 +446,7 @@ SERVICE = Service(
     name="council_tax",
     title="Council Tax",
     record_type=CouncilTaxAccount,
-    brings_people=True,
+    brings_people=frozenset({EventType.MARRIAGE, EventType.ADDRESS_CHANGE}),
     rules={
         EventType.DEATH: on_death,
         EventType.MARRIAGE: on_marriage,

@@ -22,7 +22,7 @@ from consumers.rules import Decision, Matches, Record, Rule
 from consumers.store import Transaction
 from tellusonce.codec import Codec
 from tellusonce.errors import PermanentError
-from tellusonce.events import Action, EventType, LifeEvent, Outcome
+from tellusonce.events import Action, EventType, LifeEvent, Outcome, PersonKey
 
 log = structlog.get_logger("tellusonce.consumer")
 
@@ -34,10 +34,20 @@ Then = list[tuple[str, Record]]
 class DeathsReadFirst:
     """Keeps the deaths a service had no record of, and applies them again when due."""
 
-    def __init__(self, rule: Rule, codec: Codec, matches: Matcher) -> None:
+    def __init__(
+        self, rule: Rule, bringing: frozenset[EventType], codec: Codec, matches: Matcher
+    ) -> None:
         self.rule = rule
+        self.bringing = bringing  # the types of event that put people on records here
         self.codec = codec
         self.matches = matches
+
+    def brought(self, event: LifeEvent[Any]) -> list[PersonKey]:
+        """Whom an event may put on a record here: a birth's child (not its parents), a
+        union's parties, the movers; nobody, for a type of event that puts nobody on one."""
+        if event.envelope.event_type not in self.bringing:
+            return []
+        return [k for role, k in event.facts.people().items() if not role.startswith("parent")]
 
     def kept(
         self, tx: Transaction, event: LifeEvent[Any], decision: Decision, message: bytes
@@ -61,9 +71,8 @@ class DeathsReadFirst:
         """After an event that is not a death: its decision, with what each kept death of its
         people dated on or after its day changes once its own changes are made (the actions
         said in its confirmation, the records put as the death's after its own)."""
-        if not decision.changed or event.envelope.event_type == EventType.DEATH:
-            return decision, []
-        deaths = tx.deaths_since(list(event.facts.people().values()), event.facts.occurred_on())
+        brought = self.brought(event) if decision.changed else []
+        deaths = tx.deaths_since(brought, event.facts.occurred_on()) if brought else []
         if not deaths:
             return decision, []
         actions, then, applied = list(decision.actions), [], []

@@ -158,7 +158,6 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
         *claim.died,
         *(Died(person=claim.household()[i], on=facts.date_of_death) for i in sorted(died)),
     )
-    claim = claim.model_copy(update={"died": deaths})
     if 0 in died:
         elsewhere = not claim.address.same_place(facts.usual_address)
         flags = (
@@ -167,7 +166,7 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
             *([END_TO_CONFIRM] if elsewhere else []),
         )
         changed = claim.model_copy(
-            update={"status": "ENDED", "ended_from": from_day, "flags": flags}
+            update={"status": "ENDED", "ended_from": from_day, "flags": flags, "died": deaths}
         )
         actions = [f"Housing Benefit claim {claim.record_id} ended from {from_day}"]
         if claim.partner:
@@ -178,11 +177,11 @@ def on_death(event: LifeEvent[Any], matches: Matches) -> Decision:
                 "day not known here; its end date is to be confirmed"
             )
     elif claim.partner and 1 in died:
-        changed = claim.reassessed(from_day, partner=None)
+        changed = claim.reassessed(from_day, partner=None, died=deaths)
         actions = [f"Partner removed; claim reassessed as a single person from {from_day}"]
     else:
         children = claim.children_but(died)
-        changed = claim.reassessed(from_day, children=children)
+        changed = claim.reassessed(from_day, children=children, died=deaths)
         actions = [f"Child removed from the household; claim reassessed from {from_day}"]
     return Decision(Outcome.APPLIED, tuple(actions), (changed,), claim.record_id)
 
@@ -366,7 +365,7 @@ SERVICE = Service(
     name="housing_benefit",
     title="Housing Benefit",
     record_type=HousingBenefitClaim,
-    brings_people=True,
+    brings_people=frozenset({EventType.BIRTH, EventType.MARRIAGE}),
     rules={
         EventType.DEATH: on_death,
         EventType.BIRTH: on_birth,

@@ -69,10 +69,11 @@ class Service:
     title: str
     record_type: type[Record]
     rules: Mapping[EventType, Rule] = field(default_factory=dict)
-    # Whether its rules put people on records (a partner joining a claim, a mover an account):
-    # a death of someone it has no record of is then kept, to be applied again after an
-    # earlier event read after it (consumers/applier.py, ServiceHandler._then_deaths)
-    brings_people: bool = False
+    # The types of event its rules put people on records by (a birth's child on a claim, a
+    # union's partner, a mover on an account): a death of someone it has no record of is then
+    # kept, to be applied again after such an event dated before it and read after it
+    # (consumers/deaths_read_first.py)
+    brings_people: frozenset[EventType] = frozenset()
 
 
 def is_person(person: Person, key: PersonKey) -> bool:

@@ -104,7 +104,7 @@ unmatched_deaths = Table(
     Column("given_names", String),  # as matched (name_key)
     Column("died_on", DAY, nullable=False),
     Column("message", LargeBinary, nullable=False),
-    Column("kept_at", INSTANT, nullable=False, index=True),  # forgotten some days after
+    Column("kept_at", INSTANT, nullable=False),  # forgotten some days after (an hourly scan)
     Index("ix_unmatched_deaths_details", "surname", "date_of_birth"),
 )
 processed = Table(
@@ -259,14 +259,15 @@ _DEATHS = select(
     unmatched_deaths.c.died_on,
     unmatched_deaths.c.message,
 )
-_DEATHS_OF = Query(  # by NINO (a family name changed since), and by surname and birth
-    union_all(
-        _DEATHS.where(unmatched_deaths.c.nino.in_(bindparam("ninos", expanding=True))),
-        _DEATHS.where(
-            unmatched_deaths.c.surname.in_(bindparam("surnames", expanding=True)),
-            tuple_(unmatched_deaths.c.surname, unmatched_deaths.c.date_of_birth).in_(
-                bindparam("details", expanding=True)
-            ),
+# by NINO (a family name changed since), and by surname and date of birth (as _KEYS_OF_*)
+_DEATHS_OF_NINOS = Query(
+    _DEATHS.where(unmatched_deaths.c.nino.in_(bindparam("ninos", expanding=True)))
+)
+_DEATHS_OF_DETAILS = Query(
+    _DEATHS.where(
+        unmatched_deaths.c.surname.in_(bindparam("surnames", expanding=True)),
+        tuple_(unmatched_deaths.c.surname, unmatched_deaths.c.date_of_birth).in_(
+            bindparam("details", expanding=True)
         ),
     )
 )
@@ -474,19 +475,19 @@ class Transaction:
         self._people.read(ninos, details, people)
 
     def look_up_deaths(self, keys: Iterable[PersonKey]) -> None:
-        """Read the unmatched deaths of people (a batch's), in one query: by their NINOs, and
-        by their surnames with dates of birth."""
+        """Read the unmatched deaths of people (a batch's), in at most two queries: by their
+        NINOs, and by their surnames with dates of birth."""
         keys = list(keys)
         ninos = {k.nino for k in keys if k.nino} - self._deaths_read[0]
         details = {(k.surname, k.date_of_birth) for k in keys} - self._deaths_read[1]
-        if not ninos and not details:
-            return
-        asked = {
-            "ninos": list(ninos) or [""],
-            "surnames": list({surname for surname, _ in details}) or [""],
-            "details": list(details) or [("", date.min)],
-        }
-        for event_id, *death in _DEATHS_OF.rows(self.conn, asked):
+        rows: list[tuple[Any, ...]] = []
+        if ninos:
+            rows += _DEATHS_OF_NINOS.rows(self.conn, {"ninos": list(ninos)})
+        if details:
+            surnames = list({surname for surname, _ in details})
+            asked = {"surnames": surnames, "details": list(details)}
+            rows += _DEATHS_OF_DETAILS.rows(self.conn, asked)
+        for event_id, *death in rows:
             if event_id not in self._deaths:
                 self._know_death(UnmatchedDeath(event_id, *death))
         self._deaths_read[0].update(ninos)
@@ -976,7 +977,7 @@ class ServiceStore:
         people: Iterable[PersonKey] = (),
         known: Lookup | None = None,
         places: Iterable[str] = (),
-        deaths: bool = False,
+        deaths_of: Sequence[PersonKey] = (),
     ) -> Iterator[None]:
         """One transaction around a consumer's whole batch: one commit (and fsync) for many
         events. Which of them were processed before (unless `known` says), and the records of
@@ -991,9 +992,9 @@ class ServiceStore:
         with self._outbox_transaction(lock_places=bool(places)) as tx:
             tx.look_up_processed(event_ids, known)
             tx.look_up_people(people)
-            if deaths:
+            if deaths_of:
                 self._prune_deaths(tx)
-                tx.look_up_deaths(people)
+                tx.look_up_deaths(deaths_of)
             if tx.with_places:
                 tx.look_up_places(places)
             self._batch = tx
