@@ -22,7 +22,7 @@ from consumers.rules import Decision, Matches, Record, Rule
 from consumers.store import Transaction
 from tellusonce.codec import Codec
 from tellusonce.errors import PermanentError
-from tellusonce.events import Action, EventType, LifeEvent, Outcome, PersonKey
+from tellusonce.events import Action, EventType, LifeEvent, MarriageFacts, Outcome, PersonKey
 
 log = structlog.get_logger("tellusonce.consumer")
 
@@ -44,10 +44,18 @@ class DeathsReadFirst:
 
     def brought(self, event: LifeEvent[Any]) -> list[PersonKey]:
         """Whom an event may put on a record here: a birth's child (not its parents), a
-        union's parties, the movers; nobody, for a type of event that puts nobody on one."""
+        union's parties (by the names they have after it too: a death registered under a new
+        family name), the movers; nobody, for a type of event that puts nobody on one."""
         if event.envelope.event_type not in self.bringing:
             return []
-        return [k for role, k in event.facts.people().items() if not role.startswith("parent")]
+        keys = [k for role, k in event.facts.people().items() if not role.startswith("parent")]
+        if isinstance(event.facts, MarriageFacts):
+            keys += [
+                s.after().key(s.address_before.postcode)
+                for s in event.facts.parties
+                if s.family_name_after
+            ]
+        return keys
 
     def kept(
         self, tx: Transaction, event: LifeEvent[Any], decision: Decision, message: bytes

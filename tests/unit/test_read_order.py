@@ -577,3 +577,36 @@ def test_a_kept_death_is_forgotten_after_the_days_it_is_kept_for(tmp_path: Path)
         assert h.handle(born, NOWHERE) == "applied"
     claim = stored(h, "HB-E")
     assert [c.given_names for c in claim.children] == ["Siân Elin"]
+
+
+def test_a_partner_who_took_a_new_name_and_died_soon_after_leaves_the_account(
+    tmp_path: Path,
+) -> None:
+    """Ruth (no NINO given) takes Frank's family name on their marriage and joins his account;
+    she dies six weeks later, registered as Ruth Hale. Read first, her death was kept under
+    the new name, and the union (naming her Ellis) did not find it: she stayed on the account."""
+    frank = Person(**FRANK)
+    ruth = Person(**{**RUTH, "nino": None})
+    h = accounts(
+        tmp_path,
+        CouncilTaxAccount(record_id="CT-OAK", property=OAK, residents=(frank,),
+                          annual_charge_pence=150_000, discount="SINGLE_PERSON"),
+    )  # fmt: skip
+    union = event(
+        EventType.MARRIAGE,
+        married_on="2026-05-04",
+        registered_at="2026-05-04T12:00:00Z",
+        parties=[
+            {"person": frank.model_dump(mode="json"),
+             "address_before": OAK.model_dump(mode="json")},
+            {"person": ruth.model_dump(mode="json"), "family_name_after": "Hale",
+             "address_before": AWAY.model_dump(mode="json")},
+        ],
+        address_after=OAK.model_dump(mode="json"),
+    )  # fmt: skip
+    hale = ruth.model_copy(update={"family_name": "Hale"})
+    assert in_turn(h, (death(hale, OAK, "2026-06-15", survivor=frank), union)) == [
+        "no_record",
+        "applied",
+    ]
+    assert account(h, "CT-OAK") == ("OPEN", None, ["Frank"], "SINGLE_PERSON", date(2026, 6, 16))
