@@ -91,19 +91,23 @@ class Died(Frozen):
     on: date
 
 
+def is_the_dead(dead: PersonKey, key: PersonKey) -> bool:
+    """Whether someone an event names is a person who died: by NINO where both have one, else
+    by surname, date of birth and given names, all known (a twin is not their twin; nobody
+    living is taken for the dead on less: "Frank Edward" without a NINO is not "Frank")."""
+    if dead.nino and key.nino:
+        return dead.nino == key.nino
+    return bool(key.given) and (dead.surname, dead.date_of_birth, dead.given) == (
+        key.surname,
+        key.date_of_birth,
+        key.given,
+    )
+
+
 def died_on(died: Sequence[Died], person: Person) -> date | None:
-    """The day this person died, if they are one of these: by NINO, else by surname, date of
-    birth and given names, all known (a twin is not their twin; nobody living is taken for
-    the dead on less: "Frank Edward" without a NINO is not "Frank" who died)."""
+    """The day this person died, if they are one of these (is_the_dead)."""
     key = person.key(None)
-    for d in died:
-        if not is_person(d.person, key):
-            continue
-        if d.person.nino and key.nino:
-            return d.on
-        if key.given and d.person.key(None).given == key.given:
-            return d.on
-    return None
+    return next((d.on for d in died if is_the_dead(d.person.key(None), key)), None)
 
 
 def died_since(died: Iterable[Sequence[Died]], person: Person, day: date) -> date | None:

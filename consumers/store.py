@@ -44,8 +44,8 @@ from sqlalchemy.exc import (
     PendingRollbackError,
 )
 
-from consumers.people import KnownPeople
-from consumers.rules import Record
+from consumers.people import Born, KnownPeople
+from consumers.rules import Record, is_the_dead
 from tellusonce.database import (
     DAY,
     INSTANT,
@@ -184,30 +184,19 @@ class UnmatchedDeath(NamedTuple):
     and the message that told it."""
 
     event_id: str
-    nino: str | None
-    surname: str
-    date_of_birth: date
-    given: str | None
+    deceased: PersonKey  # (no postcode)
     died_on: date
     message: bytes
 
     def of(self, key: PersonKey) -> bool:
-        """Whether the death is of this person: by NINO, else by surname, date of birth and
-        given names, all known (a twin is not their twin; nobody living is taken for the dead
-        on less)."""
-        if self.nino and key.nino:
-            return self.nino == key.nino
-        return bool(self.given) and (self.surname, self.date_of_birth, self.given) == (
-            key.surname,
-            key.date_of_birth,
-            key.given,
-        )
+        """Whether the death is of this person (rules.is_the_dead)."""
+        return is_the_dead(self.deceased, key)
 
 
-def _death_index(person: PersonKey | UnmatchedDeath) -> list[tuple[object, ...]]:
+def _death_index(key: PersonKey) -> list[tuple[object, ...]]:
     """Where a death is found in memory: by NINO, and by surname and date of birth."""
-    details = ("born", person.surname, person.date_of_birth)
-    return [("nino", person.nino), details] if person.nino else [details]
+    details = ("born", key.surname, key.date_of_birth)
+    return [("nino", key.nino), details] if key.nino else [details]
 
 
 class AlreadyProcessed(Exception):
@@ -392,7 +381,7 @@ class Transaction:
         # here, and the event ids of those forgotten here, kept until flush()
         self._deaths: dict[str, UnmatchedDeath] = {}
         self._death_ids: dict[tuple[object, ...], set[str]] = {}  # by _death_index
-        self._deaths_read: tuple[set[str], set[tuple[str, date]]] = (set(), set())
+        self._deaths_read: tuple[set[str], set[Born]] = (set(), set())
         self._remembered: dict[str, dict[str, Any]] = {}
         self._forgotten: set[str] = set()
         self.at = datetime.now(UTC)
@@ -451,20 +440,31 @@ class Transaction:
         (None for rows stored before digests were), in one query."""
         return dict(_PROCESSED_AMONG.rows(self.conn, {"event_ids": event_ids}))
 
+    def _by_keys(
+        self,
+        keys: Iterable[PersonKey],
+        read: tuple[set[str], set[Born]],
+        by_ninos: Query,
+        by_details: Query,
+    ) -> tuple[set[str], set[Born], list[tuple[Any, ...]]]:
+        """The NINOs and the surnames with dates of birth of these people not read yet, and the
+        rows of at most two queries for them: by the NINOs, and by the surnames and births."""
+        keys = list(keys)
+        ninos = {k.nino for k in keys if k.nino} - read[0]
+        details = {(k.surname, k.date_of_birth) for k in keys} - read[1]
+        rows: list[tuple[Any, ...]] = []
+        if ninos:
+            rows += by_ninos.rows(self.conn, {"ninos": list(ninos)})
+        if details:
+            surnames = list({surname for surname, _ in details})
+            rows += by_details.rows(self.conn, {"surnames": surnames, "details": list(details)})
+        return ninos, details, rows
+
     def look_up_people(self, keys: Iterable[PersonKey]) -> None:
         """Read the matching keys and records of people (a batch's), in at most two queries: by
         their NINOs, and by their surnames with dates of birth."""
-        keys = list(keys)
-        ninos = {k.nino for k in keys if k.nino} - self._people.ninos
-        details = {(k.surname, k.date_of_birth) for k in keys} - self._people.details
-        rows: list[tuple[Any, ...]] = []
-        if ninos:
-            rows += _KEYS_OF_NINOS.rows(self.conn, {"ninos": list(ninos)})
-        if details:
-            surnames = list({surname for surname, _ in details})
-            rows += _KEYS_OF_DETAILS.rows(
-                self.conn, {"surnames": surnames, "details": list(details)}
-            )
+        read = (self._people.ninos, self._people.details)
+        ninos, details, rows = self._by_keys(keys, read, _KEYS_OF_NINOS, _KEYS_OF_DETAILS)
         people = []
         for record_id, nino, surname, born, postcode, given, data in rows:
             if record_id in self._keys:  # changed here: known already
@@ -477,19 +477,13 @@ class Transaction:
     def look_up_deaths(self, keys: Iterable[PersonKey]) -> None:
         """Read the unmatched deaths of people (a batch's), in at most two queries: by their
         NINOs, and by their surnames with dates of birth."""
-        keys = list(keys)
-        ninos = {k.nino for k in keys if k.nino} - self._deaths_read[0]
-        details = {(k.surname, k.date_of_birth) for k in keys} - self._deaths_read[1]
-        rows: list[tuple[Any, ...]] = []
-        if ninos:
-            rows += _DEATHS_OF_NINOS.rows(self.conn, {"ninos": list(ninos)})
-        if details:
-            surnames = list({surname for surname, _ in details})
-            asked = {"surnames": surnames, "details": list(details)}
-            rows += _DEATHS_OF_DETAILS.rows(self.conn, asked)
-        for event_id, *death in rows:
+        ninos, details, rows = self._by_keys(
+            keys, self._deaths_read, _DEATHS_OF_NINOS, _DEATHS_OF_DETAILS
+        )
+        for event_id, nino, surname, born, given, died_on, message in rows:
             if event_id not in self._deaths:
-                self._know_death(UnmatchedDeath(event_id, *death))
+                deceased = PersonKey(nino, surname, born, None, given)
+                self._know_death(UnmatchedDeath(event_id, deceased, died_on, message))
         self._deaths_read[0].update(ninos)
         self._deaths_read[1].update(details)
 
@@ -505,12 +499,12 @@ class Transaction:
 
     def _know_death(self, death: UnmatchedDeath) -> None:
         self._deaths[death.event_id] = death
-        for k in _death_index(death):
+        for k in _death_index(death.deceased):
             self._death_ids.setdefault(k, set()).add(death.event_id)
 
     def _unknow_death(self, event_id: str) -> None:
         death = self._deaths.pop(event_id, None)
-        for k in _death_index(death) if death else ():
+        for k in _death_index(death.deceased) if death else ():
             self._death_ids[k].discard(event_id)
 
     def remember_death(self, event_id: str, key: PersonKey, died_on: date, message: bytes) -> None:
@@ -526,10 +520,8 @@ class Transaction:
             "message": message,
             "kept_at": self.at,
         }
-        death = UnmatchedDeath(event_id, key.nino, key.surname, key.date_of_birth, key.given,
-                               died_on, message)  # fmt: skip
         self._remembered[event_id] = row
-        self._know_death(death)
+        self._know_death(UnmatchedDeath(event_id, key._replace(postcode=None), died_on, message))
 
         def undo() -> None:
             self._remembered.pop(event_id)

@@ -16,7 +16,7 @@ from consumers.council_tax import CouncilTaxAccount
 from consumers.housing_benefit import HousingBenefitClaim
 from consumers.rules import Record
 from consumers.seed import ARTHUR, HOME, MARGARET
-from tellusonce.events import Address, EventType, MaritalStatus, Outcome, Person
+from tellusonce.events import Address, EventType, MaritalStatus, Outcome, Person, PersonKey
 from tests.factories import NEW_HOME, document, event
 from tests.handlers import handler
 from tests.messages import NOWHERE
@@ -413,7 +413,8 @@ def test_who_died_is_told_by_nino_else_by_surname_birth_and_every_given_name() -
     frank = Person(**FRANK)
     died = (Died(person=frank, on=date(2026, 6, 15)),)
     unnumbered = frank.model_copy(update={"nino": None})
-    kept = UnmatchedDeath("e", None, "hale", frank.date_of_birth, "frank", date(2026, 6, 15), b"")
+    dead = PersonKey(None, "hale", frank.date_of_birth, None, "frank")
+    kept = UnmatchedDeath("e", dead, date(2026, 6, 15), b"")
     for same in (frank, unnumbered):
         assert died_on(died, same) == date(2026, 6, 15)
         assert kept.of(same.key(None))
@@ -421,7 +422,7 @@ def test_who_died_is_told_by_nino_else_by_surname_birth_and_every_given_name() -
         someone = unnumbered.model_copy(update={"given_names": other})
         assert died_on(died, someone) is None
         assert not kept.of(someone.key(None))
-    assert not kept._replace(given=None).of(unnumbered.key(None))
+    assert not kept._replace(deceased=dead._replace(given=None)).of(unnumbered.key(None))
 
 
 def evans_claim(born: Any) -> HousingBenefitClaim:
