@@ -41,6 +41,8 @@ class ServiceHandler:
             if service.brings_people and death
             else None
         )
+        if self.deaths is not None:  # kept under keys an earlier name_key() made: made again
+            store.key_deaths_again(self.deaths.deceased)
 
     def decode(self, data: bytes) -> Message:
         """The whole event: the service matches and applies its facts."""

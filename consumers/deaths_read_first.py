@@ -22,7 +22,15 @@ from consumers.rules import Decision, Matches, Record, Rule
 from consumers.store import Transaction
 from tellusonce.codec import Codec
 from tellusonce.errors import PermanentError
-from tellusonce.events import Action, EventType, LifeEvent, MarriageFacts, Outcome, PersonKey
+from tellusonce.events import (
+    Action,
+    DeathFacts,
+    EventType,
+    LifeEvent,
+    MarriageFacts,
+    Outcome,
+    PersonKey,
+)
 
 log = structlog.get_logger("tellusonce.consumer")
 
@@ -101,6 +109,17 @@ class DeathsReadFirst:
             tx.forget_death(event_id)
         return Decision(decision.outcome, tuple(actions), decision.changed,
                         decision.service_reference), then  # fmt: skip
+
+    def deceased(self, message: bytes) -> PersonKey | None:
+        """Whom a kept death's message says died (their matching key as this version makes
+        it), or None if it no longer reads as a death."""
+        try:
+            told = self.codec.decode(message)
+        except PermanentError:
+            return None
+        if not isinstance(told, LifeEvent) or not isinstance(told.facts, DeathFacts):
+            return None
+        return told.facts.people()["deceased"]
 
     def _again(self, tx: Transaction, event_id: str, message: bytes) -> Decision | None:
         """The death rule's decision on a kept death now, or None if it cannot be made (its

@@ -140,7 +140,8 @@ refused = Table(
     Column("supersedes", String, nullable=False, index=True),
 )
 # what a store keeps about itself: "people_version", the record type's PEOPLE_VERSION and the
-# NAME_KEY_VERSION its matching keys (and places) were made by
+# NAME_KEY_VERSION its matching keys (and places) were made by; "deaths_version", the
+# NAME_KEY_VERSION its unmatched deaths' keys were made by
 store_meta = Table(
     "store_meta",
     metadata,
@@ -263,6 +264,16 @@ _DEATHS_OF_DETAILS = Query(
 _REMEMBER_DEATHS = BulkInsert(unmatched_deaths)
 _PRUNE_DEATHS = delete(unmatched_deaths).where(unmatched_deaths.c.kept_at < bindparam("before"))
 PRUNE_EVERY = timedelta(hours=1)  # how often a store forgets the deaths kept too long
+_KEY_DEATH = (
+    update(unmatched_deaths)
+    .where(unmatched_deaths.c.event_id == bindparam("id"))
+    .values(
+        nino=bindparam("nino"),
+        surname=bindparam("surname"),
+        date_of_birth=bindparam("date_of_birth"),
+        given_names=bindparam("given_names"),
+    )
+)
 _FORGET_DEATHS = Query(
     delete(unmatched_deaths).where(
         unmatched_deaths.c.event_id.in_(bindparam("ids", expanding=True))
@@ -512,10 +523,7 @@ class Transaction:
         event (read after it) that puts the person on one."""
         row = {
             "event_id": event_id,
-            "nino": key.nino,
-            "surname": key.surname,
-            "date_of_birth": key.date_of_birth,
-            "given_names": key.given,
+            **_death_key(key),
             "died_on": died_on,
             "message": message,
             "kept_at": self.at,
@@ -837,6 +845,22 @@ def _place_rows(places: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
     ]
 
 
+def _death_key(key: PersonKey) -> dict[str, Any]:
+    """An unmatched_deaths row's matching key."""
+    return {
+        "nino": key.nino,
+        "surname": key.surname,
+        "date_of_birth": key.date_of_birth,
+        "given_names": key.given,
+    }
+
+
+def _mark(conn: Connection, name: str, value: str) -> None:
+    """Set one of store_meta's values."""
+    conn.execute(delete(store_meta).where(store_meta.c.name == name))
+    conn.execute(store_meta.insert().values(name=name, value=value))
+
+
 def _key_rows(keys: Mapping[str, Sequence[PersonKey]]) -> list[dict[str, Any]]:
     """record_people rows of records' matching keys."""
     return [
@@ -929,14 +953,8 @@ class ServiceStore:
         """Make the matching keys of every stored record again if they were made by another
         version of the record type's people() or of name_key() (once; a record that cannot be
         read keeps its keys, and is dead-lettered when an event needs it)."""
-        wanted = f"{self.record_type.PEOPLE_VERSION}.{NAME_KEY_VERSION}"
-        version = select(store_meta.c.value).where(store_meta.c.name == "people_version")
-        with self.engine.connect() as conn:  # as a rule they were: no write lock asked for
-            if conn.execute(version).scalar() == wanted:
-                return
-        with alone(self.engine) as conn:  # made again by one process, the others wait
-            if conn.execute(version).scalar() == wanted:
-                return
+
+        def remake(conn: Connection) -> None:
             remade: dict[str, list[PersonKey]] = {}
             placed: dict[str, list[str]] = {}
             for record_id, data in conn.execute(select(records.c.record_id, records.c.data)):
@@ -951,8 +969,40 @@ class ServiceStore:
                 _DELETE_PLACES.rows(conn, {"ids": ids[start : start + 500]})
             _INSERT_PEOPLE.execute(conn, _key_rows(remade))
             _INSERT_PLACES.execute(conn, _place_rows(placed))
-            conn.execute(delete(store_meta).where(store_meta.c.name == "people_version"))
-            conn.execute(store_meta.insert().values(name="people_version", value=wanted))
+
+        self._made_by("people_version", f"{self.record_type.PEOPLE_VERSION}.{NAME_KEY_VERSION}",
+                      remake)  # fmt: skip
+
+    def key_deaths_again(self, deceased: Callable[[bytes], PersonKey | None]) -> None:
+        """Make the matching keys of the kept deaths again if another version of name_key()
+        made them (once), from each death's message: `deceased` reads the deceased's key in
+        it, or None if it no longer reads (that death keeps its keys, and is forgotten in time).
+        Left as they were, a death kept under a surname or given names written the old way
+        would never be found by the earlier event it waits for."""
+
+        def remake(conn: Connection) -> None:
+            kept = select(unmatched_deaths.c.event_id, unmatched_deaths.c.message)
+            for event_id, message in conn.execute(kept).all():
+                if (key := deceased(message)) is not None:
+                    conn.execute(_KEY_DEATH, {"id": event_id, **_death_key(key)})
+
+        try:
+            self._made_by("deaths_version", str(NAME_KEY_VERSION), remake)
+        except OperationalError as exc:
+            raise StoreBusy(f"store not usable: {reason(exc)}") from exc
+
+    def _made_by(self, name: str, version: str, remake: Callable[[Connection], None]) -> None:
+        """Run `remake` once, unless store_meta's `name` says this version made what it makes
+        (then set to it)."""
+        made = select(store_meta.c.value).where(store_meta.c.name == name)
+        with self.engine.connect() as conn:  # as a rule it did: no write lock asked for
+            if conn.execute(made).scalar() == version:
+                return
+        with alone(self.engine) as conn:  # made again by one process, the others wait
+            if conn.execute(made).scalar() == version:
+                return
+            remake(conn)
+            _mark(conn, name, version)
 
     def look_up(self, event_ids: Iterable[str]) -> Lookup:
         """Which of these events were processed, with the digest of the message each came in."""

@@ -611,3 +611,30 @@ def test_a_partner_who_took_a_new_name_and_died_soon_after_leaves_the_account(
         "applied",
     ]
     assert account(h, "CT-OAK") == ("OPEN", None, ["Frank"], "SINGLE_PERSON", date(2026, 6, 16))
+
+
+def test_a_kept_death_is_keyed_again_when_matching_keys_are_made_another_way(
+    tmp_path: Path,
+) -> None:
+    """The baby's death was kept under keys an earlier version of name_key() made (here: a
+    surname and given names written another way, and the store marked as keyed by version 0).
+    Started again, the service makes them again from the death's message: the birth read
+    after it finds the death, and the baby is not left on the claim."""
+    from sqlalchemy import update
+
+    from consumers.store import store_meta, unmatched_deaths
+
+    born = event(EventType.BIRTH)
+    h = claims(tmp_path, evans_claim(born))
+    assert h.handle(death(born.facts.child, born.facts.address, "2024-06-07"), NOWHERE) == (
+        "no_record"
+    )
+    with h.store.engine.begin() as conn:
+        conn.execute(update(unmatched_deaths).values(surname="evans~", given_names="sian~elin"))
+        conn.execute(
+            update(store_meta).where(store_meta.c.name == "deaths_version").values(value="0")
+        )
+    h = handler(tmp_path, "housing_benefit", seeded=False)  # the service started again
+    assert h.handle(born, NOWHERE) == "applied"
+    claim = stored(h, "HB-E")
+    assert (claim.children, claim.reassess_from) == ((), date(2024, 6, 8))
