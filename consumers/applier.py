@@ -105,9 +105,11 @@ class ServiceHandler:
         A message is looked up by the event id its ce_id header names and is a repeat only if
         its bytes' digest is the one stored with that event, or its bytes those of the batch's
         earlier message under that id: a header naming an event id proves nothing, so a
-        different message under a known id is decoded and judged as usual. (The same bytes have
-        the same key, so the same partition: held back with the earlier one by a transient
-        error; refused as it was, the earlier one is dead-lettered once.)
+        different message under a known id is decoded and judged as usual. An earlier message
+        of the batch is repeated only on its own topic and partition: held back with it by a
+        transient error; refused as it was, the earlier one is dead-lettered once. (The same
+        bytes on another topic, the first on the wrong one, are decoded: the first refused
+        there would otherwise take the right one with it, applied nowhere.)
         """
         named = {}
         for position, received in enumerate(batch):
@@ -116,10 +118,11 @@ class ServiceHandler:
                 named[position] = event_id  # up, ended the process on PostgreSQL: its text)
         self._known = known = self.store.look_up(named.values())
         repeats: dict[int, str] = {}
-        first: dict[str, int] = {}  # each id's first position in the batch
-        for position, event_id in named.items():
-            value, digest = batch[position].value, known.processed.get(event_id)
-            earlier = first.setdefault(event_id, position)
+        first: dict[tuple[str, str, int], int] = {}  # each id's first position in the batch,
+        for position, event_id in named.items():  # on each topic and partition
+            received = batch[position]
+            value, digest = received.value, known.processed.get(event_id)
+            earlier = first.setdefault((event_id, received.topic, received.partition), position)
             if (digest is not None and digest == message_digest(value)) or (
                 earlier != position and batch[earlier].value == value
             ):

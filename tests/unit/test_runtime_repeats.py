@@ -123,3 +123,24 @@ def test_an_event_on_another_type_s_topic_is_dead_lettered_by_services_and_track
         runtime.process([on_births])
         runtime.relay()
         assert [m.topic for m in kept.sent] == [Topics().dead_letter(name)], name
+
+
+def test_a_copy_on_the_wrong_topic_does_not_take_the_right_one_with_it(tmp_path: Path) -> None:
+    """A death published on the birth topic too, and read in one batch before the one on the
+    death topic (Housing Benefit reads both): the copy is dead-lettered, and the death, the
+    same bytes, is applied and confirmed, not skipped as its repeat."""
+    death = event(EventType.DEATH)
+    service = handler(tmp_path, "housing_benefit")
+    kept = Kept()
+    runtime = Runtime(service, kept, kept, Topics())  # type: ignore[arg-type]
+    value = Codec().encode(death)
+    wrong = as_received(death, value)._replace(topic=Topics().events(EventType.BIRTH), offset=5)
+    right = as_received(death, value)._replace(topic=Topics().events(EventType.DEATH), offset=7)
+
+    runtime.process([wrong, right])
+    runtime.relay()
+
+    assert service.store.outcomes() == {death.envelope.event_id_text: "APPLIED"}
+    assert sorted(m.topic for m in kept.sent) == sorted(
+        [Topics().dead_letter("housing_benefit"), Topics().confirmations]
+    )
