@@ -17,11 +17,12 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import DBAPIError
 
 from consumers.rules import Decision, Matches, Record, Rule
 from consumers.store import Transaction
 from tellusonce.codec import Codec
-from tellusonce.errors import PermanentError
+from tellusonce.errors import PermanentError, TransientError
 from tellusonce.events import (
     Action,
     DeathFacts,
@@ -130,6 +131,8 @@ class DeathsReadFirst:
                 raise PermanentError("not a life event")
             matches: Matches = self.matches(tx, told)
             return self.rule(told, matches)
+        except (TransientError, DBAPIError):  # the store, not the death: the event waits
+            raise  # (retried with it, as any event whose store fails)
         except Exception as exc:  # (a kept death is not this event's to refuse)
             log.warning("kept_death_not_applied", kept_event_id=event_id, error=type(exc).__name__)
             return None

@@ -638,3 +638,33 @@ def test_a_kept_death_is_keyed_again_when_matching_keys_are_made_another_way(
     assert h.handle(born, NOWHERE) == "applied"
     claim = stored(h, "HB-E")
     assert (claim.children, claim.reassess_from) == ((), date(2024, 6, 8))
+
+
+def test_a_store_failing_as_a_kept_death_is_applied_again_holds_the_event_after_it(
+    tmp_path: Path,
+) -> None:
+    """The store fails as the baby's kept death is matched again after her birth (an I/O
+    error, say): the birth is not applied without it (the death would wait for another event
+    for ever) but held, as any event whose store fails, and applied with it once it answers."""
+    from sqlalchemy.exc import OperationalError
+
+    from tellusonce.errors import StoreBusy
+
+    born = event(EventType.BIRTH)
+    h = claims(tmp_path, evans_claim(born))
+    assert h.handle(death(born.facts.child, born.facts.address, "2024-06-07"), NOWHERE) == (
+        "no_record"
+    )
+    assert h.deaths is not None
+    matches = h.deaths.matches
+
+    def failing(*_: Any) -> Any:
+        raise OperationalError("SELECT", {}, Exception("disk I/O error"))
+
+    h.deaths.matches = failing
+    with pytest.raises(StoreBusy):
+        h.handle(born, NOWHERE)
+    assert born.envelope.event_id_text not in h.store.outcomes()
+    h.deaths.matches = matches
+    assert h.handle(born, NOWHERE) == "applied"
+    assert stored(h, "HB-E").children == ()
