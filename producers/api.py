@@ -51,6 +51,7 @@ from tellusonce.errors import (
     SubmissionConflict,
 )
 from tellusonce.events import Action, EventType, LifeEvent, Problem
+from tellusonce.identity import as_issued
 from tellusonce.kafka import Admin
 from tellusonce.metrics import HTTP_REQUESTS
 from tellusonce.settings import Settings
@@ -63,6 +64,9 @@ RETRY_SECONDS = 5
 # holds each for the publish's timeout (30 s), and in the pool reads share they took every
 # thread: status queries and the family's page waited too. Beyond these, a 503 at once.
 PUBLISHING_AT_ONCE = 16
+ENTRY_FIELDS = frozenset({"district", "entry_number"})  # a cancellation's `registration`
+ENTRY_ASKED = ("district", "must be given with entry_number, a whole number: a register entry")
+NOT_OF_AN_ENTRY = "is not a field of the register entry cancelled (the office is your API key's)"
 log = structlog.get_logger("tellusonce.api")
 _NOT_A_TYPE = re.compile(r"^/v1/events/[^/]+$")  # POSTed to, it is not one of the types' paths
 _SUBMISSION_PATHS = ", ".join(f"/v1/events/{t.value}" for t in EventType)
@@ -241,7 +245,7 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
                 )
             )
         body, document = await read_json(request)
-        digest = body_hash(request.url.path, body)
+        digest = body_hash(_resource(request), body)
         stored = keys.get(office, key)
         if stored is None or (stored.pending and stored.body_hash == digest):
             try:
@@ -276,11 +280,13 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
             headers={"Location": stored.response["status_url"]},
         )
 
-    def latest(reference: str, office: str, entry: tuple[str, int] | None = None) -> LifeEvent[Any]:
+    def latest(
+        reference: str, office: str, entry: tuple[str, int] | None = None, exactly: bool = True
+    ) -> LifeEvent[Any]:
         """The newest revision of the office's registration under a reference (of its register
         entry, if the reference names several: a SubmissionConflict, 409, if none is said)."""
         try:
-            return registrar.registration(reference, office, entry)
+            return registrar.registration(reference, office, entry, exactly)
         except SubmissionConflict as exc:  # several, or one Kafka has not acknowledged yet
             raise Rejected(problem(409, "Say which registration", exc.problems)) from None
         except InvalidSubmission:  # none
@@ -320,7 +326,7 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
 
         def build_for(office: str, document: object) -> LifeEvent[Any]:
             reason = document.pop("correction_reason", None) if isinstance(document, dict) else None
-            amended = latest(reference, office, entry_of(document))
+            amended = latest(reference, office, entry_of(document), exactly=False)
             registered = registrar.ledger.registered_at(amended)
             return correction(amended, document, settings, reason, registered=registered)
 
@@ -341,6 +347,10 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
                 named = other[0] if documents.FIELD_NAME.fullmatch(other[0]) else "(document)"
                 raise InvalidSubmission([Problem(named, "is not a field of a cancellation")])
             entry = entry_of(document)  # which registration, if the reference names several
+            said = document.get("registration")
+            if isinstance(said, dict) and (other := sorted(set(said) - ENTRY_FIELDS)):
+                named = other[0] if documents.FIELD_NAME.fullmatch(other[0]) else "(field)"
+                raise InvalidSubmission([Problem(f"registration.{named}", NOT_OF_AN_ENTRY)])
             if "registration" in document and entry is None:
                 problem_ = Problem("registration", "must be {district, entry_number} of an entry")
                 raise InvalidSubmission([problem_])
@@ -349,9 +359,21 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         return await accept(request, build_for)
 
     @app.get("/v1/events/{reference}")
-    async def read(reference: str, request: Request) -> Response:
-        """What each service did with the events of a reference (your office's only)."""
-        event = latest(reference, office_of(request))
+    async def read(
+        reference: str,
+        request: Request,
+        district: str | None = None,
+        entry_number: str | None = None,
+    ) -> Response:
+        """What each service did with the events of a reference (your office's only); of its
+        register entry `district` `entry_number`, if the reference names several."""
+        entry = None
+        if district is not None or entry_number is not None:
+            said = {"registration": {"district": district, "entry_number": entry_number}}
+            entry = entry_of(said)
+            if entry is None:
+                raise Rejected(problem(422, "Say which register entry", [ENTRY_ASKED]))
+        event = latest(reference, office_of(request), entry)
         chain = await run_in_threadpool(registrar.ledger.chain, event)
         statuses = await run_in_threadpool(tracker.status, event.envelope.reference, chain)
         seen = {s.event_id for s in statuses}
@@ -463,3 +485,14 @@ def _status(status: EventStatus) -> dict[str, Any]:
             for s in status.services
         ],
     }
+
+
+def _resource(request: Request) -> str:
+    """The path of what a request is about, a reference in it written as issued: the same
+    request with the reference typed another way (lower case, without its dash) is the same
+    request to its Idempotency-Key."""
+    reference = request.path_params.get("reference")
+    route = request.scope.get("route")
+    if reference is None or not isinstance(route, Route):
+        return request.url.path
+    return route.path.replace("{reference}", as_issued(reference))

@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -36,7 +36,7 @@ from tellusonce.events import (
     Registration,
     life_event,
 )
-from tellusonce.fields import LONDON, SUBMITTED, Instant, hides_characters, today_in_london
+from tellusonce.fields import LONDON, SUBMITTED, Instant, hides_characters
 from tellusonce.headers import event_headers
 from tellusonce.identity import as_issued, event_id, person_ref, reference
 from tellusonce.kafka import Outgoing, Publisher
@@ -175,6 +175,11 @@ def parse(
     return header, facts
 
 
+CLOCKS_AHEAD = timedelta(minutes=5)
+"""How far ahead of this machine's clock a registrar's registered_at may be (their clock
+set a little fast), and not be said to be in the future."""
+
+
 def _registration_dates(
     header: Header, facts: Facts | None, registered: datetime | None
 ) -> list[Problem]:
@@ -193,8 +198,8 @@ def _registration_dates(
             problems.append(Problem(facts.OCCURRED, f"is after the registration ({registered_on})"))
     elif header.registered_at is not None:
         registered_on = header.registered_at.astimezone(LONDON).date()
-        if registered_on > today_in_london():
-            problems.append(Problem("registered_at", "is in the future"))
+        if header.registered_at > datetime.now(UTC) + CLOCKS_AHEAD:  # (not only a later day:
+            problems.append(Problem("registered_at", "is in the future"))  # tonight too)
         elif facts is not None and registered_on < facts.occurred_on():
             problems.append(Problem("registered_at", "is before the event it registers"))
     return problems
@@ -467,7 +472,7 @@ class Registrar:
         self, reference: str, document: object, reason: str | None = None
     ) -> LifeEvent[Any]:
         """The correction of a reference a submission makes, validated, not published."""
-        latest = self.registration(reference, entry=entry_of(document))
+        latest = self.registration(reference, entry=entry_of(document), exactly=False)
         registered = self.ledger.registered_at(latest)
         return correction(latest, document, self.settings, reason, "reason", registered)
 
@@ -523,13 +528,19 @@ class Registrar:
         return found, unacknowledged
 
     def registration(
-        self, reference: str, office: str | None = None, entry: tuple[str, int] | None = None
+        self,
+        reference: str,
+        office: str | None = None,
+        entry: tuple[str, int] | None = None,
+        exactly: bool = True,
     ) -> LifeEvent[Any]:
         """The newest acknowledged revision of the registration a reference names (of `office`,
         if given): of its register entry `entry` where the reference names several (two can
         share one: an amendment of one was made from the other's newest revision, and a
         cancellation cancelled the other family's registration). SubmissionConflict if it
-        names several and `entry` none of them; InvalidSubmission if it names none."""
+        names several and `entry` none of them, or (`exactly`) one that is not `entry`;
+        InvalidSubmission if it names none. (A correction's entry, not `exactly`, is checked
+        with the rest of its document: correction.)"""
         found = [
             e
             for e in self.ledger.registrations(reference)
@@ -543,13 +554,20 @@ class Registrar:
                 raise _conflict(
                     f"{as_issued(reference)} names {len(found)} registrations ({entries}): say "
                     "which by its register entry (a correction's `registration`; a "
-                    "cancellation's `registration` {district, entry_number}, or --entry)",
+                    "cancellation's `registration` {district, entry_number}, or --entry; "
+                    "a status's ?district=&entry_number=)",
                     "reference",
                 )
             found = named
-        if found:
-            return found[0]
-        return self._latest(reference, office)
+        chosen = found[0] if found else self._latest(reference, office)
+        named_entry = chosen.envelope.registration
+        if exactly and entry is not None and named_entry.entry != entry:  # two identifiers
+            raise _conflict(  # that disagree: which registration was meant is not ours to guess
+                f"{as_issued(reference)} names register entry {named_entry.district} "
+                f"{named_entry.entry_number}, not the one given",
+                "registration",
+            )
+        return chosen
 
     def _latest(self, reference: str, office: str | None = None) -> LifeEvent[Any]:
         latest = self.ledger.latest(reference, office)

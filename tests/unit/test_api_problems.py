@@ -52,6 +52,9 @@ class Api:
         content = body if isinstance(body, bytes) else json.dumps(body)
         return self.client.post(path, content=content, headers=sent)
 
+    def get(self, path: str) -> Any:
+        return self.client.get(path, headers={"Authorization": f"Bearer {self.key}"})
+
 
 @pytest.fixture
 def api(tmp_path: Path) -> Api:
@@ -102,6 +105,18 @@ def test_the_same_correction_under_another_key_is_the_correction_published(api: 
     again = api.post(f"/v1/events/{reference}/corrections", fixed, key="c2")
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["event_id"] == first.json()["event_id"]
+    assert len(api.publisher.sent) == 2  # the registration and one correction
+
+
+def test_a_retry_typing_the_reference_another_way_is_the_same_request(api: Api) -> None:
+    """Paths take a reference typed any way, but its Idempotency-Key compared the path as
+    typed: the retry of a correction to 5D4Z6-43N23 as 5d4z643n23 was "a different request"."""
+    reference = api.post("/v1/events/death", document(EventType.DEATH)).json()["reference"]
+    fixed = document(EventType.DEATH, date_of_death="2026-03-10")
+    first = api.post(f"/v1/events/{reference.lower()}/corrections", fixed, key="c1")
+    retried = api.post(f"/v1/events/{reference.replace('-', '')}/corrections", fixed, key="c1")
+    assert (first.status_code, retried.status_code) == (201, 201)
+    assert retried.json() == first.json()
     assert len(api.publisher.sent) == 2  # the registration and one correction
 
 
@@ -410,6 +425,33 @@ def test_a_cancellation_body_is_read_strictly(api: Api, body: Any, pointer: str)
     assert len(api.publisher.sent) == 1  # the registration alone
 
 
+@pytest.mark.parametrize(
+    ("registration", "pointer", "status"),
+    [
+        ({"district": "York", "entry_number": 9}, "/registration", 409),
+        ({"district": "Leeds", "entry_number": 1042, "office": "YORK-1"}, "/registration/office",
+         422),
+    ],
+)  # fmt: skip
+def test_a_cancellation_naming_another_register_entry_is_refused(
+    api: Api, registration: dict[str, Any], pointer: str, status: int
+) -> None:
+    """Leeds 1042's reference with York 9's register entry was cancelled (201: Leeds 1042,
+    its benefits' changes undone everywhere), and so was one naming an office: two identifiers
+    that disagree are refused, naming the register entry, and nothing is published."""
+    death = document(EventType.DEATH)
+    death["registration"] = {**death["registration"], "district": "Leeds", "entry_number": 1042}
+    reference = api.post("/v1/events/death", death).json()["reference"]
+    body = {"reason": "made in error", "registration": registration}
+    refused = api.post(f"/v1/events/{reference}/cancellation", body, key="k2")
+    assert is_problem(refused, status)
+    assert [e["pointer"] for e in refused.json()["errors"]] == [pointer]
+    assert len(api.publisher.sent) == 1  # the registration alone
+    named = {"reason": "made in error", "registration": {"district": "leeds",
+                                                         "entry_number": 1042}}  # fmt: skip
+    assert api.post(f"/v1/events/{reference}/cancellation", named, key="k3").status_code == 201
+
+
 def test_a_path_with_a_trailing_slash_is_not_redirected_by_its_host_header(api: Api) -> None:
     """A 307 to https://evil.example/v1/events/death, before any key was checked."""
     sent = api.post("/v1/events/death/", document(EventType.DEATH), Host="evil.example")
@@ -529,6 +571,34 @@ def test_a_cancellation_of_a_reference_two_registrations_share_says_which(
     sent = api.registrar.ledger.find(cancelled.json()["event_id"])
     assert sent is not None
     assert sent.envelope.registration.entry_number == 2
+
+
+def test_the_status_of_a_reference_two_registrations_share_is_read_by_register_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One office's entries 1042 and 2 under one reference: GET answered 409 "say which", and
+    took no way of saying it. The register entry is asked as ?district=&entry_number=."""
+    from producers import submission
+    from tests.handlers import SHARED
+
+    monkeypatch.setattr(submission, "reference", lambda *_args: SHARED)
+    api = Api(tmp_path)
+    ids = {}
+    for n in (1042, 2):
+        registration = {"district": "Leeds", "entry_number": n, "office": OFFICE}
+        sent = api.post("/v1/events/death", document(EventType.DEATH, registration=registration),
+                        key=f"r{n}")  # fmt: skip
+        ids[n] = sent.json()["event_id"]
+    path = f"/v1/events/{SHARED}"
+    assert is_problem(api.get(path), 409)
+    for n in (1042, 2):
+        read = api.get(f"{path}?district=leeds&entry_number={n}")
+        assert read.status_code == 200
+        assert [e["event_id"] for e in read.json()["events"]] == [ids[n]]
+    assert is_problem(api.get(f"{path}?district=Leeds&entry_number=9"), 409)  # neither
+    refused = api.get(f"{path}?entry_number=two")
+    assert is_problem(refused, 422)
+    assert [e["pointer"] for e in refused.json()["errors"]] == ["/district"]
 
 
 def test_another_office_s_reference_is_not_found_even_unacknowledged(

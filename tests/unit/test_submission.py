@@ -99,6 +99,20 @@ class TestDeathValidation:
             "registered_at": "is before the event it registers"
         }
 
+    def test_a_registration_time_later_today_is_in_the_future(self) -> None:
+        """Only a later day was refused: 23:59 tonight, registered at 21:52, was published as
+        the registration's time. A clock a minute fast is not refused."""
+        from datetime import UTC, datetime
+
+        def registered_in(ahead: timedelta) -> dict[str, Any]:
+            at = (datetime.now(UTC) + ahead).isoformat().replace("+00:00", "Z")
+            return document(EventType.DEATH, registered_at=at)
+
+        found = problems(EventType.DEATH, registered_in(timedelta(minutes=11)))
+        assert found == {"registered_at": "is in the future"}
+        header, _ = parse(EventType.DEATH, registered_in(timedelta(minutes=1)))
+        assert header.registered_at is not None
+
     @pytest.mark.parametrize("at", ["9999-12-31T23:59:59-23:00", "0001-01-01T00:00:00+23:00"])
     def test_registration_time_beyond_the_calendar_is_refused(self, at: str) -> None:
         """A time that no calendar date holds once in UTC is a clear 422, never a crash."""
