@@ -31,6 +31,7 @@ class ServiceHandler:
         self.name = service.name
         self.entitled = subscriptions()[service.name].events
         self.topics = [topics.events(t) for t in self.entitled]
+        self._carries = dict(zip(self.topics, self.entitled, strict=True))  # topic: its type
         self.dead_letter_topic: str | None = topics.dead_letter(service.name)
         self.outcomes: tuple[str, ...] = OUTCOMES
         self._known: Lookup | None = None  # what repeats() read, for the next batch()
@@ -86,11 +87,27 @@ class ServiceHandler:
         What a refused amendment superseded is kept (Transaction.refuse): its own amendments, and
         replays of what it superseded, find the chain through it.
         """
-        if not isinstance(message, LifeEvent):
+        if isinstance(message, LifeEvent):
+            self._refuse(message.envelope, error)
+
+    def undecoded(self, received: Received, error: PermanentError) -> None:
+        """Confirm REJECTED for an event whose facts did not decode (it is dead-lettered) but
+        whose envelope reads, on its own type's topic: the registrar sees this service's
+        refusal and why, where the event would otherwise await its answer for ever (and page
+        operators as overdue). A message on another type's topic is not answered: its
+        services read it on its own."""
+        try:
+            envelope = self.codec.decode_envelope(received.value)
+        except PermanentError:
             return
+        if isinstance(envelope, Envelope) and self._carries.get(received.topic) is (
+            envelope.event_type
+        ):
+            self._refuse(envelope, error)
+
+    def _refuse(self, envelope: Envelope, error: PermanentError) -> None:
         decision = Decision(Outcome.REJECTED, (shown(f"Rejected: {error}"),))  # as the tracker
         # takes a confirmation's text: a line break in a message would make it refuse ours
-        envelope = message.envelope
         with self.store.event_transaction() as tx:
             if not tx.processed(envelope.event_id_text):
                 if envelope.supersedes is not None:

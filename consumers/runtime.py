@@ -85,6 +85,10 @@ class Handler(Protocol[M]):
     def reject(self, message: M, error: PermanentError) -> None:
         """Record a decoded message the handler refused (a REJECTED confirmation, for services)."""
 
+    def undecoded(self, received: Received, error: PermanentError) -> None:
+        """Record a message that did not decode (a REJECTED confirmation, for services, if its
+        envelope reads)."""
+
     def repeats(self, batch: Sequence[Received]) -> dict[int, str]:
         """The positions in a batch of messages that repeat, byte for byte, one the handler
         handled, with their event ids: counted and logged as duplicates without decoding."""
@@ -277,6 +281,8 @@ class Runtime(Generic[M]):
         started = time.perf_counter()
         if isinstance(message, PermanentError):
             self._dead_letter(received, message, {})
+            self.handler.undecoded(received, message)
+            self._outbox_dirty = True
             return "dead_lettered"
         if isinstance(message, Repeat):
             outcome, ids = "duplicate", {"event_id": message.event_id}

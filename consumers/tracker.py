@@ -522,6 +522,9 @@ class TrackerHandler:
     def reject(self, message: Tracked, error: Exception) -> None:
         """The tracker refuses nothing it can decode."""
 
+    def undecoded(self, received: Received, error: Exception) -> None:
+        """The tracker answers nothing."""
+
     def repeats(self, _batch: Sequence[Received]) -> dict[int, str]:
         """The tracker decodes every message (a repeat is known once decoded)."""
         return {}

@@ -144,3 +144,33 @@ def test_a_copy_on_the_wrong_topic_does_not_take_the_right_one_with_it(tmp_path:
     assert sorted(m.topic for m in kept.sent) == sorted(
         [Topics().dead_letter("housing_benefit"), Topics().confirmations]
     )
+
+
+def test_an_event_whose_facts_do_not_decode_is_answered_rejected_with_why(tmp_path: Path) -> None:
+    """A death whose envelope reads but whose facts do not (another producer's invalid NINO):
+    dead-lettered, and answered nothing, so the registrar's status awaited Housing Benefit
+    for ever (and paged as overdue). It is answered REJECTED now, naming the field, and
+    nothing is applied; on another type's topic it is dead-lettered alone (its services
+    answer it on its own)."""
+    from tellusonce.codec import Confirmation
+
+    death = event(EventType.DEATH)
+    record = death.model_dump()
+    record["facts"]["deceased"]["nino"] = "not a nino"
+    value = Codec().encode_record("death", record)
+    service = handler(tmp_path, "housing_benefit")
+    for topic, answered in ((EventType.BIRTH, False), (EventType.DEATH, True)):
+        kept = Kept()
+        runtime = Runtime(service, kept, kept, Topics())  # type: ignore[arg-type]
+        runtime.process([as_received(death, value)._replace(topic=Topics().events(topic))])
+        runtime.relay()
+        letters = [m for m in kept.sent if m.topic == Topics().dead_letter("housing_benefit")]
+        answers = [Codec().decode(m.value) for m in kept.sent if m.topic == Topics().confirmations]
+        assert len(letters) == 1, topic
+        assert service.store.outcomes() == {}
+        assert len(answers) == int(answered), topic
+    answer = answers[0]
+    assert isinstance(answer, Confirmation)
+    assert (answer.event_id_text, answer.outcome) == (death.envelope.event_id_text, "REJECTED")
+    assert "facts.deceased.nino" in answer.actions[0]
+    assert "not a nino" not in answer.actions[0]
