@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from consumers.tracker import EventStatus
+from consumers.tracker import OVERDUE_SHOWN, EventStatus
 from tellusonce.events import Action
 
 
@@ -53,3 +53,22 @@ def render(
         lines.append(f"  event {status.event_id}")
         lines.append("")
     return "\n".join(lines).rstrip()
+
+
+def render_overdue(overdue: Sequence[tuple[str, EventStatus]], minutes: float) -> str:
+    """The events some service has not answered (`tellusonce status --awaiting`), oldest first:
+    which the overdue alert is about, and where to look."""
+    since = f" for over {minutes:g} minutes" if minutes else ""
+    if not overdue:
+        return f"No event awaits a service's answer{since}."
+    count = f"{len(overdue)}" if len(overdue) < OVERDUE_SHOWN else f"The oldest {len(overdue)}"
+    lines = [f"{count} events await a service's answer{since}, oldest first:"]
+    for reference, status in overdue:
+        when = status.registered_at.strftime("%Y-%m-%d %H:%M UTC")
+        pending = ", ".join(s.title for s in status.services if s.outcome is None)
+        lines.append(
+            f"  {reference} · {status.event_type} {status.action.lower()} {when} · "
+            f"event {status.event_id} · awaiting {pending}"
+        )
+    lines.append("Each: tellusonce status REFERENCE; a service's dead letters: tellusonce dlq list")
+    return "\n".join(lines)

@@ -89,6 +89,9 @@ confirmations = Table(
 )
 
 
+OVERDUE_SHOWN = 100  # events `tellusonce status --awaiting` lists, the oldest
+
+
 @dataclass(frozen=True)
 class ServiceStatus:
     """One service's answer to one event, or None fields while it is pending."""
@@ -149,6 +152,19 @@ def _answered(
             )
         )
     return tuple(services)
+
+
+def _event_status(conn: Connection, row: Any, titles: dict[str, str]) -> EventStatus:
+    """An events row with each expected service's answer."""
+    return EventStatus(
+        row.event_id,
+        row.event_type,
+        row.action,
+        row.revision,
+        _in_utc(row.registered_at),
+        _answered(conn, row.event_id, orjson.loads(row.expected), titles),
+        row.supersedes,
+    )
 
 
 def _titles() -> dict[str, str]:
@@ -378,21 +394,7 @@ class TrackerStore:
     def _status(self, query: Any, titles: dict[str, str]) -> list[EventStatus]:
         with self.engine.connect() as conn:
             found = conn.execute(query.order_by(events.c.revision, events.c.published_ms)).all()
-            out = []
-            for row in found:
-                services = _answered(conn, row.event_id, orjson.loads(row.expected), titles)
-                out.append(
-                    EventStatus(
-                        row.event_id,
-                        row.event_type,
-                        row.action,
-                        row.revision,
-                        _in_utc(row.registered_at),
-                        services,
-                        row.supersedes,
-                    )
-                )
-        return out
+            return [_event_status(conn, row, titles) for row in found]
 
     def unrecorded(self, envelopes: Sequence[Envelope]) -> list[EventStatus]:
         """Events published that the tracker has not recorded (just published, or dead-lettered
@@ -413,6 +415,37 @@ class TrackerStore:
                     )
                     for env in envelopes
                 ]
+        except OperationalError as exc:
+            raise StoreBusy(f"tracker store busy: {type(exc.orig).__name__}") from exc
+
+    def overdue(
+        self, older_than: float, limit: int = OVERDUE_SHOWN
+    ) -> list[tuple[str, EventStatus]]:
+        """Events some expected service has not answered, published over `older_than` seconds
+        ago, oldest first (up to `limit`), each with its reference: which the overdue alert
+        is about."""
+        before = int(time.time() * 1000 - older_than * 1000)
+        query = (
+            select(events)
+            .where(events.c.awaiting > 0, events.c.published_ms < before)
+            .order_by(events.c.published_ms)
+            .limit(limit)
+        )
+        titles = _titles()
+        try:
+            with self.engine.connect() as conn:
+                return [(row.reference, _event_status(conn, row, titles))
+                        for row in conn.execute(query).all()]  # fmt: skip
+        except OperationalError as exc:
+            raise StoreBusy(f"tracker store busy: {type(exc.orig).__name__}") from exc
+
+    def reference_of(self, event_id: str) -> str | None:
+        """The reference of an event the tracker recorded (None: not recorded)."""
+        query = select(events.c.reference).where(events.c.event_id == event_id)
+        try:
+            with self.engine.connect() as conn:
+                found: str | None = conn.execute(query).scalar()
+                return found
         except OperationalError as exc:
             raise StoreBusy(f"tracker store busy: {type(exc.orig).__name__}") from exc
 

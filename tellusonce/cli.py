@@ -189,15 +189,30 @@ def _metrics_port(args: argparse.Namespace, settings: Settings, name: str) -> in
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.report import render
+    from consumers.report import render, render_overdue
     from consumers.tracker import TrackerStore
     from producers.ledger import Ledger
     from tellusonce.codec import Codec
+    from tellusonce.headers import EVENT_ID
     from tellusonce.identity import as_issued
     from tellusonce.topics import TRACKER
 
+    if (args.reference is None) == (not args.awaiting):
+        print("error: give a reference (or an event id), or --awaiting", file=sys.stderr)
+        return EXIT_INVALID
+    if args.older_than is not None and not args.awaiting:
+        print("error: --older-than goes with --awaiting", file=sys.stderr)
+        return EXIT_INVALID
+    url = settings.store_url_for(TRACKER)
+    none_yet = _no_store(url) and Path(url.removeprefix("sqlite:///")).parent.is_dir()
+    tracker = TrackerStore("sqlite://" if none_yet else url)  # none yet: an empty one in
+    if args.awaiting:  # memory (opening the file would make it); no data directory: said
+        minutes = args.older_than or 0
+        print(render_overdue(tracker.overdue(minutes * 60), minutes))
+        return 0
     reference = as_issued(args.reference)
-    tracker = TrackerStore(settings.store_url_for(TRACKER))
+    if EVENT_ID.fullmatch(args.reference.strip().lower()):  # an event id (a dead letter's, say)
+        reference = tracker.reference_of(args.reference.strip().lower()) or reference
     statuses = tracker.status(reference)
     recorded = []  # what this registrar's ledger holds: just published, or not acknowledged
     url = settings.store_url_for("registrar")
@@ -602,6 +617,17 @@ def _port(text: str, lowest: int = 0, highest: int = PORT_MAX) -> int:
     return number
 
 
+def _minutes(text: str) -> float:
+    """A number of minutes, 0 or more."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of minutes: {text!r}") from None
+    if not 0 <= number < 1e9:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of minutes from 0")
+    return number
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     from consumers.launch import NAMES
@@ -622,8 +648,24 @@ def parser() -> argparse.ArgumentParser:
     consume.add_argument("name", choices=NAMES)
     consume.add_argument("--metrics-port", type=_port, default=None)
     consume.set_defaults(run=_consume)
-    status = sub.add_parser("status", help="what each service did with a reference")
-    status.add_argument("reference")
+    status = sub.add_parser(
+        "status",
+        help="what each service did with a reference (or an event id); --awaiting: the events "
+        "a service has not answered",
+    )
+    status.add_argument("reference", nargs="?", help="a reference (7QK2M-93XDA) or an event id")
+    status.add_argument(
+        "--awaiting",
+        action="store_true",
+        help="list the events some service has not answered, oldest first (up to 100)",
+    )
+    status.add_argument(
+        "--older-than",
+        type=_minutes,
+        default=None,
+        metavar="MINUTES",
+        help="with --awaiting: only those published over MINUTES ago (the overdue alert's 15)",
+    )
     status.set_defaults(run=_status)
     seeding = sub.add_parser("seed", help="write synthetic demo records into every store")
     seeding.add_argument(

@@ -640,3 +640,47 @@ def test_serve_on_one_port_for_the_api_and_its_metrics_is_refused_before_it_star
     assert said.err == f"error: port {port} is the API's and its metrics': choose another\n"
     assert said.out == ""
     assert list(tmp_path.iterdir()) == []
+
+
+def test_status_lists_the_events_awaiting_an_answer_and_finds_one_by_its_event_id(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[[list[str]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The overdue alert said "tellusonce status REFERENCE", and nothing named the reference;
+    `status` of an event id (a dead letter's) said "No events known"; and `status` made an empty
+    tracker store where there was none. `status --awaiting` lists them, oldest first."""
+    from consumers.tracker import TrackerStore
+    from producers.submission import Registrar
+    from tellusonce.codec import Codec
+    from tellusonce.events import EventType
+    from tellusonce.settings import Settings
+    from tellusonce.topics import TRACKER
+    from tests.factories import document
+    from tests.handlers import tracked
+    from tests.stand_ins import Kept
+
+    settings = Settings(data_dir=tmp_path / "bus")  # (before run_cli configures the logs)
+    registrar = Registrar(settings, Kept(), Codec())  # type: ignore[arg-type]
+    first = registrar.submit(EventType.DEATH, document(EventType.DEATH))
+    event_id = str(first.event_id)
+    tracked(TrackerStore(settings.store_url_for(TRACKER)), registrar.ledger, [event_id])
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path / "empty"))
+    assert run_cli(["status", "5D4Z6-43N23"]) == 1
+    assert run_cli(["status", "--awaiting"]) == 0
+    assert "No event awaits a service's answer." in capsys.readouterr().out
+    assert list((tmp_path / "empty").iterdir()) == []
+
+    monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path / "bus"))
+    assert run_cli(["status", "--awaiting", "--older-than", "15"]) == 0
+    listed = capsys.readouterr().out
+    assert "1 events await a service's answer for over 15 minutes, oldest first:" in listed
+    assert f"{first.reference} · death registered" in listed
+    assert f"event {event_id} · awaiting State Pension, " in listed
+    assert run_cli(["status", event_id.upper()]) == 0
+    assert f"Reference {first.reference} · death registered" in capsys.readouterr().out
+    assert run_cli(["status"]) == 2
+    assert run_cli(["status", first.reference, "--awaiting"]) == 2
+    assert run_cli(["status", first.reference, "--older-than", "5"]) == 2
