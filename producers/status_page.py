@@ -16,6 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
+from sqlalchemy.exc import OperationalError
 
 from consumers.tracker import EventStatus, TrackerStore
 from producers.ledger import Ledger
@@ -195,22 +196,23 @@ def router(ledger: Ledger, tracker: TrackerStore, attempts_per_minute: int = 5) 
             return response
         if born is None:
             return page("Check what has been done", form(NOT_A_DATE, reference), status=422)
-        found = await run_in_threadpool(ledger.registrations, reference) if reference else []
-        event = next(
-            (e for e in found if any(p.date_of_birth == born for p in e.facts.subjects())), None
-        )
-        if event is None:
-            return page("Check what has been done", form(NOT_FOUND, reference), status=404)
-        per_reference.give_back(reference)  # the right date: a family's view does not count
-        chain = await run_in_threadpool(ledger.chain, event)
-        env = event.envelope
-        try:
+        try:  # the ledger's store busy too (locked by a burst of submissions): said, not a 500
+            found = await run_in_threadpool(ledger.registrations, reference) if reference else []
+            event = next(
+                (e for e in found if any(p.date_of_birth == born for p in e.facts.subjects())),
+                None,
+            )
+            if event is None:
+                return page("Check what has been done", form(NOT_FOUND, reference), status=404)
+            per_reference.give_back(reference)  # the right date: a family's view does not count
+            chain = await run_in_threadpool(ledger.chain, event)
+            env = event.envelope
             statuses = await run_in_threadpool(tracker.status, reference, chain)
             newest = next((s for s in statuses if s.event_id == env.event_id_text), None)
             if newest is None:  # not recorded by the tracker: the services' answers, if any
                 (unrecorded,) = await run_in_threadpool(tracker.unrecorded, [env])
                 newest = unrecorded if unrecorded.confirmed else None
-        except StoreBusy:
+        except (StoreBusy, OperationalError):
             return page(BUSY, "<p>Please try again in a minute.</p>", status=503)
         if newest is None:  # just sent: what it replaces is not the news
             kind = what(env.event_type.value, env.action.value)

@@ -183,13 +183,16 @@ def test_only_buckets_not_full_again_are_kept(monkeypatch: pytest.MonkeyPatch) -
     assert limit.take(last) is not None  # a recent client is still limited
 
 
-def test_a_busy_tracker_store_is_a_page_saying_so(
-    registrar: Registrar, store: TrackerStore, tmp_path: Path
+@pytest.mark.parametrize("busy", ["tracker.db", "registrar.db"])
+def test_a_busy_store_is_a_page_saying_so(
+    registrar: Registrar, store: TrackerStore, tmp_path: Path, busy: str
 ) -> None:
-    """It was a bare 500 (SQLAlchemy's OperationalError, raised out of the request)."""
+    """It was a bare 500 (SQLAlchemy's OperationalError, raised out of the request): the
+    tracker's store, or the registrar's ledger (locked by a burst of submissions, say)."""
     receipt = registrar.submit(EventType.DEATH, death())
     store.engine.dispose()
-    locker = sqlite3.connect(tmp_path / "tracker.db", isolation_level=None)
+    registrar.ledger.engine.dispose()
+    locker = sqlite3.connect(tmp_path / busy, isolation_level=None)
     locker.execute("PRAGMA locking_mode=EXCLUSIVE")  # another process holds it, past the
     locker.execute("BEGIN EXCLUSIVE")  # busy timeout
     try:
