@@ -210,14 +210,16 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
         minutes = args.older_than or 0
         print(render_overdue(tracker.overdue(minutes * 60), minutes))
         return 0
+    url = settings.store_url_for("registrar")  # this registrar's ledger, if it is here
+    ledger = None if _no_store(url) else Ledger(url, Codec(settings.schema_dirs))
     reference = as_issued(args.reference)
-    if EVENT_ID.fullmatch(args.reference.strip().lower()):  # an event id (a dead letter's, say)
-        reference = tracker.reference_of(args.reference.strip().lower()) or reference
+    if EVENT_ID.fullmatch(event_id := args.reference.strip().lower()):  # a dead letter's, say
+        published = ledger.find(event_id) if ledger else None
+        mine = published.envelope.reference if published else None
+        reference = tracker.reference_of(event_id) or mine or reference
     statuses = tracker.status(reference)
-    recorded = []  # what this registrar's ledger holds: just published, or not acknowledged
-    url = settings.store_url_for("registrar")
-    if not _no_store(url):
-        recorded = Ledger(url, Codec(settings.schema_dirs)).under(reference)
+    # what the ledger holds: just published, or not acknowledged
+    recorded = ledger.under(reference) if ledger else []
     seen = {s.event_id for s in statuses}
     statuses += tracker.unrecorded(
         [e.envelope for e, ok in recorded if ok and e.envelope.event_id_text not in seen]

@@ -681,6 +681,9 @@ def test_status_lists_the_events_awaiting_an_answer_and_finds_one_by_its_event_i
     assert f"event {event_id} · awaiting State Pension, " in listed
     assert run_cli(["status", event_id.upper()]) == 0
     assert f"Reference {first.reference} · death registered" in capsys.readouterr().out
+    (tmp_path / "bus" / "tracker.db").unlink()  # the tracker has not read it: the ledger knows
+    assert run_cli(["status", event_id]) == 0
+    assert f"Reference {first.reference} · death registered" in capsys.readouterr().out
     assert run_cli(["status"]) == 2
     assert run_cli(["status", first.reference, "--awaiting"]) == 2
     assert run_cli(["status", first.reference, "--older-than", "5"]) == 2
