@@ -459,16 +459,17 @@ def _serve_on(args: argparse.Namespace, settings: Settings, listener: socket.soc
     registrar = Registrar(settings, Publisher(settings, "api"), Codec(settings.schema_dirs))
     admin = Admin(settings)
 
-    api_host = "127.0.0.1" if args.host == "0.0.0.0" else args.host  # noqa: S104 (compared)
+    anywhere = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 (compared): asked there
+    api_host = anywhere.get(args.host, args.host)
 
     def ready() -> bool:  # the API answers (uvicorn starts after this server), and Kafka does
-        with socket.socket() as api:
+        with socket.socket(listener.family) as api:  # (IPv6 too: ::1)
             listening = api.connect_ex((api_host, port)) == 0
         return listening and admin.reachable(2.0)
 
     served = metrics.serve(_metrics_port(args, settings, REGISTRAR), ready, settings.metrics_host)
     print(
-        f"registrar API on http://{args.host}:{port} (docs /docs, family page /status), "
+        f"registrar API on http://{_in_url(args.host)}:{port} (docs /docs, family page /status), "
         f"metrics on http://{settings.metrics_host}:{served.server_port}/metrics",
         flush=True,
     )
@@ -617,6 +618,11 @@ def _port(text: str, lowest: int = 0, highest: int = PORT_MAX) -> int:
     if not lowest <= number <= highest:
         raise argparse.ArgumentTypeError(f"{number} is not a port from {lowest} to {highest}")
     return number
+
+
+def _in_url(host: str) -> str:
+    """A host as a URL writes it (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host
 
 
 def _minutes(text: str) -> float:

@@ -188,15 +188,18 @@ def test_the_api_starts_on_a_port_whose_last_connections_wait_out_time_wait(
     assert run_cli(["serve", "--port", str(port), "--metrics-port", "0"]) == 0
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "::"])
 def test_the_api_on_any_free_port_says_and_probes_the_port_it_has(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     run_cli: Callable[[list[str]], int],
     capsys: pytest.CaptureFixture[str],
+    host: str,
 ) -> None:
     """`serve --port 0` said "http://127.0.0.1:0", and its /readyz connected to port 0: never
     ready. The API's socket is bound first, and the port the system chose is the one said,
-    served and probed (its connection answered while the API runs)."""
+    served and probed (its connection answered while the API runs), on IPv6 too (probed
+    through an IPv4 socket, /readyz was a 500 with a traceback each time)."""
     import urllib.request
 
     import uvicorn
@@ -219,9 +222,11 @@ def test_the_api_on_any_free_port_says_and_probes_the_port_it_has(
     monkeypatch.setattr(uvicorn.Server, "run", run)
     monkeypatch.setattr(Admin, "reachable", lambda _admin, _timeout: True)  # no broker needed
     monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
-    assert run_cli(["serve", "--port", "0", "--metrics-port", str(metrics_port)]) == 0
+    asked = ["serve", "--host", host, "--port", "0", "--metrics-port", str(metrics_port)]
+    assert run_cli(asked) == 0
     assert seen["port"] != 0
-    assert f"registrar API on http://127.0.0.1:{seen['port']} " in capsys.readouterr().out
+    shown = f"[{host}]" if ":" in host else host
+    assert f"registrar API on http://{shown}:{seen['port']} " in capsys.readouterr().out
     assert seen["ready"] == 200
 
 
