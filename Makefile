@@ -78,7 +78,7 @@ BENCH_PYTHON ?= $(shell /usr/bin/python3 -c 'import sys, ensurepip; sys.exit(sys
 BENCH_VENV := .venv-bench
 comma := ,
 
-$(BENCH_VENV)/.installed: pyproject.toml
+$(BENCH_VENV)/.installed: pyproject.toml $(INSTALLED)  # (install's python3-venv step first)
 	@echo "==> creating $(BENCH_VENV) with $(BENCH_PYTHON) ($$($(BENCH_PYTHON) --version)) for the benchmarks"
 	$(call venv,$(BENCH_PYTHON),$(BENCH_VENV),dev$(comma)bench)
 

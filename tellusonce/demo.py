@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -31,13 +32,33 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "death.json"
 DEMO_OFFICE = "LEEDS-RO-1"  # the register office of the example
 
 
+class NotSubmitted(Exception):
+    """The registrar API did not take the demo's death: why, and the exit code to end with (3,
+    as every command, when Kafka did not acknowledge it)."""
+
+    def __init__(self, why: str, code: int = 1) -> None:
+        super().__init__(why)
+        self.code = code
+
+
 def submit_over_http(base: str, key: str, document: dict[str, Any]) -> dict[str, Any]:
-    """POST a death to the registrar API, as a registration system would."""
-    response = httpx.post(
-        f"{base}/v1/events/death", json=document, timeout=30,
-        headers={"Authorization": f"Bearer {key}", "Idempotency-Key": str(uuid.uuid4())},
-    )  # fmt: skip
-    response.raise_for_status()
+    """POST a death to the registrar API, as a registration system would; NotSubmitted if it
+    does not answer, or refuses it."""
+    try:
+        response = httpx.post(
+            f"{base}/v1/events/death", json=document, timeout=30,
+            headers={"Authorization": f"Bearer {key}", "Idempotency-Key": str(uuid.uuid4())},
+        )  # fmt: skip
+    except httpx.HTTPError as exc:
+        raise NotSubmitted(f"the registrar API at {base} did not answer ({exc})") from None
+    if response.is_error:  # a problem+json: its detail names no one
+        try:
+            detail = response.json().get("detail", "")
+        except ValueError:
+            detail = ""
+        said = detail or response.reason_phrase
+        code = 3 if response.status_code == 503 else 1
+        raise NotSubmitted(f"the registrar API answered {response.status_code}: {said}", code)
     return dict(response.json())
 
 
@@ -45,7 +66,10 @@ def family_page(base: str, reference: str, born: str) -> str:
     """What the family's status page shows for a reference and date of birth (YYYY-MM-DD)."""
     year, month, day = born.split("-")
     form = {"reference": reference, "day": day, "month": month, "year": year}
-    return httpx.post(f"{base}/status", data=form, timeout=10).text
+    try:
+        return httpx.post(f"{base}/status", data=form, timeout=10).text
+    except httpx.HTTPError:  # said as "did not answer"
+        return ""
 
 
 def run(settings: Settings, owned: bool = False) -> int:
@@ -59,7 +83,12 @@ def run(settings: Settings, owned: bool = False) -> int:
     try:
         wait_ready(children, settings.data_dir / "logs", local_host(settings.metrics_host))
         document = json.loads(EXAMPLE.read_text(encoding="utf-8"))
-        receipt = submit_over_http(base, key, document)
+        try:
+            receipt = submit_over_http(base, key, document)
+        except NotSubmitted as exc:
+            print(f"error: {exc} (the processes' logs: {settings.data_dir / 'logs'})",
+                  file=sys.stderr)  # fmt: skip
+            return exc.code
         acknowledged = time.monotonic()
         say(
             f"submitted {EXAMPLE.name} to {base}/v1/events/death: reference "

@@ -41,12 +41,22 @@ def _one_store_each(template: str | None) -> str | None:
     except (KeyError, IndexError, ValueError):
         raise ValueError("may hold {service} and no other {field}") from None
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
     try:
-        make_url(url)
+        dialect = make_url(url).get_dialect()
+    except NoSuchModuleError:  # postgres://, say (SQLAlchemy names it postgresql)
+        raise ValueError("names a database SQLAlchemy has no dialect for (e.g. "
+                         "postgresql+psycopg://...)") from None  # fmt: skip
     except ArgumentError:
         raise ValueError("is not a SQLAlchemy URL (e.g. postgresql+psycopg://...)") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:  # without the tellusonce[postgresql] extra, say
+        raise ValueError(
+            f"needs the Python package {exc.name or 'its driver'}, which is not installed (for "
+            "postgresql+psycopg: pip install 'tellusonce[postgresql]')"
+        ) from None
     return template
 
 

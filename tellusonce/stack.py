@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from consumers.launch import NAMES
-from consumers.seed import seed
+from consumers.seed import seed, seeded
 from tellusonce import shutdown
 from tellusonce.errors import BrokerUnavailable, UnsafeSettings
 from tellusonce.kafka import Admin
@@ -70,6 +70,13 @@ def seed_stores(settings: Settings, fresh: bool, owned: bool = False) -> None:
                 f"{data_dir} holds stores the demo did not make ({', '.join(stores)}), and the "
                 "demo starts from fresh ones: set TELLUSONCE_DATA_DIR to an empty directory, or "
                 "leave it unset (.run/demo)"
+            )
+        held = seeded(settings) if settings.store_url else []  # databases it cannot empty
+        if held:
+            raise UnsafeSettings(
+                f"TELLUSONCE_STORE_URL's databases hold records ({', '.join(held)}), and the "
+                "demo starts from empty stores (it empties SQLite files it made, never a "
+                "database): point it at empty databases, or leave it unset"
             )
         (data_dir / DEMO_MARK).write_text("made by `tellusonce demo`: each run empties it\n")
         for old in files:

@@ -541,6 +541,58 @@ def test_the_demo_empties_its_stores_only(tmp_path: Path) -> None:
     assert not (tmp_path / "tracker.db-wal").exists()
 
 
+def test_the_demo_on_databases_holding_records_is_refused(tmp_path: Path) -> None:
+    """With TELLUSONCE_STORE_URL set, the demo emptied nothing (its stores are not files of its
+    directory) and wrote its records over the ones there (a real service's, say); a second run
+    on the same databases showed the first's confirmations. Empty ones are seeded."""
+    from tellusonce.errors import UnsafeSettings
+    from tellusonce.settings import Settings
+    from tellusonce.stack import seed_stores
+
+    elsewhere = tmp_path / "databases"
+    elsewhere.mkdir()
+    settings = Settings(
+        data_dir=tmp_path / "demo", store_url=f"sqlite:///{elsewhere}/{{service}}.db"
+    )
+    seed_stores(settings, fresh=True, owned=True)  # empty: seeded
+    assert (elsewhere / "pensions.db").exists()
+    with pytest.raises(UnsafeSettings, match="TELLUSONCE_STORE_URL's databases hold records"):
+        seed_stores(settings, fresh=True, owned=True)
+
+
+def test_the_demo_s_submission_the_api_refuses_is_said_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An API answering 503 (Kafka did not acknowledge), or not answering, ended the demo with
+    an uncaught HTTPStatusError, its message withheld: now why, and exit 3 as every command
+    Kafka does not answer (else 1)."""
+    import httpx
+
+    from tellusonce import demo
+
+    def unacknowledged(url: str, **_: Any) -> httpx.Response:
+        problem = {"status": 503, "detail": "Kafka did not acknowledge the event in time"}
+        return httpx.Response(503, json=problem, request=httpx.Request("POST", url))
+
+    def unanswered(url: str, **_: Any) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    monkeypatch.setattr(demo.httpx, "post", unacknowledged)
+    with pytest.raises(demo.NotSubmitted) as refused:
+        demo.submit_over_http("http://127.0.0.1:8080", "key", {})
+    assert (str(refused.value), refused.value.code) == (
+        "the registrar API answered 503: Kafka did not acknowledge the event in time",
+        3,
+    )
+    monkeypatch.setattr(demo.httpx, "post", unanswered)
+    with pytest.raises(demo.NotSubmitted) as refused:
+        demo.submit_over_http("http://127.0.0.1:8080", "key", {})
+    assert (str(refused.value), refused.value.code) == (
+        "the registrar API at http://127.0.0.1:8080 did not answer (connection refused)",
+        1,
+    )
+
+
 def test_a_cancellation_s_register_entry_is_read_as_entries_are_compared(
     run_cli: Callable[[list[str]], int], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -559,8 +611,14 @@ def test_a_cancellation_s_register_entry_is_read_as_entries_are_compared(
         ("sqlite:////tmp/one.db", "must name each service's own database with {service}"),
         ("sqlite:///{service}_{x}.db", "may hold {service} and no other {field}"),
         ("nonsense_{service}", "is not a SQLAlchemy URL (e.g. postgresql+psycopg://...)"),
+        ("postgres://u@db/t_{service}", "names a database SQLAlchemy has no dialect for (e.g. "
+                                        "postgresql+psycopg://...)"),
+        ("mysql+nosuchdriver://u@db/t_{service}", "names a database SQLAlchemy has no dialect "
+                                                  "for (e.g. postgresql+psycopg://...)"),
+        ("mssql+pymssql://u@db/t_{service}", "needs the Python package pymssql, which is not "
+         "installed (for postgresql+psycopg: pip install 'tellusonce[postgresql]')"),
     ],
-)
+)  # fmt: skip
 def test_a_store_url_not_one_database_each_is_refused(
     monkeypatch: pytest.MonkeyPatch,
     run_cli: Callable[[list[str]], int],
@@ -570,7 +628,8 @@ def test_a_store_url_not_one_database_each_is_refused(
     said: str,
 ) -> None:
     """Without {service}, `seed` wrote every service's records into one database (an event one
-    service applied would be a duplicate to the others); a malformed one was a traceback."""
+    service applied would be a duplicate to the others); a malformed one was a traceback, and
+    so was one whose dialect or driver could not be loaded (its reason withheld)."""
     monkeypatch.setenv("TELLUSONCE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("TELLUSONCE_STORE_URL", value)
     assert run_cli(["seed"]) == 1
