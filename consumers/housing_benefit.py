@@ -9,7 +9,8 @@
   address, else the first found). Already on the claim: NOT_APPLICABLE.
 - Marriage or civil partnership of a claimant: the partner joins the claim, which is reassessed as
   a couple's from the date of the union; each takes the family name they have after it. Already
-  the partner: NOT_APPLICABLE. Both claimants: a couple has one claim, the one at their home
+  the partner: each takes the family name they have after it (not reassessed), else
+  NOT_APPLICABLE. Both claimants: a couple has one claim, the one at their home
   after the union (else the first found); the other ends from the date of the union.
 - Address change of the claimant: the claim at the old address ends on the effective date and a
   new claim is needed for the new home (each active claim of the movers, if they hold several).
@@ -233,7 +234,15 @@ def on_marriage(event: LifeEvent[Any], matches: Matches) -> Decision:
     changed: list[HousingBenefitClaim] = []
     actions: list[str] = []
     on_it = any(claim.partner and is_person(claim.partner, p.key(None)) for p in names)
-    if not on_it and not any(died_on(claim.died, p) for p in names):  # (or was, and died)
+    if on_it and claim.partner:  # a couple on one claim already: by the names after the union
+        partner = claim.partner
+        if other.family_name_after is not None:
+            partner = partner.model_copy(update={"family_name": other.family_name_after})
+        renamed = claim.model_copy(update={"claimant": claimant, "partner": partner})
+        if renamed != claim:  # (else NOT_APPLICABLE, below)
+            changed.append(renamed)
+            actions.append(f"Family names after the union recorded on claim {claim.record_id}")
+    elif not any(died_on(claim.died, p) for p in names):  # (or was on it, and died)
         deaths = [c.died for c in claims]
         died = next((on for p in names if (on := died_since(deaths, p, day))), None)
         couple, said = _joined(claim, claimant, other, day, died)

@@ -461,6 +461,30 @@ class TestHousingBenefit:
         )
         assert claim.claimant == MARGARET.model_copy(update={"family_name": "Ellis-Thompson"})
 
+    def test_a_couple_on_one_claim_marrying_take_the_names_they_have_after_it(self) -> None:
+        """Already the partner, the union was NOT_APPLICABLE and the claim kept their names
+        before it: the claimant's death, registered under her new name without a NINO, found
+        no claim, which went on being paid."""
+        union = wedding()
+        ruth = union.facts.parties[1].person
+        couple = self.claim().model_copy(update={"claimant": MARGARET, "partner": ruth})
+        after = {"family_name_after": "Ellis-Thompson"}
+        parties = [p.model_copy(update=after) for p in union.facts.parties]
+        union = union.model_copy(
+            update={"facts": union.facts.model_copy(update={"parties": tuple(parties)})}
+        )
+        decision = housing_benefit.on_marriage(union, roles(party1=couple))
+        (claim,) = decision.changed
+        assert decision.outcome == Outcome.APPLIED
+        assert (claim.claimant.family_name, claim.partner.family_name) == (
+            "Ellis-Thompson",
+            "Ellis-Thompson",
+        )
+        assert (claim.claimant.nino, claim.reassess_from) == (MARGARET.nino, couple.reassess_from)
+        assert housing_benefit.on_marriage(union, roles(party1=claim)).outcome == (
+            Outcome.NOT_APPLICABLE
+        )
+
     def test_marriage_keeps_what_the_claim_knows_of_the_claimant(self) -> None:
         """The claimant was replaced by the event's person: a NINO the event left out, and the
         given names the claim knew, were lost."""
