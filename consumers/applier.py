@@ -69,8 +69,8 @@ class ServiceHandler:
                     decision = amend(tx, event, rule)
                 else:
                     decision = _decide(rule, event, _matches(tx, event))
-                    if self.deaths is not None:
-                        decision, then = self.deaths.then(tx, event, decision)
+                if self.deaths is not None:  # (a correction's records too: a birth corrected
+                    decision, then = self.deaths.then(tx, event, decision)  # onto a claim)
                 self._commit(tx, event.envelope, decision, message_digest(received.value))
                 for death_id, record in then:  # deaths read before it, applied again
                     tx.put(record, death_id)

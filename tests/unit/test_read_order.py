@@ -668,3 +668,30 @@ def test_a_store_failing_as_a_kept_death_is_applied_again_holds_the_event_after_
     h.deaths.matches = matches
     assert h.handle(born, NOWHERE) == "applied"
     assert stored(h, "HB-E").children == ()
+
+
+def test_a_kept_death_is_applied_after_a_correction_that_puts_the_person_on_a_record(
+    tmp_path: Path,
+) -> None:
+    """The baby's death is read first (kept), then her birth, registered with her parents'
+    NINOs and dates of birth misread (NO_RECORD), then its correction, which puts her on her
+    father's claim: the kept death was applied after a registration only, and she stayed on
+    the claim, assessed with her in it."""
+    from producers.submission import correction
+    from tellusonce.settings import Settings
+
+    parents = [
+        {"given_names": "Rhys", "family_name": "Evans", "date_of_birth": "1994-02-12",
+         "nino": "CE445599B"},
+        {"given_names": "Nia", "family_name": "Evans", "date_of_birth": "1995-07-31",
+         "nino": "CE445598C"},
+    ]  # fmt: skip
+    misread = event(EventType.BIRTH, parents=parents)
+    born = event(EventType.BIRTH)
+    h = claims(tmp_path, evans_claim(born))
+    died = death(born.facts.child, born.facts.address, "2024-06-07")
+    assert in_turn(h, (died, misread)) == ["no_record", "no_record"]
+    fixed = correction(misread, document(EventType.BIRTH), Settings(), "parents misread")
+    assert h.handle(fixed, NOWHERE) == "applied"
+    claim = stored(h, "HB-E")
+    assert (claim.children, claim.reassess_from) == ((), date(2024, 6, 8))
