@@ -57,10 +57,13 @@ class ServiceHandler:
             raise RuleRejected(f"{self.name} has no rule for {event.envelope.event_type} events")
         event_id = event.envelope.event_id_text
         then: Then = []
+        keeps = self.deaths is not None and event.envelope.event_type == EventType.DEATH
         try:
             with self.store.event_transaction() as tx:
                 if tx.processed(event_id):
                     return "duplicate"
+                # the deceased on no record here (a partner may be: their review flagged)
+                unmatched = keeps and tx.match(event.facts.people()["deceased"]) is None
                 if tx.superseded(event_id):  # replayed after what amended it
                     what = event.envelope.action.noun
                     why = f"Corrected or cancelled since (seen here first): {what} not applied"
@@ -74,8 +77,8 @@ class ServiceHandler:
                 self._commit(tx, event.envelope, decision, message_digest(received.value))
                 for death_id, record in then:  # deaths read before it, applied again
                     tx.put(record, death_id)
-                if self.deaths is not None and event.envelope.event_type == EventType.DEATH:
-                    self.deaths.kept(tx, event, decision, received.value)
+                if keeps and self.deaths is not None:
+                    self.deaths.kept(tx, event, decision, received.value, unmatched)
         except AlreadyProcessed:
             return "duplicate"
         return decision.outcome.value.lower()

@@ -67,15 +67,26 @@ class DeathsReadFirst:
         return keys
 
     def kept(
-        self, tx: Transaction, event: LifeEvent[Any], decision: Decision, message: bytes
+        self,
+        tx: Transaction,
+        event: LifeEvent[Any],
+        decision: Decision,
+        message: bytes,
+        unmatched: bool = True,
     ) -> None:
-        """After a death or its amendment: keep a death that found no record (an amendment's
-        superseded death, and the chain it acted on, forgotten)."""
+        """After a death or its amendment: keep a death whose deceased was on no record here
+        (`unmatched`: as it was read; the surviving partner's may have been, their review
+        flagged), unless refused (an amendment's superseded death, and the chain it acted on,
+        forgotten)."""
         envelope = event.envelope
         if envelope.action != Action.REGISTERED and envelope.supersedes is not None:
             tx.forget_death(str(envelope.supersedes))
             tx.forget_death(tx.in_effect(str(envelope.supersedes)))
-        if envelope.action != Action.CANCELLED and decision.outcome == Outcome.NO_RECORD:
+        if (
+            envelope.action != Action.CANCELLED
+            and decision.outcome != Outcome.REJECTED
+            and (unmatched or decision.outcome == Outcome.NO_RECORD)
+        ):
             key = event.facts.people()["deceased"]
             died = event.facts.date_of_death
             tx.remember_death(

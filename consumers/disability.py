@@ -113,4 +113,7 @@ SERVICE = Service(
             event, matches, DisabilityRecord, WHAT
         ),
     },
+    # a death registered without a NINO is matched at its usual address: found once a move
+    # there, read after it, is applied
+    brings_people=frozenset({EventType.ADDRESS_CHANGE}),
 )

@@ -178,4 +178,7 @@ SERVICE = Service(
             event, matches, PensionRecord, WHAT
         ),
     },
+    # a death registered without a NINO is matched at its usual address, under the deceased's
+    # family name: found once a move there, or a union naming them so, read after it, is applied
+    brings_people=frozenset({EventType.ADDRESS_CHANGE, EventType.MARRIAGE}),
 )

@@ -69,9 +69,10 @@ class Service:
     title: str
     record_type: type[Record]
     rules: Mapping[EventType, Rule] = field(default_factory=dict)
-    # The types of event its rules put people on records by (a birth's child on a claim, a
-    # union's partner, a mover on an account): a death of someone it has no record of is then
-    # kept, to be applied again after such an event dated before it and read after it
+    # The types of event its rules put people on records by, or make them matched by (a
+    # birth's child on a claim, a union's partner, a mover on an account; a mover's new
+    # postcode, a union's family name): a death of someone it has no record of is then kept,
+    # to be applied again after such an event dated before it and read after it
     # (consumers/deaths_read_first.py)
     brings_people: frozenset[EventType] = frozenset()
 

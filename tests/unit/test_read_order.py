@@ -695,3 +695,26 @@ def test_a_kept_death_is_applied_after_a_correction_that_puts_the_person_on_a_re
     assert h.handle(fixed, NOWHERE) == "applied"
     claim = stored(h, "HB-E")
     assert (claim.children, claim.reassess_from) == ((), date(2024, 6, 8))
+
+
+@pytest.mark.parametrize("service", ["pensions", "disability"])
+@pytest.mark.parametrize("death_first", [False, True])
+def test_a_death_without_a_nino_at_a_new_home_stops_the_award_whichever_is_read_first(
+    tmp_path: Path, service: str, death_first: bool
+) -> None:
+    """Arthur and Margaret move on 6 January; he dies on the 20th, registered without his NINO
+    at their new home. Read first, his death matched no award (his was at the old postcode):
+    State Pension flagged Margaret's alone and went on paying his, disability benefits answered
+    NO_RECORD and went on paying DLA. It is kept, and applied once the move is."""
+    from tests.factories import move
+
+    h = handler(tmp_path, service)
+    moved = move(ARTHUR, MARGARET)
+    died = death(ARTHUR.model_copy(update={"nino": None}), NEW_HOME, "2025-01-20", MARGARET)
+    in_turn(h, (died, moved) if death_first else (moved, died))
+    award = stored(h, "SP-100001" if service == "pensions" else "DLA-200001")
+    stopped = award.status if service == "pensions" else {a.status for a in award.awards}
+    assert stopped == ("STOPPED" if service == "pensions" else {"STOPPED"})
+    assert h.store.outcomes()[died.envelope.event_id_text] == (
+        "APPLIED" if service == "pensions" or not death_first else "NO_RECORD"
+    )
