@@ -62,16 +62,17 @@ class ServiceHandler:
             with self.store.event_transaction() as tx:
                 if tx.processed(event_id):
                     return "duplicate"
-                # the deceased on no record here (a partner may be: their review flagged)
-                unmatched = keeps and tx.match(event.facts.people()["deceased"]) is None
-                if tx.superseded(event_id):  # replayed after what amended it
+                unmatched = False  # the deceased on no record here (a partner may be)
+                if tx.superseded(event_id):  # replayed after what amended it: never kept
                     what = event.envelope.action.noun
                     why = f"Corrected or cancelled since (seen here first): {what} not applied"
                     decision = Decision(Outcome.NOT_APPLICABLE, (why,))
-                elif event.envelope.action != Action.REGISTERED:
-                    decision = amend(tx, event, rule)
                 else:
-                    decision = _decide(rule, event, _matches(tx, event))
+                    unmatched = keeps and tx.match(event.facts.people()["deceased"]) is None
+                    if event.envelope.action != Action.REGISTERED:
+                        decision = amend(tx, event, rule)
+                    else:
+                        decision = _decide(rule, event, _matches(tx, event))
                 if self.deaths is not None:  # (a correction's records too: a birth corrected
                     decision, then = self.deaths.then(tx, event, decision)  # onto a claim)
                 self._commit(tx, event.envelope, decision, message_digest(received.value))

@@ -76,16 +76,16 @@ class DeathsReadFirst:
     ) -> None:
         """After a death or its amendment: keep a death whose deceased was on no record here
         (`unmatched`: as it was read; the surviving partner's may have been, their review
-        flagged), unless refused (an amendment's superseded death, and the chain it acted on,
-        forgotten)."""
+        flagged); an amendment's superseded death, and the chain it acted on, forgotten, unless
+        the amendment was refused (REJECTED: what it superseded is still in effect)."""
         envelope = event.envelope
+        if decision.outcome == Outcome.REJECTED:  # refused: changed nothing, kept nothing
+            return  # (what it would have superseded is still in effect)
         if envelope.action != Action.REGISTERED and envelope.supersedes is not None:
             tx.forget_death(str(envelope.supersedes))
             tx.forget_death(tx.in_effect(str(envelope.supersedes)))
-        if (
-            envelope.action != Action.CANCELLED
-            and decision.outcome != Outcome.REJECTED
-            and (unmatched or decision.outcome == Outcome.NO_RECORD)
+        if envelope.action != Action.CANCELLED and (
+            unmatched or decision.outcome == Outcome.NO_RECORD
         ):
             key = event.facts.people()["deceased"]
             died = event.facts.date_of_death

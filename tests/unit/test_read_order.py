@@ -718,3 +718,60 @@ def test_a_death_without_a_nino_at_a_new_home_stops_the_award_whichever_is_read_
     assert h.store.outcomes()[died.envelope.event_id_text] == (
         "APPLIED" if service == "pensions" or not death_first else "NO_RECORD"
     )
+
+
+def test_a_death_replayed_after_its_cancellation_is_not_kept(tmp_path: Path) -> None:
+    """The baby's death was dead-lettered and replayed after its cancellation: not applied
+    (superseded), and not kept either: the birth read after it leaves her on the claim."""
+    from producers.submission import cancellation
+    from tellusonce.settings import Settings
+
+    born = event(EventType.BIRTH)
+    h = claims(tmp_path, evans_claim(born))
+    died = death(born.facts.child, born.facts.address, "2024-06-07")
+    undone = cancellation(died, Settings(), "registered in error")
+    assert in_turn(h, (undone, died, born)) == ["not_applicable", "not_applicable", "applied"]
+    assert [c.given_names for c in stored(h, "HB-E").children] == ["Siân Elin"]
+
+
+def test_a_refused_correction_of_a_kept_death_leaves_it_kept(tmp_path: Path) -> None:
+    """Arthur's death (no NINO, at the new home, read before the move there) flagged
+    Margaret's pension and was kept; she then moved away, so a correction of his date of death
+    was refused for review (her record changed since). The refusal forgot the death, still in
+    effect: once the move was read, Arthur's pension went on being paid."""
+    from producers.submission import correction
+    from tellusonce.settings import Settings
+    from tests.factories import move
+
+    h = handler(tmp_path, "pensions")
+    arthur = ARTHUR.model_copy(update={"nino": None})
+    died = death(arthur, NEW_HOME, "2025-01-20", MARGARET)
+    away = Address(lines=("3 Oak Street", "Manchester"), postcode="M1 1AA")
+    facts = {
+        "registration": died.envelope.registration.model_dump(mode="json"),
+        "deceased": arthur.model_dump(mode="json"),
+        "usual_address": NEW_HOME.model_dump(mode="json"),
+        "marital_status": "MARRIED",
+        "date_of_death": "2025-01-19",
+        "surviving_partner": MARGARET.model_dump(mode="json"),
+        "informant": {"name": "A Relative", "relationship": "Relative"},
+    }
+    corrected = document(EventType.DEATH, **facts)
+    del corrected["registered_at"]  # (the entry's: not corrected)
+    fixed = correction(died, corrected, Settings(), "date misread")
+    leaves = event(
+        EventType.ADDRESS_CHANGE,
+        registration={"district": "Leeds", "entry_number": 88413, "office": "LEEDS-CS-1"},
+        registered_at="2025-02-10T11:00:00Z",
+        effective_on="2025-02-03",
+        people_moving=[MARGARET.model_dump(mode="json")],
+        old_address=NEW_HOME.model_dump(mode="json"),
+        new_address=away.model_dump(mode="json"),
+    )
+    assert in_turn(h, (died, leaves, fixed, move(ARTHUR, MARGARET))) == [
+        "applied",
+        "applied",
+        "rejected",
+        "applied",
+    ]
+    assert stored(h, "SP-100001").status == "STOPPED"
