@@ -42,8 +42,7 @@ class ServiceHandler:
             if service.brings_people and death
             else None
         )
-        if self.deaths is not None:  # kept under keys an earlier name_key() made: made again
-            store.key_deaths_again(self.deaths.deceased)
+        self._deaths_keyed = self.deaths is None  # see _key_deaths
 
     def decode(self, data: bytes) -> Message:
         """The whole event: the service matches and applies its facts."""
@@ -51,6 +50,8 @@ class ServiceHandler:
 
     def handle(self, message: Message, received: Received) -> str:
         """Apply an event unless it was applied before; return the outcome label."""
+        if not self._deaths_keyed:  # (handled alone, not in a batch)
+            self._key_deaths()
         event = self._entitled_event(message)
         rule = self.service.rules.get(event.envelope.event_type)
         if rule is None:
@@ -200,10 +201,20 @@ class ServiceHandler:
         places = (
             [a.place for e in events for a in e.facts.places().values()] if self._places else []
         )
+        if not self._deaths_keyed:
+            self._key_deaths()
         known, self._known = self._known, None
         ids = [e.envelope.event_id_text for e in events]
         brought = [k for e in events for k in self.deaths.brought(e)] if self.deaths else []
         return self.store.unit(ids, people, known, places, deaths_of=brought)
+
+    def _key_deaths(self) -> None:
+        """Once, before the first event: the kept deaths keyed again if an earlier name_key()
+        keyed them (ServiceStore.key_deaths_again). Not as the process starts: a store locked
+        then (StoreBusy) would end it; here its batch waits and is tried again."""
+        if self.deaths is not None:
+            self.store.key_deaths_again(self.deaths.deceased)
+        self._deaths_keyed = True
 
     def outbox(self) -> list[Pending]:
         return self.store.pending()
