@@ -133,7 +133,10 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         return problem(503, "The status store is busy; try again", retry_after=RETRY_SECONDS)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_request: Request, exc: RequestValidationError) -> Response:
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        if request.url.path == "/status":  # a family's form (a file sent as a field): a page
+            form = status_page.form(status_page.NOT_TYPED)
+            return status_page.page("Check what has been done", form, status=422)
         errors = [
             (".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), e["msg"])
             for e in exc.errors()

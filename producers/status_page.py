@@ -89,6 +89,7 @@ NOT_A_DATE = (
     "Enter the date of birth as numbers, a day that exists: day, month and year, for example "
     "14 5 1946."
 )
+NOT_TYPED = "Type the reference and the date of birth into the form."
 BUSY = "We cannot show this right now"
 REFERENCE_ATTEMPTS_PER_HOUR = 10  # a family checks a few times; a guesser needs thousands
 

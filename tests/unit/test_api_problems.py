@@ -120,6 +120,18 @@ def test_a_retry_typing_the_reference_another_way_is_the_same_request(api: Api) 
     assert len(api.publisher.sent) == 2  # the registration and one correction
 
 
+def test_a_file_sent_to_the_family_s_form_is_answered_as_a_page(api: Api) -> None:
+    """A file in a field of the status form was answered with the API's JSON problem, on the
+    family's page."""
+    from producers import status_page
+
+    sent = api.client.post("/status", files={"reference": ("ref.txt", b"5D4Z6-43N23")})
+    assert sent.status_code == 422
+    assert sent.headers["content-type"].startswith("text/html")
+    assert status_page.NOT_TYPED in sent.text
+    assert sent.headers["X-Frame-Options"] == status_page.HEADERS["X-Frame-Options"]
+
+
 def test_no_route_and_no_method_are_problems(api: Api) -> None:
     """They were FastAPI's own {"detail": ...}."""
     assert is_problem(api.client.get("/v1/nothing"), 404)
