@@ -223,8 +223,9 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
             stored = keys.get(office, key)
             if stored is not None and not (stored.pending and stored.body_hash == digest):
                 return stored  # a twin of this request got here first, or another request
-            if stored is None:
-                keys.reserve(office, key, digest)
+            taken = keys.reserve(office, key, digest) if stored is None else None
+            if taken is not None and not (taken.pending and taken.body_hash == digest):
+                return taken  # another instance's twin was first (answered), or another (422)
             # an amendment's reason is the body's correction_reason, or a cancellation's reason
             field = "correction_reason" if event.envelope.action == Action.CORRECTED else "reason"
             try:

@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tellusonce.database import INSTANT, connect, create_or_upgrade, reason
+from tellusonce.errors import NotRecorded
 
 log = structlog.get_logger("tellusonce.api")
 metadata = MetaData()
@@ -75,10 +76,25 @@ class IdempotencyKeys:
             ).first()
         return None if row is None else Stored(row.body_hash, row.status, json.loads(row.response))
 
-    def reserve(self, office: str, key: str, digest: str) -> None:
+    def reserve(self, office: str, key: str, digest: str) -> Stored | None:
         """Tie a key to a request before it is published: another body under the key is then
-        refused, even if this one's publication fails (its retry is still this request)."""
-        self.put(office, key, Stored(digest, PENDING, {}))
+        refused, even if this one's publication fails (its retry is still this request). None
+        once reserved; what the key holds if another process reserved it first (its request's,
+        or its answer). NotRecorded if the store cannot keep it (locked): nothing may be
+        published without the key held, or another body could take it after a 503."""
+        row = {"body_hash": digest, "status": PENDING, "response": "{}"}
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(responses).values(
+                        office=office, key=key, created_at=datetime.now(UTC), **row
+                    )
+                )
+        except IntegrityError:  # another process (another API instance) took it meanwhile
+            return self.get(office, key)
+        except OperationalError as exc:
+            raise NotRecorded(f"idempotency key not kept: {reason(exc)}", published=False) from exc
+        return None
 
     def release(self, office: str, key: str, digest: str) -> None:
         """Free a key reserved for a request refused without publishing anything (a conflict,
@@ -98,10 +114,10 @@ class IdempotencyKeys:
             log.warning("idempotency_key_not_released", error=reason(exc))
 
     def put(self, office: str, key: str, stored: Stored) -> None:
-        """Keep a response (over its key's pending request); a concurrent twin that stored first
-        wins (its response is the same). A store that cannot keep it (locked) is logged, not
-        raised: the event is published and recorded in the ledger, so the same request again is
-        answered from there (200)."""
+        """Keep a response over its key's pending request (this one's, by its body: never over
+        another's); a concurrent twin that stored first wins (its response is the same). A
+        store that cannot keep it (locked) is logged, not raised: the event is published and
+        recorded in the ledger, so the same request again is answered from there (200)."""
         row = {
             "body_hash": stored.body_hash,
             "status": stored.status,
@@ -111,10 +127,9 @@ class IdempotencyKeys:
         mine = (responses.c.office == office, responses.c.key == key)
         try:
             with self.engine.begin() as conn:
-                if stored.pending:
-                    conn.execute(insert(responses).values(office=office, key=key, **row))
-                    return
-                answered = update(responses).where(*mine, responses.c.status == PENDING)
+                answered = update(responses).where(
+                    *mine, responses.c.status == PENDING, responses.c.body_hash == stored.body_hash
+                )
                 if not conn.execute(answered.values(**row)).rowcount:
                     conn.execute(insert(responses).values(office=office, key=key, **row))
         except IntegrityError:

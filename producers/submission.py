@@ -411,11 +411,11 @@ class Registrar:
         found = self.ledger.find(env.event_id_text)
         if found is None:
             if env.supersedes is not None:
+                self._still_newest(event)  # (the same correction too: cancelled meanwhile)
                 superseded = self.ledger.find(str(env.supersedes))
                 if superseded is not None and _same_correction(event, superseded):
                     _same_reason(event, superseded, reason_field)  # sent again: answered with
                     return superseded  # the correction published, not made a revision more
-                self._still_newest(event)
             return None
         if found.envelope.registration.office != env.registration.office:
             raise _conflict("this register entry was submitted by another office")

@@ -197,11 +197,14 @@ class Publisher:
 
     def _publish(self, messages: Sequence[Outgoing], begun: int) -> None:
         deliveries = _Deliveries(len(messages))
+        queued = 0
         try:
             for message in messages:
                 self._produce(message, deliveries.report)
+                queued += 1
         except (BrokerUnavailable, MessageTooLarge):
-            self._drop_queued()
+            if queued:  # ours queued must never go out later (other threads' go with them:
+                self._drop_queued()  # told by their reports); none queued: theirs are left
             raise
         deadline = time.monotonic() + self.timeout
         try:

@@ -236,19 +236,58 @@ def test_the_openapi_document_describes_the_bodies_the_api_sends(api: Api) -> No
 def test_a_response_the_key_store_cannot_keep_is_still_given(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Published and recorded, then a 500 because the key's store was locked: the client
-    retried what had succeeded."""
+    """Published and recorded, then a 500 because the key's store was locked as the answer
+    was kept: the client retried what had succeeded."""
+
+    def locked(*_args: Any, **_kwargs: Any) -> Any:
+        raise OperationalError("UPDATE", {}, sqlite3.OperationalError("database is locked"))
+
+    monkeypatch.setattr(idempotency, "update", locked)
+    first = api.post("/v1/events/death", document(EventType.DEATH))
+    assert first.status_code == 201
+    monkeypatch.undo()
+    again = api.post("/v1/events/death", document(EventType.DEATH))  # its answer not kept
+    assert (again.status_code, again.json()["event_id"]) == (200, first.json()["event_id"])
+    assert len(api.publisher.sent) == 1
+
+
+def test_a_key_the_store_cannot_reserve_publishes_nothing(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key's store locked as a request reserved its key: a warning, and the event
+    published without the key held, so after a 503 another body could take the key."""
 
     def locked(*_args: Any, **_kwargs: Any) -> Any:
         raise OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
 
     monkeypatch.setattr(idempotency, "insert", locked)
-    first = api.post("/v1/events/death", document(EventType.DEATH))
-    assert first.status_code == 201
+    refused = api.post("/v1/events/death", document(EventType.DEATH))
+    assert is_problem(refused, 503)
+    assert api.publisher.sent == []
     monkeypatch.undo()
-    again = api.post("/v1/events/death", document(EventType.DEATH))  # the key was not kept
-    assert (again.status_code, again.json()["event_id"]) == (200, first.json()["event_id"])
-    assert len(api.publisher.sent) == 1
+    assert api.post("/v1/events/death", document(EventType.DEATH)).status_code == 201
+
+
+def test_a_key_another_api_instance_reserved_meanwhile_is_not_taken(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two API instances on one store, one key, two bodies: both read the key free, and the
+    second's reservation failing (taken) was ignored: both published, and the first client's
+    retry of its own body was then "a different request"."""
+    from producers.idempotency import IdempotencyKeys
+
+    other = IdempotencyKeys(f"sqlite:///{tmp_path / 'registrar.db'}")  # the other instance's
+    other.reserve(OFFICE, "k1", "the other body's digest")
+    real, reads = IdempotencyKeys.get, iter([None, None])  # read twice before it reserved
+
+    def get(keys: IdempotencyKeys, office: str, key: str) -> Any:
+        return next(reads, real(keys, office, key))
+
+    monkeypatch.setattr(IdempotencyKeys, "get", get)
+    refused = api.post("/v1/events/death", document(EventType.DEATH), key="k1")
+    assert is_problem(refused, 422)
+    assert refused.json()["detail"] == "This Idempotency-Key was used for a different request"
+    assert api.publisher.sent == []
 
 
 def test_a_submission_to_an_event_type_there_is_none_of_is_404_naming_the_types(

@@ -127,3 +127,26 @@ def test_a_silent_connection_does_not_silence_the_probes() -> None:
     finally:
         silent.close()
         stop_serving(server)
+
+
+def test_a_message_refused_before_it_was_queued_purges_no_other_thread_s() -> None:
+    """One thread's message too large for the producer (refused as it is produced, nothing of
+    its publish queued) purged the shared producer's queue: another thread's publish, waiting
+    for its acknowledgement, was told its message was purged (a needless 503)."""
+    from confluent_kafka import KafkaError as Error
+    from confluent_kafka import KafkaException as Refused
+
+    from tellusonce.errors import MessageTooLarge
+
+    class Refusing(Producer):
+        def produce(self, *args: Any, on_delivery: Callable[..., None], **kwargs: Any) -> None:
+            if len(kwargs["value"]) > 10:
+                raise Refused(Error(Error.MSG_SIZE_TOO_LARGE, "too large"))
+            super().produce(*args, on_delivery=on_delivery, **kwargs)
+
+    publisher = Publisher(NOWHERE, "test")
+    refusing = Refusing()
+    publisher._producer = refusing  # type: ignore[assignment]
+    with pytest.raises(MessageTooLarge):
+        publisher.publish([Outgoing("events", b"k", b"x" * 100, [])])
+    assert not refusing.purged

@@ -447,3 +447,18 @@ def test_an_event_refused_in_a_batch_too_large_is_not_kept_to_block_its_entry(
     publisher.error = None  # type: ignore[attr-defined]
     smaller = failing.submit(EventType.DEATH, death(date_of_death="2026-03-10"))
     assert failing.ledger.find(str(smaller.event_id)) is not None  # not a conflict
+
+
+def test_the_same_correction_sent_again_after_a_cancellation_is_a_conflict(
+    registrar: Registrar,
+) -> None:
+    """A correction sent again, made before the registration was cancelled and published
+    after, was answered with the correction (200), as if it stood: it is a 409 now, as any
+    amendment made from a revision amended since."""
+    first = registrar.submit(EventType.DEATH, death())
+    fixed = death(date_of_death="2026-03-10")
+    registrar.correct(first.reference, fixed, "date misread")
+    again = registrar.correction_of(first.reference, fixed, "date misread")  # the API builds it
+    registrar.cancel(first.reference, "registered in error")  # meanwhile, from another process
+    said = conflict(registrar, lambda: registrar.publish_once(again))
+    assert "cancelled meanwhile" in said
