@@ -311,20 +311,29 @@ are one district (and, as event ids fold case, so is "LEEDS"); Welsh and other l
 apostrophes and ampersands as district names have them (Ynys Môn, King's Lynn)."""
 
 
-NAME_KEY_VERSION = 3
+NAME_KEY_VERSION = 4
 """Raised when name_key() or the matching keys change: stores make their matching keys again
-(2: marks kept outside the Latin, Greek and Cyrillic scripts; 3: given names kept too)."""
+(2: marks kept outside the Latin, Greek and Cyrillic scripts; 3: given names kept too; 4:
+stroked letters and ligatures folded, and apostrophes written as modifier letters dropped)."""
 _ACCENTED_SCRIPTS = ("LATIN", "GREEK", "CYRILLIC")
+_FOLDED = str.maketrans(
+    {"ø": "o", "ł": "l", "đ": "d", "ħ": "h", "ŧ": "t", "ı": "i", "ð": "d", "þ": "th", "æ": "ae",
+     "œ": "oe", "\u02bc": None, "\u02bb": None, "\u02bd": None}
+)  # fmt: skip
+"""Latin letters NFKD does not decompose (Jørgensen, Łukasz, Đorđević, Æsa: a stroke or a
+ligature, not a combining accent), and apostrophes that Unicode counts as letters (U+02BC,
+U+02BB, U+02BD: O'Brien, Hawai'i so written): folded as accents and punctuation are."""
 
 
 @functools.lru_cache(maxsize=1 << 16)  # pure, and asked of the same names again and again
 def name_key(family_name: str) -> str:
-    """The form of a name used for matching: case and punctuation folded, and the accents of
-    Latin, Greek and Cyrillic letters (Siân, Sian). In other scripts a mark is spelling, not an
+    """The form of a name used for matching: case and punctuation folded, and the accents,
+    strokes and ligatures of Latin, Greek and Cyrillic letters (Siân, Sian; Jørgensen,
+    Jorgensen). In other scripts a mark is spelling, not an
     accent (a Devanagari vowel sign or virama: कमल Kamal, कमला Kamala), and is kept."""
     kept: list[str] = []
     accented = False  # whether the letter before is one whose marks are accents
-    for char in unicodedata.normalize("NFKD", family_name.casefold()):
+    for char in unicodedata.normalize("NFKD", family_name.casefold().translate(_FOLDED)):
         kind = unicodedata.category(char)[0]
         if kind == "L":
             kept.append(char)
