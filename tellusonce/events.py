@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Generic, NamedTuple, TypeVar, overload
+from unicodedata import normalize
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -147,7 +148,13 @@ class Address(Frozen):
 
 
 def _folded(lines: tuple[str, ...]) -> list[str]:
-    return [" ".join(line.replace(",", " ").casefold().split()) for line in lines]
+    """Address lines as compared: one Unicode form (Môn typed as o and a combining circumflex
+    is Môn), one apostrophe (a curly one, U+2019, is '), without case, commas or extra spaces."""
+    return [" ".join(_one_form(line).casefold().split()) for line in lines]
+
+
+def _one_form(line: str) -> str:
+    return normalize("NFKC", line).replace("\u2019", "'").replace(",", " ")
 
 
 class Person(Frozen):

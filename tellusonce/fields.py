@@ -314,15 +314,20 @@ apostrophes and ampersands as district names have them (Ynys Môn, King's Lynn).
 NAME_KEY_VERSION = 4
 """Raised when name_key() or the matching keys change: stores make their matching keys again
 (2: marks kept outside the Latin, Greek and Cyrillic scripts; 3: given names kept too; 4:
-stroked letters and ligatures folded, and apostrophes written as modifier letters dropped)."""
+stroked letters and ligatures folded, apostrophes written as modifier letters, Arabic's vowel
+marks and tatweel and Hebrew's points dropped, and places in one Unicode form)."""
 _ACCENTED_SCRIPTS = ("LATIN", "GREEK", "CYRILLIC")
 _FOLDED = str.maketrans(
     {"ø": "o", "ł": "l", "đ": "d", "ħ": "h", "ŧ": "t", "ı": "i", "ð": "d", "þ": "th", "æ": "ae",
-     "œ": "oe", "\u02bc": None, "\u02bb": None, "\u02bd": None}
+     "œ": "oe", "\u02bc": None, "\u02bb": None, "\u02bd": None, "\u0640": None}
+    | {chr(c): None for c in (*range(0x064B, 0x0660), 0x0670, *range(0x0591, 0x05C8))}
 )  # fmt: skip
 """Latin letters NFKD does not decompose (Jørgensen, Łukasz, Đorđević, Æsa: a stroke or a
 ligature, not a combining accent), and apostrophes that Unicode counts as letters (U+02BC,
-U+02BB, U+02BD: O'Brien, Hawai'i so written): folded as accents and punctuation are."""
+U+02BB, U+02BD: O'Brien, Hawai'i so written): folded as accents and punctuation are. Arabic's
+optional vowel marks (harakat) and its tatweel (a stretch of the line, U+0640), and Hebrew's
+points (niqqud, cantillation): written or not, one name (مُحَمَّد محمد, כֹּהֵן כהן). Applied after
+NFKD too (ǿ is ø with an acute)."""
 
 
 @functools.lru_cache(maxsize=1 << 16)  # pure, and asked of the same names again and again
@@ -333,7 +338,8 @@ def name_key(family_name: str) -> str:
     accent (a Devanagari vowel sign or virama: कमल Kamal, कमला Kamala), and is kept."""
     kept: list[str] = []
     accented = False  # whether the letter before is one whose marks are accents
-    for char in unicodedata.normalize("NFKD", family_name.casefold().translate(_FOLDED)):
+    folded = unicodedata.normalize("NFKD", family_name.casefold()).translate(_FOLDED)
+    for char in folded:
         kind = unicodedata.category(char)[0]
         if kind == "L":
             kept.append(char)
