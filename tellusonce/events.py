@@ -147,6 +147,9 @@ class Address(Frozen):
         return "\n".join((self.postcode, *_folded(self.lines)))
 
 
+AVRO_INT_MAX = 2**31 - 1  # (fastavro writes more; Java's readers refuse it)
+
+
 def _folded(lines: tuple[str, ...]) -> list[str]:
     """Address lines as compared: one Unicode form (Môn typed as o and a combining circumflex
     is Môn), one apostrophe (a curly one, U+2019, is '), without case, commas or extra spaces."""
@@ -226,7 +229,7 @@ class Envelope(Frozen):
     event_id: UUID
     event_type: EventType
     action: Action
-    revision: Annotated[int, Field(ge=0)]
+    revision: Annotated[int, Field(ge=0, le=AVRO_INT_MAX)]  # an Avro int
     supersedes: UUID | None = None
     reference: Annotated[str, Field(pattern=REFERENCE_PATTERN)]
     occurred_on: date

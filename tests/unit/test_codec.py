@@ -356,3 +356,13 @@ def test_a_version_changing_a_logical_type_alone_is_refused(tmp_path: Path) -> N
         Settings(schema_dirs=[tmp_path])
     (tmp_path / "death" / "v2.avsc").write_text(json.dumps(v1))  # a copy of v1: the same
     assert Settings(schema_dirs=[tmp_path]).schema_dirs == [tmp_path]
+
+
+def test_a_revision_past_an_avro_int_is_refused_as_the_event_is_built() -> None:
+    """The schema's revision is an Avro int; the model took any number from 0, and fastavro
+    wrote 2**31 without a word, which readers in other languages refuse."""
+    from pydantic import ValidationError
+
+    envelope = event(EventType.DEATH).envelope
+    with pytest.raises(ValidationError, match="revision"):
+        envelope.model_validate(envelope.model_dump() | {"revision": 2**31})
