@@ -119,15 +119,26 @@ def _uncaught(kind: type[BaseException], value: BaseException, tb: TracebackType
     structlog.get_logger().critical("uncaught_exception", exc_info=(kind, value, tb))
 
 
+_TRUSTED = frozenset({"librdkafka", "uvicorn"})
+"""Libraries whose lines' text is written as it is: they name brokers, topics and addresses,
+never a person. Another's (asyncio's "Task exception was never retrieved", with the
+exception's repr; httpx's request lines) is written as its template, its values withheld."""
+
+
 class ToStructlog(logging.Handler):
-    """A standard library log record as a structlog line: the message as its event, the
-    logger's name, and the traceback if it carries one."""
+    """A standard library log record as a structlog line: the message as its event (of a
+    library not _TRUSTED, its template alone, or nothing but that it was withheld), the
+    logger's name, and the traceback if it carries one (SafeTracebacks)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         repeated = getattr(record, "repeated", None)
+        if record.name.partition(".")[0] in _TRUSTED:
+            event = record.getMessage()
+        else:  # a template's values, or a message made before it was logged, may hold anything
+            event = str(record.msg) if record.args else WITHHELD
         structlog.get_logger().log(
             record.levelno,
-            record.getMessage(),
+            event,
             logger=record.name,
             exc_info=record.exc_info or False,
             **({"repeated": repeated} if repeated else {}),

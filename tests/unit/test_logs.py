@@ -278,3 +278,30 @@ def test_a_line_with_a_traceback_on_a_terminal_is_written_without_the_message(
     assert "request_failed" in written
     assert f"KeyError: {logs.WITHHELD}" in written
     assert NINO not in written
+
+
+def test_another_library_s_message_is_written_as_its_template_or_withheld(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A library's line was written as it was made: asyncio's "Task exception was never
+    retrieved" carries the exception's repr (its message: a NINO, say), httpx's request lines
+    their URL. librdkafka's and uvicorn's lines name brokers and addresses, and are kept."""
+    logs.configure("info")
+    try:
+        for name, message, args in (
+            ("asyncio", "Task exception was never retrieved\nexception=ValueError('AB123456C')",
+             None),
+            ("httpx", "HTTP Request: %s %s", ("POST", "http://x/v1/events/5D4Z6-43N23")),
+            ("uvicorn.error", "Started server process [%d]", (42,)),
+        ):  # fmt: skip
+            record = logging.LogRecord(name, logging.ERROR, __file__, 1, message, args, None)
+            logs.ToStructlog().handle(record)
+        written = [(line["logger"], line["event"]) for line in lines_written(capfd)]
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+    assert written == [
+        ("asyncio", logs.WITHHELD),
+        ("httpx", "HTTP Request: %s %s"),
+        ("uvicorn.error", "Started server process [42]"),
+    ]
