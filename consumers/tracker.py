@@ -379,6 +379,15 @@ class TrackerStore:
         except OperationalError as exc:
             raise StoreBusy(f"tracker store busy: {type(exc.orig).__name__}") from exc
 
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A connection to read with; the store locked or unreachable raises StoreBusy."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StoreBusy(f"tracker store busy: {type(exc.orig).__name__}") from exc
+
     def status(self, reference: str, event_ids: Collection[str] | None = None) -> list[EventStatus]:
         """Every event under a reference (of these, if given: one registration's, as two can
         share a reference), oldest first, with each expected service's answer."""
@@ -386,13 +395,7 @@ class TrackerStore:
         query = select(events).where(events.c.reference == reference.upper())
         if event_ids is not None:
             query = query.where(events.c.event_id.in_(list(event_ids)))
-        try:
-            return self._status(query, titles)
-        except OperationalError as exc:
-            raise StoreBusy(f"tracker store busy: {type(exc.orig).__name__}") from exc
-
-    def _status(self, query: Any, titles: dict[str, str]) -> list[EventStatus]:
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             found = conn.execute(query.order_by(events.c.revision, events.c.published_ms)).all()
             return [_event_status(conn, row, titles) for row in found]
 
@@ -401,22 +404,19 @@ class TrackerStore:
         by it while the services applied them: a schema it did not ship yet), each with what
         the services entitled to it answered so far, if anything."""
         titles = _titles()
-        try:
-            with self.engine.connect() as conn:
-                return [
-                    EventStatus(
-                        env.event_id_text,
-                        env.event_type.value,
-                        env.action.value,
-                        env.revision,
-                        env.registered_at,
-                        _answered(conn, env.event_id_text, subscribers(env.event_type), titles),
-                        str(env.supersedes) if env.supersedes else None,
-                    )
-                    for env in envelopes
-                ]
-        except OperationalError as exc:
-            raise StoreBusy(f"tracker store busy: {type(exc.orig).__name__}") from exc
+        with self._reading() as conn:
+            return [
+                EventStatus(
+                    env.event_id_text,
+                    env.event_type.value,
+                    env.action.value,
+                    env.revision,
+                    env.registered_at,
+                    _answered(conn, env.event_id_text, subscribers(env.event_type), titles),
+                    str(env.supersedes) if env.supersedes else None,
+                )
+                for env in envelopes
+            ]
 
     def overdue(
         self, older_than: float, limit: int = OVERDUE_SHOWN
@@ -432,34 +432,24 @@ class TrackerStore:
             .limit(limit)
         )
         titles = _titles()
-        try:
-            with self.engine.connect() as conn:
-                return [(row.reference, _event_status(conn, row, titles))
-                        for row in conn.execute(query).all()]  # fmt: skip
-        except OperationalError as exc:
-            raise StoreBusy(f"tracker store busy: {type(exc.orig).__name__}") from exc
+        with self._reading() as conn:
+            return [(row.reference, _event_status(conn, row, titles))
+                    for row in conn.execute(query).all()]  # fmt: skip
 
     def reference_of(self, event_id: str) -> str | None:
         """The reference of an event the tracker recorded (None: not recorded)."""
-        query = select(events.c.reference).where(events.c.event_id == event_id)
-        try:
-            with self.engine.connect() as conn:
-                found: str | None = conn.execute(query).scalar()
-                return found
-        except OperationalError as exc:
-            raise StoreBusy(f"tracker store busy: {type(exc.orig).__name__}") from exc
+        with self._reading() as conn:
+            found: str | None = conn.execute(
+                select(events.c.reference).where(events.c.event_id == event_id)
+            ).scalar()
+        return found
 
     def awaiting(self) -> tuple[int, float]:
         """Events some expected service has not confirmed, and the oldest one's age in seconds."""
-        try:
-            with self.engine.connect() as conn:
-                count, oldest = conn.execute(
-                    select(func.count(), func.min(events.c.published_ms)).where(
-                        events.c.awaiting > 0
-                    )
-                ).one()
-        except OperationalError as exc:
-            raise StoreBusy(f"tracker store busy: {type(exc.orig).__name__}") from exc
+        with self._reading() as conn:
+            count, oldest = conn.execute(
+                select(func.count(), func.min(events.c.published_ms)).where(events.c.awaiting > 0)
+            ).one()
         return count, (time.time() * 1000 - oldest) / 1000 if oldest is not None else 0.0
 
 
