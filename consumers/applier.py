@@ -42,7 +42,8 @@ class ServiceHandler:
             if service.brings_people and death
             else None
         )
-        self._deaths_keyed = self.deaths is None  # see _key_deaths
+        if self.deaths is not None:  # kept under keys an earlier name_key() made: made again
+            store.key_deaths_by(self.deaths.deceased)
 
     def decode(self, data: bytes) -> Message:
         """The whole event: the service matches and applies its facts."""
@@ -50,26 +51,26 @@ class ServiceHandler:
 
     def handle(self, message: Message, received: Received) -> str:
         """Apply an event unless it was applied before; return the outcome label."""
-        if not self._deaths_keyed:  # (handled alone, not in a batch)
-            self._key_deaths()
         event = self._entitled_event(message)
         rule = self.service.rules.get(event.envelope.event_type)
         if rule is None:
             raise RuleRejected(f"{self.name} has no rule for {event.envelope.event_type} events")
         event_id = event.envelope.event_id_text
         then: Then = []
-        keeps = self.deaths is not None and event.envelope.event_type == EventType.DEATH
+        keeping = self.deaths if event.envelope.event_type == EventType.DEATH else None
         try:
             with self.store.event_transaction() as tx:
                 if tx.processed(event_id):
                     return "duplicate"
-                unmatched = False  # the deceased on no record here (a partner may be)
+                unmatched = False
                 if tx.superseded(event_id):  # replayed after what amended it: never kept
                     what = event.envelope.action.noun
                     why = f"Corrected or cancelled since (seen here first): {what} not applied"
                     decision = Decision(Outcome.NOT_APPLICABLE, (why,))
                 else:
-                    unmatched = keeps and tx.match(event.facts.people()["deceased"]) is None
+                    unmatched = (  # the deceased on no record here (a partner may be)
+                        keeping is not None and tx.match(event.facts.people()["deceased"]) is None
+                    )
                     if event.envelope.action != Action.REGISTERED:
                         decision = amend(tx, event, rule)
                     else:
@@ -79,8 +80,8 @@ class ServiceHandler:
                 self._commit(tx, event.envelope, decision, message_digest(received.value))
                 for death_id, record in then:  # deaths read before it, applied again
                     tx.put(record, death_id)
-                if keeps and self.deaths is not None:
-                    self.deaths.kept(tx, event, decision, received.value, unmatched)
+                if keeping is not None:
+                    keeping.kept(tx, event, decision, received.value, unmatched)
         except AlreadyProcessed:
             return "duplicate"
         return decision.outcome.value.lower()
@@ -201,20 +202,10 @@ class ServiceHandler:
         places = (
             [a.place for e in events for a in e.facts.places().values()] if self._places else []
         )
-        if not self._deaths_keyed:
-            self._key_deaths()
         known, self._known = self._known, None
         ids = [e.envelope.event_id_text for e in events]
         brought = [k for e in events for k in self.deaths.brought(e)] if self.deaths else []
         return self.store.unit(ids, people, known, places, deaths_of=brought)
-
-    def _key_deaths(self) -> None:
-        """Once, before the first event: the kept deaths keyed again if an earlier name_key()
-        keyed them (ServiceStore.key_deaths_again). Not as the process starts: a store locked
-        then (StoreBusy) would end it; here its batch waits and is tried again."""
-        if self.deaths is not None:
-            self.store.key_deaths_again(self.deaths.deceased)
-        self._deaths_keyed = True
 
     def outbox(self) -> list[Pending]:
         return self.store.pending()

@@ -943,6 +943,7 @@ class ServiceStore:
         self._unsent: list[Pending] | None = None
         self._more_unsent = False  # the outbox held more than _unsent when it was read
         self._acknowledged: list[int] = []
+        self._deaths_to_key: Callable[[bytes], PersonKey | None] | None = None  # key_deaths_by
         try:
             create_or_upgrade(self.engine, metadata)
             self._match_again()
@@ -973,12 +974,17 @@ class ServiceStore:
         self._made_by("people_version", f"{self.record_type.PEOPLE_VERSION}.{NAME_KEY_VERSION}",
                       remake)  # fmt: skip
 
-    def key_deaths_again(self, deceased: Callable[[bytes], PersonKey | None]) -> None:
-        """Make the matching keys of the kept deaths again if another version of name_key()
-        made them (once), from each death's message: `deceased` reads the deceased's key in
-        it, or None if it no longer reads (that death keeps its keys, and is forgotten in time).
-        Left as they were, a death kept under a surname or given names written the old way
-        would never be found by the earlier event it waits for."""
+    def key_deaths_by(self, deceased: Callable[[bytes], PersonKey | None]) -> None:
+        """Make the matching keys of the kept deaths again, before this store's next
+        transaction, if another version of name_key() made them: from each death's message,
+        `deceased` reading the deceased's key in it (None: it no longer reads; that death keeps
+        its keys, and is forgotten in time). Left as they were, a death kept under a surname or
+        given names written the old way would never be found by the earlier event it waits
+        for. Not at once: a store locked as the process starts would end it (StoreBusy); a
+        transaction waits, and is tried again."""
+        self._deaths_to_key = deceased
+
+    def _key_deaths_again(self, deceased: Callable[[bytes], PersonKey | None]) -> None:
 
         def remake(conn: Connection) -> None:
             kept = select(unmatched_deaths.c.event_id, unmatched_deaths.c.message)
@@ -1081,6 +1087,9 @@ class ServiceStore:
         another instance having processed one of its events meanwhile. With `lock_places`
         (events naming places, for records at places), one such transaction at a time on
         PostgreSQL (_LOCK_PLACES)."""
+        if self._deaths_to_key is not None:  # (once: see key_deaths_by)
+            self._key_deaths_again(self._deaths_to_key)
+            self._deaths_to_key = None
         self._unsent = None  # this transaction may queue confirmations
         try:
             with self.connections.begin() as conn:

@@ -327,7 +327,7 @@ ligature, not a combining accent), and apostrophes that Unicode counts as letter
 U+02BB, U+02BD: O'Brien, Hawai'i so written): folded as accents and punctuation are. Arabic's
 optional vowel marks (harakat) and its tatweel (a stretch of the line, U+0640), and Hebrew's
 points (niqqud, cantillation): written or not, one name (مُحَمَّد محمد, כֹּהֵן כהן). Applied after
-NFKD too (ǿ is ø with an acute)."""
+NFKD (ǿ is ø with an acute)."""
 
 
 @functools.lru_cache(maxsize=1 << 16)  # pure, and asked of the same names again and again
