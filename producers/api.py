@@ -58,6 +58,8 @@ from tellusonce.settings import Settings
 from tellusonce.topics import TRACKER
 
 MAX_BODY = 16 * 1024
+SUBMISSIONS = "/v1/events/"  # the routes registrars POST events to (the alert's, too)
+SUBMISSION_STATUSES = ("201", "500", "503")  # published; a fault of ours; not (surely) published
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # as labels
 RETRY_SECONDS = 5
 # Submissions waiting on Kafka at once, on threads of their own: a broker that does not answer
@@ -409,6 +411,12 @@ def create_app(settings: Settings, registrar: Registrar) -> FastAPI:  # noqa: PL
         )
 
     app.add_middleware(HeadAsGet)  # added last, outermost: routes, limits, metrics see a GET
+    for route in app.routes:  # series from 0: the submissions-failing alert's ratio, and
+        # increase(), see the first answer of each
+        path = getattr(route, "path", "")  # (an included router has none)
+        if path.startswith(SUBMISSIONS) and "POST" in getattr(route, "methods", ()):
+            for status in SUBMISSION_STATUSES:
+                HTTP_REQUESTS.labels("POST", path, status)
     return app
 
 

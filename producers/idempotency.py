@@ -92,7 +92,8 @@ class IdempotencyKeys:
                 )
         except IntegrityError:  # another process (another API instance) took it meanwhile
             return self.get(office, key)
-        except OperationalError as exc:
+        except OperationalError as exc:  # answered 503: said here, for the operator
+            log.error("idempotency_key_not_reserved", error=reason(exc))
             raise NotRecorded(f"idempotency key not kept: {reason(exc)}", published=False) from exc
         return None
 

@@ -613,7 +613,8 @@ class Registrar:
                 EVENTS_PUBLISHED.labels(e.envelope.event_type.value, "failed").inc()
             log.warning("events_not_acknowledged", events=len(events))
             raise
-        self.ledger.record(encoded)
+        # counted and logged as Kafka acknowledged them, whether or not the ledger records them
+        # (services apply them either way; a ledger's failure is answered and logged on its own)
         for event_type, n in Counter(e.envelope.event_type.value for e in events).items():
             EVENTS_PUBLISHED.labels(event_type, "acknowledged").inc(n)
         for event in events:
@@ -625,6 +626,7 @@ class Registrar:
                 action=env.action.value,
                 late_registration=env.late_registration,
             )
+        self.ledger.record(encoded)
         return [receipt(e) for e in events]
 
 

@@ -19,9 +19,12 @@ from typing import Any
 
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
 from consumers.report import render
 from consumers.tracker import TrackerStore
+from producers.api import create_app
+from producers.offices import Offices
 from producers.submission import Registrar
 from tellusonce.events import EventType
 from tellusonce.kafka import Outgoing, Publisher
@@ -138,16 +141,29 @@ def test_prometheus_sees_every_panel_and_alert(
         "Prometheus to have scraped every process (and the zero counters) once",
         60,
     )
-    receipt = registrar.submit(EventType.DEATH, document(EventType.DEATH))
+    # through the registrar API, as registrars submit: its answers' series (the submissions-
+    # failing alert's) are this process's
+    api = TestClient(create_app(settings, registrar))
+    key = Offices(settings.store_url_for("registrar")).create_key("LEEDS-RO-1")
+    wait_for(  # its series from 0 seen first, as an API started before its first request
+        lambda: prometheus.query('tellusonce_http_requests_total{route="/v1/events/death"}'),
+        "Prometheus to have scraped the API's answers at 0",
+        60,
+    )
+    answered = api.post(
+        "/v1/events/death",
+        json=document(EventType.DEATH),
+        headers={"Authorization": f"Bearer {key}", "Idempotency-Key": "operations-1"},
+    )
+    assert answered.status_code == 201, answered.text
+    reference = answered.json()["reference"]
     Publisher(settings, "poison").publish(
         [Outgoing(topics.events(EventType.DEATH), b"k", b"not avro at all", [])]
     )
     tracker = TrackerStore(settings.store_url_for(TRACKER))
     wait_for(
         lambda: (
-            tracker.status(receipt.reference)[-1].confirmed == 4
-            if tracker.status(receipt.reference)
-            else False
+            tracker.status(reference)[-1].confirmed == 4 if tracker.status(reference) else False
         ),
         "4 confirmations",
     )
@@ -196,7 +212,7 @@ def test_prometheus_sees_every_panel_and_alert(
             assert not NINO.search(text), f"NINO-like text in {log.name}: {text}"
             assert not DATE.search(text), f"date in {log.name}: {text}"
             assert not POSTCODE.search(text), f"postcode-like text in {log.name}: {text}"
-    assert "PENDING" not in render(receipt.reference, tracker.status(receipt.reference))
+    assert "PENDING" not in render(reference, tracker.status(reference))
 
 
 def test_up_runs_until_interrupted(settings: Settings, topics: Topics) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select, text
 
 from producers.submission import Registrar
@@ -130,10 +131,15 @@ def test_an_event_the_ledger_could_not_record_is_recorded_when_sent_again(
     correctable), and the same submission again records it."""
     holder = sqlite3.connect(tmp_path / "registrar.db", timeout=0, isolation_level=None)
     failing.publisher.meanwhile = lambda: holder.execute("BEGIN IMMEDIATE")  # type: ignore[attr-defined]
+    acknowledged = {"event_type": "death", "status": "acknowledged"}
+    before = REGISTRY.get_sample_value("tellusonce_events_published_total", acknowledged)
     with pytest.raises(NotRecorded) as caught:
         failing.submit(EventType.DEATH, death())
     holder.rollback()
     assert (caught.value.published, sent(failing)) == (True, 1)
+    # counted as Kafka acknowledged it: it was counted nowhere, neither acknowledged nor failed
+    after = REGISTRY.get_sample_value("tellusonce_events_published_total", acknowledged)
+    assert after == (before or 0) + 1
     failing.publisher.meanwhile = lambda: None  # type: ignore[attr-defined]
     receipt = failing.submit(EventType.DEATH, death())
     assert sent(failing) == 2  # the same event again: services take it as a repeat
