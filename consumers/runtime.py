@@ -141,6 +141,8 @@ class Runtime(Generic[M]):
         self._turned = time.monotonic()
         self._brokers_up = True
         self._loop_turned = LOOP_TURNED.labels(handler.name)
+        self._loop_turned.set_to_current_time()  # from its start: at 0, the stuck alert's
+        # time() - 0 was true at each start until the first turn
         self._reachable = BROKERS_REACHABLE.labels(handler.name)
         self._reachable.set(1)  # until librdkafka's statistics say none answers
         self.joined = threading.Event()

@@ -52,7 +52,7 @@ from tellusonce.database import (
     ping,
     reason,
 )
-from tellusonce.errors import StoreBusy
+from tellusonce.errors import StoreBusy, TransientError
 from tellusonce.events import Confirmation, Envelope, EventType, Outcome
 from tellusonce.kafka import Received
 from tellusonce.metrics import AWAITING, CONFIRMATION_SECONDS, OLDEST_AWAITING, tracking
@@ -482,6 +482,7 @@ class TrackerHandler:
         self._observed: list[tuple[str, int]] = []  # latencies, observed then
         self._batch_early: dict[str, dict[str, int]] = {}  # early confirmations, kept then
         self._recorded: list[str] = []  # events recorded, whose early ones are forgotten then
+        self._oldest_since: float | None = None  # when the oldest awaiting event was published
 
     def decode(self, data: bytes) -> Tracked:
         """A life event's envelope (what the status shows: the tracker has no use for anyone's
@@ -581,7 +582,15 @@ class TrackerHandler:
         return self.store.usable()
 
     def observe(self) -> None:
-        count, oldest = self.store.awaiting()
+        """The awaiting gauges. While the store cannot be read (busy), the oldest's age goes
+        on growing from when it was last read, not frozen below the overdue alert's threshold."""
+        try:
+            count, oldest = self.store.awaiting()
+        except TransientError:
+            if self._oldest_since is not None:
+                OLDEST_AWAITING.set(time.time() - self._oldest_since)
+            raise
+        self._oldest_since = time.time() - oldest if count else None
         AWAITING.set(count)
         OLDEST_AWAITING.set(oldest)
 

@@ -154,7 +154,9 @@ BATCH_SECONDS = Histogram(
 )
 CONFIRMATION_SECONDS = BatchedHistogram(
     "tellusonce_submission_to_confirmation_seconds",
-    "Time from an event's publication to a service's confirmation reaching the tracker (the SLO)",
+    "Time from an event's publication to a service's confirmation of it, as Kafka timed each "
+    "(the confirmation's time is when the service published it, not when the tracker read it: "
+    "the tracker's own lag is tellusonce_consumer_lag_messages) (the SLO)",
     buckets=LATENCY_BUCKETS,
 )
 OUTBOX_PENDING = Gauge(

@@ -107,6 +107,35 @@ def test_a_locked_tracker_store_is_busy_when_asked_what_awaits(tmp_path: Path) -
     assert store.awaiting() == (0, 0.0)
 
 
+def test_the_oldest_awaiting_age_grows_while_the_tracker_store_is_busy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Set from the store every 5 s, the age stayed at its last reading while the store was
+    busy: below the overdue alert's 900 s, it never crossed it."""
+    from consumers import tracker as tracker_module
+
+    store = TrackerStore(f"sqlite:///{tmp_path / 'tracker.db'}")
+    tracker = tracker_module.TrackerHandler(store, Topics(), CODEC)
+    clock = [1_000_000.0]
+    monkeypatch.setattr(tracker_module.time, "time", lambda: clock[0])
+    readings: list[tuple[int, float] | Exception] = [(3, 600.0), StoreBusy("database is locked")]
+
+    def awaiting() -> tuple[int, float]:
+        reading = readings.pop(0)
+        if isinstance(reading, Exception):
+            raise reading
+        return reading
+
+    monkeypatch.setattr(store, "awaiting", awaiting)
+    age = "tellusonce_oldest_awaiting_confirmation_age_seconds"
+    tracker.observe()
+    assert REGISTRY.get_sample_value(age) == 600.0
+    clock[0] += 400
+    with pytest.raises(StoreBusy):  # (logged by the runtime: gauges_not_updated)
+        tracker.observe()
+    assert REGISTRY.get_sample_value(age) == 1000.0
+
+
 def test_a_poison_message_too_large_to_dead_letter_whole_is_dead_lettered_without_it(
     tmp_path: Path,
 ) -> None:

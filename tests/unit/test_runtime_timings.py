@@ -85,6 +85,20 @@ def test_a_stuck_loop_is_not_healthy(tmp_path: Path, monkeypatch: pytest.MonkeyP
         stop_serving(server)
 
 
+def test_a_consumer_s_loop_is_said_to_have_turned_from_its_start(tmp_path: Path) -> None:
+    """The gauge was 0 until the loop's first turn (after the first poll, batch and relay:
+    up to 30 s with Kafka unreachable): the stuck alert's time() - 0 went pending at each start."""
+    import time
+
+    from tellusonce.metrics import LOOP_TURNED
+
+    LOOP_TURNED.labels("pensions").set(0)  # as in a process just started
+    kept = Kept()
+    started = time.time()
+    Runtime(handler(tmp_path, "pensions"), kept, kept, Topics())  # type: ignore[arg-type]
+    assert sample("tellusonce_consumer_loop_turned_timestamp_seconds") >= started
+
+
 def test_a_consumer_whose_brokers_do_not_answer_is_not_ready_and_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
