@@ -83,13 +83,22 @@ def load_schemas(extra_directories: Sequence[Path] = ()) -> list[WriterSchema]:
             raise ValueError(f"{root} holds no schema files (<kind>/vN.avsc, as schemas/ does)")
         schemas += found
     seen: dict[bytes, WriterSchema] = {}
+    versions: dict[tuple[str, int], WriterSchema] = {}
     for schema in schemas:
+        other = versions.setdefault((schema.kind, schema.version), schema)
+        if other.fingerprint != schema.fingerprint:  # the later would replace the shipped
+            # one as this code's writer: every reader without the directory refuses its messages
+            raise ValueError(
+                f"{other.source} and {schema.source} are both {schema.kind} v{schema.version} "
+                f"and differ: a changed schema is a version of its own (v{schema.version + 1} "
+                "or later)"
+            )
         other = seen.setdefault(schema.fingerprint, schema)
         if other.parsed != schema.parsed:
             raise ValueError(
-                f"{other.source} and {schema.source} have one fingerprint and differ (in a "
-                "logical type, say, which fingerprints leave out): give the change a field "
-                "of its own"
+                f"{other.source} and {schema.source} have one fingerprint and differ in what "
+                "fingerprints leave out (a logical type, a default, a doc): a change of a "
+                "logical type needs a field of its own, of the others a copy of the file as is"
             )
     return schemas
 

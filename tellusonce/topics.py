@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from tellusonce.events import EventType
+from tellusonce.events import SERVICE_PATTERN, EventType
 
 CONFIRMATIONS = "life-events.confirmations"
 TRACKER = "tracker"
@@ -37,6 +38,14 @@ def matrix(text: str) -> dict[str, Subscription]:
     """A subscription matrix from its TOML; ValueError naming a service's unknown key."""
     services = {}
     for name, entry in tomllib.loads(text)["services"].items():
+        if not re.fullmatch(SERVICE_PATTERN, name):  # a confirmation could not carry it: the
+            # tracker would dead-letter each of its confirmations, its events awaited for ever
+            raise ValueError(
+                f"services.{name}: a service's name is 2 to 41 lower-case letters and "
+                "underscores, starting with a letter (the confirmation schema's `service`)"
+            )
+        if name in (TRACKER, REGISTRAR):  # their own groups, topics and metrics ports
+            raise ValueError(f"services.{name}: the name of a process of the bus itself")
         if unknown := set(entry) - {"title", "events", "external"}:
             raise ValueError(f"services.{name}: unknown keys {sorted(unknown)}")
         events = tuple(EventType(e) for e in entry["events"])

@@ -366,3 +366,22 @@ def test_a_revision_past_an_avro_int_is_refused_as_the_event_is_built() -> None:
     envelope = event(EventType.DEATH).envelope
     with pytest.raises(ValidationError, match="revision"):
         envelope.model_validate(envelope.model_dump() | {"revision": 2**31})
+
+
+def test_an_extra_schema_of_a_shipped_version_that_differs_is_refused(tmp_path: Path) -> None:
+    """A changed death schema deployed as v1 replaced the shipped v1 as this code's writer:
+    its messages, of another fingerprint, were refused by every reader without the directory
+    (UnknownSchema: every death dead-lettered)."""
+    from pydantic import ValidationError
+
+    from tellusonce.settings import Settings
+
+    v1 = json.loads((schema_dir() / "death" / "v1.avsc").read_text(encoding="utf-8"))
+    (tmp_path / "death").mkdir()
+    (tmp_path / "death" / "v1.avsc").write_text(json.dumps(v1))  # the same, deployed again
+    assert Codec([tmp_path]).readers["death"].fingerprint == Codec().readers["death"].fingerprint
+    optional = {"name": "x", "type": ["null", "string"], "default": None}
+    changed = v1 | {"fields": [*v1["fields"], optional]}
+    (tmp_path / "death" / "v1.avsc").write_text(json.dumps(changed))
+    with pytest.raises(ValidationError, match=r"both death v1 and differ: .* \(v2 or later\)"):
+        Settings(schema_dirs=[tmp_path])

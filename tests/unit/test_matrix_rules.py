@@ -531,6 +531,17 @@ external = true
         matrix(text.replace("external =", "extrenal ="))
 
 
+@pytest.mark.parametrize("name", ["tv-licensing", "dwp2", "Pensions", "x", "tracker", "registrar"])
+def test_a_service_name_no_confirmation_could_carry_is_refused_with_the_matrix(name: str) -> None:
+    """Accepted, a name with a hyphen or a digit joined: its dead-letter topic and group were
+    made, the tracker awaited it, and then dead-lettered each of its confirmations (their
+    `service` does not match the contract's pattern), its events awaited for ever; the
+    tracker's or the registrar's name would share their groups, topics and metrics ports."""
+    text = f'[services.{name}]\ntitle = "A service"\nevents = ["death"]\nexternal = true\n'
+    with pytest.raises(ValueError, match=rf"services\.{name}: "):
+        matrix(text)
+
+
 def test_a_records_summary_counts_in_words() -> None:
     """What the family page and `status` show after a cancellation: "2 resident(s)", "0
     child(ren)"."""
