@@ -60,6 +60,79 @@ def incompatibilities(old: Any, new: Any) -> list[str]:
         if result.compatibility is not SchemaCompatibilityType.compatible:
             where = ", ".join(sorted(result.locations - {"/"})) or "/"
             found.append(f"{way} fails at {where}: {', '.join(sorted(result.messages))}")
+    # what Avro's checker passes: it compares the types values are written as, not what they
+    # mean (a date written as its day number read as an int), and leaves defaults to the parser
+    old_json, new_json = map(_json, (old, new))
+    found += _logical_changes(old_json, new_json, "")
+    found += [f"new schema: {d}" for d in _defaults_not_of_their_union(new_json, "")]
+    return found
+
+
+def _json(schema: Any) -> Any:
+    return json.loads(schema) if isinstance(schema, str) else schema
+
+
+def _logical_changes(old: Any, new: Any, where: str) -> list[str]:
+    """Fields of the same name whose logical types differ (a date now its day number, micros
+    now millis): both ways read the value, as another thing."""
+    old, new = ({"type": t} if isinstance(t, str) else t for t in (old, new))  # "int": no logic
+    if isinstance(old, dict) and isinstance(new, dict):
+        was, now = old.get("logicalType"), new.get("logicalType")
+        if was != now:
+            return [f"{where or '/'} changes its logical type: {was} to {now}"]
+    return [c for o, n, at in _beneath(old, new, where) for c in _logical_changes(o, n, at)]
+
+
+def _beneath(old: Any, new: Any, where: str) -> list[tuple[Any, Any, str]]:
+    """The pairs of types one level down that both schemas have: a union's branches of one
+    type, a record's fields of one name, an array's items, a type given as a schema."""
+    if isinstance(old, list) and isinstance(new, list):
+        branches = {_kind(b): b for b in old}
+        return [(branches[_kind(b)], b, where) for b in new if _kind(b) in branches]
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return []
+    if old.get("type") == new.get("type") == "record":
+        fields = {f["name"]: f["type"] for f in old["fields"]}
+        return [
+            (fields[f["name"]], f["type"], f"{where}/{f['name']}")
+            for f in new["fields"]
+            if f["name"] in fields
+        ]
+    if old.get("type") == new.get("type") == "array":
+        return [(old["items"], new["items"], where)]
+    if isinstance(old["type"], (dict, list)) or isinstance(new["type"], (dict, list)):
+        return [(old["type"], new["type"], where)]
+    return []
+
+
+def _kind(branch: Any) -> str:
+    return branch if isinstance(branch, str) else str(branch.get("type"))
+
+
+def _defaults_not_of_their_union(schema: Any, where: str) -> list[str]:
+    """Fields whose default is not of their union's first type, as the specification requires
+    (fastavro takes it; Java's parser refuses the schema)."""
+    if isinstance(schema, list):
+        return [d for b in schema for d in _defaults_not_of_their_union(b, where)]
+    if not isinstance(schema, dict):
+        return []
+    found = []
+    for field in schema.get("fields", []):
+        here, kind = f"{where}/{field['name']}", field["type"]
+        if (
+            isinstance(kind, list)
+            and "default" in field
+            and (field["default"] is None) != (kind[0] == "null")
+        ):
+            found.append(
+                f"{here}'s default {field['default']!r} is not of its union's first type, "
+                f"{_kind(kind[0])}"
+            )
+        found += _defaults_not_of_their_union(kind, here)
+    if "items" in schema:
+        found += _defaults_not_of_their_union(schema["items"], where)
+    if isinstance(schema.get("type"), (dict, list)):
+        found += _defaults_not_of_their_union(schema["type"], where)
     return found
 
 

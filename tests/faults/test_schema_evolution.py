@@ -129,6 +129,42 @@ class TestCompatibility:
         assert found.startswith(breaks), found
         assert not full_compatible(old, new, [event(EventType.DEATH).model_dump()])
 
+    @pytest.mark.parametrize(
+        ("change", "found"),
+        [
+            (
+                "a date left its number",
+                "/facts/date_of_death changes its logical type: date to None",
+            ),
+            (
+                "micros became millis",
+                "/envelope/registered_at changes its logical type: timestamp-micros to "
+                "timestamp-millis",
+            ),
+            (
+                "a default not of its union's first type",
+                "new schema: /envelope/x's default None is not of its union's first type, string",
+            ),
+        ],
+    )
+    def test_changes_of_meaning_alone_are_caught(self, change: str, found: str) -> None:
+        """Avro's checker compares the types values are written as: a date read as its day
+        number, or micros read as millis, passed it (every message of the pair then refused or
+        misread), and so did a default the specification (and Java's parser) refuses."""
+        old = json.loads((schema_dir() / "death" / "v1.avsc").read_text())
+        new = json.loads(json.dumps(old))
+        envelope = new["fields"][0]["type"]["fields"]
+        if change == "a date left its number":
+            facts = next(f for f in new["fields"] if f["name"] == "facts")["type"]["fields"]
+            dated = next(f for f in facts if f["name"] == "date_of_death")
+            dated["type"] = dated["type"]["type"]
+        elif change == "micros became millis":
+            dated = next(f for f in envelope if f["name"] == "registered_at")
+            dated["type"]["logicalType"] = "timestamp-millis"
+        else:
+            envelope.append({"name": "x", "type": ["string", "null"], "default": None})
+        assert incompatibilities(old, new) == [found]
+
     def test_every_shipped_version_is_full_compatible_with_every_other(
         self, tmp_path: Path
     ) -> None:
