@@ -590,18 +590,21 @@ class Reader:
             time.sleep(0.1)
 
     def read_all(self, timeout: float = 10.0) -> list[Received]:
-        """Every message present when the reader was made, in partition order."""
+        """Every message present when the reader was made, in partition order; BrokerUnavailable
+        if none comes for `timeout` seconds before the last (however long the whole takes: a
+        dead-letter topic of a bad day's million letters)."""
         out: list[Received] = []
         seen = {p: 0 for p in self._ends}
         deadline = time.monotonic() + timeout
         try:
             while any(seen[p] < self._ends[p] for p in self._ends):
                 if time.monotonic() > deadline:
-                    raise BrokerUnavailable(f"reading {self.topic} took over {timeout} s")
+                    raise BrokerUnavailable(f"reading {self.topic}: nothing came for {timeout} s")
                 for m in self._consumer.consume(500, 0.05):
                     if m.error() is None:
                         seen[m.partition()] = (m.offset() or 0) + 1
                         out.append(_received(m))
+                        deadline = time.monotonic() + timeout
         finally:
             self._consumer.close()
         return sorted(out, key=lambda r: (r.partition, r.offset))

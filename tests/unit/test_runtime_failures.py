@@ -166,6 +166,44 @@ def test_kafka_refusing_a_message_as_too_large_is_a_permanent_error() -> None:
     publisher.close()
 
 
+def test_a_long_topic_is_read_whole_while_its_messages_keep_coming(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`dlq list` and `dlq replay` read a dead-letter topic with one 10 s deadline for the
+    whole: a bad day's letters, read for longer than that, failed as "Kafka did not answer"."""
+    from confluent_kafka import Producer
+
+    from tellusonce import kafka
+
+    _cluster, servers = mock_cluster()
+    producer = Producer({"bootstrap.servers": servers})
+    for i in range(20):
+        producer.produce("letters", value=f"v{i}".encode(), partition=0)
+    assert producer.flush(10) == 0
+    reader = kafka.Reader(Settings(bootstrap_servers=servers), "letters")
+    clock = [0.0]
+    monkeypatch.setattr(kafka.time, "monotonic", lambda: clock[0])
+    consume = reader._consumer.consume
+
+    def one_a_second(_count: int, timeout: float) -> list[Any]:
+        clock[0] += 1.0  # a slow link: each message a second, the whole 20 s
+        return consume(1, timeout)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(reader, "_consumer", _Consuming(reader._consumer, one_a_second))
+    got = reader.read_all(timeout=5.0)
+    assert [r.value for r in got] == [f"v{i}".encode() for i in range(20)]
+
+
+class _Consuming:
+    """A consumer whose consume is another function (confluent's own is read-only)."""
+
+    def __init__(self, inner: Any, consume: Any) -> None:
+        self._inner, self.consume = inner, consume
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 class Unanswered(Kept):
     """A dead-letter topic that does not acknowledge (each try would wait out its timeout)."""
 
