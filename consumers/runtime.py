@@ -137,6 +137,9 @@ class Runtime(Generic[M]):
         self._resume_at: dict[tuple[str, int], float] = {}
         self._outbox_dirty = True
         self._dead_letters_down = False  # within one batch
+        # offsets dead-lettered whose batch has not committed yet, by partition: its retry
+        # (the store busy at its commit, say) does not publish them again
+        self._lettered: dict[tuple[str, int], set[int]] = {}
         self._next_gauges = 0.0
         self._turned = time.monotonic()
         self._brokers_up = True
@@ -239,8 +242,8 @@ class Runtime(Generic[M]):
             first: dict[tuple[str, int], Received] = {}
             for received in batch:
                 first.setdefault((received.topic, received.partition), received)
-            for received in first.values():
-                self._retry_later(received, exc)
+            for where, received in first.items():  # (one held already: from its first now)
+                self._retry_later(received, exc, again=where in held)
             self._batches.observe(time.perf_counter() - started)  # a locked store's wait too
             return
         outcomes: Counter[str] = Counter()
@@ -248,7 +251,10 @@ class Runtime(Generic[M]):
             self._count(event_type, outcome, n)
             outcomes[outcome] += n
         for received in done:
-            self._attempts.pop((received.topic, received.partition), None)
+            where = (received.topic, received.partition)
+            self._attempts.pop(where, None)
+            if where in self._lettered:
+                self._lettered[where].discard(received.offset)
         self.subscriber.store(done)
         if batch:
             elapsed = time.perf_counter() - started
@@ -323,6 +329,9 @@ class Runtime(Generic[M]):
         return self._event_types.get(topic) or _label(self.topics.event_type_of(topic))
 
     def _dead_letter(self, received: Received, error: PermanentError, ids: dict[str, str]) -> None:
+        lettered = self._lettered.setdefault((received.topic, received.partition), set())
+        if received.offset in lettered:  # its batch again: on the dead-letter topic already
+            return
         self.log.warning(
             "message_dead_lettered",
             topic=received.topic,
@@ -353,12 +362,18 @@ class Runtime(Generic[M]):
             dropped = (DEAD_LETTER_BODY_DROPPED, str(len(key or b"") + len(value)).encode())
             self.publisher.publish([Outgoing(topic, None, b"", [*why, dropped])])
         DEAD_LETTERS.labels(self.handler.name, received.topic, type(error).__name__).inc()
+        lettered.add(received.offset)
 
-    def _retry_later(self, received: Received, error: TransientError) -> None:
+    def _retry_later(self, received: Received, error: TransientError, again: bool = False) -> None:
+        """Read a partition again from this message after a backoff; `again`: its retry is
+        under way already (one attempt, counted and logged once), from this message now."""
         where = (received.topic, received.partition)
         if where not in self.subscriber.assigned:
             # taken away while its batch was handled (its revocation served inside poll): its
             # new owner reads it again from the last commit, and librdkafka refuses a seek here
+            return
+        if again:
+            self.subscriber.rewind(received.topic, received.partition, received.offset)
             return
         attempt = self._attempts.get(where, 0) + 1
         self._attempts[where] = attempt
@@ -434,6 +449,7 @@ class Runtime(Generic[M]):
         for topic, partition in partitions:
             self._resume_at.pop((topic, partition), None)
             self._attempts.pop((topic, partition), None)
+            self._lettered.pop((topic, partition), None)
             with contextlib.suppress(KeyError):  # never reported here
                 CONSUMER_LAG.remove(self.handler.name, topic, str(partition))
 

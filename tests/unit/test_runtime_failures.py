@@ -235,6 +235,94 @@ def test_a_dead_letter_topic_that_does_not_answer_is_tried_once_a_batch(tmp_path
     assert kept.tries == 2
 
 
+class CommitBusy:
+    """A service handler whose batch's commit finds the store locked `times` times."""
+
+    def __init__(self, inner: Any, times: int) -> None:
+        self._inner, self.times = inner, times
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    @contextmanager
+    def batch(self, messages: Sequence[Any]) -> Iterator[None]:
+        with self._inner.batch(messages):
+            yield
+            if self.times:
+                self.times -= 1
+                raise StoreBusy("database is locked")
+
+
+class Rewound(Kept):
+    """Keeps where each partition was rewound to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rewinds: list[tuple[str, int, int]] = []
+
+    def rewind(self, topic: str, partition: int, offset: int) -> None:
+        self.rewinds.append((topic, partition, offset))
+
+
+def test_a_poison_message_is_dead_lettered_once_however_often_its_batch_is_retried(
+    tmp_path: Path,
+) -> None:
+    """The dead letter was published (and counted, and logged) as the message was handled, in
+    the batch's transaction: each retry of a batch whose commit failed published another, about
+    120 an hour while the store stayed locked, each paging again."""
+    service = CommitBusy(handler(tmp_path, "pensions"), times=2)
+    kept = Rewound()
+    runtime = Runtime(service, kept, kept, Topics())  # type: ignore[arg-type]
+    topic = service.topics[0]
+    kept.assigned.add((topic, 0))
+    poison = Received(topic, 0, 5, b"k", b"not avro", [], 0)
+    counted = {"service": "pensions", "topic": topic, "error": "UndecodableMessage"}
+    before = REGISTRY.get_sample_value("tellusonce_dead_letters_total", counted) or 0
+
+    for _ in range(3):  # refused at its commit twice, then committed
+        runtime.process([poison])
+
+    letters = [m for m in kept.sent if m.topic == service.dead_letter_topic]
+    assert len(letters) == 1
+    assert REGISTRY.get_sample_value("tellusonce_dead_letters_total", counted) == before + 1
+    assert kept.rewinds == [(topic, 0, 5), (topic, 0, 5)]
+    runtime.process([poison._replace(offset=6)])  # another poison message at another offset
+    assert len([m for m in kept.sent if m.topic == service.dead_letter_topic]) == 2
+
+
+def test_a_batch_failing_after_one_of_its_partitions_was_held_is_one_retry(
+    tmp_path: Path,
+) -> None:
+    """A partition held at a message, then the batch's commit refused: two retries counted and
+    logged, the backoff doubled, for one."""
+    inner = handler(tmp_path, "pensions")
+    service = CommitBusy(inner, times=1)
+    kept = Rewound()
+    runtime = Runtime(service, kept, kept, Topics())  # type: ignore[arg-type]
+    topic = service.topics[0]
+    kept.assigned.add((topic, 0))
+    first, second = deaths(2)
+    batch = [
+        as_received(d, CODEC.encode(d))._replace(topic=topic, offset=i)
+        for i, d in enumerate((first, second))
+    ]
+    handle, calls = inner.handle, [0]
+
+    def busy_second(message: Any, received: Received) -> str:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise StoreBusy("database is locked")
+        return handle(message, received)  # type: ignore[no-any-return]
+
+    inner.handle = busy_second
+    with capture_logs() as lines:
+        runtime.process(batch)
+    paused = [line for line in lines if line["event"] == "partition_paused_for_retry"]
+    assert [(line["offset"], line["attempt"]) for line in paused] == [(1, 1)]
+    assert runtime._attempts == {(topic, 0): 1}
+    assert kept.rewinds == [(topic, 0, 1), (topic, 0, 0)]  # from its first: nothing committed
+
+
 def test_an_event_about_a_record_the_service_cannot_read_is_dead_lettered_and_rejected(
     tmp_path: Path,
 ) -> None:
