@@ -74,7 +74,9 @@ class ServiceHandler:
                     if event.envelope.action != Action.REGISTERED:
                         decision = amend(tx, event, rule)
                     else:
-                        decision = _decide(rule, event, _matches(tx, event))
+                        matches = _matches(tx, event)
+                        decision = _decide(rule, event, matches)
+                        _read(tx, event, matches, decision)
                 if self.deaths is not None:  # (a correction's records too: a birth corrected
                     decision, then = self.deaths.then(tx, event, decision)  # onto a claim)
                 self._commit(tx, event.envelope, decision, message_digest(received.value))
@@ -252,8 +254,9 @@ def amend(tx: Transaction, event: LifeEvent[Any], rule: Rule) -> Decision:
         raise RuleRejected(f"a {event.envelope.action.value} event must name what it supersedes")
     superseded = tx.in_effect(str(event.envelope.supersedes))  # past amendments refused here
     images = tx.changes_of(superseded)
-    for record_id, _before, after in images:
-        if tx.raw(record_id) != after:
+    for record_id, _before, after in images:  # changed since, or read by an event whose
+        # decision rests on it as it is (a partner's death, not flagged: their pension stopped)
+        if tx.raw(record_id) != after or tx.touched(record_id, superseded):
             return Decision(
                 Outcome.REJECTED,
                 (
@@ -263,9 +266,11 @@ def amend(tx: Transaction, event: LifeEvent[Any], rule: Rule) -> Decision:
                 service_reference=record_id,
             )
     undone: dict[str, str] = {}  # by record
+    back: list[Record] = []  # the records put back (not those removed)
     for record_id, before, _after in images:
         tx.restore(record_id, before)
         restored = tx.get(record_id)
+        back += [restored] if restored else []
         undone[record_id] = (
             f"{record_id} restored: {restored.summary()}"
             if restored
@@ -280,8 +285,11 @@ def amend(tx: Transaction, event: LifeEvent[Any], rule: Rule) -> Decision:
             Outcome.APPLIED,
             ("Registration cancelled", *undone.values()),
             service_reference=images[0][0],
+            restored=tuple(back),
         )
-    corrected = _decide(rule, event, _matches(tx, event))
+    matches = _matches(tx, event)
+    corrected = _decide(rule, event, matches)
+    _read(tx, event, matches, corrected)
     if not undone and not tx.processed(superseded):
         note = "Correction of a registration not seen here: applied as a new registration"
     else:
@@ -296,7 +304,15 @@ def amend(tx: Transaction, event: LifeEvent[Any], rule: Rule) -> Decision:
         (note, *corrected.actions, *left),
         corrected.changed,
         corrected.service_reference or (images[0][0] if images else None),
+        restored=tuple(back),
     )
+
+
+def _read(tx: Transaction, event: LifeEvent[Any], matches: Matches, decision: Decision) -> None:
+    """Keep which records the event matched and left as they were (see Transaction.read)."""
+    changed = {r.record_id for r in decision.changed}
+    for record in sorted({r.record_id for r in matches.values() if r is not None} - changed):
+        tx.read(record, event.envelope.event_id_text)
 
 
 def _decide(rule: Rule, event: LifeEvent[Any], matches: Matches) -> Decision:

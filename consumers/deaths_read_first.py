@@ -14,6 +14,7 @@ records keep who died on them from then on (`rules.Died`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import structlog
@@ -101,6 +102,16 @@ class DeathsReadFirst:
         said in its confirmation, the records put as the death's after its own)."""
         brought = self.brought(event) if decision.changed else []
         deaths = tx.deaths_since(brought, event.facts.occurred_on()) if brought else []
+        if decision.restored:  # an amendment put people back on records: their deaths kept
+            # meanwhile (read while the record was undone: a partner's, on an ended claim),
+            # not those of what it amended (a cancelled death, kept as its deceased's)
+            amended = {str(event.envelope.supersedes), tx.in_effect(str(event.envelope.supersedes))}
+            back = [key for record in decision.restored for key in record.people()]
+            deaths += [
+                d
+                for d in tx.deaths_since(back, date.min)
+                if d.event_id not in amended and d not in deaths
+            ]
         if not deaths:
             return decision, []
         actions, then, applied = list(decision.actions), [], []
@@ -120,7 +131,7 @@ class DeathsReadFirst:
         for event_id in applied:  # matched now: its records know who died (rules.Died)
             tx.forget_death(event_id)
         return Decision(decision.outcome, tuple(actions), decision.changed,
-                        decision.service_reference), then  # fmt: skip
+                        decision.service_reference, decision.restored), then  # fmt: skip
 
     def deceased(self, message: bytes) -> PersonKey | None:
         """Whom a kept death's message says died (their matching key as this version makes

@@ -49,6 +49,8 @@ class Decision:
     actions: tuple[str, ...]
     changed: tuple[Record, ...] = ()
     service_reference: str | None = None
+    # an amendment's: the records it put back as they were before what it superseded
+    restored: tuple[Record, ...] = ()
 
 
 R = TypeVar("R", bound="Record")

@@ -153,7 +153,9 @@ changes = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("event_id", String, nullable=False, index=True),
-    Column("record_id", String, nullable=False),
+    # (indexed: an amendment asks whether a later event changed or read its records)
+    Column("record_id", String, nullable=False, index=True),
+    # before == after: the event read the record and left it as it was (Transaction.read)
     Column("before", Text),
     Column("after", Text, nullable=False),
 )
@@ -302,6 +304,19 @@ _CHANGES_OF = (
     select(changes.c.record_id, changes.c.before, changes.c.after)
     .where(changes.c.event_id == bindparam("event_id"))
     .order_by(changes.c.id)
+)
+_LAST_CHANGE = (
+    select(func.max(changes.c.id))
+    .where(changes.c.record_id == bindparam("record_id"))
+    .where(changes.c.event_id == bindparam("event_id"))
+    .scalar_subquery()
+)
+_LATER = (  # another event's change or read of a record after an event's last change of it
+    select(changes.c.id)
+    .where(changes.c.record_id == bindparam("record_id"))
+    .where(changes.c.event_id != bindparam("event_id"))
+    .where(changes.c.id > _LAST_CHANGE)
+    .limit(1)
 )
 _CLAIM = BulkInsert(processed)
 # events an amendment processed, or refused, here supersedes: one statement (a batch asks it)
@@ -627,6 +642,34 @@ class Transaction:
             )
             self._undo.append(self._changes.pop)
 
+    def read(self, record_id: str, event_id: str) -> None:
+        """An event read a record and left it as it was: its decision rests on the record as
+        it is (a death not flagging a partner whose pension had stopped). Kept as a change
+        whose images are the same, which an amendment of an earlier event finds (touched)."""
+        image = self.raw(record_id)
+        if image is not None:
+            self._changes.append(
+                {"event_id": event_id, "record_id": record_id, "before": image, "after": image}
+            )
+            self._undo.append(self._changes.pop)
+
+    def touched(self, record_id: str, event_id: str) -> bool:
+        """Whether another event changed or read a record after this event last changed it."""
+        mine = [
+            i
+            for i, c in enumerate(self._changes)
+            if c["record_id"] == record_id and c["event_id"] == event_id
+        ]
+        after = mine[-1] + 1 if mine else 0  # rows in the store are all before this batch's
+        if any(
+            c["record_id"] == record_id and c["event_id"] != event_id for c in self._changes[after:]
+        ):
+            return True
+        if mine:
+            return False
+        found = self.conn.execute(_LATER, {"record_id": record_id, "event_id": event_id})
+        return found.first() is not None
+
     def restore(self, record_id: str, image: str | None) -> None:
         """Put a record back to a stored JSON image; None removes it (it did not exist)."""
         if image is None:
@@ -704,7 +747,8 @@ class Transaction:
         return event_id
 
     def changes_of(self, event_id: str) -> list[tuple[str, str | None, str]]:
-        """(record_id, before, after) JSON images of what an event changed, one per record."""
+        """(record_id, before, after) JSON images of what an event changed, one per record
+        (not those it only read)."""
         rows = [tuple(r) for r in self.conn.execute(_CHANGES_OF, {"event_id": event_id})]
         rows += [
             (c["record_id"], c["before"], c["after"])
@@ -713,6 +757,8 @@ class Transaction:
         ]
         merged: dict[str, tuple[str | None, str]] = {}
         for record_id, before, after in rows:
+            if before == after and record_id not in merged:  # read, not changed
+                continue
             first_before = merged[record_id][0] if record_id in merged else before
             merged[record_id] = (first_before, after)
         return [(record_id, before, after) for record_id, (before, after) in merged.items()]

@@ -775,3 +775,76 @@ def test_a_refused_correction_of_a_kept_death_leaves_it_kept(tmp_path: Path) -> 
         "applied",
     ]
     assert stored(h, "SP-100001").status == "STOPPED"
+
+
+def test_a_partner_s_death_read_while_a_death_in_error_stood_is_applied_once_it_is_cancelled(
+    tmp_path: Path,
+) -> None:
+    """Arthur's death is registered in error: the claim ends, Margaret invited to claim. Her
+    own death is then read (no claim had her: kept), and Arthur's cancelled: the claim was put
+    back paying for the couple, her death never applied again (kept deaths were applied again
+    only after a birth, marriage or move)."""
+    from producers.submission import cancellation
+    from tellusonce.settings import Settings
+
+    h = handler(tmp_path, "housing_benefit")
+    in_error = death(ARTHUR, HOME, "2026-03-11", survivor=MARGARET)
+    hers = death(MARGARET, HOME, "2026-05-01")
+    undone = cancellation(in_error, Settings(), "registered in error")
+    assert in_turn(h, (in_error, hers, undone)) == ["applied", "no_record", "applied"]
+    claim = stored(h, "HB-500001")
+    assert (claim.status, claim.partner, [d.person.given_names for d in claim.died]) == (
+        "ACTIVE",
+        None,
+        ["Margaret"],
+    )
+    assert "REASSESSMENT_DUE" in claim.flags
+    assert h.store.outcomes()[hers.envelope.event_id_text] == "NO_RECORD"  # as confirmed then
+
+
+def test_a_cancellation_of_what_a_later_event_relied_on_is_referred_for_review(
+    tmp_path: Path,
+) -> None:
+    """Margaret's death registered in error stops her pension; Arthur then dies, and she is not
+    flagged as his widow (her pension had stopped); Margaret's death cancelled put her pension
+    back as it was, married, with no bereavement review. A later event that read a record the
+    cancelled one changed, and left it as it was, is now as good as a change since: REJECTED,
+    for manual review, rather than a guess."""
+    from producers.submission import cancellation
+    from tellusonce.settings import Settings
+
+    h = handler(tmp_path, "pensions")
+    in_error = death(MARGARET, HOME, "2026-03-01")
+    his = death(ARTHUR, HOME, "2026-03-11", survivor=MARGARET)
+    undone = cancellation(in_error, Settings(), "registered in error")
+    assert in_turn(h, (in_error, his, undone)) == ["applied", "applied", "rejected"]
+    assert stored(h, "SP-100002").status == "STOPPED"  # as it was: for a person to review
+    (tmp_path / "again").mkdir()
+    alone = handler(tmp_path / "again", "pensions")  # without Arthur's death: undone at once
+    assert in_turn(alone, (in_error, undone)) == ["applied", "applied"]
+    assert stored(alone, "SP-100002").status == "IN_PAYMENT"
+
+
+def test_a_cancelled_move_that_a_later_move_relied_on_is_referred_for_review(
+    tmp_path: Path,
+) -> None:
+    """Margaret moves to New Road; then Arthur and Margaret together (she was there already:
+    nothing to change for her). Cancelling her first move put her pension's address back to
+    the old home, though the second move still stood."""
+    from producers.submission import cancellation
+    from tellusonce.settings import Settings
+
+    def moving(*people: Person) -> Any:
+        return event(
+            EventType.ADDRESS_CHANGE,
+            people_moving=[p.model_dump(mode="json") for p in people],
+            old_address=HOME.model_dump(mode="json"),
+            new_address=NEW_HOME.model_dump(mode="json"),
+            registration={"district": "Leeds", "entry_number": next(ENTRIES), "office": "L"},
+        )
+
+    h = handler(tmp_path, "pensions")
+    first, both = moving(MARGARET), moving(ARTHUR, MARGARET)
+    undone = cancellation(first, Settings(), "registered in error")
+    assert in_turn(h, (first, both, undone)) == ["applied", "applied", "rejected"]
+    assert stored(h, "SP-100002").address == NEW_HOME
