@@ -29,6 +29,7 @@ from tellusonce.events import EventType
 from tellusonce.settings import Settings
 from tests.factories import document
 from tests.handlers import tracked
+from tests.metrics import samples_in_a_new_process
 from tests.stand_ins import Kept, Outage
 
 OFFICE = "LEEDS-RO-1"
@@ -360,30 +361,17 @@ def test_submission_answers_are_counted_from_zero_in_a_new_api(tmp_path: Path) -
     """The submissions-failing alert divides 5xx answers by all answers to the routes
     registrars POST to: each series from 0, or increase() does not see the first answer. In a
     process of its own: this one's counters were made by other tests."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys; from pathlib import Path; from prometheus_client import REGISTRY\n"
+    setup = (
         "from producers.api import create_app; from producers.submission import Registrar\n"
-        "from tellusonce.codec import Codec; from tellusonce.settings import Settings\n"
-        "from tests.stand_ins import Kept\n"
-        "settings = Settings(data_dir=Path(sys.argv[1]), bootstrap_servers='127.0.0.1:1')\n"
-        "create_app(settings, Registrar(settings, Kept(), Codec()))\n"
-        "for sample in REGISTRY.collect():\n"
-        "    for s in sample.samples:\n"
-        "        if s.name == 'tellusonce_http_requests_total':\n"
-        "            print(s.labels['method'], s.labels['route'], s.labels['status'], s.value)\n"
+        "create_app(settings, Registrar(settings, Kept(), Codec()))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
-    )
+    samples = samples_in_a_new_process(setup, "tellusonce_http_requests_total", tmp_path)
     routes = [f"/v1/events/{t.value}" for t in EventType] + [
         "/v1/events/{reference}/corrections",
         "/v1/events/{reference}/cancellation",
     ]
     expected = {f"POST {r} {s} 0.0" for r in routes for s in ("201", "500", "503")}
-    assert set(done.stdout.splitlines()) == expected
+    assert samples == expected
 
 
 def test_the_api_does_not_serve_its_metrics(api: Api) -> None:
