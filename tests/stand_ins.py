@@ -16,15 +16,17 @@ class Kept:
         self.assigned: set[tuple[str, int]] = set()
         self.brokers_up = True
         self.sent: list[Outgoing] = []
+        self.stored: list[Received] = []  # the messages whose offsets the runtime stored
+        self.commits = 0
 
-    def store(self, _messages: Sequence[Received]) -> None:
-        """Offsets: nothing to store without Kafka."""
+    def store(self, messages: Sequence[Received]) -> None:
+        self.stored.extend(messages)
 
     def publish(self, messages: Sequence[Outgoing]) -> None:
         self.sent.extend(messages)
 
     def commit(self) -> None:
-        """Offsets: nothing to commit without Kafka."""
+        self.commits += 1
 
     def lag(self) -> dict[tuple[str, int], int]:
         """No partitions fetched: no lag to report."""

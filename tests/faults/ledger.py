@@ -66,6 +66,7 @@ def take(
             with store.engine.connect() as conn:
                 rows = conn.execute(
                     select(changes.c.event_id, changes.c.record_id, func.count())
+                    .where(changes.c.before.is_distinct_from(changes.c.after))  # not reads
                     .group_by(changes.c.event_id, changes.c.record_id)
                     .having(func.count() > 1)
                 ).all()
@@ -83,13 +84,15 @@ def take(
             confirmed = conn.execute(asked).all()
     finally:
         tracker.close()
-    confirmed_here = [c for c in confirmed if c.event_id in ids]
-    expected = sum(len(subscribers(t)) for t in ids.values())
+    # by event and service: a confirmation missing and another service's extra do not cancel out
+    confirmed_here = {(c.event_id, c.service) for c in confirmed if c.event_id in ids}
+    expected = {(i, s) for i, t in ids.items() for s in subscribers(t)}
+    extra += [f"{s} confirmed {i}" for i, s in sorted(confirmed_here - expected)]
     return Ledger(
         submitted=len(events),
         applied=applied,
-        confirmations=len(confirmed_here),
-        expected_confirmations=expected,
+        confirmations=len(confirmed_here & expected),
+        expected_confirmations=len(expected),
         dead_lettered={s: len(read_dead_letters(settings, s)) for s in SERVICES}
         if dead_letters
         else {},

@@ -92,6 +92,9 @@ def test_partitions_paused_for_a_retry_move_to_an_instance_joining_meanwhile(
         f"{handled(processes, 'pensions-1')}, pensions-2 {handled(processes, 'pensions-2')}",
     )
     exactly_once(settings, stream, processes.logs)
+    # once the lock went, each applied its share: the partitions it held paused
+    for key in ("pensions-1", "pensions-2"):
+        assert sum(b.get("applied", 0) for b in batches(processes.logs / f"{key}.log")) > 0, key
     entitled = [e for e in stream if "pensions" in subscribers(e.envelope.event_type)]
     wait_for(
         lambda: sum(admin.committed(group).values()) == len(entitled),

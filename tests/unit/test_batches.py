@@ -392,6 +392,26 @@ class TestTrackerBatch:
         answered = {s.service: s.actions for s in status.services}
         assert answered[service] == why
 
+    def test_only_a_rejection_is_replaced_by_a_later_answer(
+        self, tracking: tuple[TrackerStore, TrackerHandler], death: LifeEvent[Any]
+    ) -> None:
+        """An event applied, then a later REJECTED of it from the same service (a replay the
+        service refused, its effects in place): the status keeps what was applied."""
+        store, tracker = tracking
+        service = subscribers(EventType.DEATH)[0]
+        applied = answer(death, service, Outcome.APPLIED)
+        refused = answer(death, service, Outcome.REJECTED).model_copy(
+            update={"processed_at": applied.processed_at + timedelta(minutes=5)}
+        )
+        assert refused.confirmation_id != applied.confirmation_id
+        with tracker.batch([death.envelope, applied]):
+            tracker.handle(death.envelope, at(1))
+            assert tracker.handle(applied, at(2)) == "recorded"
+        with tracker.batch([refused]):
+            assert tracker.handle(refused, at(3)) == "duplicate"
+        [status] = store.status(death.envelope.reference)
+        assert {s.service: s.outcome for s in status.services}[service] == "APPLIED"
+
     def test_an_answer_replacing_rejected_does_not_count_twice(
         self, tracking: tuple[TrackerStore, TrackerHandler], death: LifeEvent[Any]
     ) -> None:

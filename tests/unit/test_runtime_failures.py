@@ -323,6 +323,77 @@ def test_a_batch_failing_after_one_of_its_partitions_was_held_is_one_retry(
     assert kept.rewinds == [(topic, 0, 1), (topic, 0, 0)]  # from its first: nothing committed
 
 
+def test_only_what_committed_has_its_offset_stored_and_nothing_after_a_held_message(
+    tmp_path: Path,
+) -> None:
+    """Nothing is lost: a message's offset is stored only once the transaction that applied it
+    committed, and nothing after a message held back for a transient error is applied (its
+    partition is read again from it, in order), while another partition goes on."""
+    inner = handler(tmp_path, "pensions")
+    kept = Rewound()
+    runtime = Runtime(inner, kept, kept, Topics())  # type: ignore[arg-type]
+    topic = inner.topics[0]
+    kept.assigned.update({(topic, 0), (topic, 1)})
+    events = deaths(4)
+    places = [(0, 0), (0, 1), (0, 2), (1, 0)]
+    batch = [
+        as_received(d, CODEC.encode(d))._replace(topic=topic, partition=p, offset=o)
+        for d, (p, o) in zip(events, places, strict=True)
+    ]
+    handle = inner.handle
+
+    def busy_at_0_1(message: Any, received: Received) -> str:
+        if (received.partition, received.offset) == (0, 1):
+            raise StoreBusy("database is locked")
+        return handle(message, received)  # type: ignore[no-any-return]
+
+    inner.handle = busy_at_0_1  # type: ignore[method-assign]
+    runtime.process(batch)
+
+    assert {(m.partition, m.offset) for m in kept.stored} == {(0, 0), (1, 0)}
+    applied = inner.store.outcomes()
+    assert [e.envelope.event_id_text in applied for e in events] == [True, False, False, True]
+    assert kept.rewinds == [(topic, 0, 1)]
+
+    (tmp_path / "other").mkdir()
+    failing = CommitBusy(handler(tmp_path / "other", "pensions"), times=1)
+    refused = Rewound()
+    again = Runtime(failing, refused, refused, Topics())  # type: ignore[arg-type]
+    refused.assigned.update({(topic, 0), (topic, 1)})
+    again.process(batch)  # the commit refused: nothing stored
+    assert refused.stored == []
+
+
+def test_a_partition_s_retries_back_off_from_a_fifth_of_a_second_doubling_to_30_s(
+    tmp_path: Path,
+) -> None:
+    service = Busy(handler(tmp_path, "pensions"))
+    kept = Rewound()
+    runtime = Runtime(service, kept, kept, Topics())  # type: ignore[arg-type]
+    topic = service.topics[0]
+    kept.assigned.add((topic, 0))
+    (death,) = deaths(1)
+    message = as_received(death, CODEC.encode(death))._replace(topic=topic)
+    with capture_logs() as lines:
+        for _ in range(10):
+            runtime.process([message])
+    delays = [line["retry_in_seconds"] for line in lines if "retry_in_seconds" in line]
+    assert delays == [0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0]
+    assert kept.stored == []
+
+
+def test_offsets_are_committed_when_partitions_are_revoked_not_when_lost(tmp_path: Path) -> None:
+    """Revoked, a partition's stored offsets are committed at once, so its new owner starts
+    where this one stopped; lost (the session expired), there is no commit to make."""
+    service = handler(tmp_path, "pensions")
+    kept = Kept()
+    runtime = Runtime(service, kept, kept, Topics())  # type: ignore[arg-type]
+    runtime._lost([(service.topics[0], 0)])
+    assert kept.commits == 0
+    runtime._revoked([(service.topics[0], 0)])
+    assert kept.commits == 1
+
+
 def test_an_event_about_a_record_the_service_cannot_read_is_dead_lettered_and_rejected(
     tmp_path: Path,
 ) -> None:
@@ -375,6 +446,19 @@ class Answering:
 
     def purge(self) -> None:
         self.purges += 1
+
+
+def test_a_fatal_error_in_a_delivery_report_makes_a_new_producer() -> None:
+    """An idempotent producer that hit a fatal error can do nothing more: kept, every later
+    publish of the process failed with it."""
+    publisher = Publisher(Settings(bootstrap_servers="127.0.0.1:1"), "test")
+    fenced = Answering(KafkaError(KafkaError._FATAL, "fenced", fatal=True))
+    publisher._producer = fenced  # type: ignore[assignment]
+    with pytest.raises(BrokerUnavailable, match="1 of 1 messages not acknowledged by Kafka"):
+        publisher.publish([Outgoing("events", b"k", b"v", [])])
+    assert publisher._producer is not fenced  # a new one
+    assert fenced.purges == 1  # what it still held is never sent late
+    publisher.close()
 
 
 def test_a_publish_refused_with_every_answer_in_purges_nothing_of_other_threads() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from structlog.testing import capture_logs
+
 from consumers.runtime import Runtime
 from tellusonce.codec import Codec, Message
 from tellusonce.events import EventType
@@ -162,11 +164,16 @@ def test_an_event_whose_facts_do_not_decode_is_answered_rejected_with_why(tmp_pa
     for topic, answered in ((EventType.BIRTH, False), (EventType.DEATH, True)):
         kept = Kept()
         runtime = Runtime(service, kept, kept, Topics())  # type: ignore[arg-type]
-        runtime.process([as_received(death, value)._replace(topic=Topics().events(topic))])
-        runtime.relay()
+        with capture_logs() as lines:
+            runtime.process([as_received(death, value)._replace(topic=Topics().events(topic))])
+            runtime.relay()
         letters = [m for m in kept.sent if m.topic == Topics().dead_letter("housing_benefit")]
         answers = [Codec().decode(m.value) for m in kept.sent if m.topic == Topics().confirmations]
         assert len(letters) == 1, topic
+        said = repr(lines) + repr(letters[0].headers)  # (its body is the message, as it came)
+        assert "facts.deceased.nino" in said
+        for personal in ("not a nino", death.facts.deceased.family_name):
+            assert personal not in said, topic  # pydantic's error says input_value='...'
         assert service.store.outcomes() == {}
         assert len(answers) == int(answered), topic
     answer = answers[0]
