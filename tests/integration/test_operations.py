@@ -32,8 +32,8 @@ from tellusonce.metrics import serve, stop_serving
 from tellusonce.settings import Settings
 from tellusonce.stack import start_processes, stop_processes, wait_ready
 from tellusonce.topics import TRACKER, Topics
-from tests.factories import document
-from tests.integration.conftest import cli_env, free_ports, wait_for
+from tests.factories import document, event
+from tests.integration.conftest import CODEC, cli_env, free_ports, read_topic, wait_for
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 NINO = re.compile(r"\b[A-CEGHJ-PR-TW-Z]{2}\s?\d{2}\s?\d{2}\s?\d{2}\s?[A-D]\b")
@@ -157,16 +157,28 @@ def test_prometheus_sees_every_panel_and_alert(
     )
     assert answered.status_code == 201, answered.text
     reference = answered.json()["reference"]
+    # poison: bytes that are no message, and a death whose deceased's NINO was never issued
+    # (its error must name the field, never the value, in logs and dead letters' headers)
+    invalid = event(
+        EventType.DEATH, registration={"district": "Leeds", "entry_number": 9, "office": "L"}
+    )
+    record = invalid.model_dump()
+    record["facts"]["deceased"]["nino"] = "BG123456C"
+    death_topic = topics.events(EventType.DEATH)
     Publisher(settings, "poison").publish(
-        [Outgoing(topics.events(EventType.DEATH), b"k", b"not avro at all", [])]
+        [
+            Outgoing(death_topic, b"k", b"not avro at all", []),
+            Outgoing(death_topic, b"k", CODEC.encode_record("death", record), []),
+        ]
     )
     tracker = TrackerStore(settings.store_url_for(TRACKER))
-    wait_for(
-        lambda: (
-            tracker.status(reference)[-1].confirmed == 4 if tracker.status(reference) else False
-        ),
-        "4 confirmations",
-    )
+
+    def confirmed(of: str) -> bool:  # by all four services (the invalid death: REJECTED)
+        status = tracker.status(of)
+        return bool(status) and status[-1].confirmed == 4
+
+    wait_for(lambda: confirmed(reference), "4 confirmations")
+    wait_for(lambda: confirmed(invalid.envelope.reference), "4 refusals of the invalid death")
 
     for expr in dashboard_expressions():
         wait_for(lambda e=expr: prometheus.query(e), f"data for dashboard query {expr}", 60)
@@ -213,6 +225,11 @@ def test_prometheus_sees_every_panel_and_alert(
             assert not DATE.search(text), f"date in {log.name}: {text}"
             assert not POSTCODE.search(text), f"postcode-like text in {log.name}: {text}"
     assert "PENDING" not in render(reference, tracker.status(reference))
+    letters = read_topic(settings, topics.dead_letter("pensions"))
+    why = [dict(m.headers)["dlq_error_message"].decode() for m in letters]
+    assert len(why) == 2, why
+    assert "facts.deceased.nino" in why[1]
+    assert not [m for m in letters if NINO.search(repr(m.headers))], why
 
 
 def test_up_runs_until_interrupted(settings: Settings, topics: Topics) -> None:
