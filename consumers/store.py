@@ -8,6 +8,7 @@ many events; see ServiceStore.unit). Locked or unreachable stores raise StoreBus
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -168,6 +169,11 @@ outbox = Table(
     Column("headers", Text, nullable=False),
     Column("created_at", INSTANT, nullable=False),
     Column("sent_at", INSTANT, index=True),
+    # the store (a process's) that wrote it: it relays its own rows at once, another's once
+    # ORPHANED_AFTER has passed (that instance stopped before relaying them); instances sharing
+    # a store published each other's rows as they were written, every confirmation twice.
+    # None: rows of stores older than the column.
+    Column("writer", String),
 )  # fmt: skip
 
 
@@ -344,10 +350,16 @@ _PENDING = Query(
         outbox.c.id, outbox.c.confirmation_id, outbox.c.event_id, outbox.c.payload, outbox.c.headers
     )
     .where(outbox.c.sent_at.is_(None))
+    .where(
+        (outbox.c.writer == bindparam("writer"))
+        | outbox.c.writer.is_(None)
+        | (outbox.c.created_at < bindparam("orphaned"))
+    )
     .order_by(outbox.c.id)
     .limit(bindparam("limit"))
 )
 PENDING_LIMIT = 1000  # outbox rows published at once
+ORPHANED_AFTER = timedelta(seconds=10)  # another writer's unsent rows relayed after this
 _COUNT_PENDING = select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
 _MARK_SENT = Query(
     update(outbox)
@@ -379,9 +391,10 @@ class Transaction:
     here (rollback_to) and leaves no trace, while the rest of its batch is kept.
     """
 
-    def __init__(self, conn: Connection, record_type: type[Record]) -> None:
+    def __init__(self, conn: Connection, record_type: type[Record], writer: str = "") -> None:
         self.conn = conn
         self.record_type = record_type
+        self.writer = writer  # its outbox rows' (ServiceStore.writer)
         self._images: dict[str, Image] = {}  # records read or changed, as they are now
         self._unread: dict[str, str | None] = {}  # JSON of records read up front, not parsed yet
         self._people = KnownPeople()
@@ -797,6 +810,7 @@ class Transaction:
                 "headers": orjson.dumps(headers).decode(),
                 "created_at": self.at,
                 "sent_at": None,
+                "writer": self.writer,
             }
         )
         self._undo.append(self._outbox.pop)
@@ -924,7 +938,8 @@ def _key_rows(keys: Mapping[str, Sequence[PersonKey]]) -> list[dict[str, Any]]:
 
 
 def _pending(tx: Transaction) -> list[Pending]:
-    rows = _PENDING.rows(tx.conn, {"limit": PENDING_LIMIT})
+    asked = {"limit": PENDING_LIMIT, "writer": tx.writer, "orphaned": tx.at - ORPHANED_AFTER}
+    rows = _PENDING.rows(tx.conn, asked)
     return [
         Pending(confirmation_id, event_id, payload, _headers(headers), row_id)
         for row_id, confirmation_id, event_id, payload, headers in rows
@@ -982,6 +997,7 @@ class ServiceStore:
             self.engine = self.engine.execution_options(isolation_level="REPEATABLE READ")
         self.connections = Connections(self.engine)
         self.record_type = record_type
+        self.writer = uuid.uuid4().hex  # of its outbox rows (see outbox.writer)
         self._batch: Transaction | None = None
         # The outbox as the last unit left it (None: unknown, read it), and rows Kafka has
         # acknowledged that the next transaction touching the outbox marks sent: a consumer
@@ -1141,7 +1157,7 @@ class ServiceStore:
             with self.connections.begin() as conn:
                 if lock_places and self._places_locked:
                     conn.execute(_LOCK_PLACES)
-                tx = Transaction(conn, self.record_type)
+                tx = Transaction(conn, self.record_type, self.writer)
                 yield tx
                 tx.flush()
         except _UNREACHABLE as exc:
