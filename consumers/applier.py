@@ -72,11 +72,12 @@ class ServiceHandler:
                         keeping is not None and tx.match(event.facts.people()["deceased"]) is None
                     )
                     if event.envelope.action != Action.REGISTERED:
-                        decision = amend(tx, event, rule)
+                        decision = amend(tx, event, rule, reads=not unmatched)
                     else:
                         matches = _matches(tx, event)
                         decision = _decide(rule, event, matches)
-                        _read(tx, event, matches, decision)
+                        if not unmatched:  # (a death kept is applied again when due)
+                            _read(tx, event, matches, decision)
                 if self.deaths is not None:  # (a correction's records too: a birth corrected
                     decision, then = self.deaths.then(tx, event, decision)  # onto a claim)
                 self._commit(tx, event.envelope, decision, message_digest(received.value))
@@ -241,14 +242,16 @@ def _matches(tx: Transaction, event: LifeEvent[Any]) -> Matches:
     return found
 
 
-def amend(tx: Transaction, event: LifeEvent[Any], rule: Rule) -> Decision:
+def amend(tx: Transaction, event: LifeEvent[Any], rule: Rule, reads: bool = True) -> Decision:
     """Undo what the superseded event did here, then (for a correction) apply the corrected facts.
 
     The undo restores each record the superseded event changed to its image from before that
     event, so a correction replaces the original's effect (an overpayment is recomputed, not added
     to) and a cancellation leaves the records as if the registration had never been made. If a
-    record changed again since, nothing is undone automatically: REJECTED, for manual review.
-    An amendment refused so changed nothing: one superseding it acts on what it superseded.
+    record changed again since, or a later event still in effect read it and left it as it was
+    (Transaction.read), nothing is undone automatically: REJECTED, for manual review. An
+    amendment refused so changed nothing: one superseding it acts on what it superseded.
+    `reads`: keep what the corrected facts read (not for a death kept, applied again when due).
     """
     if event.envelope.supersedes is None:
         raise RuleRejected(f"a {event.envelope.action.value} event must name what it supersedes")
@@ -289,7 +292,8 @@ def amend(tx: Transaction, event: LifeEvent[Any], rule: Rule) -> Decision:
         )
     matches = _matches(tx, event)
     corrected = _decide(rule, event, matches)
-    _read(tx, event, matches, corrected)
+    if reads:
+        _read(tx, event, matches, corrected)
     if not undone and not tx.processed(superseded):
         note = "Correction of a registration not seen here: applied as a new registration"
     else:

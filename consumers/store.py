@@ -317,11 +317,17 @@ _LAST_CHANGE = (
     .where(changes.c.event_id == bindparam("event_id"))
     .scalar_subquery()
 )
-_LATER = (  # another event's change or read of a record after an event's last change of it
-    select(changes.c.id)
+_LATER = (  # the events that changed or read a record after an event's last change of it
+    select(changes.c.event_id)
+    .distinct()
     .where(changes.c.record_id == bindparam("record_id"))
     .where(changes.c.event_id != bindparam("event_id"))
     .where(changes.c.id > _LAST_CHANGE)
+)
+_UNDONE = (  # an amendment of an event applied here (not refused): the event's effects undone
+    select(processed.c.event_id)
+    .where(processed.c.supersedes == bindparam("event_id"))
+    .where(processed.c.outcome != "REJECTED")
     .limit(1)
 )
 _CLAIM = BulkInsert(processed)
@@ -667,21 +673,32 @@ class Transaction:
             self._undo.append(self._changes.pop)
 
     def touched(self, record_id: str, event_id: str) -> bool:
-        """Whether another event changed or read a record after this event last changed it."""
+        """Whether another event, still in effect, changed or read a record after this event
+        last changed it (not one cancelled or corrected since: what it did was undone)."""
         mine = [
             i
             for i, c in enumerate(self._changes)
             if c["record_id"] == record_id and c["event_id"] == event_id
         ]
         after = mine[-1] + 1 if mine else 0  # rows in the store are all before this batch's
+        later = {
+            c["event_id"]
+            for c in self._changes[after:]
+            if c["record_id"] == record_id and c["event_id"] != event_id
+        }
+        if not mine:
+            asked = {"record_id": record_id, "event_id": event_id}
+            later.update(self.conn.execute(_LATER, asked).scalars())
+        return any(not self._undone(other) for other in later)
+
+    def _undone(self, event_id: str) -> bool:
+        """Whether a correction or cancellation of an event was applied here (not refused)."""
         if any(
-            c["record_id"] == record_id and c["event_id"] != event_id for c in self._changes[after:]
+            c["supersedes"] == event_id and c["outcome"] != "REJECTED"
+            for c in self._claims.values()
         ):
             return True
-        if mine:
-            return False
-        found = self.conn.execute(_LATER, {"record_id": record_id, "event_id": event_id})
-        return found.first() is not None
+        return self.conn.execute(_UNDONE, {"event_id": event_id}).first() is not None
 
     def restore(self, record_id: str, image: str | None) -> None:
         """Put a record back to a stored JSON image; None removes it (it did not exist)."""

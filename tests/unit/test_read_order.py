@@ -777,8 +777,9 @@ def test_a_refused_correction_of_a_kept_death_leaves_it_kept(tmp_path: Path) -> 
     assert stored(h, "SP-100001").status == "STOPPED"
 
 
+@pytest.mark.parametrize("named_partner", [False, True])
 def test_a_partner_s_death_read_while_a_death_in_error_stood_is_applied_once_it_is_cancelled(
-    tmp_path: Path,
+    tmp_path: Path, named_partner: bool
 ) -> None:
     """Arthur's death is registered in error: the claim ends, Margaret invited to claim. Her
     own death is then read (no claim had her: kept), and Arthur's cancelled: the claim was put
@@ -789,7 +790,7 @@ def test_a_partner_s_death_read_while_a_death_in_error_stood_is_applied_once_it_
 
     h = handler(tmp_path, "housing_benefit")
     in_error = death(ARTHUR, HOME, "2026-03-11", survivor=MARGARET)
-    hers = death(MARGARET, HOME, "2026-05-01")
+    hers = death(MARGARET, HOME, "2026-05-01", survivor=ARTHUR if named_partner else None)
     undone = cancellation(in_error, Settings(), "registered in error")
     assert in_turn(h, (in_error, hers, undone)) == ["applied", "no_record", "applied"]
     claim = stored(h, "HB-500001")
@@ -848,3 +849,43 @@ def test_a_cancelled_move_that_a_later_move_relied_on_is_referred_for_review(
     undone = cancellation(first, Settings(), "registered in error")
     assert in_turn(h, (first, both, undone)) == ["applied", "applied", "rejected"]
     assert stored(h, "SP-100002").address == NEW_HOME
+
+
+def test_cancelling_in_turn_what_each_later_event_read_undoes_each(tmp_path: Path) -> None:
+    """Margaret's death and Arthur's both registered in error (his leaving her stopped pension
+    as it was), then each cancelled, his first: what his death read counted after its own
+    cancellation, and hers was referred for review though nothing in effect had relied on it."""
+    from producers.submission import cancellation
+    from tellusonce.settings import Settings
+
+    h = handler(tmp_path, "pensions")
+    hers = death(MARGARET, HOME, "2026-03-01")
+    his = death(ARTHUR, HOME, "2026-03-11", survivor=MARGARET)
+    undo_his, undo_hers = (cancellation(e, Settings(), "registered in error") for e in (his, hers))
+    assert in_turn(h, (hers, his, undo_his, undo_hers)) == ["applied"] * 4
+    assert (stored(h, "SP-100001").status, stored(h, "SP-100002").status) == (
+        "IN_PAYMENT",
+        "IN_PAYMENT",
+    )
+
+
+def test_cancelling_two_moves_latest_first_puts_back_the_first_address(tmp_path: Path) -> None:
+    """Margaret moves twice; the second move is cancelled, then the first: the second's change,
+    undone by its cancellation, is no change since the first (it was referred for review)."""
+    from producers.submission import cancellation
+    from tellusonce.settings import Settings
+
+    def moving(old: Address, new: Address) -> Any:
+        return event(
+            EventType.ADDRESS_CHANGE,
+            people_moving=[MARGARET.model_dump(mode="json")],
+            old_address=old.model_dump(mode="json"),
+            new_address=new.model_dump(mode="json"),
+            registration={"district": "Leeds", "entry_number": next(ENTRIES), "office": "L"},
+        )
+
+    h = handler(tmp_path, "pensions")
+    first, second = moving(HOME, NEW_HOME), moving(NEW_HOME, AWAY)
+    undo_second, undo_first = (cancellation(m, Settings(), "in error") for m in (second, first))
+    assert in_turn(h, (first, second, undo_second, undo_first)) == ["applied"] * 4
+    assert stored(h, "SP-100002").address == HOME
