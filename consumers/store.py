@@ -671,6 +671,11 @@ class Transaction:
                 {"event_id": event_id, "record_id": record_id, "before": image, "after": image}
             )
             self._undo.append(self._changes.pop)
+            if self.conn.dialect.name != "sqlite":  # written back as it is: an amendment of it
+                # another instance commits meanwhile (which could not see this read) then
+                # conflicts with this unit at REPEATABLE READ, and one of them is tried again
+                # (SQLite has one writer at a time)
+                self._change(record_id, self._images[record_id], existed=True)
 
     def touched(self, record_id: str, event_id: str) -> bool:
         """Whether another event, still in effect, changed or read a record after this event

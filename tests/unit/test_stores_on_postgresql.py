@@ -78,6 +78,50 @@ def test_a_record_two_instances_change_at_once_keeps_both_changes(url: str) -> N
     assert sorted(outcomes.values()) == ["APPLIED", "APPLIED"]
 
 
+def test_an_amendment_and_an_event_reading_its_record_at_once_are_not_both_kept(
+    url: str,
+) -> None:
+    """Margaret's death registered in error stopped her pension. Arthur's death, on instance A,
+    reads it (stopped: no widow's flag) while instance B cancels her death and reinstates it:
+    B could not see A's read, A's read was of the pension B undid, and both committed (her
+    pension reinstated, married, no review). A's read now conflicts with B's change, and A's
+    batch, tried again, sees her pension reinstated: she is his widow."""
+    from producers.submission import cancellation
+
+    a, b = instance(url), instance(url)
+    in_error = event(
+        EventType.DEATH,
+        deceased=MARGARET.model_dump(mode="json"),
+        surviving_partner=None,
+        marital_status="SINGLE",
+        registration={"district": "Leeds", "entry_number": 71, "office": "L"},
+    )
+    his = event(EventType.DEATH)  # Arthur's, Margaret his surviving partner
+    undone = cancellation(in_error, Settings(), "registered in error")
+
+    def handled(h: ServiceHandler, e: Any) -> str:
+        return h.handle(e, as_received(e, CODEC.encode(e)))
+
+    def while_b_cancels_hers() -> None:
+        with a.batch([his]):
+            assert handled(a, his) == "applied"
+            with b.batch([undone]):
+                assert handled(b, undone) == "applied"
+
+    try:
+        with b.batch([in_error]):
+            assert handled(b, in_error) == "applied"
+        with pytest.raises(StoreBusy):
+            while_b_cancels_hers()
+        with a.batch([his]):  # delivered again
+            assert handled(a, his) == "applied"
+        margaret = next(r for r in a.store.records() if r.record_id == "SP-100002")
+    finally:
+        for handler in (a, b):
+            handler.store.close()
+    assert (margaret.status, margaret.marital_status) == ("IN_PAYMENT", "WIDOWED")
+
+
 def corrected(death: Any) -> Any:
     """A correction of one of `deaths()`, its date of death changed."""
     entry = death.envelope.registration.model_dump()
