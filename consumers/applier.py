@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from datetime import date
 from typing import Any
 
 from consumers.deaths_read_first import DeathsReadFirst, Then
@@ -72,12 +73,11 @@ class ServiceHandler:
                         keeping is not None and tx.match(event.facts.people()["deceased"]) is None
                     )
                     if event.envelope.action != Action.REGISTERED:
-                        decision = amend(tx, event, rule, reads=not unmatched)
+                        decision = amend(tx, event, rule)
                     else:
                         matches = _matches(tx, event)
                         decision = _decide(rule, event, matches)
-                        if not unmatched:  # (a death kept is applied again when due)
-                            _read(tx, event, matches, decision)
+                        _read(tx, event, matches, decision)
                 if self.deaths is not None:  # (a correction's records too: a birth corrected
                     decision, then = self.deaths.then(tx, event, decision)  # onto a claim)
                 self._commit(tx, event.envelope, decision, message_digest(received.value))
@@ -242,7 +242,7 @@ def _matches(tx: Transaction, event: LifeEvent[Any]) -> Matches:
     return found
 
 
-def amend(tx: Transaction, event: LifeEvent[Any], rule: Rule, reads: bool = True) -> Decision:
+def amend(tx: Transaction, event: LifeEvent[Any], rule: Rule) -> Decision:
     """Undo what the superseded event did here, then (for a correction) apply the corrected facts.
 
     The undo restores each record the superseded event changed to its image from before that
@@ -251,15 +251,18 @@ def amend(tx: Transaction, event: LifeEvent[Any], rule: Rule, reads: bool = True
     record changed again since, or a later event still in effect read it and left it as it was
     (Transaction.read), nothing is undone automatically: REJECTED, for manual review. An
     amendment refused so changed nothing: one superseding it acts on what it superseded.
-    `reads`: keep what the corrected facts read (not for a death kept, applied again when due).
+    A death kept (its deceased on no record here) that read a record is no such event if the
+    undo puts its deceased back on the record: it is applied again then (DeathsReadFirst.then).
     """
     if event.envelope.supersedes is None:
         raise RuleRejected(f"a {event.envelope.action.value} event must name what it supersedes")
     superseded = tx.in_effect(str(event.envelope.supersedes))  # past amendments refused here
     images = tx.changes_of(superseded)
+    returning = [k for r, before, _ in images if before for k in tx.image(r, before).people()]
+    kept = {d.event_id for d in tx.deaths_since(returning, date.min)} if returning else set()
     for record_id, _before, after in images:  # changed since, or read by an event whose
         # decision rests on it as it is (a partner's death, not flagged: their pension stopped)
-        if tx.raw(record_id) != after or tx.touched(record_id, superseded):
+        if tx.raw(record_id) != after or tx.touched(record_id, superseded, kept):
             return Decision(
                 Outcome.REJECTED,
                 (
@@ -292,8 +295,7 @@ def amend(tx: Transaction, event: LifeEvent[Any], rule: Rule, reads: bool = True
         )
     matches = _matches(tx, event)
     corrected = _decide(rule, event, matches)
-    if reads:
-        _read(tx, event, matches, corrected)
+    _read(tx, event, matches, corrected)
     if not undone and not tx.processed(superseded):
         note = "Correction of a registration not seen here: applied as a new registration"
     else:

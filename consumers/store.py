@@ -30,6 +30,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
+    literal,
     select,
     text,
     tuple_,
@@ -324,11 +325,13 @@ _LATER = (  # the events that changed or read a record after an event's last cha
     .where(changes.c.event_id != bindparam("event_id"))
     .where(changes.c.id > _LAST_CHANGE)
 )
-_UNDONE = (  # an amendment of an event applied here (not refused): the event's effects undone
-    select(processed.c.event_id)
-    .where(processed.c.supersedes == bindparam("event_id"))
-    .where(processed.c.outcome != "REJECTED")
-    .limit(1)
+_AMENDMENTS = union_all(  # of an event, processed (with their outcomes) or refused here
+    select(processed.c.event_id, processed.c.outcome).where(
+        processed.c.supersedes == bindparam("event_id")
+    ),
+    select(refused.c.event_id, literal("REJECTED")).where(
+        refused.c.supersedes == bindparam("event_id")
+    ),
 )
 _CLAIM = BulkInsert(processed)
 # events an amendment processed, or refused, here supersedes: one statement (a batch asks it)
@@ -625,6 +628,10 @@ class Transaction:
             self._images[record_id] = (data, None if data is None else self._read(record_id, data))
         return self._images[record_id][1]
 
+    def image(self, record_id: str, data: str) -> Record:
+        """A record's stored JSON image (a change's before or after) as its record."""
+        return self._read(record_id, data)
+
     def _read(self, record_id: str, data: str) -> Record:
         """A stored JSON image as its record; UnreadableRecord naming the fields it lacks or
         that are not valid (never their values: personal data) if it is not one."""
@@ -677,9 +684,10 @@ class Transaction:
                 # (SQLite has one writer at a time)
                 self._change(record_id, self._images[record_id], existed=True)
 
-    def touched(self, record_id: str, event_id: str) -> bool:
-        """Whether another event, still in effect, changed or read a record after this event
-        last changed it (not one cancelled or corrected since: what it did was undone)."""
+    def touched(self, record_id: str, event_id: str, ignoring: Iterable[str] = ()) -> bool:
+        """Whether another event (not one of `ignoring`), still in effect, changed or read a
+        record after this event last changed it (not one cancelled or corrected since: what it
+        did was undone)."""
         mine = [
             i
             for i, c in enumerate(self._changes)
@@ -694,16 +702,30 @@ class Transaction:
         if not mine:
             asked = {"record_id": record_id, "event_id": event_id}
             later.update(self.conn.execute(_LATER, asked).scalars())
-        return any(not self._undone(other) for other in later)
+        return any(not self._undone(other) for other in later - set(ignoring))
 
     def _undone(self, event_id: str) -> bool:
-        """Whether a correction or cancellation of an event was applied here (not refused)."""
-        if any(
-            c["supersedes"] == event_id and c["outcome"] != "REJECTED"
-            for c in self._claims.values()
-        ):
-            return True
-        return self.conn.execute(_UNDONE, {"event_id": event_id}).first() is not None
+        """Whether a correction or cancellation of an event was applied here: one superseding
+        it, or superseding an amendment of it refused here (REJECTED: acting, through
+        in_effect, on what that superseded), and so on."""
+        asked, seen = [event_id], set()
+        while asked:
+            superseded = asked.pop()
+            if superseded in seen:
+                continue
+            seen.add(superseded)
+            found = self.conn.execute(_AMENDMENTS, {"event_id": superseded})
+            amendments: list[tuple[str, str]] = [(e, outcome) for e, outcome in found]
+            amendments += [
+                (c["event_id"], c["outcome"])
+                for c in self._claims.values()
+                if c["supersedes"] == superseded
+            ]
+            amendments += [(e, "REJECTED") for e, s in self._refused.items() if s == superseded]
+            if any(outcome != "REJECTED" for _, outcome in amendments):
+                return True
+            asked += [amendment for amendment, _ in amendments]
+        return False
 
     def restore(self, record_id: str, image: str | None) -> None:
         """Put a record back to a stored JSON image; None removes it (it did not exist)."""

@@ -889,3 +889,62 @@ def test_cancelling_two_moves_latest_first_puts_back_the_first_address(tmp_path:
     undo_second, undo_first = (cancellation(m, Settings(), "in error") for m in (second, first))
     assert in_turn(h, (first, second, undo_second, undo_first)) == ["applied"] * 4
     assert stored(h, "SP-100002").address == HOME
+
+
+def test_a_cancellation_a_kept_death_relied_on_is_referred_for_review(tmp_path: Path) -> None:
+    """Margaret's death registered in error stops her pension; her husband, who drew no State
+    Pension here (kept: no record had him), dies naming her: her stopped pension is left as it
+    is. Cancelled, her death was undone, and his, kept, never applied to her again (a pension
+    is about its pensioner alone: the undo puts him on no record): married, no review."""
+    from producers.submission import cancellation
+    from tellusonce.settings import Settings
+
+    harold = Person(
+        given_names="Harold", family_name="Thompson", date_of_birth=date(1950, 1, 1),
+        nino="JT111111A",
+    )  # fmt: skip
+    h = handler(tmp_path, "pensions")
+    in_error = death(MARGARET, HOME, "2026-03-01")
+    his = death(harold, HOME, "2026-03-11", survivor=MARGARET)
+    undone = cancellation(in_error, Settings(), "registered in error")
+    assert in_turn(h, (in_error, his, undone)) == ["applied", "not_applicable", "rejected"]
+    assert stored(h, "SP-100002").status == "STOPPED"  # as it was: for a person to review
+
+
+def test_a_cancellation_through_a_refused_correction_undoes_what_read_after(
+    tmp_path: Path,
+) -> None:
+    """Arthur's death read Margaret's stopped pension; its correction was refused (his record
+    changed since, by his move); the move and then the correction cancelled, which undid his
+    death (through the refused correction, to what it superseded). His death's read of her
+    pension no longer counted, but it was still found: her death's cancellation was refused."""
+    from producers.submission import cancellation, correction
+    from tellusonce.settings import Settings
+
+    h = handler(tmp_path, "pensions")
+    hers = death(MARGARET, HOME, "2026-03-01")
+    his = death(ARTHUR, HOME, "2026-03-11", survivor=MARGARET)
+    moved = event(
+        EventType.ADDRESS_CHANGE,
+        people_moving=[ARTHUR.model_dump(mode="json")],
+        old_address=HOME.model_dump(mode="json"),
+        new_address=NEW_HOME.model_dump(mode="json"),
+        registration={"district": "Leeds", "entry_number": next(ENTRIES), "office": "L"},
+    )
+    fixed = document(
+        EventType.DEATH,
+        deceased=ARTHUR.model_dump(mode="json"),
+        usual_address=HOME.model_dump(mode="json"),
+        marital_status="MARRIED",
+        surviving_partner=MARGARET.model_dump(mode="json"),
+        date_of_death="2026-03-10",
+        registered_at="2026-03-11T18:00:00Z",
+        registration=his.envelope.registration.model_dump(),
+    )
+    fix = correction(his, fixed, Settings(), "date")
+    undo_move = cancellation(moved, Settings(), "in error")
+    undo_fix = cancellation(fix, Settings(), "in error")
+    undo_hers = cancellation(hers, Settings(), "in error")
+    events = (hers, his, moved, fix, undo_move, undo_fix, undo_hers)
+    assert in_turn(h, events) == [*["applied"] * 3, "rejected", *["applied"] * 3]
+    assert [stored(h, r).status for r in ("SP-100001", "SP-100002")] == ["IN_PAYMENT"] * 2
