@@ -14,6 +14,36 @@ from tellusonce.events import SOURCE_PATTERN
 DEVELOPMENT_SECRET = "local-development-only-not-a-secret"  # noqa: S105 (a labelled placeholder)
 
 
+# librdkafka settings the code sets itself: given in kafka_security, they would override it (a
+# bootstrap.servers there took the clients to a cluster the pseudonym secret's check, which
+# reads bootstrap_servers, did not see)
+OWN_CLIENT_SETTINGS = frozenset(
+    {"bootstrap.servers", "metadata.broker.list", "client.id", "group.id", "logger",
+     "enable.idempotence", "acks", "enable.auto.commit", "enable.auto.offset.store",
+     "fetch.wait.max.ms", "fetch.min.bytes", "message.timeout.ms"}
+)  # fmt: skip
+
+
+def _librdkafka_settings(given: object) -> object:
+    """Extra librdkafka settings: texts, numbers and booleans (librdkafka takes each as text),
+    none of those the code sets itself."""
+    if not isinstance(given, dict):
+        return given  # (pydantic says what it should be)
+    if own := sorted(OWN_CLIENT_SETTINGS & set(given)):
+        where = {"bootstrap.servers", "metadata.broker.list"} & set(own)
+        raise ValueError(
+            f"{', '.join(own)}: set by tellusonce itself"
+            + (" (the cluster's address is TELLUSONCE_BOOTSTRAP_SERVERS)" if where else "")
+        )
+    return {key: _as_text(value) for key, value in given.items()}
+
+
+def _as_text(value: object) -> object:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, int | float) else value
+
+
 def _schemas_there(directories: list[Path]) -> list[Path]:
     """Extra schema directories that hold schemas the codec can tell apart (a directory not
     there was ignored: the schemas deployed ahead of the code missing, their messages
@@ -68,7 +98,7 @@ class Settings(BaseSettings):
     bootstrap_servers: str = Field(
         "127.0.0.1:9092", description="Kafka bootstrap servers, comma separated"
     )
-    kafka_security: dict[str, str] = Field(
+    kafka_security: Annotated[dict[str, str], BeforeValidator(_librdkafka_settings)] = Field(
         default_factory=dict,
         description="extra librdkafka settings for an existing cluster, as JSON "
         '(e.g. {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512"})',
@@ -95,10 +125,12 @@ class Settings(BaseSettings):
         pattern=SOURCE_PATTERN,
         max_length=200,
     )
-    publish_timeout_seconds: float = Field(30.0, gt=0, le=2_147_483)  # librdkafka's most
+    # above linger.ms (5 ms), up to librdkafka's most
+    publish_timeout_seconds: float = Field(30.0, ge=0.01, le=2_147_483)
     fetch_wait_ms: int = Field(
         25,
         ge=0,
+        le=59_000,  # below librdkafka's socket.timeout.ms (60 s), which it warns of above
         description="how long the broker may hold a consumer's fetch until fetch_min_bytes are "
         "there. Fuller batches than librdkafka's 500 ms and 1 byte (which answer at the first "
         "byte): at 1,000 events/s, make bench's p99 from submission to confirmation fell from "
@@ -106,7 +138,7 @@ class Settings(BaseSettings):
         "up to 25 ms a hop at light traffic, and each idle consumer's fetches cost the broker "
         "about 0.8% of a core (tests/bench/README.md)",
     )
-    fetch_min_bytes: int = Field(16384, ge=1, description="see fetch_wait_ms")
+    fetch_min_bytes: int = Field(16384, ge=1, le=100_000_000, description="see fetch_wait_ms")
     unmatched_deaths_days: int = Field(
         35,
         ge=1,

@@ -304,6 +304,23 @@ def test_an_invalid_setting_is_named_in_one_line_without_its_value(
     assert run_cli(["status", "5D4Z6-43N23"]) == 1
     said = capsys.readouterr().err
     assert said == "error: setting TELLUSONCE_KAFKA_SECURITY: not valid JSON\n"
+    # a client config pasted whole: its cluster went past the pseudonym secret's check
+    monkeypatch.delenv("TELLUSONCE_PARTITIONS")
+    monkeypatch.delenv("TELLUSONCE_SOURCE")
+    pasted = '{"bootstrap.servers": "kafka.example:9093", "sasl.password": "pw1"}'
+    monkeypatch.setenv("TELLUSONCE_KAFKA_SECURITY", pasted)
+    assert run_cli(["status", "5D4Z6-43N23"]) == 1
+    said = capsys.readouterr().err
+    assert said == (
+        "error: setting TELLUSONCE_KAFKA_SECURITY: Value error, bootstrap.servers: set by "
+        "tellusonce itself (the cluster's address is TELLUSONCE_BOOTSTRAP_SERVERS)\n"
+    )
+    verified = '{"enable.ssl.certificate.verification": false}'
+    monkeypatch.setenv("TELLUSONCE_KAFKA_SECURITY", verified)
+    monkeypatch.setenv("TELLUSONCE_FETCH_WAIT_MS", "400000")
+    assert run_cli(["status", "5D4Z6-43N23"]) == 1  # the boolean taken; the wait beyond a fetch's
+    said = capsys.readouterr().err
+    assert said.startswith("error: setting TELLUSONCE_FETCH_WAIT_MS: Input should be less than")
 
 
 def test_a_misspelt_setting_is_said_and_a_setting_in_capitals_is_taken(
