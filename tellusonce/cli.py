@@ -295,7 +295,9 @@ def _topics(_args: argparse.Namespace, settings: Settings) -> int:
             print(
                 f"warning: {name} has {replicas} replica(s), fewer than "
                 f"TELLUSONCE_REPLICATION_FACTOR={wanted}; Kafka keeps an existing topic's "
-                "(kafka-reassign-partitions.sh adds replicas)",
+                "(kafka-reassign-partitions.sh adds replicas; then set its "
+                "min.insync.replicas, which only a topic created here is given: "
+                "kafka-configs.sh --alter --add-config min.insync.replicas=2)",
                 file=sys.stderr,
             )
     return 0

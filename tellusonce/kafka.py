@@ -449,15 +449,20 @@ class Admin:
         ]
         if not wanted:
             return []
-        created = []
+        created, refused = [], []
         for name, future in self._admin.create_topics(wanted, operation_timeout=30).items():
             try:
                 future.result()
                 created.append(name)
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise
+                    refused.append(f"{name}: {exc.args[0].str()}")
         self._wait_for_leaders(created)
+        if refused:  # (too few brokers for the replicas, a policy, no right to create ...)
+            made = f"; created {', '.join(created)}" if created else ""
+            raise BrokerUnavailable(
+                f"Kafka refused to create {len(refused)} topic(s): {'; '.join(refused)}{made}"
+            )
         return created
 
     def allow(self, grants: Sequence[Grant], principal: str) -> int:

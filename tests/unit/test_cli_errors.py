@@ -11,7 +11,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -408,6 +408,53 @@ def test_topics_are_made_with_their_retention_and_replicated_safely(
     ]
 
 
+def test_topics_the_cluster_refuses_to_create_are_said_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[[list[str]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """More replicas than the cluster has brokers (or a policy, or no right to create): a
+    traceback, exit 1, and no word of the topics made meanwhile."""
+    from concurrent.futures import Future
+
+    from confluent_kafka import KafkaError, KafkaException
+
+    from tellusonce import cli, kafka
+
+    class Cluster:
+        topics: ClassVar[dict[str, object]] = {}
+
+        def list_topics(self, *_args: object, **_kwargs: object) -> Any:
+            return self
+
+        def create_topics(self, wanted: list[Any], **_kwargs: object) -> dict[str, Future[None]]:
+            answers: dict[str, Future[None]] = {}
+            for i, topic in enumerate(wanted):
+                answers[topic.topic] = future = Future()
+                if i == 0:
+                    future.set_result(None)
+                else:
+                    too_few = KafkaError(KafkaError.INVALID_REPLICATION_FACTOR, "1 broker")
+                    future.set_exception(KafkaException(too_few))
+            return answers
+
+    class Admin(kafka.Admin):
+        def __init__(self, settings: Any) -> None:
+            super().__init__(settings)
+            self._admin = Cluster()  # type: ignore[assignment]
+
+        def _wait_for_leaders(self, names: Any, timeout: float = 30.0) -> None:
+            """Made: nothing to wait for."""
+
+    monkeypatch.setattr(kafka, "Admin", Admin)
+    monkeypatch.setenv("TELLUSONCE_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    assert run_cli(["topics"]) == cli.EXIT_BROKER
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1, said
+    assert said.startswith("error: Kafka refused to create 9 topic(s): life-events.birth: 1 broker")
+    assert said.endswith("; created life-events.death\n")
+
+
 def test_topics_made_before_with_fewer_replicas_are_said_to_be(
     monkeypatch: pytest.MonkeyPatch,
     run_cli: Callable[[list[str]], int],
@@ -433,7 +480,9 @@ def test_topics_made_before_with_fewer_replicas_are_said_to_be(
     warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert warned[0] == (
         "warning: life-events.death has 1 replica(s), fewer than TELLUSONCE_REPLICATION_FACTOR=3;"
-        " Kafka keeps an existing topic's (kafka-reassign-partitions.sh adds replicas)"
+        " Kafka keeps an existing topic's (kafka-reassign-partitions.sh adds replicas; then set"
+        " its min.insync.replicas, which only a topic created here is given: kafka-configs.sh"
+        " --alter --add-config min.insync.replicas=2)"
     )
     assert len(warned) == 5  # the four event topics and the confirmations
 
