@@ -572,10 +572,17 @@ class Reader:
             | {"group.id": "tellusonce-reader", "enable.auto.commit": False},
         )
         metadata = _metadata(self._consumer, settings, topic).topics[topic]
+        if metadata.error is not None:  # (not raised by list_topics: a topic's own error) not
+            # there (another prefix, `tellusonce topics` not run) or not described to this
+            # principal: said, not read as empty ("0 dead letters")
+            raise BrokerUnavailable(f"cannot read {topic}: {metadata.error.str()}")
         self._ends = {}
         partitions = []
         for partition in metadata.partitions:
-            low, high = self._watermarks(TopicPartition(topic, partition))
+            try:
+                low, high = self._watermarks(TopicPartition(topic, partition))
+            except KafkaException as exc:  # not allowed to read it, say
+                raise BrokerUnavailable(f"cannot read {topic}: {exc.args[0].str()}") from exc
             if high > low:
                 self._ends[partition] = high
                 partitions.append(TopicPartition(topic, partition, low))

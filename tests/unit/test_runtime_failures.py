@@ -194,6 +194,17 @@ def test_a_long_topic_is_read_whole_while_its_messages_keep_coming(
     assert [r.value for r in got] == [f"v{i}".encode() for i in range(20)]
 
 
+def test_a_topic_that_cannot_be_read_is_said_not_read_as_empty() -> None:
+    """Not there (another prefix; `tellusonce topics` not run) or not described to this
+    principal: `dlq list` said "0 dead letters", `dlq replay` "nothing to replay", exit 0."""
+    from tellusonce import kafka
+
+    _cluster, servers = mock_cluster()
+    unknown = r"cannot read life-events\.dead-letter\.x: .*Unknown"
+    with pytest.raises(BrokerUnavailable, match=unknown):
+        kafka.Reader(Settings(bootstrap_servers=servers), "life-events.dead-letter.x")
+
+
 class _Consuming:
     """A consumer whose consume is another function (confluent's own is read-only)."""
 
