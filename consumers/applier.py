@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from datetime import date
 from typing import Any
 
 from consumers.deaths_read_first import DeathsReadFirst, Then
@@ -258,8 +257,8 @@ def amend(tx: Transaction, event: LifeEvent[Any], rule: Rule) -> Decision:
         raise RuleRejected(f"a {event.envelope.action.value} event must name what it supersedes")
     superseded = tx.in_effect(str(event.envelope.supersedes))  # past amendments refused here
     images = tx.changes_of(superseded)
-    returning = [k for r, before, _ in images if before for k in tx.image(r, before).people()]
-    kept = {d.event_id for d in tx.deaths_since(returning, date.min)} if returning else set()
+    returning = (tx.image(record_id, before) for record_id, before, _ in images if before)
+    kept = {death.event_id for death in tx.deaths_on(returning)}  # applied again after the undo
     for record_id, _before, after in images:  # changed since, or read by an event whose
         # decision rests on it as it is (a partner's death, not flagged: their pension stopped)
         if tx.raw(record_id) != after or tx.touched(record_id, superseded, kept):

@@ -14,7 +14,6 @@ records keep who died on them from then on (`rules.Died`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
 from typing import Any
 
 import structlog
@@ -106,10 +105,9 @@ class DeathsReadFirst:
             # meanwhile (read while the record was undone: a partner's, on an ended claim),
             # not those of what it amended (a cancelled death, kept as its deceased's)
             amended = {str(event.envelope.supersedes), tx.in_effect(str(event.envelope.supersedes))}
-            back = [key for record in decision.restored for key in record.people()]
             deaths += [
                 d
-                for d in tx.deaths_since(back, date.min)
+                for d in tx.deaths_on(decision.restored)
                 if d.event_id not in amended and d not in deaths
             ]
         if not deaths:

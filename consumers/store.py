@@ -535,6 +535,11 @@ class Transaction:
         self._deaths_read[0].update(ninos)
         self._deaths_read[1].update(details)
 
+    def deaths_on(self, records: Iterable[Record]) -> list[UnmatchedDeath]:
+        """The unmatched deaths of anyone on these records, whenever they died, earliest first."""
+        keys = [key for record in records for key in record.people()]
+        return self.deaths_since(keys, date.min) if keys else []
+
     def deaths_since(self, keys: Sequence[PersonKey], day: date) -> list[UnmatchedDeath]:
         """The unmatched deaths of these people on or after a day, earliest first."""
         self.look_up_deaths(keys)
